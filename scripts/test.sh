@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install symback (non-editable, as users get it) with its test extras in .venv, then run the tests.
+# On a fresh Debian machine this also installs what the tests need from apt (run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+        apt-get update -qq && apt-get install -y -qq python3-venv
+        rm -rf .venv && "$PYTHON" -m venv .venv
+    fi
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q ".[test]"
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,538 @@
+"""Chain-rule derivations: ∂C/∂(parameter or node) as an ordered product of SymPy-derived factors.
+
+A :class:`Derivation` holds, for one target (a weight, a bias, a weighted input
+``z`` or an activation ``a``):
+
+* ``chain`` — the factors in index form, from ``C`` down to the target, e.g.
+  ``∂C/∂a(L)_q · ∂a(L)_q/∂z(L)_q · ∂z(L)_q/∂a(L-1)_j · ∂a(L-1)_j/∂z(L-1)_j · ∂z(L-1)_j/∂w(L-1)_jk``,
+  summed over ``q`` (every path through layer L).  Its size does not grow with layer width.
+* ``paths`` — for small networks, every path written out with the network's own
+  (user-named) scalar symbols; their sum is the assembled ``product``.
+
+Every factor is ``sympy.diff`` of a local expression (the cost's term, the
+activation's formula, the affine map ``z = Σ w a + b``): nothing is hard-coded,
+so a user formula is derived exactly like a built-in one.
+
+>>> from symback import Network, Parameters, Dataset, derive
+>>> net = Network([1, 1, 1], "sigmoid", "squared_error")
+>>> d = derive(net, "w(L)")
+>>> [str(f.of) + "/" + str(f.wrt) for f in d.paths[0]]
+['C/a(L)', 'a(L)/z(L)', 'z(L)/w(L)']
+>>> d.paths[0][2].derivative
+a(L-1)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from .compiler import CompiledNetwork, lambdify
+from .data import Dataset
+from .errors import SpecError
+from .model import EXPLICIT_LIMIT, ExplicitModel, IndexedModel, collapse_delta_sums
+from .network import Network, NodeRef
+from .parameters import Parameters
+
+__all__ = ["BackpropEquations", "Derivation", "Evaluation", "Factor", "backprop_equations", "derive"]
+
+#: Most explicit paths a derivation writes out before it keeps to the index form.
+PATH_LIMIT = 4096
+#: Expressions larger than this many operations are not passed to ``sympy.simplify``.
+SIMPLIFY_LIMIT = 400
+
+# Letters for the neurons of the layers above the target (j, k belong to the target).
+_PATH_LETTERS = ("q", "r", "s", "t", "u", "v", "p", "m", "n", "l")
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One chain-rule factor ``∂of/∂wrt``: ``derivative = sympy.diff(local, wrt)``."""
+
+    of: sp.Expr
+    wrt: sp.Expr
+    local: sp.Expr
+    derivative: sp.Expr
+
+    @property
+    def notation(self) -> str:
+        return f"∂{self.of}/∂{self.wrt}"
+
+    def __str__(self) -> str:
+        return f"{self.notation} = {self.derivative}"
+
+
+def _factor(of: sp.Expr, wrt: sp.Expr, local: sp.Expr) -> Factor:
+    return Factor(of, wrt, local, collapse_delta_sums(sp.diff(local, wrt)))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Numbers of a derivation at given parameters and data.
+
+    ``factors[p][f]`` is factor ``f`` of path ``p`` for every example (explicit form);
+    ``examples`` is ``∂C_i/∂target`` per example and ``value`` their sum or mean.
+    """
+
+    factors: list[list[np.ndarray]]
+    examples: np.ndarray
+    value: float
+    reduction: str
+
+
+@dataclass(frozen=True, eq=False)
+class Derivation:
+    """The chain-rule derivation of ``∂C/∂target``; see the module docstring."""
+
+    network: Network
+    target: NodeRef
+    chain: tuple[Factor, ...]
+    sum_indices: tuple[sp.Idx, ...]
+    indexed_target: sp.Expr
+    paths: tuple[tuple[Factor, ...], ...] | None = None
+    model: ExplicitModel | None = None
+
+    # -- structure ------------------------------------------------------------
+    @property
+    def form(self) -> str:
+        """``"explicit"`` when every path is written out, else ``"indexed"``."""
+        return "explicit" if self.paths is not None else "indexed"
+
+    @property
+    def target_name(self) -> str:
+        return self.network.name_of(self.target)
+
+    @property
+    def cost_name(self) -> str:
+        return self.network.name_of(NodeRef("C"))
+
+    @property
+    def reduction(self) -> str:
+        """How the examples combine: ``"sum"`` (Σ_i) or ``"mean"`` (1/n Σ_i)."""
+        return self.network.cost.example_reduction
+
+    @cached_property
+    def indexed_product(self) -> sp.Expr:
+        """``Σ_{paths} Π factors`` in index form."""
+        body = sp.Mul(*(factor.derivative for factor in self.chain))
+        return sp.Sum(body, *self.sum_indices) if self.sum_indices else body
+
+    @cached_property
+    def product(self) -> sp.Expr:
+        """The assembled derivative: Σ over paths of the product of factors (explicit symbols if small)."""
+        if self.paths is None:
+            return self.indexed_product
+        return sp.Add(*(sp.Mul(*(f.derivative for f in path)) for path in self.paths))
+
+    @cached_property
+    def expression(self) -> sp.Expr:
+        """The derivative of one example's cost in parameters, inputs and targets only (explicit form)."""
+        if self.model is None:
+            raise SpecError("the indexed form has no fully substituted expression; use .product")
+        return self.model.substitute_forward(self.product)
+
+    @cached_property
+    def simplified(self) -> sp.Expr:
+        """A simplified form of :attr:`product` (kept as is when too large to simplify quickly)."""
+        expression = self.product
+        if self.paths is None or sp.count_ops(expression) > SIMPLIFY_LIMIT:
+            return expression
+        return sp.factor_terms(sp.simplify(expression))
+
+    # -- numbers --------------------------------------------------------------
+    def evaluate(self, params: Parameters, data: Dataset) -> Evaluation:
+        """Every factor, every example's derivative and the total at ``params`` and ``data``."""
+        data.check(self.network.sizes[0], self.network.sizes[-1])
+        compiled = _compiled(self.network)
+        forward = compiled.forward(params, data.X)
+        if self.paths is not None:
+            environment = self._environment(params, data, forward)
+            factors = [[_evaluate(f.derivative, environment, len(data)) for f in path] for path in self.paths]
+            examples = _evaluate(self.product, environment, len(data))
+        else:
+            factors = []
+            examples = self._indexed_examples(compiled, params, data, forward)
+        value = float(examples.sum() if self.reduction == "sum" else examples.mean())
+        return Evaluation(factors, examples, value, self.reduction)
+
+    def value(self, params: Parameters, data: Dataset) -> float:
+        """``∂C/∂target`` at ``params`` and ``data``, summed or averaged over the examples."""
+        return self.evaluate(params, data).value
+
+    def _environment(self, params: Parameters, data: Dataset, forward: Any) -> dict[sp.Symbol, Any]:
+        assert self.model is not None
+        values: dict[sp.Symbol, Any] = {}
+        for ref, symbol in self.model.symbols.items():
+            if ref.kind in ("w", "b"):
+                values[symbol] = params.get(ref)
+            elif ref.kind == "x":
+                values[symbol] = data.X[:, ref.j]
+            elif ref.kind == "y":
+                values[symbol] = data.Y[:, ref.j]
+            elif ref.kind == "z":
+                values[symbol] = forward.zs[ref.layer - 1][:, ref.j]
+            elif ref.kind == "a":
+                values[symbol] = forward.activations[ref.layer][:, ref.j]
+        return values
+
+    def _indexed_examples(self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any) -> np.ndarray:
+        t = self.target
+        if t.kind == "a" and t.layer == self.network.depth:
+            return compiled.output_gradient(forward, data.Y)[:, t.j]
+        deltas = compiled.deltas(params, data, forward)
+        if t.kind == "a":
+            return (deltas[t.layer] @ params.weights[t.layer])[:, t.j]
+        delta = deltas[t.layer - 1][:, t.j]
+        if t.kind == "w":
+            return delta * forward.activations[t.layer - 1][:, t.k]
+        return delta
+
+    # -- output ---------------------------------------------------------------
+    def chain_notation(self, *, indexed: bool | None = None) -> str:
+        """``∂C/∂a(L) · ∂a(L)/∂z(L) · ∂z(L)/∂w(L)`` (with ``Σ_q`` in front in index form)."""
+        use_index = self.paths is None if indexed is None else indexed
+        if not use_index and self.paths is not None and len(self.paths) == 1:
+            return " · ".join(f.notation for f in self.paths[0])
+        sums = "".join(f"Σ_{idx.label} " for idx in self.sum_indices)
+        return sums + " · ".join(f.notation for f in self.chain)
+
+    def to_dict(self, params: Parameters | None = None, data: Dataset | None = None) -> dict[str, Any]:
+        """A JSON-ready description: factors (text and LaTeX), assembled expression and value."""
+        from sympy import latex
+
+        result: dict[str, Any] = {
+            "target": self.target_name,
+            "cost": self.cost_name,
+            "form": self.form,
+            "network": "-".join(map(str, self.network.sizes)),
+            "chain": {
+                "notation": self.chain_notation(indexed=True),
+                "sum_over": [str(idx.label) for idx in self.sum_indices],
+                "factors": [_factor_dict(f) for f in self.chain],
+            },
+            "examples_reduction": self.reduction,
+        }
+        if self.paths is not None:
+            result["paths"] = [[_factor_dict(f) for f in path] for path in self.paths]
+            result["factors"] = result["paths"][0] if len(self.paths) == 1 else None
+        else:
+            result["factors"] = result["chain"]["factors"]
+        result["product"] = {"text": str(self.product), "latex": latex(self.product)}
+        result["simplified"] = {"text": str(self.simplified), "latex": latex(self.simplified)}
+        if params is not None and data is not None:
+            evaluation = self.evaluate(params, data)
+            result["value"] = evaluation.value
+            result["examples"] = [float(v) for v in evaluation.examples]
+            if evaluation.factors:
+                result["factor_values"] = [[[float(x) for x in values] for values in path] for path in evaluation.factors]
+        return result
+
+    def to_json(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
+        return json.dumps(self.to_dict(params, data), indent=2)
+
+    def text(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
+        """The derivation as readable text, with numbers when ``params`` and ``data`` are given."""
+        C, target = self.cost_name, self.target_name
+        lines = [f"∂{C}/∂{target}  ({self.form} form, network {'-'.join(map(str, self.network.sizes))})", ""]
+        lines.append("chain rule, index form:")
+        lines.append(f"  ∂{C}/∂{self.indexed_target} = {self.chain_notation(indexed=True)}")
+        width = max(len(f.notation) for f in self.chain)
+        lines += [f"    {f.notation:<{width}} = {f.derivative}" for f in self.chain]
+        if self.paths is not None:
+            lines.append("")
+            many = len(self.paths) > 1
+            lines.append(f"chain rule, {len(self.paths)} path{'s' if many else ''} through the network:")
+            for number, path in enumerate(self.paths, 1):
+                if many:
+                    lines.append(f"  path {number}: " + " · ".join(f.notation for f in path))
+                width = max(len(f.notation) for f in path)
+                lines += [f"    {f.notation:<{width}} = {f.derivative}" for f in path]
+        lines += ["", f"assembled:   ∂{C}/∂{target} = {self.product}"]
+        if self.simplified != self.product:
+            lines.append(f"simplified:  ∂{C}/∂{target} = {self.simplified}")
+        if params is not None and data is not None:
+            evaluation = self.evaluate(params, data)
+            over = "Σ_i" if self.reduction == "sum" else "(1/n) Σ_i"
+            lines.append("")
+            lines.append(f"over the {len(data)} example{'s' if len(data) != 1 else ''}: ∂{C}/∂{target} = {over} ∂{C}_i/∂{target}")
+            for number, value in enumerate(evaluation.examples, 1):
+                lines.append(f"  example {number}: {value:.6g}")
+            lines.append(f"value:       ∂{C}/∂{target} = {evaluation.value:.6g}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        return f"Derivation(∂{self.cost_name}/∂{self.target_name}, {self.form}, {len(self.chain)} factors)"
+
+
+def _factor_dict(factor: Factor) -> dict[str, str]:
+    from sympy import latex
+
+    return {
+        "of": str(factor.of),
+        "wrt": str(factor.wrt),
+        "notation": factor.notation,
+        "text": str(factor.derivative),
+        "latex": latex(factor.derivative),
+    }
+
+
+def _evaluate(expression: sp.Expr, environment: Mapping[sp.Symbol, Any], n: int) -> np.ndarray:
+    symbols = sorted(expression.free_symbols, key=str)
+    function = lambdify(symbols, expression)
+    value = function(*(environment[s] for s in symbols))
+    return np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
+
+
+_COMPILED: dict[int, tuple[Network, CompiledNetwork]] = {}
+
+
+def _compiled(network: Network) -> CompiledNetwork:
+    # Networks are immutable; keep the most recent compilations to avoid re-lambdifying per call.
+    entry = _COMPILED.get(id(network))
+    if entry is None or entry[0] is not network:
+        if len(_COMPILED) > 32:
+            _COMPILED.clear()
+        entry = (network, CompiledNetwork(network))
+        _COMPILED[id(network)] = entry
+    return entry[1]
+
+
+# -- building derivations -------------------------------------------------------------------------
+
+
+def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Derivation:
+    """Derive ``∂C/∂wrt`` by the chain rule.
+
+    Arguments:
+        network: the network.
+        wrt: a weight, bias, ``z`` or ``a`` by name (the user's or canonical) or :class:`NodeRef`.
+        form: ``"explicit"`` (every path written out in scalar symbols), ``"indexed"``
+            (one generic neuron per layer) or ``"auto"`` (explicit when small).
+
+    >>> from symback import Network
+    >>> d = derive(Network([625, 20, 20, 10], "sigmoid", "squared_error"), "w(1)_3_7")
+    >>> d.form, d.chain_notation()
+    ('indexed', 'Σ_r Σ_q ∂C/∂a(L)[r] · ∂a(L)[r]/∂z(L)[r] · ∂z(L)[r]/∂a(L-1)[q] · ∂a(L-1)[q]/∂z(L-1)[q] · ∂z(L-1)[q]/∂a(L-2)[j] · ∂a(L-2)[j]/∂z(L-2)[j] · ∂z(L-2)[j]/∂w(L-2)[j, k]')
+    """
+    if form not in ("auto", "explicit", "indexed"):
+        raise SpecError(f"form must be 'auto', 'explicit' or 'indexed', not {form!r}")
+    target = network.resolve(wrt)
+    if target.kind not in ("w", "b", "z", "a"):
+        raise SpecError(
+            f"derivatives are taken with respect to weights, biases, z and a; {network.name_of(target)!r} is not one"
+        )
+    chain, sums, indexed_target = _indexed_chain(IndexedModel(network), target)
+    if form == "indexed" or (form == "auto" and not _explicit_is_small(network, target)):
+        return Derivation(network, target, chain, sums, indexed_target)
+    model = _explicit_model(network)
+    paths = _explicit_paths(model, target)
+    return Derivation(network, target, chain, sums, indexed_target, paths, model)
+
+
+def _explicit_is_small(network: Network, target: NodeRef) -> bool:
+    if network.n_parameters > EXPLICIT_LIMIT:
+        return False
+    paths = 1
+    for layer in range(target.layer + 1, network.depth + 1):
+        paths *= network.sizes[layer]
+    if not network.activations[-1].elementwise:
+        paths *= network.sizes[-1]
+    return paths <= 64
+
+
+_MODELS: dict[int, tuple[Network, ExplicitModel]] = {}
+
+
+def _explicit_model(network: Network) -> ExplicitModel:
+    entry = _MODELS.get(id(network))
+    if entry is None or entry[0] is not network:
+        if len(_MODELS) > 32:
+            _MODELS.clear()
+        entry = (network, ExplicitModel(network))
+        _MODELS[id(network)] = entry
+    return entry[1]
+
+
+def _explicit_paths(model: ExplicitModel, target: NodeRef) -> tuple[tuple[Factor, ...], ...]:
+    """Every path from ``C`` down to ``target``, each factor ``sympy.diff`` of a local expression."""
+    cost = NodeRef("C")
+    memo: dict[NodeRef, list[list[Factor]]] = {}
+
+    def upward(ref: NodeRef) -> list[list[Factor]]:
+        if ref == cost:
+            return [[]]
+        if ref in memo:
+            return memo[ref]
+        found: list[list[Factor]] = []
+        for reader in model.readers(ref):
+            local = model.local_expression(reader)
+            factor = _factor(model.symbols[reader], model.symbols[ref], local)
+            if factor.derivative == 0:
+                continue
+            for tail in upward(reader):
+                found.append([factor, *tail])
+                if len(found) > PATH_LIMIT:
+                    raise SpecError(f"more than {PATH_LIMIT} chain-rule paths; use the indexed form")
+        memo[ref] = found
+        return found
+
+    return tuple(tuple(reversed(path)) for path in upward(target))
+
+
+def _indexed_chain(im: IndexedModel, target: NodeRef) -> tuple[tuple[Factor, ...], tuple[sp.Idx, ...], sp.Expr]:
+    """The index-form chain from ``C`` down to ``target`` and the indices summed over (one per layer above)."""
+    net = im.network
+    L = net.depth
+    letters = iter(_PATH_LETTERS)
+    upward: list[Factor] = []
+    sums: list[sp.Idx] = []
+
+    def dummy(layer: int) -> sp.Idx:
+        return sp.Idx("d", net.sizes[layer])
+
+    layer = target.layer
+    if target.kind == "a":
+        own = im.index("k", layer)
+        target_expr = im.activations[layer][own]
+        node = ("a", layer, own)
+    else:
+        own = im.index("j", layer)
+        z = im.zs[layer][own]
+        if target.kind == "w":
+            k = im.index("k", layer - 1)
+            target_expr = im.weights[layer][own, k]
+            upward.append(_factor(z, target_expr, im.z_expression(layer, own, dummy(layer - 1))))
+        elif target.kind == "b":
+            target_expr = im.biases[layer][own]
+            upward.append(_factor(z, target_expr, im.z_expression(layer, own, dummy(layer - 1))))
+        else:
+            target_expr = z
+        node = ("z", layer, own)
+
+    while True:
+        kind, layer, index = node
+        if kind == "z":
+            activation = net.activation(layer)
+            z = im.zs[layer][index]
+            if activation.elementwise:
+                upward.append(_factor(im.activations[layer][index], z, im.a_expression(layer, index, dummy(layer))))
+                node = ("a", layer, index)
+            else:
+                out = im.index(next(letters), layer)
+                sums.append(out)
+                factor = _factor(im.activations[layer][out], z, im.a_expression(layer, out, dummy(layer)))
+                rewritten = im.activation_in_terms_of_output(layer, factor.derivative)
+                upward.append(Factor(factor.of, factor.wrt, factor.local, rewritten))
+                node = ("a", layer, out)
+        else:  # an activation
+            a = im.activations[layer][index]
+            if layer == L:
+                upward.append(_factor(im.cost_symbol, a, im.cost_expression(dummy(L))))
+                break
+            if target.kind == "a" and target.layer == layer:
+                above = im.index("j", layer + 1)  # seed 001: k in layer L-1, j in layer L
+            else:
+                above = im.index(next(letters), layer + 1)
+            sums.append(above)
+            upward.append(_factor(im.zs[layer + 1][above], a, im.z_expression(layer + 1, above, dummy(layer))))
+            node = ("z", layer + 1, above)
+
+    return tuple(reversed(upward)), tuple(reversed(sums)), target_expr
+
+
+# -- the δ recursion (Nielsen's BP1–BP4) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackpropEquations:
+    """The per-layer δ recursion, each equation assembled from derived chain-rule factors.
+
+    ``output`` is BP1 (δ(L)_j), ``hidden[l]`` is BP2 (δ(l)_k from δ(l+1)), ``bias[l]``
+    is BP3 and ``weight[l]`` BP4, all as ``sympy.Eq`` in index form; ``matrix`` holds
+    the same equations in matrix form (Hadamard product ⊙, transposes).
+    """
+
+    output: sp.Eq
+    hidden: dict[int, sp.Eq]
+    bias: dict[int, sp.Eq]
+    weight: dict[int, sp.Eq]
+    matrix: dict[str, sp.Eq]
+    deltas: dict[int, sp.IndexedBase]
+
+
+def backprop_equations(network: Network) -> BackpropEquations:
+    """Derive δ(L) and δ(l) = (W(l+1)ᵀ δ(l+1)) ⊙ σ'(z(l)) from the activations' and cost's formulas.
+
+    >>> from symback import Network
+    >>> eqs = backprop_equations(Network([2, 3, 1], "sigmoid", "squared_error"))
+    >>> eqs.output
+    Eq(delta(L)[j], (2*a(L)[j] - 2*y[j])*exp(-z(L)[j])/(1 + exp(-z(L)[j]))**2)
+    """
+    im = IndexedModel(network)
+    L = network.depth
+    label = network.layer_label
+    deltas = {l: sp.IndexedBase(f"delta({label(l)})", real=True) for l in range(1, L + 1)}
+    j = im.index("j", L)
+    chain, sums, _ = _indexed_chain(im, NodeRef("z", L, 0))
+    # The chain for z(L)_j is exactly δ(L)_j = ∂C/∂z(L)_j (BP1); rename its free index to j.
+    body = sp.Mul(*(f.derivative for f in chain))
+    own = next(iter(i for i in chain[-1].wrt.indices))
+    body = body.xreplace({own: j})
+    output = sp.Eq(deltas[L][j], sp.Sum(body, *sums) if sums else body)
+
+    hidden, bias, weight = {}, {}, {}
+    for layer in range(L, 0, -1):
+        jj = im.index("j", layer)
+        kk = im.index("k", layer - 1)
+        z = im.zs[layer][jj]
+        dz_db = _factor(z, im.biases[layer][jj], im.z_expression(layer, jj, sp.Idx("d", network.sizes[layer - 1])))
+        dz_dw = _factor(z, im.weights[layer][jj, kk], im.z_expression(layer, jj, sp.Idx("d", network.sizes[layer - 1])))
+        bias[layer] = sp.Eq(sp.Symbol(f"dC/db({label(layer)})[j]"), deltas[layer][jj] * dz_db.derivative)
+        weight[layer] = sp.Eq(sp.Symbol(f"dC/dw({label(layer)})[j, k]"), deltas[layer][jj] * dz_dw.derivative)
+        if layer < L:
+            k = im.index("k", layer)
+            above = im.index("j", layer + 1)
+            dz_da = _factor(
+                im.zs[layer + 1][above], im.activations[layer][k],
+                im.z_expression(layer + 1, above, sp.Idx("d", network.sizes[layer])),
+            )
+            da_dz = _factor(im.activations[layer][k], im.zs[layer][k], im.a_expression(layer, k, sp.Idx("d", network.sizes[layer])))
+            hidden[layer] = sp.Eq(
+                deltas[layer][k], sp.Sum(dz_da.derivative * deltas[layer + 1][above], above) * da_dz.derivative
+            )
+    matrix = _matrix_forms(network)
+    return BackpropEquations(output, hidden, bias, weight, matrix, deltas)
+
+
+def _matrix_forms(network: Network) -> dict[str, sp.Eq]:
+    """BP1–BP4 in matrix form for the last two layers (the pattern repeats for every layer)."""
+    L = network.depth
+    label = network.layer_label
+    sizes = network.sizes
+    forms: dict[str, sp.Eq] = {}
+    delta_L = sp.MatrixSymbol(f"delta({label(L)})", sizes[L], 1)
+    grad_a = sp.MatrixSymbol(f"nabla_a C", sizes[L], 1)
+    sigma_L = sp.MatrixSymbol(f"sigma'(z({label(L)}))", sizes[L], 1)
+    if network.activations[-1].elementwise:
+        forms["BP1"] = sp.Eq(delta_L, sp.HadamardProduct(grad_a, sigma_L))
+    else:
+        jac = sp.MatrixSymbol(f"J_a(z({label(L)}))", sizes[L], sizes[L])
+        forms["BP1"] = sp.Eq(delta_L, jac.T * grad_a)
+    if L > 1:
+        W = sp.MatrixSymbol(f"W({label(L)})", sizes[L], sizes[L - 1])
+        delta_prev = sp.MatrixSymbol(f"delta({label(L - 1)})", sizes[L - 1], 1)
+        sigma_prev = sp.MatrixSymbol(f"sigma'(z({label(L - 1)}))", sizes[L - 1], 1)
+        forms["BP2"] = sp.Eq(delta_prev, sp.HadamardProduct(W.T * delta_L, sigma_prev))
+    a_prev = sp.MatrixSymbol(f"a({label(L - 1)})" if L > 1 else "x", sizes[L - 1], 1)
+    forms["BP3"] = sp.Eq(sp.MatrixSymbol(f"nabla_b({label(L)}) C", sizes[L], 1), delta_L)
+    forms["BP4"] = sp.Eq(sp.MatrixSymbol(f"nabla_W({label(L)}) C", sizes[L], sizes[L - 1]), delta_L * a_prev.T)
+    return forms

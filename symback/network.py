@@ -1,0 +1,393 @@
+"""The network description: layer sizes, activations, cost, names and frozen parameters.
+
+This is the first stage of symback's pipeline (network → symbolic model →
+derivation → render / compile → train / verify).  It holds structure only;
+parameter values live in :class:`~symback.parameters.Parameters` and training
+examples in :class:`~symback.data.Dataset`.
+
+Notation follows 3Blue1Brown (seed 001): layers ``1 … L`` with ``L`` the
+output; ``w(L)_j_k`` connects neuron ``k`` of layer ``L-1`` to neuron ``j`` of
+layer ``L``; ``b(L)_j``, ``z(L)_j`` and ``a(L)_j`` belong to neuron ``j``.
+Indices count from 0; an index is dropped where its layer has one neuron, so
+the 1-1-1-1 chain speaks of ``w(L)``, ``a(L-1)``, ``b(L-2)``.  Layer ``0`` is
+the input ``x_k``; the target is ``y_j`` and the cost ``C``.
+
+>>> net = Network([625, 20, 20, 10], "sigmoid", "squared_error")
+>>> net.n_weights, net.n_biases
+(13100, 50)
+>>> net.name_of(NodeRef("w", 3, 0, 19))
+'w(L)_0_19'
+>>> net.resolve("w(1)_2_5")
+NodeRef(kind='w', layer=1, j=2, k=5)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .activations import Activation, get_activation
+from .costs import Cost, get_cost
+from .errors import SpecError, UnknownNameError
+from .formula import CONSTANTS, FUNCTIONS
+
+__all__ = ["KINDS", "Network", "NodeRef"]
+
+#: What a node of the network can be.
+KINDS = {
+    "w": "weight",
+    "b": "bias",
+    "z": "weighted input",
+    "a": "activation",
+    "x": "input",
+    "y": "target",
+    "C": "cost",
+}
+
+_NAME = re.compile(
+    r"""^(?P<kind>[wbza])\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)
+        (?:_(?P<j>\d+|\*)(?:_(?P<k>\d+|\*))?)?$""",
+    re.VERBOSE,
+)
+_XY = re.compile(r"^(?P<kind>[xy])(?:_(?P<j>\d+))?$")
+_USER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, order=True)
+class NodeRef:
+    """One node of the network: a weight, bias, weighted input, activation, input, target or the cost.
+
+    ``layer`` counts from 1 (first hidden) to ``L`` (output); inputs are layer 0.
+    ``j`` is the neuron in ``layer``; ``k`` the neuron in ``layer - 1`` (weights only).
+    """
+
+    kind: str
+    layer: int = 0
+    j: int | None = None
+    k: int | None = None
+
+    @property
+    def is_parameter(self) -> bool:
+        return self.kind in ("w", "b")
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A fully connected network.
+
+    Arguments:
+        sizes: neurons per layer, input first, e.g. ``[1, 2, 1]``.
+        activations: one activation for every layer after the input, or one for all
+            (names, ``{name=..., slope=...}`` tables, ``{formula="..."}`` tables or
+            :class:`~symback.activations.Activation` objects).
+        cost: a cost name, table or :class:`~symback.costs.Cost`.
+        names: the user's own names, ``{"w(1)_0_0": "w1", "a(L)": "predicted", ...}``.
+            Keys are canonical names (absolute ``w(1)`` or relative ``w(L-1)`` layers);
+            ``"output"``, ``"target"``, ``"input"`` and ``"cost"`` name the whole
+            output activation, target, input and cost.
+        frozen: parameters that are not trained (names; ``w(1)_*`` for a whole layer).
+        trainable: alternatively, the only parameters that are trained.
+
+    >>> net = Network([1, 2, 1], ["softplus", "identity"], "ssr", names={"b(2)": "b3"})
+    >>> net.name_of(net.resolve("b3"))
+    'b3'
+    """
+
+    sizes: tuple[int, ...]
+    activations: tuple[Activation, ...]
+    cost: Cost
+    names: Mapping[NodeRef, str] = field(default_factory=dict)
+    frozen: frozenset[NodeRef] = frozenset()
+    group_names: Mapping[str, str] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activations: Any = "sigmoid",
+        cost: Any = "squared_error",
+        *,
+        names: Mapping[str, str] | None = None,
+        frozen: Iterable[str] = (),
+        trainable: Iterable[str] | None = None,
+    ) -> None:
+        sizes = _check_sizes(sizes)
+        n_layers = len(sizes) - 1
+        if isinstance(activations, (str, Mapping, Activation)):
+            activations = [activations] * n_layers
+        activations = list(activations)
+        if len(activations) != n_layers:
+            raise SpecError(
+                f"{len(activations)} activation(s) given for {n_layers} layer(s) after the input "
+                f"(sizes {list(sizes)}): give one per layer, or one for all"
+            )
+        resolved = tuple(get_activation(a) for a in activations)
+        for layer, activation in enumerate(resolved[:-1], start=1):
+            if not activation.elementwise:
+                raise SpecError(f"{activation.name} is only supported on the output layer, not layer {layer}")
+        cost = get_cost(cost)
+        if cost.output_activation and resolved[-1].name != cost.output_activation:
+            raise SpecError(
+                f"cost {cost.name} needs a {cost.output_activation} output layer, not {resolved[-1].label}"
+            )
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "activations", resolved)
+        object.__setattr__(self, "cost", cost)
+        node_names, group_names = self._check_names(names or {})
+        object.__setattr__(self, "names", node_names)
+        object.__setattr__(self, "group_names", group_names)
+        object.__setattr__(self, "_by_user_name", {v: k for k, v in node_names.items()})
+        object.__setattr__(self, "frozen", self._resolve_frozen(frozen, trainable))
+
+    # -- counts ---------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """``L``: the number of layers after the input."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_weights(self) -> int:
+        return sum(self.sizes[l] * self.sizes[l - 1] for l in range(1, len(self.sizes)))
+
+    @property
+    def n_biases(self) -> int:
+        return sum(self.sizes[1:])
+
+    @property
+    def n_parameters(self) -> int:
+        return self.n_weights + self.n_biases
+
+    def activation(self, layer: int) -> Activation:
+        """The activation of ``layer`` (1 … L)."""
+        return self.activations[layer - 1]
+
+    # -- names ----------------------------------------------------------------
+    def layer_label(self, layer: int) -> str:
+        """``L``, ``L-1``, … for layers counted back from the output (seed 001's notation)."""
+        back = self.depth - layer
+        return "L" if back == 0 else f"L-{back}"
+
+    def canonical_name(self, ref: NodeRef) -> str:
+        """Default text name of ``ref``, ignoring user names: ``w(L)_0_1``, ``a(L-1)``, ``x_0``."""
+        if ref.kind == "C":
+            return "C"
+        if ref.kind in ("x", "y"):
+            width = self.sizes[0] if ref.kind == "x" else self.sizes[-1]
+            return ref.kind if width == 1 else f"{ref.kind}_{ref.j}"
+        head = f"{ref.kind}({self.layer_label(ref.layer)})"
+        if ref.kind == "w":
+            if self.sizes[ref.layer] == 1 and self.sizes[ref.layer - 1] == 1:
+                return head
+            return f"{head}_{ref.j}_{ref.k}"
+        return head if self.sizes[ref.layer] == 1 else f"{head}_{ref.j}"
+
+    def name_of(self, ref: NodeRef) -> str:
+        """The name the user sees for ``ref``: their own name if they gave one, else the canonical name."""
+        return self.names.get(ref) or self.canonical_name(ref)
+
+    def resolve(self, name: str | NodeRef) -> NodeRef:
+        """The node called ``name``: a user name, or a canonical name with absolute or relative layer.
+
+        Raises UnknownNameError with the known names when nothing matches.
+        """
+        if isinstance(name, NodeRef):
+            self._check_ref(name, str(name))
+            return name
+        text = str(name).strip()
+        if text in self._by_user_name:  # type: ignore[attr-defined]
+            return self._by_user_name[text]  # type: ignore[attr-defined]
+        for group, ref in self._group_refs().items():
+            if self.group_names.get(group) == text and ref is not None:
+                return ref
+        ref = self._parse_canonical(text)
+        if ref is None:
+            raise UnknownNameError(self._unknown(text))
+        self._check_ref(ref, text)
+        return ref
+
+    def parameter_refs(self) -> Iterator[NodeRef]:
+        """Every weight and bias, layer by layer (weights row-major, then biases)."""
+        for layer in range(1, self.depth + 1):
+            for j in range(self.sizes[layer]):
+                for k in range(self.sizes[layer - 1]):
+                    yield NodeRef("w", layer, j, k)
+            for j in range(self.sizes[layer]):
+                yield NodeRef("b", layer, j)
+
+    def is_frozen(self, ref: NodeRef) -> bool:
+        return ref in self.frozen
+
+    def trainable_masks(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per layer, 1.0 where a weight / bias is trained and 0.0 where it is frozen."""
+        weights = [np.ones((self.sizes[l], self.sizes[l - 1])) for l in range(1, self.depth + 1)]
+        biases = [np.ones(self.sizes[l]) for l in range(1, self.depth + 1)]
+        for ref in self.frozen:
+            if ref.kind == "w":
+                weights[ref.layer - 1][ref.j, ref.k] = 0.0
+            else:
+                biases[ref.layer - 1][ref.j] = 0.0
+        return weights, biases
+
+    def summary(self) -> str:
+        """A few lines describing the network."""
+        lines = [
+            f"layers      {'-'.join(str(s) for s in self.sizes)}",
+            "activations " + ", ".join(f"{self.layer_label(l)}: {a.label}" for l, a in enumerate(self.activations, 1)),
+            f"cost        {self.cost.name} (outputs: {self.cost.output_reduction}, "
+            f"examples: {self.cost.example_reduction})",
+            f"parameters  {self.n_parameters:,} ({self.n_weights:,} weights, {self.n_biases:,} biases)",
+        ]
+        if self.frozen:
+            lines.append(f"frozen      {len(self.frozen):,}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        acts = ", ".join(a.label for a in self.activations)
+        return f"Network({'-'.join(map(str, self.sizes))}, [{acts}], {self.cost.name})"
+
+    # -- helpers --------------------------------------------------------------
+    def _group_refs(self) -> dict[str, NodeRef | None]:
+        """The whole-group names (``output`` …) and the single node each names when it is one node."""
+        L = self.depth
+        one_out = self.sizes[-1] == 1
+        one_in = self.sizes[0] == 1
+        return {
+            "output": NodeRef("a", L, 0) if one_out else None,
+            "target": NodeRef("y", 0, 0) if one_out else None,
+            "input": NodeRef("x", 0, 0) if one_in else None,
+            "cost": NodeRef("C"),
+        }
+
+    def _parse_canonical(self, text: str) -> NodeRef | None:
+        if text == "C":
+            return NodeRef("C")
+        match = _XY.match(text)
+        if match:
+            kind = match["kind"]
+            width = self.sizes[0] if kind == "x" else self.sizes[-1]
+            if match["j"] is None and width != 1:
+                return None
+            return NodeRef(kind, 0, int(match["j"] or 0))
+        match = _NAME.match(text)
+        if not match:
+            return None
+        kind, label = match["kind"], match["layer"].replace(" ", "")
+        if label.startswith("L"):
+            layer = self.depth - (int(label[2:]) if len(label) > 1 else 0)
+        else:
+            layer = int(label)
+        if not 1 <= layer <= self.depth:
+            return None
+        if "*" in (match["j"] or "") or "*" in (match["k"] or ""):
+            return None
+        j = match["j"]
+        k = match["k"]
+        if kind == "w":
+            if j is None and self.sizes[layer] == 1 and self.sizes[layer - 1] == 1:
+                return NodeRef("w", layer, 0, 0)
+            if j is None or k is None:
+                return None
+            return NodeRef("w", layer, int(j), int(k))
+        if k is not None:
+            return None
+        if j is None:
+            return NodeRef(kind, layer, 0) if self.sizes[layer] == 1 else None
+        return NodeRef(kind, layer, int(j))
+
+    def _check_ref(self, ref: NodeRef, text: str) -> None:
+        ok = ref.kind in KINDS
+        if ok and ref.kind in ("w", "b", "z", "a"):
+            ok = 1 <= ref.layer <= self.depth and ref.j is not None and 0 <= ref.j < self.sizes[ref.layer]
+            if ok and ref.kind == "w":
+                ok = ref.k is not None and 0 <= ref.k < self.sizes[ref.layer - 1]
+        elif ok and ref.kind in ("x", "y"):
+            width = self.sizes[0] if ref.kind == "x" else self.sizes[-1]
+            ok = ref.j is not None and 0 <= ref.j < width
+        if not ok:
+            raise UnknownNameError(self._unknown(text))
+
+    def _unknown(self, text: str) -> str:
+        shown = list(self._by_user_name)[:12]  # type: ignore[attr-defined]
+        hint = f"; user names: {', '.join(shown)}" if shown else ""
+        sizes = "-".join(map(str, self.sizes))
+        return (
+            f"unknown name {text!r} in network {sizes} (canonical names look like "
+            f"w(L)_j_k, b(L-1)_j, a(2)_j, z(L)_j, x_k, y_j, C with 0-based j, k{hint})"
+        )
+
+    def _check_names(self, names: Mapping[str, str]) -> tuple[dict[NodeRef, str], dict[str, str]]:
+        node_names: dict[NodeRef, str] = {}
+        group_names: dict[str, str] = {}
+        taken: dict[str, str] = {}
+        reserved = set(FUNCTIONS) | set(CONSTANTS)
+        for key, value in names.items():
+            if not isinstance(value, str) or not _USER_NAME.match(value):
+                raise SpecError(
+                    f"name {value!r} for {key!r} must start with a letter and use letters, digits and _ only"
+                )
+            if value in reserved:
+                raise SpecError(f"name {value!r} for {key!r} is reserved for a function or constant")
+            if value in taken:
+                raise SpecError(f"name {value!r} is given to both {taken[value]!r} and {key!r}")
+            taken[value] = key
+            if key in ("output", "target", "input", "cost"):
+                group_names[key] = value
+                single = self._group_refs()[key]
+                if single is not None:
+                    node_names[single] = value
+                continue
+            ref = self._parse_canonical(str(key).strip())
+            if ref is None:
+                raise UnknownNameError(self._unknown(str(key)))
+            self._check_ref(ref, str(key))
+            if ref in node_names:
+                raise SpecError(f"{key!r} is named twice")
+            node_names[ref] = value
+        # A user name must not shadow a different node's canonical name.
+        for ref, value in node_names.items():
+            other = self._parse_canonical(value)
+            if other is not None and other != ref:
+                raise SpecError(f"name {value!r} would shadow the canonical name of another node")
+        return node_names, group_names
+
+    def _resolve_frozen(self, frozen: Iterable[str], trainable: Iterable[str] | None) -> frozenset[NodeRef]:
+        if isinstance(frozen, str) or isinstance(trainable, str):
+            raise SpecError("frozen and trainable take a list of names")
+        frozen_refs = {ref for name in frozen for ref in self._expand(name, "frozen")}
+        if trainable is not None:
+            keep = {ref for name in trainable for ref in self._expand(name, "trainable")}
+            frozen_refs |= set(self.parameter_refs()) - keep
+        return frozenset(frozen_refs)
+
+    def _expand(self, name: str, what: str) -> list[NodeRef]:
+        """A parameter name, or ``w(1)_*`` / ``b(L)_*`` for every weight or bias of a layer."""
+        text = str(name).strip()
+        match = _NAME.match(text)
+        if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
+            label = match["layer"].replace(" ", "")
+            layer = self.depth - (int(label[2:]) if len(label) > 1 else 0) if label.startswith("L") else int(label)
+            if not 1 <= layer <= self.depth:
+                raise UnknownNameError(self._unknown(text))
+            return [r for r in self.parameter_refs() if r.kind == match["kind"] and r.layer == layer]
+        ref = self.resolve(text)
+        if not ref.is_parameter:
+            raise SpecError(f"{what} names parameters (weights and biases), and {text!r} is a {KINDS[ref.kind]}")
+        return [ref]
+
+
+def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise SpecError(f"layer sizes must be a list of integers, not {sizes!r}")
+    if len(sizes) < 2:
+        raise SpecError(f"a network needs an input layer and at least one more layer, got sizes {list(sizes)}")
+    checked = []
+    for position, size in enumerate(sizes):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise SpecError(f"layer {position} size must be an integer, not {size!r}")
+        if size < 1:
+            raise SpecError(f"layer {position} has width {size}: every layer needs at least one neuron")
+        checked.append(int(size))
+    return tuple(checked)

@@ -1,0 +1,175 @@
+"""Parameter values (weights and biases) and their initialisation.
+
+``weights[l-1]`` has shape ``(n_l, n_{l-1})`` so that ``z(l) = W(l) a(l-1) + b(l)``;
+``biases[l-1]`` has shape ``(n_l,)``.
+
+>>> from symback.network import Network, NodeRef
+>>> net = Network([2, 3, 1], "tanh", "mse")
+>>> params = Parameters.initialize(net, "xavier", seed=0)
+>>> [w.shape for w in params.weights]
+[(3, 2), (1, 3)]
+>>> params.get(NodeRef("b", 2, 0))
+0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import SpecError, UnknownNameError
+from .network import Network, NodeRef
+
+__all__ = ["INITIALIZERS", "Parameters", "register_initializer"]
+
+Initializer = Callable[[np.random.Generator, int, int], np.ndarray]
+
+
+def _uniform(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
+    # Seed 000's "dials start with random settings".
+    return rng.uniform(-1.0, 1.0, size=(fan_out, fan_in))
+
+
+def _normal(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
+    return rng.standard_normal((fan_out, fan_in))
+
+
+def _xavier(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_out, fan_in))
+
+
+def _he(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
+    return rng.standard_normal((fan_out, fan_in)) * np.sqrt(2.0 / fan_in)
+
+
+#: Registry of weight initialisers: name -> f(rng, fan_out, fan_in) -> array.
+INITIALIZERS: dict[str, Initializer] = {
+    "uniform": _uniform,
+    "normal": _normal,
+    "xavier": _xavier,
+    "glorot": _xavier,
+    "he": _he,
+}
+
+
+def register_initializer(name: str, initializer: Initializer) -> None:
+    """Make ``initializer`` available to :meth:`Parameters.initialize`."""
+    INITIALIZERS[name] = initializer
+
+
+@dataclass
+class Parameters:
+    """Weights and biases of a network, as NumPy arrays (mutable: training updates them in place)."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+
+    @classmethod
+    def initialize(
+        cls, network: Network, method: str = "xavier", *, seed: int | None = 0, dtype: Any = np.float64
+    ) -> Parameters:
+        """Random weights from ``method`` (``uniform``, ``normal``, ``xavier``, ``he``), zero biases.
+
+        ``seed`` makes the draw reproducible; biases start at 0 except for ``uniform``,
+        which, like seed 000's dials, draws them too.
+        """
+        if method not in INITIALIZERS:
+            raise UnknownNameError(f"unknown initialisation {method!r} (known: {', '.join(sorted(INITIALIZERS))})")
+        rng = np.random.default_rng(seed)
+        draw = INITIALIZERS[method]
+        weights, biases = [], []
+        for layer in range(1, network.depth + 1):
+            fan_out, fan_in = network.sizes[layer], network.sizes[layer - 1]
+            weights.append(np.asarray(draw(rng, fan_out, fan_in), dtype=dtype))
+            if method == "uniform":
+                biases.append(rng.uniform(-1.0, 1.0, size=fan_out).astype(dtype))
+            else:
+                biases.append(np.zeros(fan_out, dtype=dtype))
+        return cls(weights, biases)
+
+    @classmethod
+    def zeros(cls, network: Network, dtype: Any = np.float64) -> Parameters:
+        sizes = network.sizes
+        return cls(
+            [np.zeros((sizes[l], sizes[l - 1]), dtype=dtype) for l in range(1, len(sizes))],
+            [np.zeros(sizes[l], dtype=dtype) for l in range(1, len(sizes))],
+        )
+
+    def get(self, ref: NodeRef) -> float:
+        if ref.kind == "w":
+            return float(self.weights[ref.layer - 1][ref.j, ref.k])
+        if ref.kind == "b":
+            return float(self.biases[ref.layer - 1][ref.j])
+        raise SpecError(f"{ref} is not a parameter")
+
+    def set(self, ref: NodeRef, value: float) -> None:
+        if ref.kind == "w":
+            self.weights[ref.layer - 1][ref.j, ref.k] = value
+        elif ref.kind == "b":
+            self.biases[ref.layer - 1][ref.j] = value
+        else:
+            raise SpecError(f"{ref} is not a parameter")
+
+    def update(self, network: Network, values: Mapping[str, Any]) -> None:
+        """Set parameters by name: ``{"w1": 3.34, "b(L)": 0, "w(1)": [[...]]}``.
+
+        A name of a whole layer (``w(1)``/``b(1)`` for a layer wider than one neuron) takes an array.
+        """
+        for name, value in values.items():
+            layer_array = self._layer_target(network, name)
+            if layer_array is not None:
+                target = layer_array
+                array = _as_array(value, f"parameter {name!r}")
+                if array.shape != target.shape:
+                    raise SpecError(f"parameter {name!r} needs shape {target.shape}, got {array.shape}")
+                target[...] = array
+                continue
+            ref = network.resolve(name)
+            if not ref.is_parameter:
+                raise SpecError(f"{name!r} is not a weight or bias")
+            array = _as_array(value, f"parameter {name!r}")
+            if array.shape != ():
+                raise SpecError(f"parameter {name!r} takes one number, got shape {array.shape}")
+            self.set(ref, float(array))
+
+    def _layer_target(self, network: Network, name: str) -> np.ndarray | None:
+        text = str(name).replace(" ", "")
+        for kind, arrays in (("w", self.weights), ("b", self.biases)):
+            for layer in range(1, network.depth + 1):
+                labels = {f"{kind}({layer})", f"{kind}({network.layer_label(layer)})"}
+                if text in labels and network.canonical_name(NodeRef(kind, layer, 0, 0 if kind == "w" else None)) != text:
+                    return arrays[layer - 1]
+        return None
+
+    def copy(self) -> Parameters:
+        return Parameters([w.copy() for w in self.weights], [b.copy() for b in self.biases])
+
+    def astype(self, dtype: Any) -> Parameters:
+        return Parameters([w.astype(dtype) for w in self.weights], [b.astype(dtype) for b in self.biases])
+
+    def named(self, network: Network) -> dict[str, float]:
+        """Every parameter by the name the user sees (small networks: 13,150 entries for 625-20-20-10)."""
+        return {network.name_of(ref): self.get(ref) for ref in network.parameter_refs()}
+
+    def flat(self) -> np.ndarray:
+        """All parameters as one vector, in :meth:`Network.parameter_refs` order."""
+        return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(self.weights, self.biases)])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Parameters) or len(self.weights) != len(other.weights):
+            return False
+        return all(np.array_equal(a, b) for a, b in zip(self.weights + self.biases, other.weights + other.biases))
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"{what} must be numeric, not {value!r}") from error
+    if not np.all(np.isfinite(array)):
+        raise SpecError(f"{what} must be finite")
+    return array

@@ -1,0 +1,153 @@
+"""Spec files: a network, its parameter values and its data, from TOML (stdlib ``tomllib``).
+
+A complete example (the 1-2-1 softplus network of seed 002)::
+
+    [network]
+    layers = [1, 2, 1]
+    activations = ["softplus", "identity"]
+    cost = "ssr"
+    trainable = ["b3"]            # or frozen = [...]
+
+    [names]
+    "w(1)_0_0" = "w1"
+    "w(1)_1_0" = "w2"
+    "b(1)_0" = "b1"
+    "b(1)_1" = "b2"
+    "w(2)_0_0" = "w3"
+    "w(2)_0_1" = "w4"
+    "b(2)" = "b3"
+    output = "predicted"
+    target = "observed"
+    cost = "SSR"
+
+    [parameters]
+    w1 = 3.34
+    b1 = -1.43
+    # ...
+
+    [data]
+    x = [0, 0.5, 1]
+    y = [0, 1, 0]
+
+Parameters not given are drawn by ``[init]`` (``method``, ``seed``; default
+Xavier with seed 0).  Formulas (``{formula = "z/(1+exp(-z))"}``) go through the
+whitelisting parser; nothing in a spec is ever passed to ``eval``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import Dataset
+from .errors import SpecError
+from .network import Network
+from .parameters import Parameters
+
+__all__ = ["Spec", "load_spec", "spec_from_dict"]
+
+_SECTIONS = {
+    "network": {"layers", "activations", "activation", "cost", "frozen", "trainable"},
+    "names": None,  # free-form: canonical name -> user name
+    "parameters": None,  # free-form: name -> value
+    "init": {"method", "seed"},
+    "data": {"x", "y"},
+    # Sections read by later stages (training, reports, verification) are passed through.
+    "training": None,
+    "report": None,
+}
+
+
+@dataclass
+class Spec:
+    """A network with parameter values and (optionally) training data."""
+
+    network: Network
+    parameters: Parameters
+    data: Dataset | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def require_data(self) -> Dataset:
+        if self.data is None:
+            where = f" in {self.path}" if self.path else ""
+            raise SpecError(f"no [data] section{where}: give x and y to evaluate derivatives")
+        return self.data
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read a TOML spec file.
+
+    Raises SpecError (one line, naming the file) for unreadable files, invalid TOML
+    and any problem in the description.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read spec file {str(path)!r}: {error}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{path}: invalid TOML: {error}") from None
+    try:
+        spec = spec_from_dict(raw)
+    except SpecError as error:
+        raise type(error)(f"{path}: {error}") from None
+    spec.path = path
+    return spec
+
+
+def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
+    """Build a :class:`Spec` from the parsed TOML tables (or an equivalent dict).
+
+    >>> spec = spec_from_dict({"network": {"layers": [1, 1], "activations": "sigmoid", "cost": "squared_error"},
+    ...                        "parameters": {"w(L)": 0.5, "b(L)": 0.1}})
+    >>> spec.parameters.weights[0][0, 0], spec.parameters.biases[0][0]
+    (0.5, 0.1)
+    """
+    for section, value in raw.items():
+        if section not in _SECTIONS:
+            raise SpecError(f"unknown section [{section}] (known: {', '.join(sorted(_SECTIONS))})")
+        allowed = _SECTIONS[section]
+        if not isinstance(value, Mapping):
+            raise SpecError(f"[{section}] must be a table")
+        if allowed is not None:
+            unknown = sorted(set(value) - allowed)
+            if unknown:
+                raise SpecError(f"unknown key {unknown[0]!r} in [{section}] (known: {', '.join(sorted(allowed))})")
+    if "network" not in raw:
+        raise SpecError("missing [network] section")
+    table = raw["network"]
+    if "layers" not in table:
+        raise SpecError("[network] needs layers = [...], e.g. layers = [1, 2, 1]")
+    if "activations" in table and "activation" in table:
+        raise SpecError("[network] takes activations or activation, not both")
+    network = Network(
+        table["layers"],
+        table.get("activations", table.get("activation", "sigmoid")),
+        table.get("cost", "squared_error"),
+        names=raw.get("names", {}),
+        frozen=table.get("frozen", ()),
+        trainable=table.get("trainable"),
+    )
+    init = raw.get("init", {})
+    seed = init.get("seed", 0)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise SpecError(f"[init] seed must be an integer, not {seed!r}")
+    parameters = Parameters.initialize(network, init.get("method", "xavier"), seed=seed)
+    parameters.update(network, raw.get("parameters", {}))
+    data = None
+    if "data" in raw:
+        table = raw["data"]
+        if "x" not in table or "y" not in table:
+            raise SpecError("[data] needs both x and y")
+        data = Dataset.from_arrays(table["x"], table["y"])
+        data.check(network.sizes[0], network.sizes[-1])
+    sections = {name: dict(raw[name]) for name in ("training", "report") if name in raw}
+    return Spec(network, parameters, data, sections)
