@@ -9,6 +9,7 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+
+#: Modules of later stages that add subcommands: each defines ``commands() -> dict[str, Command]``.
+#: They are imported only when the parser is built, so importing symback stays light.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def register_command(name: str, command: Command) -> None:
@@ -96,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"symback {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, command in COMMANDS.items():
+    commands = dict(COMMANDS)
+    for module_name in COMMAND_MODULES:
+        commands.update(importlib.import_module(module_name).commands())
+    for name, command in commands.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
         command.configure(sub)
         sub.set_defaults(run=command.run)

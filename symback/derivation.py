@@ -234,7 +234,7 @@ class Derivation:
         return result
 
     def to_json(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
-        return json.dumps(self.to_dict(params, data), indent=2)
+        return json.dumps(self.to_dict(params, data), indent=2, ensure_ascii=False)
 
     def text(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
         """The derivation as readable text, with numbers when ``params`` and ``data`` are given."""
