@@ -310,7 +310,7 @@ class Network:
             raise UnknownNameError(self._unknown(text))
 
     def _unknown(self, text: str) -> str:
-        shown = list(self._by_user_name)[:12]  # type: ignore[attr-defined]
+        shown = list(getattr(self, "_by_user_name", {}))[:12]
         hint = f"; user names: {', '.join(shown)}" if shown else ""
         sizes = "-".join(map(str, self.sizes))
         return (

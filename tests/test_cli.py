@@ -1,0 +1,69 @@
+"""The command line: subcommands, text and JSON output, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from symback.cli import main
+
+SEED002 = str(Path(__file__).resolve().parent.parent / "examples" / "seed002.toml")
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "derive" in out and "info" in out
+
+
+def test_derive_text(capsys):
+    assert main(["derive", SEED002, "--wrt", "b3"]) == 0
+    out = capsys.readouterr().out
+    assert "∂SSR/∂predicted  = -2*observed + 2*predicted" in out
+    assert "value:       ∂SSR/∂b3 = -15.6551" in out
+
+
+def test_derive_json(capsys):
+    assert main(["derive", SEED002, "--wrt", "w(L)_0_1", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["target"] == "w4"
+    assert [f["notation"] for f in result["factors"]] == ["∂SSR/∂predicted", "∂predicted/∂z(L)", "∂z(L)/∂w4"]
+    assert result["product"]["text"] and result["product"]["latex"]
+    assert isinstance(result["value"], float)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["derive", SEED002, "--wrt", "w9"], "unknown name 'w9'"),
+        (["derive", "/nonexistent.toml", "--wrt", "b3"], "not found"),
+        (["derive", SEED002], "the following arguments are required: --wrt"),
+        (["derive", SEED002, "--wrt", "observed"], "weights, biases, z and a"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_errors_are_one_line_with_exit_status_2(capsys, argv, message):
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_console_module_runs_without_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[network]\nlayers = [1, 1]\nactivations = {formula = \"__import__('os').system('x')\"}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "symback", "derive", str(bad), "--wrt", "w(L)"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "unexpected character" in result.stderr
