@@ -12,5 +12,11 @@ if [ ! -x .venv/bin/python ]; then
     fi
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".[test]"
+# PyTorch is a third gradient oracle; torch==2.13.0 exactly (the CPU build this machine kind carries).
+# SYMBACK_TEST_TORCH=0 leaves it out (its tests then skip, except in CI where they fail).
+if [ "${SYMBACK_TEST_TORCH:-1}" = "1" ]; then
+    .venv/bin/python -m pip install -q ".[test,torch]"
+else
+    .venv/bin/python -m pip install -q ".[test]"
+fi
 exec .venv/bin/python -m pytest "$@"
