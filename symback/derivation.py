@@ -145,6 +145,25 @@ class Derivation:
             return expression
         return sp.factor_terms(sp.simplify(expression))
 
+    def over_examples(self, n_examples: int) -> sp.Expr:
+        """The total over ``n_examples`` examples: ``Σ_i`` (or ``1/n Σ_i``) of the product, with every
+        per-example quantity (x, y, z, a) carrying the example index ``i``; parameters do not.
+
+        Seed 002: ``dSSR/db3 = Σ_{i=1}^{3} (−2 observed_i + 2 predicted_i)``.
+        """
+        i = sp.Symbol("i", integer=True, positive=True)
+        if self.model is not None:
+            per_example = {
+                symbol: sp.IndexedBase(symbol.name, real=True)[i]
+                for symbol, ref in self.model.refs.items()
+                if ref.kind in ("x", "y", "z", "a")
+            }
+            body = self.product.xreplace(per_example)
+        else:
+            body = self.indexed_product
+        total = sp.Sum(body, (i, 1, n_examples))
+        return total / n_examples if self.reduction == "mean" else total
+
     # -- numbers --------------------------------------------------------------
     def evaluate(self, params: Parameters, data: Dataset) -> Evaluation:
         """Every factor, every example's derivative and the total at ``params`` and ``data``."""
@@ -261,6 +280,8 @@ class Derivation:
             over = "Σ_i" if self.reduction == "sum" else "(1/n) Σ_i"
             lines.append("")
             lines.append(f"over the {len(data)} example{'s' if len(data) != 1 else ''}: ∂{C}/∂{target} = {over} ∂{C}_i/∂{target}")
+            if self.model is not None:
+                lines.append(f"  = {self.over_examples(len(data))}")
             for number, value in enumerate(evaluation.examples, 1):
                 lines.append(f"  example {number}: {value:.6g}")
             lines.append(f"value:       ∂{C}/∂{target} = {evaluation.value:.6g}")

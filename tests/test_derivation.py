@@ -252,3 +252,18 @@ def test_json_has_factors_expression_and_value(seed002):
     assert round(result["value"], 1) == -15.7
     assert len(result["examples"]) == 3
 
+
+
+def test_sum_over_examples_is_a_derived_expression(seed002):
+    """Seed 002: dSSR/db3 = Σ_i −2(observed_i − predicted_i), evaluated from its own symbols."""
+    derivation = derive(seed002.network, "b3")
+    total = derivation.over_examples(3)
+    assert isinstance(total, sp.Sum) and total.limits[0][1:] == (1, 3)
+    predictions = symback.CompiledNetwork(seed002.network).predict(seed002.parameters, seed002.data.X)[:, 0]
+    observed = sp.IndexedBase("observed", real=True)
+    predicted = sp.IndexedBase("predicted", real=True)
+    values = {observed[i + 1]: seed002.data.Y[i, 0] for i in range(3)}
+    values |= {predicted[i + 1]: predictions[i] for i in range(3)}
+    assert float(total.doit().xreplace(values)) == pytest.approx(derivation.value(seed002.parameters, seed002.data))
+    mean = derive(Network([1, 1], "sigmoid", "squared_error"), "b(L)").over_examples(4)
+    assert isinstance(mean, sp.Mul) and sp.Rational(1, 4) in mean.args
