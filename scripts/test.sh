@@ -15,8 +15,8 @@ fi
 # PyTorch is a third gradient oracle; torch==2.13.0 exactly (the CPU build this machine kind carries).
 # SYMBACK_TEST_TORCH=0 leaves it out (its tests then skip, except in CI where they fail).
 if [ "${SYMBACK_TEST_TORCH:-1}" = "1" ]; then
-    .venv/bin/python -m pip install -q ".[test,torch]"
+    .venv/bin/python -m pip install -q ".[test,plot,torch]"
 else
-    .venv/bin/python -m pip install -q ".[test]"
+    .venv/bin/python -m pip install -q ".[test,plot]"
 fi
 exec .venv/bin/python -m pytest "$@"
