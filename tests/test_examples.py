@@ -1,0 +1,29 @@
+"""Every seed example runs (fast mode where it trains) and shows what it claims, in numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_seed001_chain(capsys):
+    results = _load("seed001_chain").run()
+    out = capsys.readouterr().out
+    assert "∂C/∂w(L) = ∂C/∂a(L) · ∂a(L)/∂z(L) · ∂z(L)/∂w(L)" in out
+    assert "∂z(L)/∂b(L) = 1" in out and "∂z(L)/∂a(L-1) = w(L)" in out
+    assert results["w(L-2) factors"] == 7
+    assert results["paths for a(L-1)_2"] == 2
+    # a(L-1) = σ(z(L-1)) is in (0, 1), and ∂C/∂b(L) = ∂C/∂w(L) / a(L-1) for the chain.
+    ratio = results["w(L)"] / results["b(L)"]
+    assert 0 < ratio < 1
