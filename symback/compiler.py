@@ -10,6 +10,21 @@ elementwise to whole ``(n_examples, n_neurons)`` arrays; the index sums of the
 chain rule become matrix products.  There is no Python loop per example or
 per neuron.
 
+Before lambdify, three things are worked out symbolically (each one checked in
+tests/test_compiler.py):
+
+* σ' in terms of the layer's output ``a`` when SymPy can prove it, by solving
+  ``a = σ(z)`` for ``z`` and substituting (sigmoid' = a(1 − a), tanh' = 1 − a²):
+  the backward pass then needs no ``exp`` at all (:func:`derivative_in_output`).
+* stable forms: ``1/(1 + exp(−x))`` becomes ``tanh(x/2)/2 + 1/2`` and
+  ``log(1 + exp(x))`` becomes ``logaddexp(0, x)`` (:func:`stabilize`), so large
+  ``|z|`` never overflows; a cost with a ``log`` of the output is rewritten in
+  ``z`` (log-sigmoid, log-softmax) so a probability that rounds to 0 or 1
+  cannot turn the loss into NaN.
+* the output layer's ``δ = ∂C/∂a · σ'`` as one expression, simplified when that is
+  shorter (binary cross-entropy on a sigmoid cancels to ``a − y``); softmax with
+  categorical cross-entropy contracts its Jacobian to ``a·Σy − y``.
+
 >>> import numpy as np
 >>> from symback import Network, Parameters, Dataset
 >>> net = Network([1, 1, 1], "sigmoid", "squared_error")
@@ -18,12 +33,15 @@ per neuron.
 >>> data = Dataset.from_arrays([0.5], [1.0])
 >>> round(compiled.cost(params, data), 6) == round(float(((compiled.predict(params, data.X) - 1) ** 2).sum()), 6)
 True
+>>> compiled.layers[0].derivative_expression
+a*(1 - a)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -35,7 +53,19 @@ from .data import Dataset
 from .network import Network
 from .parameters import Parameters
 
-__all__ = ["CompiledNetwork", "ForwardPass", "Gradients", "elementwise", "lambdify"]
+__all__ = [
+    "CompiledNetwork",
+    "ForwardPass",
+    "Gradients",
+    "derivative_in_output",
+    "elementwise",
+    "lambdify",
+    "softplus",
+    "stabilize",
+]
+
+#: Stands for ``log(a)`` of a softmax output: the cost is evaluated with log-softmax in its place.
+LOG_A = sp.Symbol("log_a", real=True)
 
 
 def lambdify(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable[..., Any]:
@@ -51,8 +81,13 @@ def elementwise(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable
 
     Constant derivatives (``1`` for identity) and Piecewise results (integer
     ``select``) would otherwise come back as scalars or in the wrong dtype.
+    Expressions that depend on their first argument and have no Piecewise return the
+    raw lambdified function: it already gives such an array, and the hot path
+    then pays no wrapper.
     """
     raw = lambdify(arguments, expression)
+    if expression.has(arguments[0]) and not expression.has(sp.Piecewise):
+        return raw
 
     def kernel(first: np.ndarray, *rest: np.ndarray) -> np.ndarray:
         out = raw(first, *rest)
@@ -62,6 +97,116 @@ def elementwise(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable
 
     kernel.__doc__ = f"Elementwise {expression}"
     return kernel
+
+
+# -- stable forms ----------------------------------------------------------------------------------
+
+
+class softplus(sp.Function):  # noqa: N801 - a SymPy function, named like one
+    """``log(1 + exp(x))``, printed for NumPy as ``logaddexp(0, x)`` (never overflows).
+
+    >>> x = sp.Symbol("x", real=True)
+    >>> softplus(x).rewrite(sp.exp)
+    log(exp(x) + 1)
+    >>> softplus(x).diff(x)
+    tanh(x/2)/2 + 1/2
+    """
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return _logistic(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x: sp.Expr, **hints: Any) -> sp.Expr:
+        return sp.log(1 + sp.exp(x))
+
+    def _numpycode(self, printer: Any) -> str:
+        return f"{printer._module_format('numpy.logaddexp')}(0, {printer._print(self.args[0])})"
+
+    def _eval_rewrite_as_log(self, x: sp.Expr, **hints: Any) -> sp.Expr:
+        return sp.log(1 + sp.exp(x))
+
+
+def _logistic(x: sp.Expr) -> sp.Expr:
+    # 1/(1 + e^-x) = (1 + tanh(x/2))/2: tanh saturates at ±1 instead of overflowing.
+    return sp.tanh(x / 2) / 2 + sp.Rational(1, 2)
+
+
+_X = sp.Wild("x")
+
+
+def stabilize(expression: sp.Expr) -> sp.Expr:
+    """Rewrite overflow-prone subexpressions into equal stable ones.
+
+    ``1/(1 + exp(−x))`` → ``tanh(x/2)/2 + 1/2``, ``1/(1 + exp(x))`` → ``1/2 − tanh(x/2)/2``,
+    ``log(1 + exp(x))`` → :class:`softplus` (``logaddexp(0, x)``).  Each rule is an identity;
+    tests check the rewritten forms equal the originals symbolically and numerically.
+
+    >>> stabilize(1 / (1 + sp.exp(-Z)))
+    tanh(z/2)/2 + 1/2
+    >>> stabilize(sp.log(1 + sp.exp(Z)))
+    softplus(z)
+    """
+    out = expression.replace(sp.log(1 + sp.exp(_X)), lambda x: softplus(x))
+    out = out.replace(1 / (1 + sp.exp(-_X)), lambda x: _logistic(x))
+    out = out.replace(1 / (1 + sp.exp(_X)), lambda x: 1 - _logistic(x))
+    return out
+
+
+# -- σ' in terms of the output ------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def derivative_in_output(formula: sp.Expr) -> sp.Expr | None:
+    """``σ'`` written as a polynomial in ``a = σ(z)``, or None when SymPy cannot prove one.
+
+    Candidates come from substituting ``a`` for σ(z) in σ'(z) and from solving ``a = σ(z)``
+    for ``z``; one is accepted only if it is a polynomial in ``a`` (cheaper than σ' itself)
+    and ``p(σ(z)) − σ'(z)`` simplifies to 0.
+
+    >>> derivative_in_output(1 / (1 + sp.exp(-Z)))
+    a*(1 - a)
+    >>> derivative_in_output(sp.tanh(Z))
+    1 - a**2
+    >>> derivative_in_output(sp.log(1 + sp.exp(Z))) is None   # 1 − exp(−a): not cheaper than σ'(z)
+    True
+    """
+    if formula.has(sp.Piecewise) or not formula.has(Z):
+        return None
+    derivative = sp.diff(formula, Z)
+    candidates = [derivative.subs(formula, A)]
+    try:
+        solutions = sp.solve(sp.Eq(A, formula), Z)
+    except (NotImplementedError, ValueError, TypeError):  # SymPy cannot invert every formula
+        solutions = []
+    for solution in solutions:
+        try:
+            candidates.append(sp.simplify(derivative.subs(Z, solution)))
+        except (TypeError, ValueError):
+            continue
+    for candidate in candidates:
+        if candidate.has(Z) or not candidate.is_polynomial(A):
+            continue
+        if sp.simplify(candidate.subs(A, formula) - derivative) == 0:
+            return min((candidate, sp.expand(candidate), sp.factor(candidate)), key=_cost_of)
+    return None
+
+
+def _cost_of(expression: sp.Expr) -> tuple[int, int]:
+    return (sp.count_ops(expression), len(str(expression)))
+
+
+@lru_cache(maxsize=256)
+def _shortest(expression: sp.Expr) -> sp.Expr:
+    """The cheapest of an expression, its cancelled and its factored form (all equal)."""
+    forms = [expression]
+    for transform in (sp.cancel, sp.factor):
+        try:
+            forms.append(transform(expression))
+        except (sp.PolynomialError, TypeError, ValueError):  # Piecewise and friends
+            continue
+    return min(forms, key=_cost_of)
+
+
+# -- results ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -86,30 +231,89 @@ class Gradients:
     def as_parameters(self) -> Parameters:
         return Parameters(list(self.weights), list(self.biases))
 
+    def layer_norms(self) -> list[float]:
+        """Euclidean norm of each layer's (weights, biases) gradient."""
+        return [float(np.sqrt(np.vdot(w, w) + np.vdot(b, b))) for w, b in zip(self.weights, self.biases)]
+
+    def norm(self) -> float:
+        """Euclidean norm of the whole gradient."""
+        return float(np.sqrt(sum(n * n for n in self.layer_norms())))
+
+
+# -- kernels ------------------------------------------------------------------------------------
+
 
 class _LayerKernels:
     """σ and σ' of one layer, compiled from the activation's formula and its SymPy derivative."""
 
     def __init__(self, activation: Activation) -> None:
         self.activation = activation
+        self.derivative_expression: sp.Expr | None = None
         if activation.elementwise:
-            self.forward = elementwise([Z], activation.formula)
-            self.derivative = elementwise([Z], activation.derivative)
+            self.stable_formula = stabilize(activation.formula)
+            self.forward = elementwise([Z], self.stable_formula)
+            # σ' of the stable form: equal to activation.derivative, without its overflow.
+            self.derivative = elementwise([Z], stabilize(sp.diff(self.stable_formula, Z)))
+            self.derivative_expression = derivative_in_output(activation.formula)
+            self.output_derivative = (
+                elementwise([A], self.derivative_expression) if self.derivative_expression is not None else None
+            )
         else:
+            self.stable_formula = None
             self.forward = _softmax
             self.derivative = None
+            self.output_derivative = None
+
+    def sigma_prime(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """σ'(z), from the output ``a`` when that form was proven."""
+        if self.output_derivative is not None:
+            return self.output_derivative(a)
+        return self.derivative(z)
 
     def backward(self, grad_a: np.ndarray, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         """``∂C/∂z`` from ``∂C/∂a``: elementwise σ'(z), or the softmax Jacobian a_j(δ_ij − a_i) contracted."""
         if self.derivative is not None:
-            return grad_a * self.derivative(z)
+            return grad_a * self.sigma_prime(z, a)
         return a * (grad_a - np.sum(grad_a * a, axis=1, keepdims=True))
+
+
+@lru_cache(maxsize=128)
+def _layer_kernels(activation: Activation) -> _LayerKernels:
+    # Kernels hold no state: networks sharing an activation share its compiled kernels.
+    return _LayerKernels(activation)
+
+
+@lru_cache(maxsize=64)
+def _cost_in_z(term: sp.Expr, formula: sp.Expr) -> sp.Expr:
+    """The cost term with a = σ(z) substituted and logs expanded: log σ(z) becomes −softplus(−z)."""
+    return stabilize(sp.expand_log(sp.simplify(term.subs(A, formula)), force=True))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     # Shifting by the row maximum leaves softmax unchanged and keeps exp from overflowing.
     shifted = np.exp(z - z.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    return shifted
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+@lru_cache(maxsize=64)
+def _logs_the_output(term: sp.Expr) -> bool:
+    """Whether the cost takes the log of something linear in the output (log a, log(1 − a))."""
+    return any(
+        log.args[0].has(A) and log.args[0].is_polynomial(A) and sp.degree(log.args[0], A) == 1
+        for log in term.atoms(sp.log)
+    )
+
+
+@lru_cache(maxsize=64)
+def _is_cross_entropy(term: sp.Expr) -> bool:
+    """Whether the cost term is −y·log(a), whose softmax Jacobian contracts to a·Σy − y."""
+    return sp.simplify(term + Y * sp.log(A)) == 0
 
 
 class CompiledNetwork:
@@ -117,21 +321,54 @@ class CompiledNetwork:
 
     The same objects that a :class:`~symback.derivation.Derivation` shows (σ, σ',
     ``∂C/∂a``) are the ones compiled here, so what is shown cannot drift from what runs.
+    ``dtype`` follows the arrays passed in: float32 parameters and data give float32 throughout.
     """
 
     def __init__(self, network: Network) -> None:
         self.network = network
-        self.layers = [_LayerKernels(activation) for activation in network.activations]
+        self.layers = [_layer_kernels(activation) for activation in network.activations]
         cost = network.cost
-        self.cost_term = elementwise([A, Y], cost.term)
+        output = self.layers[-1]
+        self._mean_outputs = cost.output_reduction == "mean"
+        self._mean_examples = cost.example_reduction == "mean"
+        self.cost_term = elementwise([A, Y], stabilize(cost.term))
         self.cost_derivative = elementwise([A, Y], cost.derivative)
-        self._masks = network.trainable_masks() if network.frozen else None
+        # A cost with a log of the output is evaluated in z, where log σ(z) / log softmax(z) are stable.
+        self._cost_in_z = None
+        self._cost_in_log_a = None
+        if _logs_the_output(cost.term):
+            if output.activation.elementwise:
+                self._cost_in_z = elementwise([Z, Y], _cost_in_z(cost.term, output.activation.formula))
+            else:
+                term = cost.term.subs(sp.log(A), LOG_A)
+                self._cost_in_log_a = lambdify([A, LOG_A, Y], term)
+        # δ(L) = ∂C/∂a · σ'(a) as one expression when σ' has a proven form in a.
+        self.output_delta_expression: sp.Expr | None = None
+        self._output_delta = None
+        self._softmax_cross_entropy = not output.activation.elementwise and _is_cross_entropy(cost.term)
+        if output.derivative_expression is not None:
+            self.output_delta_expression = _shortest(cost.derivative * output.derivative_expression)
+            self._output_delta = elementwise([A, Y], self.output_delta_expression)
+        self._masks = self._frozen_masks()
+
+    def _frozen_masks(self) -> list[tuple[np.ndarray | None, np.ndarray | None]] | None:
+        if not self.network.frozen:
+            return None
+        weights, biases = self.network.trainable_masks()
+        # None where a layer is fully trainable, so the hot path multiplies only where it must.
+        return [
+            (None if w.all() else w.astype(float), None if b.all() else b.astype(float))
+            for w, b in zip(weights, biases)
+        ]
+
+    # -- forward ----------------------------------------------------------------------------
 
     def forward(self, params: Parameters, X: np.ndarray) -> ForwardPass:
         a = X
         zs, activations = [], [X]
         for kernels, W, b in zip(self.layers, params.weights, params.biases):
-            z = a @ W.T + b
+            z = a @ W.T
+            z += b
             a = kernels.forward(z)
             zs.append(z)
             activations.append(a)
@@ -143,9 +380,20 @@ class CompiledNetwork:
     def example_costs(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> np.ndarray:
         """``C_i`` for every example ``i`` (before the reduction over examples)."""
         forward = forward or self.forward(params, data.X)
-        terms = self.cost_term(forward.output, data.Y.astype(forward.output.dtype, copy=False))
+        return self._example_costs(forward, data.Y)
+
+    def _example_costs(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
+        out = forward.output
+        Y_ = Y_.astype(out.dtype, copy=False)
+        if self._cost_in_z is not None:
+            terms = self._cost_in_z(forward.zs[-1], Y_)
+        elif self._cost_in_log_a is not None:
+            terms = self._cost_in_log_a(out, _log_softmax(forward.zs[-1]), Y_)
+            terms = np.broadcast_to(terms, out.shape)
+        else:
+            terms = self.cost_term(out, Y_)
         total = terms.sum(axis=1)
-        return total / terms.shape[1] if self.network.cost.output_reduction == "mean" else total
+        return total / terms.shape[1] if self._mean_outputs else total
 
     def cost(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> float:
         return float(self._reduce(self.example_costs(params, data, forward)))
@@ -153,21 +401,54 @@ class CompiledNetwork:
     def output_gradient(self, forward: ForwardPass, Y: np.ndarray) -> np.ndarray:
         """``∂C_i/∂a(L)_j`` for every example: the compiled SymPy derivative of the cost term."""
         grad = self.cost_derivative(forward.output, Y.astype(forward.output.dtype, copy=False))
-        if self.network.cost.output_reduction == "mean":
+        if self._mean_outputs:
             grad = grad / grad.shape[1]
         return grad
+
+    # -- backward ---------------------------------------------------------------------------
+
+    def _output_delta_of(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
+        """δ(L) per example, by the fused kernel where there is one (a fresh array, safe to scale in place)."""
+        out = forward.output
+        Y_ = Y_.astype(out.dtype, copy=False)
+        if self._output_delta is not None:
+            delta = self._output_delta(out, Y_)
+            if self._mean_outputs:
+                delta = delta / out.shape[1]
+            elif delta is out or delta is Y_ or not delta.flags.writeable:
+                delta = delta.copy()
+            return delta
+        if self._softmax_cross_entropy:
+            # Σ_j (−y_j/a_j)·a_j(δ_ij − a_i) = a_i·Σy − y_i: no division by a probability that may be 0.
+            delta = out * Y_.sum(axis=1, keepdims=True)
+            delta -= Y_
+            if self._mean_outputs:
+                delta /= out.shape[1]
+            return delta
+        grad_a = self.output_gradient(forward, Y_)
+        return np.array(self.layers[-1].backward(grad_a, forward.zs[-1], out))
 
     def deltas(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> list[np.ndarray]:
         """``δ(l) = ∂C_i/∂z(l)`` per example (rows), by BP1 and BP2, before the reduction over examples."""
         forward = forward or self.forward(params, data.X)
+        return self._deltas(params, forward, data.Y, 1.0)
+
+    def _deltas(self, params: Parameters, forward: ForwardPass, Y_: np.ndarray, scale: float) -> list[np.ndarray]:
         L = len(self.layers)
-        grad_a = self.output_gradient(forward, data.Y)
+        delta = self._output_delta_of(forward, Y_)
+        if scale != 1.0:
+            delta *= scale  # the reduction over examples, applied once here rather than to every gradient
         deltas: list[np.ndarray] = [None] * L  # type: ignore[list-item]
-        for index in range(L - 1, -1, -1):
-            delta = self.layers[index].backward(grad_a, forward.zs[index], forward.activations[index + 1])
+        deltas[-1] = delta
+        for index in range(L - 2, -1, -1):
+            grad_a = delta @ params.weights[index + 1]
+            layer = self.layers[index]
+            if layer.derivative is not None:
+                grad_a *= layer.sigma_prime(forward.zs[index], forward.activations[index + 1])
+                delta = grad_a
+            else:
+                delta = layer.backward(grad_a, forward.zs[index], forward.activations[index + 1])
             deltas[index] = delta
-            if index:
-                grad_a = delta @ params.weights[index]
         return deltas
 
     def gradient(
@@ -178,18 +459,28 @@ class CompiledNetwork:
         Frozen parameters get a zero gradient unless ``respect_frozen`` is false.
         """
         forward = forward or self.forward(params, data.X)
-        deltas = self.deltas(params, data, forward)
-        scale = 1.0 / len(data) if self.network.cost.example_reduction == "mean" else 1.0
-        weights, biases = [], []
-        for index, delta in enumerate(deltas):
-            weights.append((delta.T @ forward.activations[index]) * scale)
-            biases.append(delta.sum(axis=0) * scale)
+        return self._gradient(params, forward, data.Y, respect_frozen)
+
+    def loss_and_gradient(self, params: Parameters, X: np.ndarray, Y_: np.ndarray) -> tuple[float, Gradients, ForwardPass]:
+        """One training step's numbers: the cost, its gradient and the forward pass, from one forward pass."""
+        forward = self.forward(params, X)
+        loss = float(self._reduce(self._example_costs(forward, Y_)))
+        return loss, self._gradient(params, forward, Y_, True), forward
+
+    def _gradient(self, params: Parameters, forward: ForwardPass, Y_: np.ndarray, respect_frozen: bool) -> Gradients:
+        scale = 1.0 / forward.output.shape[0] if self._mean_examples else 1.0
+        deltas = self._deltas(params, forward, Y_, scale)
+        weights = [delta.T @ a for delta, a in zip(deltas, forward.activations)]
+        biases = [delta.sum(axis=0) for delta in deltas]
         if respect_frozen and self._masks is not None:
-            weights = [g * m for g, m in zip(weights, self._masks[0])]
-            biases = [g * m for g, m in zip(biases, self._masks[1])]
+            for index, (w_mask, b_mask) in enumerate(self._masks):
+                if w_mask is not None:
+                    weights[index] *= w_mask
+                if b_mask is not None:
+                    biases[index] *= b_mask
         return Gradients(weights, biases)
 
     def _reduce(self, per_example: np.ndarray) -> np.ndarray:
-        if self.network.cost.example_reduction == "mean":
+        if self._mean_examples:
             return per_example.mean(axis=0)
         return per_example.sum(axis=0)
