@@ -1,20 +1,28 @@
-"""Training examples: inputs ``X`` (one row per example) and targets ``Y``.
+"""Training examples: inputs ``X`` (one row per example) and targets ``Y``; loaders and preprocessing.
 
 >>> data = Dataset.from_arrays([0, 0.5, 1], [0, 1, 0])
 >>> data.X.shape, data.Y.shape
 ((3, 1), (3, 1))
+>>> one_hot([2, 0], 3)
+array([[0., 0., 1.],
+       [1., 0., 0.]])
+>>> train, test = train_test_split(Dataset.from_arrays(range(10), range(10)), test_fraction=0.3, seed=0)
+>>> len(train), len(test)
+(7, 3)
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import SpecError
 
-__all__ = ["Dataset"]
+__all__ = ["SCALERS", "Dataset", "Scaler", "load_csv", "load_npz", "one_hot", "train_test_split"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,154 @@ class Dataset:
 
     def astype(self, dtype: Any) -> Dataset:
         return Dataset(self.X.astype(dtype), self.Y.astype(dtype))
+
+    @property
+    def is_classification(self) -> bool:
+        """True when every target row is one-hot over two or more classes."""
+        Y = self.Y
+        return Y.shape[1] >= 2 and bool(np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1))
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class index of every example (argmax of the one-hot target)."""
+        return self.Y.argmax(axis=1)
+
+    def take(self, indices: Any) -> Dataset:
+        """The examples at ``indices`` (a new Dataset)."""
+        return Dataset(self.X[indices], self.Y[indices])
+
+
+def one_hot(labels: Any, n_classes: int | None = None, *, dtype: Any = np.float64) -> np.ndarray:
+    """Integer class labels as one-hot rows; ``n_classes`` defaults to ``max(label) + 1``."""
+    values = np.asarray(labels)
+    if values.ndim != 1 or values.size == 0:
+        raise SpecError("labels must be a non-empty list of class numbers")
+    if not np.issubdtype(values.dtype, np.integer):
+        if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+            raise SpecError("labels must be whole numbers (class indices)")
+        values = values.astype(np.int64)
+    if values.min() < 0:
+        raise SpecError(f"labels must be 0 or more, got {values.min()}")
+    count = int(values.max()) + 1 if n_classes is None else int(n_classes)
+    if values.max() >= count:
+        raise SpecError(f"label {values.max()} does not fit {count} classes")
+    out = np.zeros((values.size, count), dtype=dtype)
+    out[np.arange(values.size), values] = 1
+    return out
+
+
+def train_test_split(data: Dataset, test_fraction: float = 0.2, *, seed: int | None = 0) -> tuple[Dataset, Dataset]:
+    """Shuffle with ``seed`` and split off ``test_fraction`` of the examples as a test set."""
+    if not 0 < test_fraction < 1:
+        raise SpecError(f"test fraction must be between 0 and 1, not {test_fraction!r}")
+    n = len(data)
+    n_test = int(round(n * test_fraction))
+    if n_test < 1 or n_test >= n:
+        raise SpecError(f"a test fraction of {test_fraction} of {n} examples leaves an empty side")
+    order = np.random.default_rng(seed).permutation(n)
+    return data.take(np.sort(order[n_test:])), data.take(np.sort(order[:n_test]))
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """``x' = (x − offset) / scale`` per input column, fitted on training data and applied to any data.
+
+    >>> train = Dataset.from_arrays([[0.0], [2.0], [4.0]], [0, 1, 0])
+    >>> scaler = Scaler.fit("minmax", train.X)
+    >>> scaler(train).X.ravel().tolist()
+    [0.0, 0.5, 1.0]
+    """
+
+    kind: str
+    offset: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, kind: str, X: np.ndarray) -> Scaler:
+        if kind not in SCALERS:
+            raise SpecError(f"unknown scaling {kind!r} (known: {', '.join(sorted(SCALERS))})")
+        offset, scale = SCALERS[kind](np.asarray(X, dtype=float))
+        # A constant column has no spread; leave it unscaled rather than divide by zero.
+        scale = np.where(scale > 0, scale, 1.0)
+        return cls(kind, offset, scale)
+
+    def __call__(self, data: Dataset) -> Dataset:
+        X = ((data.X - self.offset) / self.scale).astype(data.X.dtype, copy=False)
+        return Dataset(X, data.Y)
+
+
+#: Registry of scalings: name -> f(X) -> (offset, scale) per column.
+SCALERS: dict[str, Any] = {
+    "standardize": lambda X: (X.mean(axis=0), X.std(axis=0)),
+    "minmax": lambda X: (X.min(axis=0), X.max(axis=0) - X.min(axis=0)),
+}
+
+
+def load_csv(
+    path: str | Path,
+    *,
+    target: int | str = -1,
+    classes: bool = False,
+    n_classes: int | None = None,
+    delimiter: str = ",",
+) -> Dataset:
+    """A dataset from a CSV file: one example per row, one column (``target``: index or header name) the target.
+
+    A first row that is not numeric is taken as the header.  With ``classes`` the target
+    column holds class numbers and becomes one-hot rows.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = [row for row in csv.reader(handle, delimiter=delimiter) if row]
+    except FileNotFoundError:
+        raise SpecError(f"data file {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read data file {str(path)!r}: {error}") from None
+    if not rows:
+        raise SpecError(f"{path}: no rows")
+    header: list[str] | None = None
+    try:
+        [float(cell) for cell in rows[0]]
+    except ValueError:
+        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
+    width = len(rows[0]) if rows else 0
+    try:
+        table = np.array([[float(cell) for cell in row] for row in rows], dtype=float)
+    except ValueError as error:
+        raise SpecError(f"{path}: non-numeric value: {error}") from None
+    if any(len(row) != width for row in rows):
+        raise SpecError(f"{path}: rows have different numbers of columns")
+    if isinstance(target, str):
+        if header is None or target not in header:
+            raise SpecError(f"{path}: no column named {target!r}")
+        column = header.index(target)
+    else:
+        column = target % width if width else 0
+    if width < 2:
+        raise SpecError(f"{path}: needs at least one input column and a target column")
+    X = np.delete(table, column, axis=1)
+    y = table[:, column]
+    if classes:
+        return Dataset.from_arrays(X, one_hot(y, n_classes))
+    return Dataset.from_arrays(X, y)
+
+
+def load_npz(path: str | Path, *, x: str = "X", y: str = "Y", classes: bool = False) -> Dataset:
+    """A dataset from the arrays ``x`` and ``y`` of an ``.npz`` file (``y`` as class numbers with ``classes``)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if x not in archive or y not in archive:
+                raise SpecError(f"{path}: needs arrays {x!r} and {y!r}, has {', '.join(archive.files)}")
+            X, Y = archive[x], archive[y]
+    except FileNotFoundError:
+        raise SpecError(f"data file {str(path)!r} not found") from None
+    except (OSError, ValueError) as error:
+        raise SpecError(f"cannot read {str(path)!r} as .npz: {error}") from None
+    if classes:
+        Y = one_hot(Y.ravel())
+    return Dataset.from_arrays(X, Y)
 
 
 def _matrix(values: Any, what: str, dtype: Any) -> np.ndarray:
