@@ -1,0 +1,647 @@
+"""Claims files: a hand calculation, line by line, for :mod:`symback.verify` to judge.
+
+A claims file is TOML.  It names a network (inline ``[network]`` … tables like
+a spec, or ``spec = "seed002.toml"`` relative to the claims file), optional
+``[parameters]`` / ``[data]`` overrides and an ordered list of ``[[claim]]``
+tables, each one of:
+
+* a **numeric claim** ``quantity = "dSSR/db3"``, ``value = "-15.7"`` (optional
+  ``at = { b3 = 0 }``, ``example = 2``, ``tolerance = 0.01``);
+* a **symbolic claim** ``quantity = "d(SSR)/d(predicted)"``,
+  ``expression = "-2*(observed - predicted)"``;
+* an **update claim** ``update = "b3"``, ``learning_rate = 0.1`` with any of
+  ``old``, ``slope``, ``step``, ``new`` for one gradient-descent step, or
+  ``steps = 20`` / ``until_step_below = 0.001`` (and ``new``) for a sequence;
+* a **state change** ``set = { b3 = 1.57 }`` ("now b3 = 1.57").
+
+Every claim may carry ``text``: the line as the author wrote it.
+
+Quantities are written in the author's notation and parsed only by the
+whitelisting :func:`~symback.formula.parse_formula`: parameter and node names
+(the network's own names, matched case-insensitively when that is unambiguous,
+or canonical names such as ``a(L-1)_0``), ``residual`` (observed − predicted),
+``x``, ``y``, ``z``, ``a`` (the output neuron's), the cost's name, and partial
+derivatives written ``d(X)/d(Y)``, ``dX/dY`` or ``∂X/∂Y``.  A derivative is kept
+as an unevaluated :class:`sympy.Derivative` for the judge to replace.
+
+>>> from symback.network import Network
+>>> net = Network([1, 1], "sigmoid", "ssr", names={"b(1)": "b", "output": "predicted", "cost": "SSR"})
+>>> notation = Notation(net)
+>>> notation.parse("dssr/dB")
+Derivative(SSR, b)
+>>> notation.parse("a(1 - a)")
+predicted*(1 - predicted)
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import sympy as sp
+
+from .data import Dataset
+from .errors import FormulaError, SpecError, SymbackError
+from .formula import CONSTANTS, FUNCTIONS, parse_formula
+from .model import ExplicitModel
+from .network import Network, NodeRef
+from .spec import Spec, load_spec, spec_from_dict
+
+__all__ = [
+    "Claim",
+    "ClaimsFile",
+    "ClaimValue",
+    "InvalidClaim",
+    "Notation",
+    "NumericClaim",
+    "Quantity",
+    "SetClaim",
+    "SymbolicClaim",
+    "UpdateClaim",
+    "load_claims",
+    "claims_from_text",
+]
+
+_SPEC_SECTIONS = ("network", "names", "parameters", "init", "data")
+_TOP_KEYS = {"spec", "title", "source", "claim", *_SPEC_SECTIONS}
+
+_COMMON = {"text"}
+_KEYS = {
+    "numeric": {"quantity", "value", "tolerance", "at", "example"} | _COMMON,
+    "symbolic": {"quantity", "expression"} | _COMMON,
+    "update": {
+        "update", "learning_rate", "old", "slope", "step", "new", "steps", "until_step_below", "max_steps",
+        "at", "tolerance",
+    } | _COMMON,
+    "set": {"set"} | _COMMON,
+}
+
+#: Placeholder identifiers the preprocessor puts into a formula; no user name may look like them.
+_PLACEHOLDER = "__sb{}"
+
+
+# -- claimed numbers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimValue:
+    """A number as the author wrote it: the text decides how many digits count.
+
+    >>> v = ClaimValue.parse("-15.7")
+    >>> v.value, v.half_unit
+    (-15.7, 0.05)
+    >>> v.matches(-15.655108), v.matches(-15.6)
+    (True, False)
+    """
+
+    text: str
+    decimal: Decimal
+    tolerance: float | None = None
+
+    @classmethod
+    def parse(cls, raw: Any, *, tolerance: float | None = None, what: str = "value") -> ClaimValue:
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float, Decimal)):
+            raise SpecError(f"{what} must be a number or a string such as \"-15.7\", not {raw!r}")
+        text = str(raw).strip().replace("\u2212", "-")
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise SpecError(f"{what} {str(raw)!r} is not a number") from None
+        if not number.is_finite():
+            raise SpecError(f"{what} {str(raw)!r} must be finite")
+        return cls(text, number, tolerance)
+
+    @property
+    def value(self) -> float:
+        return float(self.decimal)
+
+    @property
+    def half_unit(self) -> float:
+        """Half a unit of the last digit written: ``-15.7`` → 0.05, ``1.20e3`` → 5."""
+        exponent = self.decimal.as_tuple().exponent
+        assert isinstance(exponent, int)
+        return 0.5 * 10.0**exponent
+
+    @property
+    def allowance(self) -> float:
+        return self.tolerance if self.tolerance is not None else self.half_unit
+
+    def matches(self, true: float) -> bool:
+        """Whether ``true`` rounds to the digits written (or lies within the explicit tolerance)."""
+        # The slack absorbs binary floating point at an exact half-way point (1.25 written as 1.3 is right).
+        slack = 1e-9 * max(abs(true), abs(self.value), self.allowance)
+        return bool(abs(true - self.value) <= self.allowance + slack)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# -- quantities in the author's notation ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A parsed quantity: its text and a SymPy expression in node symbols and unevaluated ``Derivative``s."""
+
+    text: str
+    expression: sp.Expr
+
+    @property
+    def derivatives(self) -> tuple[sp.Derivative, ...]:
+        return tuple(sorted(self.expression.atoms(sp.Derivative), key=str))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_CANONICAL = re.compile(r"(?<![A-Za-z0-9_])[wbza]\(\s*(?:L(?:\s*-\s*\d+)?|\d+)\s*\)(?:_\d+(?:_\d+)?)?")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class Notation:
+    """The names an author may use for one network, and the parser for their formulas.
+
+    Needs the explicit model (every node its own symbol), so it is for the small
+    networks of worked examples.
+    """
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.model = ExplicitModel(network)
+        symbols = self.model.symbols
+        self.cost_symbol = symbols[NodeRef("C")]
+        names: dict[str, sp.Expr] = {}
+        for ref, symbol in symbols.items():
+            names[network.canonical_name(ref)] = symbol
+        L = network.depth
+        if network.sizes[-1] == 1:
+            output, target = symbols[NodeRef("a", L, 0)], symbols[NodeRef("y", 0, 0)]
+            names["a"] = output
+            names["z"] = symbols[NodeRef("z", L, 0)]
+            names["residual"] = target - output
+        for ref, symbol in symbols.items():  # the user's own names win over the generic ones
+            names[network.name_of(ref)] = symbol
+        self.names = names
+        self._by_folded: dict[str, list[str]] = {}
+        for name in names:
+            self._by_folded.setdefault(name.casefold(), []).append(name)
+
+    # -- names ----------------------------------------------------------------
+    def lookup(self, name: str) -> str | None:
+        """The known name ``name`` stands for: exact, else the one that matches ignoring case."""
+        if name in self.names:
+            return name
+        found = self._by_folded.get(name.casefold(), [])
+        if len(found) > 1:
+            raise FormulaError(f"name {name!r} is ambiguous: it could be {' or '.join(sorted(found))}")
+        return found[0] if found else None
+
+    def node(self, name: str) -> NodeRef:
+        """The node called ``name`` (case-insensitive when unambiguous); UnknownNameError otherwise."""
+        key = self.lookup(name.strip()) if _IDENT.fullmatch(name.strip()) else None
+        if key is not None:
+            symbol = self.names[key]
+            if isinstance(symbol, sp.Symbol) and symbol in self.model.refs:
+                return self.model.refs[symbol]
+        return self.network.resolve(name)
+
+    # -- parsing --------------------------------------------------------------
+    def parse(self, text: str) -> sp.Expr:
+        """Parse a formula in the author's notation (see the module docstring)."""
+        if not isinstance(text, str):
+            raise FormulaError(f"a formula must be a string, not {type(text).__name__}")
+        if "__sb" in text:
+            raise FormulaError(f"formula {text!r} uses the reserved text '__sb'")
+        placeholders: dict[str, sp.Expr] = {}
+        prepared = self._replace_canonical(text.replace("∂", "d ").replace("\u2212", "-"), placeholders)
+        prepared = self._replace_derivatives(prepared, placeholders, text)
+        prepared = self._normalise_names(prepared, placeholders)
+        symbols = {**self.names, **placeholders}
+        return parse_formula(prepared, symbols)
+
+    def _new_placeholder(self, value: sp.Expr, placeholders: dict[str, sp.Expr]) -> str:
+        name = _PLACEHOLDER.format(len(placeholders))
+        placeholders[name] = value
+        return name
+
+    def _replace_canonical(self, text: str, placeholders: dict[str, sp.Expr]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            ref = self.network.resolve(re.sub(r"\s+", "", match.group()))
+            return self._new_placeholder(self.model.symbols[ref], placeholders)
+
+        return _CANONICAL.sub(replace, text)
+
+    def _operand(self, text: str, start: int) -> tuple[str, int] | None:
+        """A derivative operand ``d(X)`` / ``dX`` / ``d X`` at ``start``: (text of X, end) or None."""
+        if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+            return None
+        if start >= len(text) or text[start] != "d":
+            return None
+        position = start + 1
+        while position < len(text) and text[position] == " ":
+            position += 1
+        if position < len(text) and text[position] == "(":
+            depth, end = 0, position
+            while end < len(text):
+                depth += {"(": 1, ")": -1}.get(text[end], 0)
+                if depth == 0:
+                    return text[position + 1 : end], end + 1
+                end += 1
+            return None
+        match = _IDENT.match(text, position)
+        if match is None:
+            return None
+        whole = _IDENT.match(text, start)
+        assert whole is not None
+        if position == start + 1 and self._is_name(whole.group()):
+            return None  # a name that starts with d (e.g. "delta" when the user named a node so)
+        if not self._is_name(match.group()):
+            return None
+        return match.group(), match.end()
+
+    def _is_name(self, identifier: str) -> bool:
+        if identifier.startswith("__sb"):
+            return True
+        try:
+            return self.lookup(identifier) is not None
+        except FormulaError:
+            return True  # ambiguous: let the parser report it
+
+    def _replace_derivatives(self, text: str, placeholders: dict[str, sp.Expr], original: str) -> str:
+        out: list[str] = []
+        position = 0
+        while position < len(text):
+            top = self._operand(text, position)
+            if top is not None:
+                slash = top[1]
+                while slash < len(text) and text[slash] == " ":
+                    slash += 1
+                if slash < len(text) and text[slash] == "/":
+                    after = slash + 1
+                    while after < len(text) and text[after] == " ":
+                        after += 1
+                    bottom = self._operand(text, after)
+                    if bottom is not None:
+                        derivative = self._derivative(top[0], bottom[0], placeholders, original)
+                        out.append(self._new_placeholder(derivative, placeholders))
+                        position = bottom[1]
+                        continue
+            out.append(text[position])
+            position += 1
+        return "".join(out)
+
+    def _derivative(self, top: str, bottom: str, placeholders: dict[str, sp.Expr], original: str) -> sp.Derivative:
+        inner = self._normalise_names(self._replace_derivatives(top, placeholders, original), placeholders)
+        numerator = parse_formula(inner, {**self.names, **placeholders})
+        denominator_text = self._normalise_names(bottom.strip(), placeholders)
+        denominator = parse_formula(denominator_text, {**self.names, **placeholders})
+        if not (isinstance(denominator, sp.Symbol) and denominator in self.model.refs):
+            raise FormulaError(f"in {original!r}: d(...)/d({bottom.strip()}) must be taken with respect to one node name")
+        if numerator.has(sp.Derivative):
+            raise FormulaError(f"in {original!r}: second derivatives are not supported")
+        if numerator.has(self.cost_symbol) and numerator != self.cost_symbol:
+            raise FormulaError(
+                f"in {original!r}: the cost may appear in d(...) only on its own, as in d({self.cost_symbol})/d(...)"
+            )
+        return sp.Derivative(numerator, denominator, evaluate=False)
+
+    def _normalise_names(self, text: str, placeholders: dict[str, sp.Expr]) -> str:
+        """Map names to the network's spelling ignoring case; ``a(1 - a)`` becomes ``a*(1 - a)``."""
+        out: list[str] = []
+        position = 0
+        for match in _IDENT.finditer(text):
+            if match.start() > 0 and (text[match.start() - 1].isdigit() or text[match.start() - 1] == "."):
+                # part of a number such as 1e-3
+                continue
+            name = match.group()
+            following = text[match.end() :].lstrip()
+            calls = following.startswith("(")
+            if name in placeholders or (calls and name in FUNCTIONS) or (name in CONSTANTS and name not in self.names):
+                replacement = name
+            else:
+                known = self.lookup(name)
+                if known is None:
+                    replacement = name  # the parser names it as unknown, with the allowed names
+                elif calls:
+                    replacement = known + "*"  # implicit multiplication: a(1 - a)
+                else:
+                    replacement = known
+                if known is not None and not _IDENT.fullmatch(known):
+                    replacement = self._new_placeholder(self.names[known], placeholders) + ("*" if calls else "")
+            out.append(text[position : match.start()])
+            out.append(replacement)
+            position = match.end()
+        out.append(text[position:])
+        return "".join(out)
+
+
+# -- claim records ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Base:
+    number: int  # 1-based position in the file
+    line: int | None  # line of its [[claim]] header in the file, when known
+    text: str  # the line as the author wrote it (or a description)
+
+    @property
+    def where(self) -> str:
+        return f"claim {self.number}" + (f" (line {self.line})" if self.line else "")
+
+
+@dataclass(frozen=True)
+class NumericClaim(_Base):
+    """``quantity`` has the value ``value`` (optionally ``at`` other parameter values, for one ``example``)."""
+
+    quantity: Quantity
+    value: ClaimValue
+    at: tuple[tuple[NodeRef, float], ...] = ()
+    example: int | None = None  # 0-based
+    kind = "numeric"
+
+
+@dataclass(frozen=True)
+class SymbolicClaim(_Base):
+    """``quantity`` equals the expression the author derived, for every example."""
+
+    quantity: Quantity
+    expression: Quantity
+    kind = "symbolic"
+
+
+@dataclass(frozen=True)
+class UpdateClaim(_Base):
+    """Gradient descent on one parameter: one step (``old``/``slope``/``step``/``new``) or a sequence."""
+
+    parameter: NodeRef
+    learning_rate: float
+    old: ClaimValue | None = None
+    slope: ClaimValue | None = None
+    step: ClaimValue | None = None
+    new: ClaimValue | None = None
+    steps: int | None = None
+    until_step_below: float | None = None
+    max_steps: int = 10_000
+    at: tuple[tuple[NodeRef, float], ...] = ()
+    kind = "update"
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.steps is not None or self.until_step_below is not None
+
+
+@dataclass(frozen=True)
+class SetClaim(_Base):
+    """A change of state ("now b3 = 1.57"): not judged, it changes what later lines are checked against."""
+
+    values: tuple[tuple[NodeRef, float], ...]
+    kind = "set"
+
+
+@dataclass(frozen=True)
+class InvalidClaim(_Base):
+    """A claim that could not be read; ``message`` says why (it is reported, the other lines are still judged)."""
+
+    message: str
+    kind = "invalid"
+
+
+Claim = NumericClaim | SymbolicClaim | UpdateClaim | SetClaim | InvalidClaim
+
+
+@dataclass(frozen=True)
+class ClaimsFile:
+    """A network with parameters and data, and the author's claims in order."""
+
+    spec: Spec
+    notation: Notation
+    claims: tuple[Claim, ...]
+    title: str = ""
+    path: Path | None = None
+    lines: tuple[int | None, ...] = field(default=())
+
+    @property
+    def invalid(self) -> tuple[InvalidClaim, ...]:
+        return tuple(c for c in self.claims if isinstance(c, InvalidClaim))
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def load_claims(path: str | Path) -> ClaimsFile:
+    """Read a claims file; a malformed claim becomes an :class:`InvalidClaim`, an unusable file a SpecError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"claims file {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read claims file {str(path)!r}: {error}") from None
+    try:
+        return claims_from_text(text, base=path.parent, path=path)
+    except SymbackError as error:
+        raise SpecError(f"{path}: {error}") from None
+
+
+def claims_from_text(text: str, *, base: Path | None = None, path: Path | None = None) -> ClaimsFile:
+    """Parse the TOML text of a claims file (``spec = ...`` is resolved relative to ``base``)."""
+    try:
+        # Floats as Decimal keep the digits the author wrote (-15.70 has four significant digits).
+        raw = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"invalid TOML: {error}") from None
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise SpecError(f"unknown key or section {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    spec = _load_network(raw, base or Path("."))
+    if spec.data is None:
+        raise SpecError("no [data]: give x and y (here or in the spec file) so the claims can be evaluated")
+    try:
+        notation = Notation(spec.network)
+    except SpecError as error:
+        raise SpecError(f"claims are checked on the explicit form of small networks: {error}") from None
+    tables = raw.get("claim")
+    if not isinstance(tables, list) or not tables:
+        raise SpecError("no claims: add [[claim]] tables, e.g. [[claim]] quantity = \"dC/dw1\" value = \"0.25\"")
+    lines = _claim_lines(text, len(tables))
+    claims = []
+    for number, table in enumerate(tables, 1):
+        line = lines[number - 1]
+        claims.append(_read_claim(number, line, table, notation))
+    title = raw.get("title", "")
+    return ClaimsFile(spec, notation, tuple(claims), str(title), path, lines)
+
+
+def _claim_lines(text: str, count: int) -> tuple[int | None, ...]:
+    found = [number for number, line in enumerate(text.splitlines(), 1) if re.match(r"^\s*\[\[\s*claim\s*\]\]", line)]
+    if len(found) == count:
+        return tuple(found)
+    return (None,) * count
+
+
+def _plain(value: Any) -> Any:
+    """Decimals (from parse_float) back to floats for the spec reader."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _load_network(raw: Mapping[str, Any], base: Path) -> Spec:
+    sections = {name: _plain(raw[name]) for name in _SPEC_SECTIONS if name in raw}
+    if "spec" in raw:
+        if not isinstance(raw["spec"], str):
+            raise SpecError("spec must be a path string, e.g. spec = \"seed002.toml\"")
+        for name in ("network", "names", "init"):
+            if name in sections:
+                raise SpecError(f"give either spec = \"...\" or an inline [{name}], not both")
+        spec = load_spec(base / raw["spec"])
+        if "parameters" in sections:
+            if not isinstance(sections["parameters"], Mapping):
+                raise SpecError("[parameters] must be a table")
+            spec.parameters.update(spec.network, sections["parameters"])
+        if "data" in sections:
+            table = sections["data"]
+            if not isinstance(table, Mapping) or "x" not in table or "y" not in table:
+                raise SpecError("[data] needs both x and y")
+            unknown = sorted(set(table) - {"x", "y"})
+            if unknown:
+                raise SpecError(f"unknown key {unknown[0]!r} in [data] (known: x, y)")
+            data = Dataset.from_arrays(table["x"], table["y"])
+            data.check(spec.network.sizes[0], spec.network.sizes[-1])
+            spec.data = data
+        return spec
+    if "network" not in sections:
+        raise SpecError("no network: write spec = \"file.toml\" or an inline [network] section")
+    return spec_from_dict(sections)
+
+
+def _kind(table: Mapping[str, Any]) -> str:
+    heads = [key for key in ("quantity", "update", "set") if key in table]
+    if len(heads) != 1:
+        raise SpecError(
+            "a claim needs exactly one of quantity = \"...\" (with value or expression), update = \"...\" or set = {...}"
+            + (f"; found {', '.join(heads)}" if heads else "")
+        )
+    if heads[0] == "quantity":
+        has = [key for key in ("value", "expression") if key in table]
+        if len(has) != 1:
+            raise SpecError("a quantity claim needs exactly one of value = \"...\" or expression = \"...\"")
+        return "numeric" if has[0] == "value" else "symbolic"
+    return heads[0]
+
+
+def _read_claim(number: int, line: int | None, table: Any, notation: Notation) -> Claim:
+    text = ""
+    try:
+        if not isinstance(table, Mapping):
+            raise SpecError("a claim must be a table")
+        text = table.get("text", "")
+        if not isinstance(text, str):
+            raise SpecError("text must be a string")
+        kind = _kind(table)
+        unknown = sorted(set(table) - _KEYS[kind])
+        if unknown:
+            raise SpecError(f"unknown key {unknown[0]!r} in a {kind} claim (known: {', '.join(sorted(_KEYS[kind]))})")
+        return _BUILDERS[kind](number, line, text, table, notation)
+    except SymbackError as error:
+        message = str(error)
+        where = f"claim {number}" + (f" (line {line})" if line else "")
+        return InvalidClaim(number, line, text, f"{where}: {message}")
+
+
+def _quantity(text: Any, notation: Notation, what: str) -> Quantity:
+    if not isinstance(text, str):
+        raise SpecError(f"{what} must be a string, not {text!r}")
+    return Quantity(text, notation.parse(text))
+
+
+def _values(table: Any, notation: Notation, what: str) -> tuple[tuple[NodeRef, float], ...]:
+    if not isinstance(table, Mapping) or not table:
+        raise SpecError(f"{what} must be a table of parameter values, e.g. {what} = {{ b3 = 0 }}")
+    out = []
+    for name, value in table.items():
+        ref = notation.node(str(name))
+        if not ref.is_parameter:
+            raise SpecError(f"{what}: {name!r} is not a weight or bias")
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise SpecError(f"{what}: {name} must be a number, not {value!r}")
+        out.append((ref, float(value)))
+    return tuple(out)
+
+
+def _positive(value: Any, what: str, integer: bool = False) -> Any:
+    kinds = (int,) if integer else (int, float, Decimal)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        raise SpecError(f"{what} must be a positive {'integer' if integer else 'number'}, not {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _numeric(number: int, line: int | None, text: str, table: Mapping[str, Any], notation: Notation) -> NumericClaim:
+    quantity = _quantity(table["quantity"], notation, "quantity")
+    tolerance = _positive(table["tolerance"], "tolerance") if "tolerance" in table else None
+    value = ClaimValue.parse(table["value"], tolerance=tolerance)
+    at = _values(table["at"], notation, "at") if "at" in table else ()
+    example = None
+    if "example" in table:
+        example = _positive(table["example"], "example", integer=True) - 1
+    return NumericClaim(number, line, text or f"{quantity} = {value}", quantity, value, at, example)
+
+
+def _symbolic(number: int, line: int | None, text: str, table: Mapping[str, Any], notation: Notation) -> SymbolicClaim:
+    quantity = _quantity(table["quantity"], notation, "quantity")
+    expression = _quantity(table["expression"], notation, "expression")
+    return SymbolicClaim(number, line, text or f"{quantity} = {expression}", quantity, expression)
+
+
+def _update(number: int, line: int | None, text: str, table: Mapping[str, Any], notation: Notation) -> UpdateClaim:
+    name = table["update"]
+    if not isinstance(name, str):
+        raise SpecError(f"update names one parameter, e.g. update = \"b3\", not {name!r}")
+    ref = notation.node(name)
+    if not ref.is_parameter:
+        raise SpecError(f"update: {name!r} is not a weight or bias")
+    if "learning_rate" not in table:
+        raise SpecError("an update claim needs learning_rate")
+    rate = _positive(table["learning_rate"], "learning_rate")
+    tolerance = _positive(table["tolerance"], "tolerance") if "tolerance" in table else None
+    values = {
+        key: ClaimValue.parse(table[key], tolerance=tolerance, what=key)
+        for key in ("old", "slope", "step", "new")
+        if key in table
+    }
+    steps = _positive(table["steps"], "steps", integer=True) if "steps" in table else None
+    until = _positive(table["until_step_below"], "until_step_below") if "until_step_below" in table else None
+    if steps is not None and until is not None:
+        raise SpecError("give steps or until_step_below, not both")
+    sequence = steps is not None or until is not None
+    if sequence and ({"slope", "step"} & set(values)):
+        raise SpecError("slope and step belong to a single step; a sequence of steps claims old and new only")
+    if "max_steps" in table and until is None:
+        raise SpecError("max_steps goes with until_step_below")
+    max_steps = _positive(table.get("max_steps", 10_000), "max_steps", integer=True)
+    at = _values(table["at"], notation, "at") if "at" in table else ()
+    if not values:
+        raise SpecError("an update claim needs at least one of old, slope, step, new")
+    description = text or f"update {notation.network.name_of(ref)} (learning rate {rate:g})"
+    return UpdateClaim(
+        number, line, description, ref, rate, values.get("old"), values.get("slope"), values.get("step"),
+        values.get("new"), steps, until, max_steps, at,
+    )
+
+
+def _set(number: int, line: int | None, text: str, table: Mapping[str, Any], notation: Notation) -> SetClaim:
+    values = _values(table["set"], notation, "set")
+    shown = ", ".join(f"{notation.network.name_of(r)} = {v:g}" for r, v in values)
+    return SetClaim(number, line, text or f"now {shown}", values)
+
+
+_BUILDERS = {"numeric": _numeric, "symbolic": _symbolic, "update": _update, "set": _set}

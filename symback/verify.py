@@ -1,0 +1,871 @@
+"""The judge: checks a hand calculation (a claims file) line by line, like a careful teacher.
+
+Every claim gets a verdict:
+
+* ``right`` — the true value rounds to the digits written (or lies within the
+  claim's tolerance); a symbolic claim is equal to the derived expression;
+* ``wrong`` — with the right value or expression and its chain-rule derivation;
+* ``error carried forward`` — wrong only because it used an earlier wrong value,
+  and consistent with it (the line is recomputed from the author's own earlier values);
+* ``cannot be judged`` — with the reason (a malformed claim, a descent that does
+  not converge, an expression undefined at every sampled point).
+
+Two states are followed from top to bottom: the *true* state (exact values;
+after a wrong line it continues from the right value) and the *author's* state
+(the values they wrote, each remembering which wrong line, if any, it came from).
+A line is right when it matches the true state, or the author's state where
+that differs only by the author's own accepted rounding.
+
+Symbolic claims are compared by ``sympy.simplify`` of the difference *and* at
+random points; when the two disagree the numbers decide, re-evaluated at 50
+digits, so a ``simplify`` miss never becomes a false verdict.
+
+>>> from symback.claims import claims_from_text
+>>> report = verify(claims_from_text('''
+... [network]
+... layers = [1, 1]
+... activations = "identity"
+... cost = "ssr"
+... [parameters]
+... "w(L)" = 2.0
+... "b(L)" = 0.0
+... [data]
+... x = [1]
+... y = [1]
+... [[claim]]
+... quantity = "d(C)/d(b(L))"
+... value = "2"
+... '''))
+>>> report.verdicts[0].status
+'right'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from .claims import (
+    Claim,
+    ClaimsFile,
+    ClaimValue,
+    InvalidClaim,
+    NumericClaim,
+    SetClaim,
+    SymbolicClaim,
+    UpdateClaim,
+    load_claims,
+)
+from .compiler import CompiledNetwork, lambdify
+from .data import Dataset
+from .derivation import derive
+from .errors import SpecError, SymbackError
+from .network import Network, NodeRef
+from .parameters import Parameters
+
+__all__ = [
+    "CARRIED",
+    "INVALID",
+    "RIGHT",
+    "STATE",
+    "UNJUDGED",
+    "WRONG",
+    "Check",
+    "GradientCheck",
+    "Verdict",
+    "VerificationReport",
+    "commands",
+    "gradient_check",
+    "verify",
+]
+
+RIGHT = "right"
+WRONG = "wrong"
+CARRIED = "error carried forward"
+UNJUDGED = "cannot be judged"
+INVALID = "invalid"  # a malformed claim: cannot be judged, and the input is unusable (exit status 2)
+STATE = "state"  # a change of state ("now b3 = 1.57"): not a claim
+
+# How bad a status is, for the verdict of a line made of several checks.
+_SEVERITY = {STATE: 0, RIGHT: 1, UNJUDGED: 2, CARRIED: 3, WRONG: 4, INVALID: 5}
+
+#: Random points at which symbolic claims are compared numerically.
+SAMPLE_POINTS = 24
+#: Largest expression (in operations) handed to ``sympy.simplify``.
+SIMPLIFY_LIMIT = 600
+
+
+@dataclass(frozen=True)
+class Check:
+    """One number or expression of a line: what the author wrote and what it should be."""
+
+    part: str  # "value", "expression", "old", "slope", "step", "new"
+    claimed: str
+    status: str
+    expected: str  # the right value / expression, as text ("" when not computed)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one claim (one line of the hand calculation)."""
+
+    number: int
+    line: int | None
+    kind: str
+    text: str
+    status: str
+    checks: tuple[Check, ...] = ()
+    message: str = ""
+    derivation: str = ""  # the chain-rule derivation of the quantity, for wrong lines
+    carried_from: tuple[int, ...] = ()
+
+    @property
+    def where(self) -> str:
+        return f"claim {self.number}" + (f" (line {self.line})" if self.line else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "claim": self.number,
+            "line": self.line,
+            "kind": self.kind,
+            "text": self.text,
+            "status": self.status,
+            "checks": [vars(check).copy() for check in self.checks],
+            "message": self.message,
+            "derivation": self.derivation,
+            "carried_from": list(self.carried_from),
+        }
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """Every line's verdict, in order; ``first_wrong`` names the first line that is not right."""
+
+    verdicts: tuple[Verdict, ...]
+    title: str = ""
+    path: str = ""
+
+    @property
+    def first_wrong(self) -> Verdict | None:
+        return next((v for v in self.verdicts if v.status == WRONG), None)
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every line is right, 2 when a claim could not be read, else 1."""
+        statuses = {v.status for v in self.verdicts}
+        if INVALID in statuses:
+            return 2
+        return 0 if statuses <= {RIGHT, STATE} else 1
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for verdict in self.verdicts:
+            counts[verdict.status] = counts.get(verdict.status, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.first_wrong
+        return {
+            "title": self.title,
+            "file": self.path,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "first_wrong": None if first is None else {"claim": first.number, "line": first.line, "text": first.text},
+            "counts": self.counts(),
+            "exit_status": self.exit_status,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def text(self, *, details: bool = True) -> str:
+        """A terminal table (one row per checked number), then the explanations of the lines that are not right."""
+        rows = [("#", "line", "claim", "part", "written", "verdict", "symback")]
+        for verdict in self.verdicts:
+            checks = verdict.checks or (Check("", "", verdict.status, ""),)
+            for index, check in enumerate(checks):
+                first = index == 0
+                rows.append(
+                    (
+                        str(verdict.number) if first else "",
+                        str(verdict.line or "") if first else "",
+                        _clip(verdict.text, 44) if first else "",
+                        check.part,
+                        _clip(check.claimed, 24),
+                        check.status,
+                        _clip(check.expected, 30),
+                    )
+                )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = []
+        if self.title:
+            lines += [self.title, ""]
+        for number, row in enumerate(rows):
+            lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            if number == 0:
+                lines.append("  ".join("-" * width for width in widths))
+        if details:
+            for verdict in self.verdicts:
+                if verdict.status in (RIGHT, STATE) and not verdict.message:
+                    continue
+                lines += ["", f"{verdict.where}: {verdict.status} — {verdict.text}"]
+                lines += [f"  {line}" for line in verdict.message.splitlines()]
+                if verdict.derivation:
+                    lines += ["", *(f"    {line}" for line in verdict.derivation.splitlines())]
+        lines.append("")
+        counts = self.counts()
+        lines.append("summary: " + ", ".join(f"{counts[s]} {s}" for s in _SEVERITY if s in counts))
+        first = self.first_wrong
+        if first is not None:
+            lines.append(f"first wrong line: {first.where}: {first.text}")
+        elif self.exit_status == 0:
+            lines.append("every line is right")
+        return "\n".join(lines)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- numbers ----------------------------------------------------------------------------------------
+
+
+def _show(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _as_written(value: float, claimed: ClaimValue) -> str:
+    """``value`` to the digits the author used (and more when that hides the difference)."""
+    exponent = claimed.decimal.as_tuple().exponent
+    assert isinstance(exponent, int)
+    rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(exponent))
+    text = format(rounded, "f") if -12 < exponent < 12 else _show(value)
+    exact = _show(value)
+    return text if text == exact else f"{text} ({exact})"
+
+
+@dataclass
+class _State:
+    """Parameter values, and for each parameter the wrong lines its value came from."""
+
+    params: Parameters
+    taint: dict[NodeRef, frozenset[int]] = field(default_factory=dict)
+
+    def copy(self) -> _State:
+        return _State(self.params.copy(), dict(self.taint))
+
+    def sources(self) -> frozenset[int]:
+        out: frozenset[int] = frozenset()
+        for lines in self.taint.values():
+            out |= lines
+        return out
+
+    def set(self, ref: NodeRef, value: float, taint: frozenset[int] = frozenset()) -> None:
+        self.params.set(ref, value)
+        if taint:
+            self.taint[ref] = taint
+        else:
+            self.taint.pop(ref, None)
+
+
+class _ShapeError(SymbackError):
+    pass
+
+
+class _Engine:
+    """Symbolic partials in the author's notation and their numbers, for one network and data set."""
+
+    def __init__(self, claims: ClaimsFile) -> None:
+        self.notation = claims.notation
+        self.network: Network = claims.spec.network
+        self.data: Dataset = claims.spec.require_data()
+        self.model = self.notation.model
+        self.compiled = CompiledNetwork(self.network)
+        self.cost = self.notation.cost_symbol
+        self._memo: dict[tuple[sp.Symbol, sp.Symbol], sp.Expr] = {}
+        self._per_example = {s for s, r in self.model.refs.items() if r.kind in ("x", "y", "z", "a")}
+
+    # -- symbolic -------------------------------------------------------------
+    def partial_node(self, node: sp.Symbol, wrt: sp.Symbol) -> sp.Expr:
+        """``∂node/∂wrt`` through the network's graph (chain rule over every path), in node symbols."""
+        key = (node, wrt)
+        if key not in self._memo:
+            if node == wrt:
+                result: sp.Expr = sp.S.One
+            elif self.model.refs[node].kind in ("w", "b", "x", "y"):
+                result = sp.S.Zero
+            else:
+                result = self.partial(self.model.local_expression(self.model.refs[node]), wrt)
+            self._memo[key] = result
+        return self._memo[key]
+
+    def partial(self, expression: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
+        """``∂expression/∂wrt`` where ``expression`` is in node symbols (one example's cost for the cost)."""
+        total = sp.S.Zero
+        for symbol in sorted(expression.free_symbols, key=str):
+            if symbol in self.model.refs:
+                inner = self.partial_node(symbol, wrt)
+                if inner != 0:
+                    total += sp.diff(expression, symbol) * inner
+        return total
+
+    def per_example(self, expression: sp.Expr) -> sp.Expr:
+        """Derivatives replaced by their derived expressions; the cost by one example's cost."""
+        expression = expression.replace(
+            lambda e: isinstance(e, sp.Derivative), lambda e: self.partial(e.expr, e.variables[0])
+        )
+        return expression.xreplace({self.cost: self.model.local_expression(NodeRef("C"))})
+
+    def leaves(self, expression: sp.Expr) -> sp.Expr:
+        """``expression`` in parameters, inputs and targets only."""
+        return self.model.substitute_forward(self.per_example(expression))
+
+    # -- numbers --------------------------------------------------------------
+    def environment(self, params: Parameters) -> dict[sp.Symbol, Any]:
+        forward = self.compiled.forward(params, self.data.X)
+        values: dict[sp.Symbol, Any] = {}
+        for ref, symbol in self.model.symbols.items():
+            if ref.kind in ("w", "b"):
+                values[symbol] = params.get(ref)
+            elif ref.kind == "x":
+                values[symbol] = self.data.X[:, ref.j]
+            elif ref.kind == "y":
+                values[symbol] = self.data.Y[:, ref.j]
+            elif ref.kind == "z":
+                values[symbol] = forward.zs[ref.layer - 1][:, ref.j]
+            elif ref.kind == "a":
+                values[symbol] = forward.activations[ref.layer][:, ref.j]
+        values[self.cost] = self.compiled.cost(params, self.data, forward)
+        return values
+
+    def value(self, expression: sp.Expr, params: Parameters, example: int | None = None) -> float:
+        """The number ``expression`` stands for: the cost and ∂cost/∂parameter are totals over the examples."""
+        environment = self.environment(params)
+        n = len(self.data)
+        reduce = np.sum if self.network.cost.example_reduction == "sum" else np.mean
+        replacements: dict[sp.Expr, sp.Expr] = {}
+        for derivative in expression.atoms(sp.Derivative):
+            inner = self.partial(derivative.expr, derivative.variables[0])
+            wrt = self.model.refs[derivative.variables[0]]
+            if derivative.expr == self.cost and wrt.kind in ("w", "b"):
+                # A parameter is shared by every example: its derivative is the total (Σ or mean).
+                marker = sp.Dummy("total")
+                environment[marker] = float(reduce(_evaluate(inner, environment, n)))
+                replacements[derivative] = marker
+            else:
+                replacements[derivative] = inner
+        expression = expression.xreplace(replacements)
+        values = _evaluate(expression, environment, n)
+        if not (expression.free_symbols & self._per_example):
+            return float(values[0])
+        if example is not None:
+            if example >= n:
+                raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
+            return float(values[example])
+        if np.allclose(values, values[0], rtol=1e-12, atol=1e-15):
+            return float(values[0])
+        shown = ", ".join(_show(v) for v in values[:5]) + (", …" if n > 5 else "")
+        raise _ShapeError(f"this quantity has one value per example ({shown}); give example = 1 … {n} to pick one")
+
+    def slope(self, params: Parameters, ref: NodeRef) -> float:
+        gradient = self.compiled.gradient(params, self.data, respect_frozen=False)
+        return float(gradient.weights[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else gradient.biases[ref.layer - 1][ref.j])
+
+    def descend(self, params: Parameters, claim: UpdateClaim) -> tuple[float, int, float, bool]:
+        """Gradient descent on one parameter: (final value, steps taken, last step, whether it stopped by the rule)."""
+        params = params.copy()
+        ref, rate = claim.parameter, claim.learning_rate
+        limit = claim.steps if claim.steps is not None else claim.max_steps
+        step = float("nan")
+        for taken in range(1, limit + 1):
+            # Each step is the compiled, vectorised gradient over every example.
+            step = rate * self.slope(params, ref)
+            params.set(ref, params.get(ref) - step)
+            if not np.isfinite(step):
+                return params.get(ref), taken, step, False
+            if claim.until_step_below is not None and abs(step) < claim.until_step_below:
+                return params.get(ref), taken, step, True
+        return params.get(ref), limit, step, claim.until_step_below is None
+
+    def derivation_text(self, expression: sp.Expr, params: Parameters | None) -> str:
+        """The chain-rule derivation of the first ∂cost/∂(w, b, z or a) in ``expression``."""
+        for derivative in sorted(expression.atoms(sp.Derivative), key=str):
+            ref = self.model.refs[derivative.variables[0]]
+            if derivative.expr == self.cost and ref.kind in ("w", "b", "z", "a"):
+                derivation = derive(self.network, ref)
+                return derivation.text(params, self.data) if params is not None else derivation.text()
+        return ""
+
+
+def _evaluate(expression: sp.Expr, environment: Mapping[sp.Symbol, Any], n: int) -> np.ndarray:
+    symbols = sorted(expression.free_symbols, key=str)
+    function = lambdify(symbols, expression)
+    with np.errstate(all="ignore"):
+        value = function(*(environment[s] for s in symbols))
+    return np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
+
+
+# -- comparing expressions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    equal: bool | None  # None: cannot be decided
+    reason: str
+
+
+def compare_expressions(true: sp.Expr, claimed: sp.Expr, *, rng: np.random.Generator) -> _Comparison:
+    """Decide whether two expressions (in the same real symbols) are equal.
+
+    ``simplify(true - claimed) == 0`` and numbers at :data:`SAMPLE_POINTS` random
+    points must agree; where they do not, the points are re-evaluated with
+    50-digit arithmetic and the numbers decide.
+
+    >>> x = sp.Symbol("x", real=True)
+    >>> compare_expressions(sp.exp(-x) / (1 + sp.exp(-x))**2, (1 / (1 + sp.exp(-x))) * (1 - 1 / (1 + sp.exp(-x))),
+    ...                     rng=np.random.default_rng(0)).equal
+    True
+    """
+    difference = true - claimed
+    symbols = sorted(difference.free_symbols, key=str)
+    proved: bool | None = None
+    if sp.count_ops(difference) <= SIMPLIFY_LIMIT:
+        proved = sp.simplify(difference) == 0
+    if not symbols:
+        value = complex(sp.N(difference, 50))
+        return _Comparison(abs(value) < 1e-30, "constant")
+    points = rng.uniform(-2.0, 2.0, size=(SAMPLE_POINTS, len(symbols)))
+    columns = [points[:, i] for i in range(len(symbols))]
+    with np.errstate(all="ignore"):
+        left = np.broadcast_to(np.asarray(lambdify(symbols, true)(*columns), dtype=complex), (SAMPLE_POINTS,))
+        right = np.broadcast_to(np.asarray(lambdify(symbols, claimed)(*columns), dtype=complex), (SAMPLE_POINTS,))
+    finite = np.isfinite(left) & np.isfinite(right)
+    if finite.sum() < 3:
+        if proved:
+            return _Comparison(True, "simplify shows the difference is 0 (undefined at the sampled points)")
+        return _Comparison(None, "both sides are undefined at almost every sampled point, and simplify cannot decide")
+    scale = np.maximum(np.abs(left), np.abs(right))
+    close = np.abs(left - right) <= 1e-9 * scale + 1e-12
+    disagree = np.flatnonzero(finite & ~close)
+    if disagree.size and proved:
+        # Simplify says equal, floating point says not: 50 digits decide.
+        still = []
+        for index in disagree:
+            point = dict(zip(symbols, (sp.Float(v, 50) for v in points[index])))
+            exact = complex(difference.evalf(50, subs=point))
+            magnitude = abs(complex(true.evalf(50, subs=point))) + 1e-30
+            if abs(exact) > 1e-20 * magnitude:
+                still.append(index)
+        disagree = np.asarray(still, dtype=int)
+    if disagree.size:
+        index = int(disagree[0])
+        at = ", ".join(f"{s} = {points[index, i]:.3g}" for i, s in enumerate(symbols[:6]))
+        return _Comparison(
+            False, f"they differ at {disagree.size} of {int(finite.sum())} random points, e.g. at {at}: "
+            f"the derived expression is {_show(left[index].real)}, the written one {_show(right[index].real)}"
+        )
+    if proved:
+        return _Comparison(True, "simplify shows the difference is 0, and they agree at random points")
+    return _Comparison(True, f"equal at {int(finite.sum())} random points (simplify could not show it)")
+
+
+# -- the judge --------------------------------------------------------------------------------------
+
+
+class _Judge:
+    def __init__(self, claims: ClaimsFile, seed: int) -> None:
+        self.claims = claims
+        self.engine = _Engine(claims)
+        self.network = claims.spec.network
+        self.true = _State(claims.spec.parameters.copy())
+        self.author = _State(claims.spec.parameters.copy())
+        self.seed = seed
+
+    def name(self, ref: NodeRef) -> str:
+        return self.network.name_of(ref)
+
+    def run(self) -> VerificationReport:
+        verdicts = []
+        for claim in self.claims.claims:
+            try:
+                verdicts.append(self.judge(claim))
+            except _ShapeError as error:
+                verdicts.append(Verdict(claim.number, claim.line, claim.kind, claim.text, INVALID,
+                                        message=f"{claim.where}: {error}"))
+        path = str(self.claims.path) if self.claims.path else ""
+        return VerificationReport(tuple(verdicts), self.claims.title, path)
+
+    def judge(self, claim: Claim) -> Verdict:
+        if isinstance(claim, InvalidClaim):
+            return Verdict(claim.number, claim.line, claim.kind, claim.text or "(unreadable claim)", INVALID,
+                           message=claim.message)
+        if isinstance(claim, SetClaim):
+            for ref, value in claim.values:
+                self.true.set(ref, value)
+                self.author.set(ref, value)
+            return Verdict(claim.number, claim.line, claim.kind, claim.text, STATE,
+                           (Check("set", ", ".join(f"{self.name(r)} = {v:g}" for r, v in claim.values), STATE, ""),))
+        if isinstance(claim, NumericClaim):
+            return self.numeric(claim)
+        if isinstance(claim, SymbolicClaim):
+            return self.symbolic(claim)
+        return self.update(claim)
+
+    # -- checking one number --------------------------------------------------
+    def check(
+        self, part: str, claimed: ClaimValue | None, true: float, author: float, taint: frozenset[int], number: int,
+        what: str = "",
+    ) -> tuple[Check | None, float, frozenset[int]]:
+        """Judge one written number; returns the check and the value (and its wrong sources) later parts build on."""
+        if claimed is None:
+            return None, author, taint
+        differs = not np.isclose(true, author, rtol=1e-12, atol=1e-15)
+        if claimed.matches(true):
+            note = ""
+            if differs and taint and not claimed.matches(author):
+                note = (f"right for the correct values; with the earlier wrong value(s) of line(s) "
+                        f"{_lines(taint)}, {what or part} would be {_show(author)}")
+            return Check(part, claimed.text, RIGHT, _as_written(true, claimed), note), claimed.value, frozenset()
+        if differs and np.isfinite(author) and claimed.matches(author):
+            if taint:
+                note = (f"consistent with the earlier wrong value(s) of line(s) {_lines(taint)}; "
+                        f"the right value is {_as_written(true, claimed)}")
+                return Check(part, claimed.text, CARRIED, _as_written(true, claimed), note), claimed.value, taint
+            note = "consistent with the rounded values written earlier"
+            return Check(part, claimed.text, RIGHT, _as_written(author, claimed), note), claimed.value, frozenset()
+        return Check(part, claimed.text, WRONG, _as_written(true, claimed)), claimed.value, frozenset({number})
+
+    # -- numeric claims -------------------------------------------------------
+    def numeric(self, claim: NumericClaim) -> Verdict:
+        true, author = self.true.copy(), self.author.copy()
+        for ref, value in claim.at:  # "at b3 = 0": this line only
+            true.set(ref, value)
+            author.set(ref, value)
+        expression = claim.quantity.expression
+        true_value = self.engine.value(expression, true.params, claim.example)
+        author_value = self.engine.value(expression, author.params, claim.example) if author.taint or _differ(
+            true.params, author.params) else true_value
+        check, _, _ = self.check("value", claim.value, true_value, author_value, author.sources(), claim.number,
+                                 claim.quantity.text)
+        assert check is not None
+        return self.verdict(claim, (check,), expression, true.params)
+
+    def verdict(self, claim: Claim, checks: tuple[Check, ...], expression: sp.Expr | None,
+                params: Parameters | None, extra: str = "") -> Verdict:
+        status = max((c.status for c in checks), key=_SEVERITY.__getitem__)
+        notes = [f"{c.part}: written {c.claimed}, should be {c.expected}" for c in checks if c.status == WRONG]
+        notes += [f"{c.part}: {c.note}" for c in checks if c.note]
+        if extra:
+            notes.append(extra)
+        derivation = ""
+        if status in (WRONG, CARRIED) and expression is not None:
+            derivation = self.engine.derivation_text(expression, params)
+        carried = sorted({int(x) for c in checks if c.status == CARRIED for x in _numbers(c.note)})
+        return Verdict(claim.number, claim.line, claim.kind, claim.text, status, checks, "\n".join(notes), derivation,
+                       tuple(carried))
+
+    # -- symbolic claims ------------------------------------------------------
+    def symbolic(self, claim: SymbolicClaim) -> Verdict:
+        engine = self.engine
+        true_local = engine.per_example(claim.quantity.expression)
+        comparison = compare_expressions(
+            engine.model.substitute_forward(true_local),
+            engine.leaves(claim.expression.expression),
+            rng=np.random.default_rng(self.seed + claim.number),
+        )
+        right = _pretty(true_local)
+        if comparison.equal is None:
+            status, note = UNJUDGED, comparison.reason
+        elif comparison.equal:
+            status, note = RIGHT, ""
+        else:
+            status, note = WRONG, comparison.reason
+        check = Check("expression", claim.expression.text, status, right, note)
+        return self.verdict(claim, (check,), claim.quantity.expression, None)
+
+    # -- update claims --------------------------------------------------------
+    def update(self, claim: UpdateClaim) -> Verdict:
+        ref, rate, number = claim.parameter, claim.learning_rate, claim.number
+        for at_ref, value in claim.at:  # the starting point, from here on
+            self.true.set(at_ref, value)
+            self.author.set(at_ref, value)
+        name = self.name(ref)
+        checks: list[Check | None] = []
+        true_old = self.true.params.get(ref)
+        check, author_old, old_taint = self.check("old", claim.old, true_old, self.author.params.get(ref),
+                                                  self.author.taint.get(ref, frozenset()), number, f"old {name}")
+        checks.append(check)
+        extra = ""
+        if claim.is_sequence:
+            true_new, taken, last, stopped = self.engine.descend(self.true.params, claim)
+            author_params = self.author.params.copy()
+            author_params.set(ref, author_old)
+            author_taint = self.author.sources() | old_taint
+            author_new = self.engine.descend(author_params, claim)[0] if author_taint or _differ(
+                self.true.params, author_params) else true_new
+            rule = (f"{claim.steps} step(s)" if claim.steps is not None
+                    else f"until |step| < {claim.until_step_below:g}")
+            extra = (f"gradient descent on {name} with learning rate {rate:g}, {rule}: {taken} step(s) from "
+                     f"{name} = {_show(true_old)}, last step {_show(last)}, {name} = {_show(true_new)}")
+            if not stopped:
+                check = Check("new", claim.new.text if claim.new else "", UNJUDGED, _show(true_new),
+                              f"the descent did not reach |step| < {claim.until_step_below:g} in {taken} steps")
+                checks.append(check)
+                self.true.set(ref, true_new)
+                self.author.set(ref, author_new, author_taint)
+                return self.verdict(claim, tuple(c for c in checks if c), None, None, extra)
+            check, author_new, new_taint = self.check("new", claim.new, true_new, author_new, author_taint, number,
+                                                      f"the new {name}")
+            checks.append(check)
+            self.true.set(ref, true_new)
+            self.author.set(ref, author_new, new_taint)
+            derivative = sp.Derivative(self.engine.cost, self.engine.model.symbols[ref], evaluate=False)
+            return self.verdict(claim, tuple(c for c in checks if c), derivative, None, extra)
+
+        author_params = self.author.params.copy()
+        author_params.set(ref, author_old)
+        true_slope = self.engine.slope(self.true.params, ref)
+        author_taint = self.author.sources() | old_taint
+        author_slope = self.engine.slope(author_params, ref) if author_taint or _differ(
+            self.true.params, author_params) else true_slope
+        check, author_slope, slope_taint = self.check("slope", claim.slope, true_slope, author_slope, author_taint,
+                                                      number, f"∂{self.engine.cost}/∂{name}")
+        checks.append(check)
+        true_step = rate * true_slope
+        check, author_step, step_taint = self.check("step", claim.step, true_step, rate * author_slope, slope_taint,
+                                                    number, "the step")
+        if check is not None and check.status == WRONG and claim.step is not None:
+            if ClaimValue(claim.step.text, claim.step.decimal, claim.step.tolerance).matches(-rate * author_slope):
+                check = _with_note(check, "the sign is flipped: step = learning rate × slope")
+        checks.append(check)
+        true_new = true_old - true_step
+        guess = author_old - author_step
+        check, author_new, new_taint = self.check("new", claim.new, true_new, guess, old_taint | step_taint, number,
+                                                  f"the new {name}")
+        if check is not None and check.status == WRONG and claim.new is not None and claim.new.matches(
+                author_old + author_step):
+            check = _with_note(check, f"the step was added ({_show(author_old)} + ({_show(author_step)})); "
+                                      f"gradient descent subtracts it: new = old − step")
+        checks.append(check)
+        self.true.set(ref, true_new)
+        if claim.new is None:
+            self.author.set(ref, guess, old_taint | step_taint)
+        else:
+            self.author.set(ref, author_new, new_taint)
+        derivative = sp.Derivative(self.engine.cost, self.engine.model.symbols[ref], evaluate=False)
+        return self.verdict(claim, tuple(c for c in checks if c), derivative, self.true_before(ref, true_old))
+
+    def true_before(self, ref: NodeRef, old: float) -> Parameters:
+        params = self.true.params.copy()
+        params.set(ref, old)
+        return params
+
+
+def _with_note(check: Check, note: str) -> Check:
+    return Check(check.part, check.claimed, check.status, check.expected, "; ".join(x for x in (check.note, note) if x))
+
+
+def _differ(a: Parameters, b: Parameters) -> bool:
+    return not np.allclose(a.flat(), b.flat(), rtol=1e-12, atol=1e-15)
+
+
+def _lines(numbers: frozenset[int]) -> str:
+    return ", ".join(str(n) for n in sorted(numbers))
+
+
+def _numbers(note: str) -> list[str]:
+    import re
+
+    match = re.search(r"line\(s\) ([\d, ]+)", note)
+    return [x for x in match.group(1).replace(" ", "").split(",") if x] if match else []
+
+
+def _pretty(expression: sp.Expr) -> str:
+    if sp.count_ops(expression) <= SIMPLIFY_LIMIT:
+        expression = sp.factor_terms(sp.simplify(expression))
+    return str(expression)
+
+
+def verify(claims: ClaimsFile, *, seed: int = 0) -> VerificationReport:
+    """Judge every claim of ``claims`` in order (``seed`` fixes the random points of symbolic checks)."""
+    return _Judge(claims, seed).run()
+
+
+# -- gradient check ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """Worst relative error per layer between the derived gradient and central differences (and PyTorch)."""
+
+    layers: tuple[tuple[str, float, float | None], ...]  # (layer label, finite differences, torch or None)
+    tolerance: float
+    torch: str  # "not installed" or the version used
+
+    @property
+    def worst(self) -> float:
+        values = [fd for _, fd, _ in self.layers] + [t for _, _, t in self.layers if t is not None]
+        return max(values) if values else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.worst <= self.tolerance
+
+    def text(self) -> str:
+        lines = [f"{'layer':<8}{'finite differences':>20}{'pytorch':>14}"]
+        for label, fd, torch in self.layers:
+            lines.append(f"{label:<8}{fd:>20.2e}{(f'{torch:.2e}' if torch is not None else '-'):>14}")
+        lines.append(f"worst relative error {self.worst:.2e} (tolerance {self.tolerance:g}); pytorch: {self.torch}")
+        lines.append("ok" if self.passed else "FAILED: the derived gradient disagrees with the numeric one")
+        return "\n".join(lines)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = np.maximum(np.maximum(np.abs(a), np.abs(b)), 1e-6)
+    return float(np.max(np.abs(a - b) / denominator)) if a.size else 0.0
+
+
+def _costs_of_perturbed(
+    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, kind: str, deltas: np.ndarray
+) -> np.ndarray:
+    """The cost for every perturbation of one layer's weights or biases at once (batched over perturbations)."""
+    a = data.X
+    for index in range(layer - 1):  # layers below are untouched
+        a = compiled.layers[index].forward(a @ params.weights[index].T + params.biases[index])
+    W, b = params.weights[layer - 1], params.biases[layer - 1]
+    if kind == "w":
+        z = np.einsum("nk,pjk->pnj", a, W[None] + deltas) + b
+    else:
+        z = (a @ W.T + b)[None] + deltas[:, None, :]
+    out = compiled.layers[layer - 1].forward(z.reshape(-1, z.shape[-1])).reshape(z.shape)
+    for index in range(layer, len(params.weights)):
+        z = out @ params.weights[index].T + params.biases[index]
+        out = compiled.layers[index].forward(z.reshape(-1, z.shape[-1])).reshape(z.shape)
+    terms = compiled.cost_term(out, np.broadcast_to(data.Y, out.shape).astype(out.dtype))
+    per_example = terms.sum(axis=2)
+    if compiled.network.cost.output_reduction == "mean":
+        per_example = per_example / terms.shape[2]
+    return per_example.sum(axis=1) if compiled.network.cost.example_reduction == "sum" else per_example.mean(axis=1)
+
+
+def _finite_differences(compiled: CompiledNetwork, params: Parameters, data: Dataset, h: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    result = []
+    for layer in range(1, len(params.weights) + 1):
+        pair = []
+        for kind, array in (("w", params.weights[layer - 1]), ("b", params.biases[layer - 1])):
+            size = array.size
+            out = np.empty(size)
+            # Chunks bound the memory of the batched forward pass (perturbations × examples × width).
+            width = max(compiled.network.sizes)
+            chunk = max(1, int(4e6 // max(1, len(data) * width)))
+            for start in range(0, size, chunk):
+                stop = min(size, start + chunk)
+                basis = np.zeros((stop - start, size))
+                basis[np.arange(stop - start), np.arange(start, stop)] = h
+                deltas = basis.reshape((stop - start, *array.shape))
+                plus = _costs_of_perturbed(compiled, params, data, layer, kind, deltas)
+                minus = _costs_of_perturbed(compiled, params, data, layer, kind, -deltas)
+                out[start:stop] = (plus - minus) / (2 * h)
+            pair.append(out.reshape(array.shape))
+        result.append((pair[0], pair[1]))
+    return result
+
+
+def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: float = 1e-6,
+                   tolerance: float = 1e-5) -> GradientCheck:
+    """Compare every parameter's derived partial with central differences, layer by layer.
+
+    >>> from symback import Network, Parameters, Dataset
+    >>> net = Network([2, 3, 1], "tanh", "mse")
+    >>> result = gradient_check(net, Parameters.initialize(net, seed=0), Dataset.from_arrays([[0.1, 0.2]], [0.5]))
+    >>> result.passed
+    True
+    """
+    compiled = CompiledNetwork(network)
+    derived = compiled.gradient(params, data, respect_frozen=False)
+    numeric = _finite_differences(compiled, params, data, h)
+    layers = []
+    for layer, (fw, fb) in enumerate(numeric, 1):
+        error = max(_relative(derived.weights[layer - 1], fw), _relative(derived.biases[layer - 1], fb))
+        layers.append((network.layer_label(layer), error, None))
+    return GradientCheck(tuple(layers), tolerance, "not installed")
+
+
+# -- command line -----------------------------------------------------------------------------------
+
+_FORMATS = ("text", "json")
+
+
+def _configure_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("claims", help="claims file (TOML): a network, its values and the lines to check")
+    parser.add_argument("--format", choices=_FORMATS, default="text", help="output format (default text)")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random points of symbolic checks")
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None:
+        print(text)
+        return
+    target = Path(output)
+    # A temp file and os.replace: never a half-written output.
+    handle, temporary = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text if text.endswith("\n") else text + "\n")
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    claims = load_claims(args.claims)
+    report = verify(claims, seed=args.seed)
+    text = report.to_json() if args.format == "json" else report.text()
+    _write(text, args.output)
+    for verdict in report.verdicts:
+        if verdict.status == INVALID:
+            print(f"symback: error: {verdict.message}", file=sys.stderr)
+    return report.exit_status
+
+
+def _configure_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="TOML spec file with [data]")
+    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest relative error allowed (default 1e-5)")
+    parser.add_argument("--step", type=float, default=1e-6, help="finite-difference step h (default 1e-6)")
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from .spec import load_spec
+
+    if not (args.tolerance > 0 and args.step > 0):
+        raise SpecError("--tolerance and --step must be positive")
+    spec = load_spec(args.spec)
+    result = gradient_check(spec.network, spec.parameters, spec.require_data(), h=args.step, tolerance=args.tolerance)
+    print(result.text())
+    return 0 if result.passed else 1
+
+
+def commands() -> dict[str, Any]:
+    """The ``verify`` and ``check`` subcommands (see :mod:`symback.cli`)."""
+    from .cli import Command
+
+    return {
+        "verify": Command("check a hand calculation (claims file) line by line", _configure_verify, _run_verify),
+        "check": Command(
+            "compare every derived partial with central finite differences", _configure_check, _run_check
+        ),
+    }
