@@ -11,6 +11,12 @@ if [ ! -x .venv/bin/python ]; then
         rm -rf .venv && "$PYTHON" -m venv .venv
     fi
 fi
+# Reports are compiled by real pdflatex and opened in real headless Chromium in the tests.
+if ! command -v pdflatex >/dev/null || ! command -v chromium >/dev/null; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends texlive-latex-base texlive-latex-recommended \
+        texlive-latex-extra lmodern chromium
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 # PyTorch is a third gradient oracle; torch==2.13.0 exactly (the CPU build this machine kind carries).
 # SYMBACK_TEST_TORCH=0 leaves it out (its tests then skip, except in CI where they fail).

@@ -223,7 +223,7 @@ class Derivation:
 
     def to_dict(self, params: Parameters | None = None, data: Dataset | None = None) -> dict[str, Any]:
         """A JSON-ready description: factors (text and LaTeX), assembled expression and value."""
-        from sympy import latex
+        from .latex import latex
 
         result: dict[str, Any] = {
             "target": self.target_name,
@@ -290,12 +290,22 @@ class Derivation:
     def __str__(self) -> str:
         return self.text()
 
+    def _repr_latex_(self) -> str:
+        from .report import repr_latex  # lazily: reports pull in Jinja2
+
+        return repr_latex(self)
+
+    def _repr_html_(self) -> str:
+        from .report import repr_html
+
+        return repr_html(self)
+
     def __repr__(self) -> str:
         return f"Derivation(∂{self.cost_name}/∂{self.target_name}, {self.form}, {len(self.chain)} factors)"
 
 
 def _factor_dict(factor: Factor) -> dict[str, str]:
-    from sympy import latex
+    from .latex import latex
 
     return {
         "of": str(factor.of),

@@ -32,10 +32,12 @@ from sympy.printing.precedence import PRECEDENCE
 
 __all__ = [
     "ChainProduct",
+    "Difference",
     "EqualityChain",
     "Partial",
     "SymbackLatexPrinter",
     "SymbackMathMLPrinter",
+    "TermSum",
     "escape_latex",
     "latex",
     "mathml",
@@ -65,6 +67,14 @@ class ChainProduct(sp.Expr):
 
 class EqualityChain(sp.Expr):
     """``e1 = e2 = e3``: successive forms of one quantity."""
+
+
+class TermSum(sp.Expr):
+    """``t1 + t2 + t3`` in the given order, negative numbers in parentheses (a worked example's sum)."""
+
+
+class Difference(sp.Expr):
+    """``a - b`` in this order (SymPy's ``Add`` would reorder it)."""
 
 
 class Approx(sp.Expr):
@@ -268,6 +278,14 @@ class SymbackLatexPrinter(LatexPrinter):
     def _print_EqualityChain(self, expr: EqualityChain) -> str:
         return " = ".join(self._print(a) for a in expr.args)
 
+    def _print_TermSum(self, expr: TermSum) -> str:
+        return " + ".join(
+            r"\left(%s\right)" % self._print(a) if a.could_extract_minus_sign() else self._print(a) for a in expr.args
+        )
+
+    def _print_Difference(self, expr: Difference) -> str:
+        return "%s - %s" % (self._print(expr.args[0]), self.parenthesize(expr.args[1], PRECEDENCE["Add"] + 1))
+
     def _print_Approx(self, expr: Approx) -> str:
         return r"%s \approx %s" % (self._print(expr.args[0]), self._print(expr.args[1]))
 
@@ -445,6 +463,20 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
                 row.appendChild(self._el("mo", "="))
             row.appendChild(self._print(part))
         return row
+
+    def _print_TermSum(self, e: TermSum) -> Element:
+        row = self._row()
+        for position, term in enumerate(e.args):
+            if position:
+                row.appendChild(self._el("mo", "+"))
+            printed = self._print(term)
+            if term.could_extract_minus_sign():
+                printed = self._row(self._el("mo", "("), printed, self._el("mo", ")"))
+            row.appendChild(printed)
+        return row
+
+    def _print_Difference(self, e: Difference) -> Element:
+        return self._row(self._print(e.args[0]), self._el("mo", "−"), self.parenthesize(e.args[1], PRECEDENCE["Add"] + 1))
 
     def _print_Approx(self, e: Approx) -> Element:
         return self._row(self._print(e.args[0]), self._el("mo", "≈"), self._print(e.args[1]))

@@ -1,0 +1,677 @@
+"""Step-by-step derivation reports: .tex, .pdf, self-contained .html and .md through Jinja2 templates.
+
+:func:`build_report` turns a :class:`~symback.derivation.Derivation` (or, with
+``network=True``, a whole network's δ recursion) into a format-neutral
+:class:`Report`: text, numbers and SymPy expressions wrapped in :class:`Math`.
+Rendering prints every :class:`Math` with symback's printer (LaTeX for .tex and
+.md, MathML for .html) and hands the result to a template that only lays it out.
+Every number comes from the same derived objects that training uses.
+
+>>> import symback
+>>> spec = symback.load_spec("examples/seed002.toml")
+>>> report = build_report(symback.derive(spec.network, "b3"), spec.parameters, spec.data)
+>>> round(report.numeric.value, 4)
+-15.6551
+>>> "\\\\frac{\\\\partial \\\\mathrm{SSR}}{\\\\partial b_{3}}" in render(report, "tex")
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from .activations import Z
+from .compiler import CompiledNetwork, lambdify
+from .data import Dataset
+from .derivation import Derivation, Factor, backprop_equations, derive
+from .errors import SpecError, SymbackError
+from .latex import ChainProduct, Difference, EqualityChain, Partial, TermSum, escape_latex, latex, mathml
+from .model import IndexedModel
+from .network import Network, NodeRef
+from .parameters import Parameters
+from .steps import ChainRule, Rule, rewrite_in_terms_of, trace
+
+__all__ = [
+    "FORMATS",
+    "Math",
+    "Report",
+    "build_report",
+    "commands",
+    "descent_table",
+    "render",
+    "template_dir",
+    "write_report",
+]
+
+# -- the format-neutral report -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Math:
+    """A SymPy expression to be printed (LaTeX or MathML) when the report is rendered."""
+
+    expr: Any
+    display: bool = True
+
+
+@dataclass(frozen=True)
+class StepLine:
+    depth: int
+    rule: str
+    equation: Math
+    note: Math | None = None
+
+
+@dataclass(frozen=True)
+class FactorReport:
+    notation: Math
+    definition: Math
+    steps: tuple[StepLine, ...]
+    result: Math
+    rewriting: Math | None
+    checked: bool  # the rule trace's last step equals sympy.diff (trace() raises otherwise)
+
+
+@dataclass(frozen=True)
+class ExampleRow:
+    number: int
+    inputs: str
+    targets: str
+    factors: tuple[str, ...]
+    value: str
+
+
+@dataclass(frozen=True)
+class Numeric:
+    factor_headers: tuple[Math, ...]
+    rows: tuple[ExampleRow, ...]
+    total: Math
+    value: float
+    reduction: str
+
+
+@dataclass(frozen=True)
+class DescentRow:
+    iteration: int
+    old: str
+    slope: str
+    step: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Descent:
+    parameter: Math
+    learning_rate: float
+    tolerance: float
+    rows: tuple[DescentRow, ...]
+    converged: bool
+    final: float
+    final_text: str
+    rule: Math
+
+
+@dataclass(frozen=True)
+class LayerEquations:
+    layer: str
+    index_form: tuple[Math, ...]
+    matrix_form: tuple[Math, ...]
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    parameter: Math
+    index_value: str
+    matrix_value: str
+    difference: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a report shows; math as :class:`Math`, text as plain strings (escaped by the renderer)."""
+
+    title: str
+    source: str
+    sizes: str
+    activations: tuple[tuple[str, str], ...]
+    cost: str
+    parameter_count: str
+    notation: tuple[tuple[Math, str], ...]
+    forward: tuple[Math, ...]
+    form: str
+    chain: Math | None = None
+    paths: tuple[Math, ...] = ()
+    factors: tuple[FactorReport, ...] = ()
+    assembled: Math | None = None
+    simplified: Math | None = None
+    numeric: Numeric | None = None
+    descent: Descent | None = None
+    layers: tuple[LayerEquations, ...] = ()
+    check: tuple[CheckRow, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# -- building it -----------------------------------------------------------------------------------------
+
+
+#: Significant digits of the numbers in a report (seed 002's worked example uses three: −15.7, −1.57).
+DIGITS = 3
+
+
+def _number(value: float, digits: int = DIGITS) -> str:
+    return f"{value:.{digits}g}".replace("-", "−")
+
+
+def _float(value: float, digits: int = DIGITS) -> sp.Float:
+    return sp.Float(f"{value:.{digits}g}", digits)
+
+
+def _network_part(network: Network) -> dict[str, Any]:
+    im = IndexedModel(network)
+    L = network.depth
+    j, k = im.index("j", L), im.index("k", L - 1)
+    label = network.layer_label
+    notation = [
+        (Math(im.activations[0][k], False), "input k (layer 0)"),
+        (Math(im.weights[L][j, k], False), f"weight from neuron k of layer {label(L - 1) if L > 1 else 'x'} "
+                                           f"to neuron j of layer {label(L)}"),
+        (Math(im.biases[L][j], False), f"bias of neuron j of layer {label(L)}"),
+        (Math(im.zs[L][j], False), "weighted input of neuron j: Σ_k w_jk a_k + b_j"),
+        (Math(im.activations[L][j], False), "activation of neuron j: σ(z_j)"),
+        (Math(im.targets[j], False), "target for output j"),
+        (Math(im.cost_symbol, False), "cost"),
+    ]
+    forward = []
+    for layer in range(1, L + 1):
+        jj, kk = im.index("j", layer), im.index("k", layer - 1)
+        forward.append(Math(sp.Eq(im.zs[layer][jj], im.z_expression(layer, jj, kk))))
+        dummy = im.index("q", layer)
+        forward.append(Math(sp.Eq(im.activations[layer][jj], im.a_expression(layer, jj, dummy))))
+    forward.append(Math(sp.Eq(im.cost_symbol, im.cost_expression(im.index("j", L)))))
+    return {
+        "sizes": "-".join(map(str, network.sizes)),
+        "activations": tuple((label(l), a.label) for l, a in enumerate(network.activations, 1)),
+        "cost": f"{network.cost.label} (outputs: {network.cost.output_reduction}, examples: "
+        f"{network.cost.example_reduction})",
+        "parameter_count": f"{network.n_parameters:,} ({network.n_weights:,} weights, {network.n_biases:,} biases)",
+        "notation": tuple(notation),
+        "forward": tuple(forward),
+    }
+
+
+def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
+    note = Math(sp.Eq(rule.u, rule.inner), False) if isinstance(rule, ChainRule) else None
+    equation = Math(sp.Eq(sp.Derivative(rule.expr, rule.var, evaluate=False), rule.result), False)
+    lines = [StepLine(depth, rule.title, equation, note)]
+    for step in rule.substeps:
+        lines.extend(_step_lines(step, depth + 1))
+    return lines
+
+
+def _factor_report(network: Network, factor: Factor) -> FactorReport:
+    traced = trace(factor.local, factor.wrt)  # raises if the rules and sympy.diff disagree
+    rewriting = None
+    of_ref = _kind_of(factor.of)
+    if of_ref == "a":
+        layer = _layer_of(network, factor.of)
+        activation = network.activation(layer) if layer else None
+        if activation is not None and activation.elementwise:
+            found = rewrite_in_terms_of(activation.formula, Z, factor.of)
+            if found is not None:
+                rewriting = Math(EqualityChain(Partial(factor.of, factor.wrt), factor.derivative, found.rewritten))
+    return FactorReport(
+        notation=Math(Partial(factor.of, factor.wrt), False),
+        definition=Math(sp.Eq(factor.of, factor.local)),
+        steps=tuple(_step_lines(traced.rule)),
+        result=Math(sp.Eq(Partial(factor.of, factor.wrt), factor.derivative)),
+        rewriting=rewriting,
+        checked=True,
+    )
+
+
+def _name_text(expr: sp.Expr) -> str:
+    return str(expr.base.label) if isinstance(expr, sp.Indexed) else str(expr)
+
+
+def _kind_of(expr: sp.Expr) -> str | None:
+    text = _name_text(expr)
+    return text[0] if len(text) > 1 and text[1] == "(" else ("a" if text else None)
+
+
+def _layer_of(network: Network, expr: sp.Expr) -> int | None:
+    text = _name_text(expr)
+    for layer in range(1, network.depth + 1):
+        label = network.layer_label(layer)
+        if text.startswith(f"a({label})") or text.startswith(f"z({label})"):
+            return layer
+    # The user's name for the whole output (seed 002's "predicted").
+    output = network.group_names.get("output")
+    if output and (text == output or text.startswith(output)):
+        return network.depth
+    return None
+
+
+def _numeric(derivation: Derivation, params: Parameters, data: Dataset) -> Numeric:
+    evaluation = derivation.evaluate(params, data)
+    rows = []
+    for i in range(len(data)):
+        factors: tuple[str, ...] = ()
+        if evaluation.factors and len(evaluation.factors) == 1:
+            factors = tuple(_number(float(values[i])) for values in evaluation.factors[0])
+        rows.append(ExampleRow(
+            i + 1,
+            ", ".join(_number(float(v)) for v in data.X[i]),
+            ", ".join(_number(float(v)) for v in data.Y[i]),
+            factors,
+            _number(float(evaluation.examples[i])),
+        ))
+    headers: tuple[Math, ...] = ()
+    if derivation.paths is not None and len(derivation.paths) == 1:
+        headers = tuple(Math(Partial(f.of, f.wrt), False) for f in derivation.paths[0])
+    target = _target_symbol(derivation)
+    cost = sp.Symbol(derivation.cost_name)
+    total_expr: sp.Expr = TermSum(*(_float(float(v)) for v in evaluation.examples))
+    if evaluation.reduction == "mean":
+        total_expr = sp.Mul(sp.Rational(1, len(data)), total_expr, evaluate=False)
+    total = Math(EqualityChain(Partial(cost, target), total_expr, _float(evaluation.value)))
+    return Numeric(headers, tuple(rows), total, evaluation.value, evaluation.reduction)
+
+
+def _target_symbol(derivation: Derivation) -> sp.Expr:
+    if derivation.model is not None:
+        return derivation.model.symbols[derivation.target]
+    return derivation.indexed_target
+
+
+def descent_table(
+    derivation: Derivation,
+    params: Parameters,
+    data: Dataset,
+    *,
+    learning_rate: float = 0.1,
+    tolerance: float = 1e-3,
+    max_steps: int = 1000,
+) -> Descent:
+    """Gradient descent on the derivation's target alone: slope, step size = slope × rate, new = old − step.
+
+    Stops when ``|step size| < tolerance`` (seed 002: "until we get step size close to 0") or after
+    ``max_steps``.  The slope is the derivation's own value at every iteration.
+    """
+    if not learning_rate > 0 or not tolerance > 0 or max_steps < 1:
+        raise SpecError("learning rate and tolerance must be positive and max steps at least 1")
+    target = derivation.target
+    if target.kind not in ("w", "b"):
+        raise SpecError(f"gradient descent moves a weight or a bias, not {derivation.target_name!r}")
+    current = params.copy()
+    rows = []
+    converged = False
+    for iteration in range(1, max_steps + 1):
+        old = float(current.get(target))
+        slope = derivation.value(current, data)
+        step = slope * learning_rate
+        new = old - step
+        current.set(target, new)
+        rows.append(DescentRow(iteration, _number(old), _number(slope), _number(step), _number(new)))
+        if abs(step) < tolerance:
+            converged = True
+            break
+    symbol = _target_symbol(derivation)
+    rule_math = Math(sp.Eq(sp.Symbol("new"), Difference(sp.Symbol("old"), sp.Symbol("eta") * Partial(
+        sp.Symbol(derivation.cost_name), symbol))))
+    return Descent(Math(symbol, False), learning_rate, tolerance, tuple(rows), converged,
+                   float(current.get(target)), _number(float(current.get(target))), rule_math)
+
+
+def build_report(
+    obj: Derivation | Network,
+    params: Parameters | None = None,
+    data: Dataset | None = None,
+    *,
+    descent: dict[str, Any] | None = None,
+    source: str = "",
+    check: bool = True,
+) -> Report:
+    """A :class:`Report` for a derivation (factors, steps, numbers) or a whole network (δ recursion).
+
+    ``descent`` (``{"learning_rate": .., "tolerance": .., "max_steps": ..}``) adds the iteration table.
+    """
+    if isinstance(obj, Network):
+        return _network_report(obj, params, data, source=source, check=check)
+    derivation = obj
+    network = derivation.network
+    target = _target_symbol(derivation)
+    cost = sp.Symbol(derivation.cost_name)
+    chain_factors = ChainProduct(*(Partial(f.of, f.wrt) for f in derivation.chain))
+    chain_rhs: sp.Expr = sp.Sum(chain_factors, *derivation.sum_indices) if derivation.sum_indices else chain_factors
+    chain = Math(sp.Eq(Partial(cost, derivation.indexed_target), chain_rhs, evaluate=False))
+    paths: list[Math] = []
+    factors: list[Factor] = list(derivation.chain)
+    if derivation.paths is not None:
+        paths = [Math(sp.Eq(Partial(cost, target), ChainProduct(*(Partial(f.of, f.wrt) for f in path))))
+                 for path in derivation.paths] if len(derivation.paths) == 1 else [
+            Math(ChainProduct(*(Partial(f.of, f.wrt) for f in path)), True) for path in derivation.paths]
+        seen: dict[tuple[sp.Expr, sp.Expr], Factor] = {}
+        for path in derivation.paths:
+            for f in path:
+                seen.setdefault((f.of, f.wrt), f)
+        factors = list(seen.values())
+    factor_reports = tuple(_factor_report(network, f) for f in factors)
+    assembled = Math(sp.Eq(Partial(cost, target), derivation.product, evaluate=False))
+    simplified = None
+    if derivation.simplified != derivation.product:
+        simplified = Math(sp.Eq(Partial(cost, target), derivation.simplified, evaluate=False))
+    numeric = None
+    descent_part = None
+    if params is not None and data is not None:
+        numeric = _numeric(derivation, params, data)
+        if descent is not None:
+            descent_part = descent_table(derivation, params, data, **descent)
+    notes = []
+    if derivation.form == "indexed":
+        notes.append("Index form: one generic neuron per layer; its size does not grow with layer width.")
+    return Report(
+        title=f"∂{derivation.cost_name}/∂{derivation.target_name}",
+        source=source,
+        form=derivation.form,
+        chain=chain,
+        paths=tuple(paths),
+        factors=factor_reports,
+        assembled=assembled,
+        simplified=simplified,
+        numeric=numeric,
+        descent=descent_part,
+        notes=tuple(notes),
+        **_network_part(network),
+    )
+
+
+def _network_report(
+    network: Network, params: Parameters | None, data: Dataset | None, *, source: str, check: bool
+) -> Report:
+    equations = backprop_equations(network)
+    layers = []
+    for layer in range(network.depth, 0, -1):
+        index_form = [equations.output if layer == network.depth else equations.hidden[layer]]
+        index_form += [equations.bias[layer], equations.weight[layer]]
+        matrix = []
+        if layer == network.depth:
+            matrix = [equations.matrix["BP1"], equations.matrix["BP3"], equations.matrix["BP4"]]
+        elif layer == network.depth - 1 and "BP2" in equations.matrix:
+            matrix = [equations.matrix["BP2"]]
+        layers.append(LayerEquations(network.layer_label(layer), tuple(Math(e) for e in index_form),
+                                     tuple(Math(e) for e in matrix)))
+    rows: list[CheckRow] = []
+    if check and params is not None and data is not None:
+        rows = _check_rows(network, params, data)
+    notes = ("The matrix form repeats for every layer: δ(l) = (W(l+1)ᵀ δ(l+1)) ⊙ σ'(z(l)), "
+             "∇_b(l) C = δ(l), ∇_W(l) C = δ(l) a(l−1)ᵀ.",)
+    return Report(
+        title=f"Backpropagation for {'-'.join(map(str, network.sizes))}",
+        source=source,
+        form="indexed",
+        layers=tuple(layers),
+        check=tuple(rows),
+        notes=notes,
+        **_network_part(network),
+    )
+
+
+def _check_rows(network: Network, params: Parameters, data: Dataset) -> list[CheckRow]:
+    """Index form (its sums written out at the parameter's indices) against the vectorised matrix form."""
+    compiled = CompiledNetwork(network)
+    gradient = compiled.gradient(params, data)
+    rows = []
+    for layer in range(1, network.depth + 1):
+        n, m = network.sizes[layer], network.sizes[layer - 1]
+        for ref in (NodeRef("w", layer, 0, 0), NodeRef("w", layer, n - 1, m - 1), NodeRef("b", layer, n - 1)):
+            if network.is_frozen(ref):
+                continue
+            index_value = _index_form_value(derive(network, ref, form="indexed"), params, data)
+            matrix_value = float(gradient.weights[layer - 1][ref.j, ref.k] if ref.kind == "w"
+                                 else gradient.biases[layer - 1][ref.j])
+            rows.append(CheckRow(Math(sp.Symbol(network.name_of(ref)), False), _number(index_value),
+                                 _number(matrix_value), f"{abs(index_value - matrix_value):.1e}"))
+    return rows
+
+
+def _index_form_value(derivation: Derivation, params: Parameters, data: Dataset) -> float:
+    """Evaluate the index-form product itself: fix j, k, write out the sums, look every entry up."""
+    network = derivation.network
+    im = IndexedModel(network)
+    target = derivation.target
+    indexed = derivation.indexed_target
+    fix = {}
+    for index, value in zip(indexed.indices, (target.j, target.k), strict=False):
+        fix[index] = value
+    expr = derivation.indexed_product.xreplace(fix).doit()
+    forward = _compiled(network).forward(params, data.X)
+    arrays: dict[sp.IndexedBase, Callable[[tuple[int, ...]], Any]] = {}
+    for layer in range(1, network.depth + 1):
+        arrays[im.weights[layer]] = lambda ix, l=layer: params.weights[l - 1][ix]
+        arrays[im.biases[layer]] = lambda ix, l=layer: params.biases[l - 1][ix]
+        arrays[im.zs[layer]] = lambda ix, l=layer: forward.zs[l - 1][:, ix[0]]
+        arrays[im.activations[layer]] = lambda ix, l=layer: forward.activations[l][:, ix[0]]
+    arrays[im.activations[0]] = lambda ix: data.X[:, ix[0]]
+    arrays[im.targets] = lambda ix: data.Y[:, ix[0]]
+    entries = sorted(expr.atoms(sp.Indexed), key=str)
+    symbols = [sp.Dummy() for _ in entries]
+    body = expr.xreplace(dict(zip(entries, symbols, strict=True)))
+    values = [arrays[e.base](tuple(int(i) for i in e.indices)) for e in entries]
+    per_example = np.broadcast_to(np.asarray(lambdify(symbols, body)(*values), dtype=float), (len(data),))
+    return float(per_example.sum() if derivation.reduction == "sum" else per_example.mean())
+
+
+@lru_cache(maxsize=8)
+def _compiled_cached(network: Network) -> CompiledNetwork:
+    return CompiledNetwork(network)
+
+
+def _compiled(network: Network) -> CompiledNetwork:
+    return _compiled_cached(network)
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+
+#: Output formats: suffix -> (template name or None for PDF).
+FORMATS = {"tex": "report.tex.j2", "html": "report.html.j2", "md": "report.md.j2", "pdf": "report.tex.j2"}
+
+
+def template_dir() -> Path:
+    """Where the templates are: ``symback/templates`` in an installed wheel, else the checkout's ``templates/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if (candidate / "report.tex.j2").is_file():
+            return candidate
+    raise SymbackError(f"report templates not found next to {here} (reinstall symback)")
+
+
+class _Rendered(str):
+    """Math already printed for the target format: templates insert it as is."""
+
+    __html__ = str.__str__  # markupsafe: already safe (built through an XML DOM)
+
+
+def _md_escape(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in "\\`*_{}[]()#+!|<>&$~":
+            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, "\\" + ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _finalizer(fmt: str) -> Callable[[Any], Any]:
+    def finalize(value: Any) -> Any:
+        if isinstance(value, _Rendered) or fmt == "html":
+            return value  # HTML escapes by autoescape
+        text = "" if value is None else str(value)
+        return escape_latex(text) if fmt == "tex" else _md_escape(text)
+
+    return finalize
+
+
+@lru_cache(maxsize=4)
+def _environment(fmt: str) -> Any:
+    import jinja2
+
+    options: dict[str, Any] = {
+        "loader": jinja2.FileSystemLoader(str(template_dir())),
+        "undefined": jinja2.StrictUndefined,
+        "finalize": _finalizer(fmt),
+        "trim_blocks": True,
+        "lstrip_blocks": True,
+        "keep_trailing_newline": True,
+    }
+    if fmt == "tex":
+        options.update(
+            block_start_string="((*", block_end_string="*))",
+            variable_start_string="(((", variable_end_string=")))",
+            comment_start_string="((=", comment_end_string="=))",
+            autoescape=False,
+        )
+    else:
+        options["autoescape"] = fmt == "html"
+    return jinja2.Environment(**options)
+
+
+def _convert(value: Any, fmt: str) -> Any:
+    if isinstance(value, Math):
+        if fmt == "html":
+            return _Rendered(mathml(value.expr, display=value.display))
+        return _Rendered(latex(value.expr))
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _convert(getattr(value, f.name), fmt) for f in fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_convert(v, fmt) for v in value]
+    return value
+
+
+def render(report: Report, fmt: str) -> str:
+    """The report as text in ``fmt`` (``tex``, ``html`` or ``md``)."""
+    if fmt not in ("tex", "html", "md"):
+        raise SpecError(f"unknown report format {fmt!r} (known: tex, html, md, pdf)")
+    context = _convert(report, fmt)
+    return _environment(fmt).get_template(FORMATS[fmt]).render(report=context)
+
+
+def compile_pdf(tex: str) -> bytes:
+    """Run pdflatex (no shell escape, in a temporary directory) and return the PDF's bytes."""
+    program = shutil.which("pdflatex")
+    if program is None:
+        raise SymbackError("pdflatex not found: install TeX Live (Debian: texlive-latex-base "
+                           "texlive-latex-recommended texlive-latex-extra lmodern) to write .pdf reports")
+    with tempfile.TemporaryDirectory(prefix="symback-tex-") as work:
+        source = Path(work) / "report.tex"
+        source.write_text(tex, encoding="utf-8")
+        command = [program, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "report.tex"]
+        for _ in range(2):  # twice, so references and hyperref outlines settle
+            result = subprocess.run(command, cwd=work, capture_output=True, text=True, errors="replace",
+                                    timeout=120, env={**os.environ, "openin_any": "p", "openout_any": "p"})
+            if result.returncode != 0:
+                lines = [line for line in result.stdout.splitlines() if line.startswith("!")]
+                raise SymbackError(f"pdflatex failed: {lines[0] if lines else 'exit status ' + str(result.returncode)}")
+        return (Path(work) / "report.pdf").read_bytes()
+
+
+def write_report(obj: Derivation | Network | Report, path: str | Path, format: str | None = None, **options: Any) -> Path:
+    """Write a report; the format comes from ``format`` or the suffix (.tex, .pdf, .html, .md).
+
+    The file is written to a temporary name and moved into place, so a failure never leaves half a report.
+    ``options`` go to :func:`build_report` (``params``, ``data``, ``descent``, ``source``).
+    """
+    path = Path(path)
+    fmt = (format or path.suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise SpecError(f"cannot tell the report format from {str(path)!r}: use .tex, .pdf, .html or .md")
+    report = obj if isinstance(obj, Report) else build_report(obj, **options)
+    if fmt == "pdf":
+        payload = compile_pdf(render(report, "tex"))
+    else:
+        payload = render(report, fmt).encode("utf-8")
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+    except OSError as error:
+        raise SpecError(f"cannot write {str(path)!r}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# -- Jupyter display (Derivation delegates here) --------------------------------------------------------
+
+
+def repr_latex(derivation: Derivation) -> str:
+    """``$$ ∂C/∂target = assembled $$`` for Jupyter."""
+    target = _target_symbol(derivation)
+    return "$$" + latex(sp.Eq(Partial(sp.Symbol(derivation.cost_name), target), derivation.product,
+                              evaluate=False)) + "$$"
+
+
+def repr_html(derivation: Derivation) -> str:
+    """A small HTML fragment (MathML) with the chain rule and the assembled derivative."""
+    report = build_report(derivation)
+    parts = [mathml(report.chain.expr, display=True)] if report.chain is not None else []
+    if report.assembled is not None:
+        parts.append(mathml(report.assembled.expr, display=True))
+    return "<div class=\"symback\">" + "".join(parts) + "</div>"
+
+
+# -- command line --------------------------------------------------------------------------------------------
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="TOML spec file")
+    parser.add_argument("--wrt", metavar="NAME", help="parameter or node, e.g. b3, 'w(L)'")
+    parser.add_argument("--network", action="store_true", help="the whole network's δ recursion (BP1–BP4)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="report file: .tex, .pdf, .html or .md")
+    parser.add_argument("--form", choices=("auto", "explicit", "indexed"), default="auto")
+    parser.add_argument("--descent", action="store_true", help="add the gradient-descent iteration table")
+    parser.add_argument("--learning-rate", type=float, default=0.1, help="for --descent (default 0.1)")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="stop when |step size| < this (default 1e-3)")
+    parser.add_argument("--max-steps", type=int, default=1000, help="most iterations for --descent (default 1000)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    source = Path(args.spec).name
+    if args.network == (args.wrt is not None):
+        raise SpecError("give either --wrt NAME or --network")
+    if args.network:
+        obj: Derivation | Network = spec.network
+        descent = None
+    else:
+        obj = derive(spec.network, args.wrt, form=args.form)
+        descent = None
+        if args.descent:
+            spec.require_data()
+            descent = {"learning_rate": args.learning_rate, "tolerance": args.tolerance, "max_steps": args.max_steps}
+    path = write_report(obj, args.output, params=spec.parameters, data=spec.data, descent=descent, source=source)
+    print(f"wrote {path}")
+    return 0
+
+
+def commands() -> dict[str, Any]:
+    from .cli import Command
+
+    return {"report": Command("write a step-by-step derivation report (.tex, .pdf, .html, .md)", _configure, _run)}
