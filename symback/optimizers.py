@@ -1,0 +1,218 @@
+"""Optimizers (seed 003): plain gradient descent, momentum, RMSprop and Adam.
+
+Each is a small object holding its settings and its state (one array per
+parameter array), updating :class:`~symback.parameters.Parameters` in place with
+whole-array NumPy operations.  State can be saved and restored, so training resumes
+exactly where it stopped.
+
+>>> import numpy as np
+>>> from symback.parameters import Parameters
+>>> from symback.compiler import Gradients
+>>> params = Parameters([np.array([[1.0]])], [np.array([0.0])])
+>>> opt = get_optimizer("sgd", learning_rate=0.1)
+>>> opt.step(params, Gradients([np.array([[2.0]])], [np.array([-1.0])]))
+>>> float(params.weights[0][0, 0]), float(params.biases[0][0])
+(0.8, 0.1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .compiler import Gradients
+from .errors import SpecError, UnknownNameError
+from .parameters import Parameters
+
+__all__ = ["OPTIMIZERS", "Adam", "Momentum", "Optimizer", "RMSprop", "SGD", "get_optimizer", "register_optimizer"]
+
+
+def _arrays(tree: Parameters | Gradients) -> list[np.ndarray]:
+    return [*tree.weights, *tree.biases]
+
+
+class Optimizer:
+    """Base: ``step(params, gradients)`` moves the parameters downhill, in place.
+
+    Subclasses name their state arrays in ``slots`` and implement ``_update``.
+    """
+
+    name = "optimizer"
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate: float = 0.01) -> None:
+        self.learning_rate = _positive(learning_rate, "learning_rate")
+        self.steps = 0
+        self.state: dict[str, list[np.ndarray]] = {}
+
+    def step(self, params: Parameters, gradients: Gradients) -> None:
+        targets, grads = _arrays(params), _arrays(gradients)
+        if not self.state:
+            self.state = {slot: [np.zeros_like(p) for p in targets] for slot in self.slots}
+        self.steps += 1
+        for index, (p, g) in enumerate(zip(targets, grads)):
+            self._update(index, p, g)
+
+    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def settings(self) -> dict[str, float]:
+        return {"learning_rate": self.learning_rate}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat ``{"slot/i": array, "steps": n}`` for saving in an ``.npz``."""
+        out: dict[str, np.ndarray] = {"steps": np.array(self.steps)}
+        for slot, arrays in self.state.items():
+            for index, array in enumerate(arrays):
+                out[f"{slot}/{index}"] = array
+        return out
+
+    def load_state_dict(self, values: Mapping[str, np.ndarray]) -> None:
+        self.steps = int(values.get("steps", 0))
+        state: dict[str, list[np.ndarray]] = {}
+        for slot in self.slots:
+            keys = sorted((k for k in values if k.startswith(f"{slot}/")), key=lambda k: int(k.split("/")[1]))
+            if keys:
+                state[slot] = [np.array(values[k]) for k in keys]
+        self.state = state if len(state) == len(self.slots) else {}
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v:g}" for k, v in self.settings.items())
+        return f"{type(self).__name__}({settings})"
+
+
+class SGD(Optimizer):
+    """``p ← p − η g``."""
+
+    name = "sgd"
+
+    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
+        p -= self.learning_rate * g
+
+
+class Momentum(Optimizer):
+    """Heavy-ball momentum (PyTorch's form): ``v ← β v + g``, ``p ← p − η v``."""
+
+    name = "momentum"
+    slots = ("velocity",)
+
+    def __init__(self, learning_rate: float = 0.01, beta: float = 0.9) -> None:
+        super().__init__(learning_rate)
+        self.beta = _fraction(beta, "beta")
+
+    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
+        v = self.state["velocity"][index]
+        v *= self.beta
+        v += g
+        p -= self.learning_rate * v
+
+    @property
+    def settings(self) -> dict[str, float]:
+        return {"learning_rate": self.learning_rate, "beta": self.beta}
+
+
+class RMSprop(Optimizer):
+    """``s ← ρ s + (1 − ρ) g²``, ``p ← p − η g / (√s + ε)``."""
+
+    name = "rmsprop"
+    slots = ("square",)
+
+    def __init__(self, learning_rate: float = 0.001, rho: float = 0.9, epsilon: float = 1e-8) -> None:
+        super().__init__(learning_rate)
+        self.rho = _fraction(rho, "rho")
+        self.epsilon = _positive(epsilon, "epsilon")
+
+    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
+        s = self.state["square"][index]
+        s *= self.rho
+        s += (1 - self.rho) * (g * g)
+        p -= self.learning_rate * g / (np.sqrt(s) + self.epsilon)
+
+    @property
+    def settings(self) -> dict[str, float]:
+        return {"learning_rate": self.learning_rate, "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Adam(Optimizer):
+    """Adam with bias correction: ``m ← β1 m + (1 − β1) g``, ``v ← β2 v + (1 − β2) g²``,
+    ``p ← p − η m̂ / (√v̂ + ε)`` with ``m̂ = m / (1 − β1^t)``, ``v̂ = v / (1 − β2^t)``."""
+
+    name = "adam"
+    slots = ("m", "v")
+
+    def __init__(
+        self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8
+    ) -> None:
+        super().__init__(learning_rate)
+        self.beta1 = _fraction(beta1, "beta1")
+        self.beta2 = _fraction(beta2, "beta2")
+        self.epsilon = _positive(epsilon, "epsilon")
+
+    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
+        m, v = self.state["m"][index], self.state["v"][index]
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        t = self.steps
+        step_size = self.learning_rate / (1 - self.beta1**t)
+        p -= step_size * m / (np.sqrt(v / (1 - self.beta2**t)) + self.epsilon)
+
+    @property
+    def settings(self) -> dict[str, float]:
+        return {"learning_rate": self.learning_rate, "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+
+
+#: Registry: name -> optimizer class (called with learning_rate and its own settings).
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+    "sgd": SGD,
+    "gradient_descent": SGD,
+    "momentum": Momentum,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+}
+
+
+def register_optimizer(name: str, factory: Callable[..., Optimizer]) -> None:
+    """Make ``factory`` available as ``get_optimizer(name, learning_rate=..., **settings)``."""
+    OPTIMIZERS[name] = factory
+
+
+def get_optimizer(spec: str | Mapping[str, Any] | Optimizer, **settings: Any) -> Optimizer:
+    """An optimizer from a name or a ``{name = "adam", beta1 = 0.9}`` table.
+
+    >>> get_optimizer({"name": "adam", "beta1": 0.8}, learning_rate=0.01)
+    Adam(learning_rate=0.01, beta1=0.8, beta2=0.999, epsilon=1e-08)
+    """
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, Mapping):
+        options = dict(spec)
+        if "name" not in options:
+            raise SpecError(f"an optimizer table needs 'name', got {sorted(options)}")
+        name = options.pop("name")
+        return get_optimizer(name, **{**options, **settings})
+    if not isinstance(spec, str):
+        raise SpecError(f"an optimizer must be a name or a table, not {spec!r}")
+    key = spec.strip().lower().replace("-", "_")
+    if key not in OPTIMIZERS:
+        raise UnknownNameError(f"unknown optimizer {spec!r} (known: {', '.join(sorted(OPTIMIZERS))})")
+    try:
+        return OPTIMIZERS[key](**settings)
+    except TypeError:
+        raise SpecError(f"bad settings for optimizer {spec!r}: {', '.join(sorted(settings))}") from None
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise SpecError(f"{what} must be a positive number, not {value!r}")
+    return float(value)
+
+
+def _fraction(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise SpecError(f"{what} must be a number in [0, 1), not {value!r}")
+    return float(value)

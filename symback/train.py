@@ -1,0 +1,663 @@
+"""Training: gradient descent on the compiled kernels, with history, checkpoints and safe stops.
+
+A :class:`Trainer` runs full-batch or mini-batch steps of an optimizer
+(:mod:`symback.optimizers`) on a :class:`~symback.compiler.CompiledNetwork`.  It
+stops after ``epochs``, when every step ``|η·∂C/∂p|`` is under ``tolerance`` (seed
+002's rule), when the loss reaches ``loss_target``, when the loss or a gradient is
+NaN/inf (the step is not applied: the last good parameters are kept), or on Ctrl-C
+(a checkpoint is written when a path is set, and ``fit`` returns normally).
+
+Seed 002 trains only b3 of its 1-2-1 softplus network with η = 0.1 until the step
+is under 0.001:
+
+>>> from pathlib import Path
+>>> import symback
+>>> spec = symback.load_spec(Path(symback.__file__).parent.parent / "examples" / "seed002.toml")
+>>> config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=1000, tolerance=0.001)
+>>> result = Trainer(spec.network, config).fit(spec.parameters, spec.data)
+>>> round(result.parameters.get(spec.network.resolve("b3")), 2), result.stop_reason
+(2.61, 'tolerance')
+
+(seed 002 prints 2.21: it stopped after two steps, and wrote new = old + step instead of
+old − step; the README's "Training" section works it through.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .compiler import CompiledNetwork, Gradients
+from .data import Dataset
+from .errors import SpecError
+from .network import Network
+from .optimizers import Optimizer, get_optimizer
+from .parameters import Parameters
+
+__all__ = [
+    "Checkpoint",
+    "History",
+    "Trainer",
+    "TrainingConfig",
+    "TrainingResult",
+    "commands",
+    "load_checkpoint",
+    "load_parameters",
+    "save_checkpoint",
+    "save_parameters",
+]
+
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of a training run (the ``[training]`` section of a spec).
+
+    ``batch_size`` None means full batch.  ``tolerance`` stops when every ``|η·g|`` of the epoch's
+    last step is below it; ``loss_target`` when the epoch's loss is at or below it.  ``progress``
+    None shows a bar only when stderr is a terminal.  ``checkpoint`` is the file written at the end
+    of the run, on Ctrl-C, and every ``checkpoint_every`` epochs.
+    """
+
+    optimizer: str | Mapping[str, Any] = "sgd"
+    learning_rate: float = 0.1
+    epochs: int = 100
+    batch_size: int | None = None
+    tolerance: float | None = None
+    loss_target: float | None = None
+    clip_value: float | None = None
+    clip_norm: float | None = None
+    seed: int | None = 0
+    shuffle: bool = True
+    dtype: str = "float64"
+    progress: bool | None = None
+    checkpoint: str | None = None
+    checkpoint_every: int | None = None
+    dataset: str | None = None
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check_int(self.epochs, "epochs", minimum=0)
+        if self.batch_size is not None:
+            _check_int(self.batch_size, "batch_size", minimum=1)
+        if self.checkpoint_every is not None:
+            _check_int(self.checkpoint_every, "checkpoint_every", minimum=1)
+        _check_positive(self.learning_rate, "learning_rate")
+        for name in ("tolerance", "clip_value", "clip_norm"):
+            if getattr(self, name) is not None:
+                _check_positive(getattr(self, name), name)
+        if self.loss_target is not None:
+            _check_number(self.loss_target, "loss_target")
+        if self.seed is not None:
+            _check_int(self.seed, "seed", minimum=0)
+        if not isinstance(self.shuffle, bool):
+            raise SpecError(f"[training] shuffle must be true or false, not {self.shuffle!r}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise SpecError(f"[training] progress must be true or false, not {self.progress!r}")
+        if self.dtype not in _DTYPES:
+            raise SpecError(f"[training] dtype must be one of {', '.join(_DTYPES)}, not {self.dtype!r}")
+        if not isinstance(self.test_fraction, (int, float)) or not 0 < self.test_fraction < 1:
+            raise SpecError(f"[training] test_fraction must be between 0 and 1, not {self.test_fraction!r}")
+        for name in ("checkpoint", "dataset"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise SpecError(f"[training] {name} must be a string, not {value!r}")
+        get_optimizer(self.optimizer, learning_rate=self.learning_rate)  # fails early on a bad name or setting
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any], **overrides: Any) -> TrainingConfig:
+        """From a spec's ``[training]`` table; unknown keys fail naming the key and the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise SpecError(f"unknown key {unknown[0]!r} in [training] (known: {', '.join(sorted(known))})")
+        values = dict(section)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def make_optimizer(self) -> Optimizer:
+        return get_optimizer(self.optimizer, learning_rate=self.learning_rate)
+
+    @property
+    def numpy_dtype(self) -> Any:
+        return _DTYPES[self.dtype]
+
+
+@dataclass(frozen=True)
+class History:
+    """Per-epoch records of a run (tuples, one entry per epoch trained).
+
+    ``gradient_norms[e]`` holds one norm per layer (weights and biases together) of the epoch's
+    last step; ``step_sizes[e]`` the largest ``|η·g|`` of that step.  ``accuracy`` and the test
+    columns are empty when the targets are not one-hot classes / there is no test set.
+    """
+
+    loss: tuple[float, ...] = ()
+    gradient_norms: tuple[tuple[float, ...], ...] = ()
+    step_sizes: tuple[float, ...] = ()
+    accuracy: tuple[float, ...] = ()
+    test_loss: tuple[float, ...] = ()
+    test_accuracy: tuple[float, ...] = ()
+    seconds: tuple[float, ...] = ()
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f"history/{f.name}": np.asarray(getattr(self, f.name), dtype=float) for f in fields(self)}
+
+    @classmethod
+    def from_arrays(cls, values: Mapping[str, np.ndarray]) -> History:
+        def column(name: str) -> tuple:
+            array = values.get(f"history/{name}")
+            if array is None:
+                return ()
+            return tuple(tuple(float(x) for x in row) if array.ndim == 2 else float(row) for row in array)
+
+        return cls(**{f.name: column(f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a run produced: the trained parameters, the history, and why it stopped.
+
+    ``stop_reason`` is one of ``epochs``, ``tolerance``, ``loss_target``, ``non_finite``, ``interrupted``.
+    """
+
+    parameters: Parameters
+    history: History
+    stop_reason: str
+    message: str
+    epochs: int
+    steps: int
+    checkpoint: str | None = None
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.history.loss[-1] if self.history.loss else None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Parameters plus everything needed to resume: optimizer state, counters, RNG state, history."""
+
+    parameters: Parameters
+    optimizer: str
+    optimizer_state: dict[str, np.ndarray]
+    epoch: int
+    steps: int
+    rng_state: dict[str, Any] | None
+    history: History
+
+
+class _Stop(Exception):
+    """Raised inside the loop to end the run with a reason and message."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Trainer:
+    """Runs gradient descent on a network.
+
+    Arguments:
+        network: the network (its frozen/trainable settings are respected).
+        config: a :class:`TrainingConfig`.
+        compiled: reuse already compiled kernels.
+        stream: where the progress bar goes (default stderr).
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        config: TrainingConfig | None = None,
+        *,
+        compiled: CompiledNetwork | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.network = network
+        self.config = config or TrainingConfig()
+        self.compiled = compiled or CompiledNetwork(network)
+        self.stream = stream if stream is not None else sys.stderr
+
+    def fit(
+        self,
+        params: Parameters,
+        train: Dataset,
+        test: Dataset | None = None,
+        *,
+        callback: Callable[[int, History], None] | None = None,
+        resume: str | Path | Checkpoint | None = None,
+    ) -> TrainingResult:
+        """Train a copy of ``params`` on ``train`` (the caller's Parameters are not changed).
+
+        ``callback(epoch, history)`` runs after every epoch; it may raise KeyboardInterrupt,
+        which is handled like Ctrl-C.  ``resume`` continues from a checkpoint (its parameters,
+        optimizer state, epoch counter, shuffling state and history replace the fresh ones).
+        """
+        config = self.config
+        dtype = config.numpy_dtype
+        train.check(self.network.sizes[0], self.network.sizes[-1])
+        if test is not None:
+            test.check(self.network.sizes[0], self.network.sizes[-1])
+        optimizer = config.make_optimizer()
+        rng = np.random.default_rng(config.seed)
+        epoch, steps = 0, 0
+        records = _Records()
+        if resume is not None:
+            checkpoint = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume, self.network)
+            if checkpoint.optimizer != optimizer.name:
+                raise SpecError(
+                    f"checkpoint was trained with {checkpoint.optimizer!r}, not {optimizer.name!r}; "
+                    "resume with the same optimizer"
+                )
+            params = checkpoint.parameters
+            optimizer.load_state_dict(checkpoint.optimizer_state)
+            if checkpoint.rng_state is not None:
+                rng.bit_generator.state = checkpoint.rng_state
+            epoch, steps = checkpoint.epoch, checkpoint.steps
+            records = _Records.of(checkpoint.history)
+        params = params.astype(dtype)  # a copy: the caller's values stay as they were
+        train = train.astype(dtype)
+        test = test.astype(dtype) if test is not None else None
+        classes = train.is_classification
+        n = len(train)
+        batch = min(config.batch_size or n, n)
+        progress = _Progress(self.stream, config.epochs, config.progress)
+        start_epoch = epoch
+
+        interrupted = threading.Event()
+        restore = _catch_sigint(interrupted)
+        reason, message = "epochs", f"trained {config.epochs} epoch(s)"
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                while epoch < config.epochs:
+                    started = time.perf_counter()
+                    X, Y = train.X, train.Y
+                    if config.shuffle and batch < n:
+                        order = rng.permutation(n)
+                        X, Y = X[order], Y[order]
+                    total, correct = 0.0, 0
+                    for begin in range(0, n, batch):
+                        xb, yb = X[begin : begin + batch], Y[begin : begin + batch]
+                        loss, gradients, forward = self.compiled.loss_and_gradient(params, xb, yb)
+                        if not np.isfinite(loss) or not _all_finite(gradients):
+                            what = "loss" if not np.isfinite(loss) else "gradient"
+                            raise _Stop(
+                                "non_finite",
+                                f"the {what} became {_bad_value(loss, gradients)} at epoch {epoch + 1}, step {steps + 1}; "
+                                "stopped and kept the parameters of the last good step "
+                                "(try a smaller learning rate or clip_norm)",
+                            )
+                        _clip(gradients, config.clip_value, config.clip_norm)
+                        step_size = config.learning_rate * max(float(np.abs(g).max()) for g in _arrays(gradients))
+                        optimizer.step(params, gradients)
+                        steps += 1
+                        total += loss * (len(xb) if self.compiled._mean_examples else 1)
+                        if classes:
+                            correct += int(np.count_nonzero(forward.output.argmax(axis=1) == yb.argmax(axis=1)))
+                        if interrupted.is_set():
+                            raise KeyboardInterrupt
+                    epoch += 1
+                    epoch_loss = total / n if self.compiled._mean_examples else total
+                    records.add_epoch(
+                        epoch_loss, gradients.layer_norms(), step_size, correct / n if classes else None,
+                        self._test_metrics(params, test), time.perf_counter() - started,
+                    )
+                    progress.update(epoch, epoch_loss)
+                    if config.checkpoint and config.checkpoint_every and epoch % config.checkpoint_every == 0:
+                        self._save(config.checkpoint, params, optimizer, epoch, steps, rng, records)
+                    if callback is not None:
+                        callback(epoch, records.freeze())
+                    if config.tolerance is not None and step_size < config.tolerance:
+                        raise _Stop("tolerance", f"every step |η·g| was under {config.tolerance:g} (largest {step_size:.3g})")
+                    if config.loss_target is not None and epoch_loss <= config.loss_target:
+                        raise _Stop("loss_target", f"loss {epoch_loss:.6g} reached the target {config.loss_target:g}")
+        except _Stop as stop:
+            reason, message = stop.reason, stop.message
+        except KeyboardInterrupt:
+            reason, message = "interrupted", f"interrupted after {epoch} epoch(s), {steps} step(s)"
+        finally:
+            restore()
+            progress.close()
+        saved = None
+        if config.checkpoint:
+            saved = self._save(config.checkpoint, params, optimizer, epoch, steps, rng, records)
+            if reason == "interrupted":
+                message += f"; checkpoint saved to {saved}"
+        return TrainingResult(params, records.freeze(), reason, message, epoch - start_epoch, steps, saved)
+
+    def _test_metrics(self, params: Parameters, test: Dataset | None) -> tuple[float, float | None] | None:
+        if test is None:
+            return None
+        forward = self.compiled.forward(params, test.X)
+        loss = self.compiled.cost(params, test, forward)
+        accuracy = None
+        if test.is_classification:
+            accuracy = float(np.mean(forward.output.argmax(axis=1) == test.labels))
+        return loss, accuracy
+
+    def _save(self, path, params, optimizer, epoch, steps, rng, records) -> str:
+        checkpoint = Checkpoint(
+            params, optimizer.name, optimizer.state_dict(), epoch, steps, rng.bit_generator.state, records.freeze()
+        )
+        save_checkpoint(path, checkpoint)
+        return str(path)
+
+    def evaluate(self, params: Parameters, data: Dataset) -> dict[str, float]:
+        """Loss (and accuracy for one-hot targets) of ``params`` on ``data``."""
+        data = data.astype(params.weights[0].dtype)
+        metrics = self._test_metrics(params, data)
+        assert metrics is not None
+        out = {"loss": metrics[0]}
+        if metrics[1] is not None:
+            out["accuracy"] = metrics[1]
+        return out
+
+
+class _Records:
+    """Mutable lists behind a History, frozen on demand."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list] = {f.name: [] for f in fields(History)}
+
+    @classmethod
+    def of(cls, history: History) -> _Records:
+        records = cls()
+        for name in records.columns:
+            records.columns[name] = list(getattr(history, name))
+        return records
+
+    def add_epoch(self, loss, norms, step_size, accuracy, test, seconds) -> None:
+        c = self.columns
+        c["loss"].append(float(loss))
+        c["gradient_norms"].append(tuple(norms))
+        c["step_sizes"].append(float(step_size))
+        if accuracy is not None:
+            c["accuracy"].append(float(accuracy))
+        if test is not None:
+            c["test_loss"].append(float(test[0]))
+            if test[1] is not None:
+                c["test_accuracy"].append(float(test[1]))
+        c["seconds"].append(float(seconds))
+
+    def freeze(self) -> History:
+        return History(**{name: tuple(values) for name, values in self.columns.items()})
+
+
+def _arrays(gradients: Gradients) -> list[np.ndarray]:
+    return [*gradients.weights, *gradients.biases]
+
+
+def _all_finite(gradients: Gradients) -> bool:
+    return all(np.isfinite(g).all() for g in _arrays(gradients))
+
+
+def _bad_value(loss: float, gradients: Gradients) -> str:
+    if not np.isfinite(loss):
+        return str(loss)
+    for g in _arrays(gradients):
+        bad = g[~np.isfinite(g)]
+        if bad.size:
+            return str(bad.flat[0])
+    return "non-finite"
+
+
+def _clip(gradients: Gradients, clip_value: float | None, clip_norm: float | None) -> None:
+    """Clip in place: each entry to [−clip_value, clip_value], then the whole vector to norm ≤ clip_norm."""
+    arrays = _arrays(gradients)
+    if clip_value is not None:
+        for g in arrays:
+            np.clip(g, -clip_value, clip_value, out=g)
+    if clip_norm is not None:
+        norm = float(np.sqrt(sum(np.vdot(g, g) for g in arrays)))
+        if norm > clip_norm:
+            for g in arrays:
+                g *= clip_norm / norm
+
+
+def _catch_sigint(flag: threading.Event) -> Callable[[], None]:
+    """Turn Ctrl-C into a flag checked between steps, so no step is ever half applied."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+    except (ValueError, OSError):  # not in the main interpreter, or signals unavailable
+        return lambda: None
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, stream: TextIO, total: int, enabled: bool | None) -> None:
+        if enabled is None:
+            enabled = bool(getattr(stream, "isatty", lambda: False)())
+        self.stream, self.total, self.enabled = stream, max(total, 1), enabled
+        self.last = 0.0
+        self.drawn = False
+
+    def update(self, epoch: int, loss: float) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last < 0.1 and epoch < self.total:
+            return
+        self.last = now
+        width = 30
+        filled = int(width * min(epoch, self.total) / self.total)
+        self.stream.write(f"\repoch {epoch}/{self.total} [{'#' * filled}{'.' * (width - filled)}] loss {loss:.6g}")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.enabled and self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- saving and loading -----------------------------------------------------------------------
+
+
+def _parameter_arrays(params: Parameters) -> dict[str, np.ndarray]:
+    out = {}
+    for index, (w, b) in enumerate(zip(params.weights, params.biases), start=1):
+        out[f"W{index}"], out[f"b{index}"] = w, b
+    return out
+
+
+def _atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write to a temporary file beside ``path``, then rename: never half a file."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise SpecError(f"cannot write {str(path)!r}: {error}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_parameters(path: str | Path, params: Parameters) -> None:
+    """Parameters as ``W1, b1, W2, b2, ...`` in an ``.npz`` (written atomically)."""
+    _atomic_savez(path, _parameter_arrays(params))
+
+
+def _read_parameters(archive: Mapping[str, np.ndarray], network: Network, where: str) -> Parameters:
+    weights, biases = [], []
+    for layer in range(1, network.depth + 1):
+        shape_w = (network.sizes[layer], network.sizes[layer - 1])
+        for key, shape, into in ((f"W{layer}", shape_w, weights), (f"b{layer}", (network.sizes[layer],), biases)):
+            if key not in archive:
+                raise SpecError(f"{where}: no array {key!r} (is it a symback parameter file?)")
+            array = np.array(archive[key])
+            if array.shape != shape:
+                raise SpecError(f"{where}: {key} has shape {array.shape}, the network needs {shape}")
+            if not np.issubdtype(array.dtype, np.floating) or not np.all(np.isfinite(array)):
+                raise SpecError(f"{where}: {key} must hold finite floating-point numbers")
+            into.append(array)
+    if f"W{network.depth + 1}" in archive:
+        raise SpecError(f"{where}: has more layers than the network ({network.depth})")
+    return Parameters(weights, biases)
+
+
+def _open_npz(path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except FileNotFoundError:
+        raise SpecError(f"parameter file {str(path)!r} not found") from None
+    except (OSError, ValueError) as error:
+        raise SpecError(f"cannot read {str(path)!r} as .npz: {error}") from None
+
+
+def load_parameters(path: str | Path, network: Network) -> Parameters:
+    """Parameters saved by :func:`save_parameters` (or a checkpoint), checked against the network's shapes."""
+    return _read_parameters(_open_npz(path), network, str(path))
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Parameters, optimizer state, counters, RNG state and history in one ``.npz`` (atomic)."""
+    arrays = _parameter_arrays(checkpoint.parameters)
+    arrays.update({f"optimizer/{k}": v for k, v in checkpoint.optimizer_state.items()})
+    arrays.update(checkpoint.history.to_arrays())
+    meta = {
+        "format": "symback-checkpoint-1",
+        "optimizer": checkpoint.optimizer,
+        "epoch": checkpoint.epoch,
+        "steps": checkpoint.steps,
+        "rng_state": checkpoint.rng_state,
+    }
+    arrays["meta"] = np.array(json.dumps(meta))
+    _atomic_savez(path, arrays)
+
+
+def load_checkpoint(path: str | Path, network: Network) -> Checkpoint:
+    """A checkpoint written by :func:`save_checkpoint` (a plain parameter file resumes from epoch 0)."""
+    archive = _open_npz(path)
+    params = _read_parameters(archive, network, str(path))
+    if "meta" not in archive:
+        raise SpecError(f"{path}: holds parameters but no training state; load it with --init-from, not --resume")
+    try:
+        meta = json.loads(str(archive["meta"]))
+    except ValueError:
+        raise SpecError(f"{path}: damaged checkpoint metadata") from None
+    state = {k.split("/", 1)[1]: v for k, v in archive.items() if k.startswith("optimizer/")}
+    return Checkpoint(
+        params, meta["optimizer"], state, int(meta["epoch"]), int(meta["steps"]), meta.get("rng_state"),
+        History.from_arrays(archive),
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _check_int(value: Any, what: str, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"[training] {what} must be a whole number >= {minimum}, not {value!r}")
+
+
+def _check_number(value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise SpecError(f"[training] {what} must be a number, not {value!r}")
+
+
+def _check_positive(value: Any, what: str) -> None:
+    _check_number(value, what)
+    if value <= 0:
+        raise SpecError(f"[training] {what} must be positive, not {value!r}")
+
+
+# -- symback train ------------------------------------------------------------------------------
+
+
+def _configure_train(parser: Any) -> None:
+    parser.add_argument("spec", help="TOML spec file (its [training] section gives the defaults)")
+    parser.add_argument("--epochs", type=int, help="number of passes over the training data")
+    parser.add_argument("--learning-rate", type=float, help="η")
+    parser.add_argument("--optimizer", help="sgd, momentum, rmsprop or adam")
+    parser.add_argument("--batch-size", type=int, help="examples per step (default: all)")
+    parser.add_argument("--tolerance", type=float, help="stop when every |η·gradient| is below this")
+    parser.add_argument("--seed", type=int, help="shuffling seed")
+    parser.add_argument("--dataset", help="train on a shipped data set instead of [data] (e.g. digits)")
+    parser.add_argument("--dtype", choices=sorted(_DTYPES), help="float64 (default) or float32")
+    parser.add_argument("--save", metavar="PATH", help="write the trained parameters (.npz; also the Ctrl-C checkpoint)")
+    parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint written by --save")
+    parser.add_argument("--init-from", metavar="PATH", help="start from parameters in an .npz")
+    bar = parser.add_mutually_exclusive_group()
+    bar.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
+    bar.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_train(args: Any) -> int:
+    from .datasets import get_dataset
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    section = spec.sections.get("training", {})
+    config = TrainingConfig.from_section(
+        section,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
+        batch_size=args.batch_size,
+        tolerance=args.tolerance,
+        seed=args.seed,
+        dataset=args.dataset,
+        dtype=args.dtype,
+        progress=False if args.quiet else args.progress,
+    )
+    if args.save:
+        config = replace(config, checkpoint=args.save)
+    test = None
+    if config.dataset is not None:
+        train, test = get_dataset(config.dataset)(config.test_fraction, seed=config.seed)
+    else:
+        train = spec.require_data()
+    params = spec.parameters
+    if args.init_from:
+        params = load_parameters(args.init_from, spec.network)
+    trainer = Trainer(spec.network, config)
+    result = trainer.fit(params, train, test, resume=args.resume)
+    history = result.history
+    print(f"stopped     {result.stop_reason}: {result.message}")
+    print(f"epochs      {result.epochs} this run, {len(history.loss)} in all; {result.steps} step(s) in all")
+    if history.loss:
+        print(f"loss        {history.loss[0]:.6g} -> {history.loss[-1]:.6g}")
+    if history.accuracy:
+        print(f"accuracy    {history.accuracy[-1]:.2%} (train, during the last epoch)")
+    if history.test_accuracy:
+        print(f"test        loss {history.test_loss[-1]:.6g}, accuracy {history.test_accuracy[-1]:.2%}")
+    if spec.network.n_weights + spec.network.n_biases <= 30:
+        trainable = {spec.network.name_of(ref) for ref in spec.network.parameter_refs() if ref not in spec.network.frozen}
+        for name, value in result.parameters.named(spec.network).items():
+            if name in trainable:
+                print(f"{name:<11} {value:.6g}")
+    if args.save:
+        print(f"saved       {args.save}")
+    return 130 if result.stop_reason == "interrupted" else (1 if result.stop_reason == "non_finite" else 0)
+
+
+def commands() -> dict[str, Any]:
+    """The ``train`` subcommand, for :data:`symback.cli.COMMAND_MODULES`."""
+    from .cli import Command
+
+    return {"train": Command("train a network (spec [training] section; options override it)", _configure_train, _run_train)}
