@@ -1,0 +1,109 @@
+"""symback's printer: seed 001 notation, index sums, escaping (tables of input → exact output)."""
+
+from __future__ import annotations
+
+import sympy as sp
+import pytest
+
+from symback import Network, derive
+from symback.latex import ChainProduct, Partial, SymbackLatexPrinter, escape_latex, latex, mathml, name_latex
+
+j, k = sp.Idx("j", 3), sp.Idx("k", 12)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("w1", "w_{1}"),
+        ("b3", "b_{3}"),
+        ("predicted", r"\mathrm{predicted}"),
+        ("SSR", r"\mathrm{SSR}"),
+        ("w(L)_0_1", "w^{(L)}_{01}"),
+        ("w(L)_0_12", "w^{(L)}_{0,12}"),
+        ("a(L-1)", "a^{(L-1)}"),
+        ("a(L-1)_2", "a^{(L-1)}_{2}"),
+        ("delta(L)", r"\delta^{(L)}"),
+        ("x_0", "x_{0}"),
+        ("C", "C"),
+        ("sigma", r"\sigma"),
+        ("dC/dw(L)[j, k]", r"\frac{\partial C}{\partial w^{(L)}_{jk}}"),
+        ("nabla_b(L) C", r"\nabla_{b^{(L)}} C"),
+        ("sigma'(z(L-1))", r"\sigma'\left(z^{(L-1)}\right)"),
+    ],
+)
+def test_names(name, expected):
+    assert name_latex(name) == expected
+    assert latex(sp.Symbol(name)) == expected
+
+
+def test_indexed_idx_and_sums():
+    w = sp.IndexedBase("w(L)")
+    delta = sp.IndexedBase("delta(L)")
+    assert latex(w[j, k]) == "w^{(L)}_{jk}"
+    assert latex(j) == "j"  # no range
+    assert latex(delta[j]) == r"\delta^{(L)}_{j}"
+    assert latex(sp.Sum(w[j, k] * delta[j], j)) == r"\sum_{j} \delta^{(L)}_{j} w^{(L)}_{jk}"
+    assert latex(sp.IndexedBase("y")[j]) == "y_{j}"
+
+
+def test_chain_products_keep_their_order():
+    C, a, z, w = sp.symbols("C a(L) z(L) w(L)")
+    chain = ChainProduct(Partial(C, a), Partial(a, z), Partial(z, w))
+    assert latex(chain) == (
+        r"\frac{\partial C}{\partial a^{(L)}} \cdot \frac{\partial a^{(L)}}{\partial z^{(L)}}"
+        r" \cdot \frac{\partial z^{(L)}}{\partial w^{(L)}}"
+    )
+
+
+def test_golden_3blue1brown_chain():
+    d = derive(Network([1, 1, 1], "sigmoid", "squared_error"), "w(L)")
+    assert [latex(f.derivative) for f in d.paths[0]] == [
+        r"2 a^{(L)} - 2 y",
+        r"\frac{e^{- z^{(L)}}}{\left(1 + e^{- z^{(L)}}\right)^{2}}",
+        r"a^{(L-1)}",
+    ]
+    assert latex(d.product) == (
+        r"\frac{a^{(L-1)} \left(2 a^{(L)} - 2 y\right) e^{- z^{(L)}}}{\left(1 + e^{- z^{(L)}}\right)^{2}}"
+    )
+
+
+def test_golden_seed002_b3(seed002):
+    d = derive(seed002.network, "b3")
+    assert [latex(f.derivative) for f in d.paths[0]] == [r"- 2 \mathrm{observed} + 2 \mathrm{predicted}", "1", "1"]
+    assert latex(d.simplified) == r"2 \left(- \mathrm{observed} + \mathrm{predicted}\right)"
+
+
+EVIL = [r"w_{evil}\input{/etc/passwd}", "<script>alert(1)</script>", "$x$ & #1 ^ % ~ }{"]
+
+
+@pytest.mark.parametrize("name", EVIL)
+def test_names_that_are_not_identifiers_are_escaped(name):
+    printed = latex(sp.Symbol(name))
+    assert printed.startswith(r"\text{") and printed.endswith("}")
+    body = printed[len(r"\text{") : -1]
+    assert "\\input" not in body and "$" not in body.replace(r"\$", "")
+    # Every brace inside is escaped: the \text{...} group cannot be closed early.
+    assert body.replace(r"\{", "").replace(r"\}", "").replace("{}", "").count("{") == 0
+    html = mathml(sp.Symbol(name))
+    assert "<script" not in html and "<mtext>" in html
+
+
+def test_escape_latex_table():
+    assert escape_latex("a_b") == r"a\_b"
+    assert escape_latex("\\") == r"\textbackslash{}"
+    assert escape_latex("50% & $1 #2 ~ ^") == r"50\% \& \$1 \#2 \textasciitilde{} \textasciicircum{}"
+    assert escape_latex("line\nbreak\x00") == "linebreak"
+
+
+def test_mathml_structure():
+    assert mathml(sp.Symbol("w(L)_0_1")) == (
+        "<math><msubsup><mi>w</mi><mrow><mn>0</mn><mn>1</mn></mrow>"
+        "<mrow><mo>(</mo><mi>L</mi><mo>)</mo></mrow></msubsup></math>"
+    )
+    # SymPy's entity names come out as characters, not as escaped text.
+    assert "&amp;" not in mathml(sp.Symbol("x") * sp.Symbol("y"))
+
+
+def test_printer_rejects_unknown_settings():
+    with pytest.raises(TypeError):
+        SymbackLatexPrinter({"no_such_setting": 1})
