@@ -1,0 +1,229 @@
+"""The compiled kernels: σ' in the output's terms, stable rewrites, fused output δ, dtypes, and the
+625-20-20-10 network's gradient against finite differences and tests/reference.py.
+
+(tests/test_derivation.py already checks random small networks of every activation and cost against
+finite differences and the reference; this file checks what the compiler adds on top.)"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symback
+from symback import Dataset, Network, Parameters
+from symback.activations import Z, activation_from_formula, get_activation
+from symback.compiler import CompiledNetwork, derivative_in_output, softplus, stabilize
+from symback.costs import A
+
+from . import reference
+
+ELEMENTWISE = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus", "elu", "silu"]
+GRID = np.linspace(-6, 6, 49)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("sigmoid", A * (1 - A)), ("tanh", 1 - A**2), ("identity", sp.Integer(1))],
+)
+def test_derivative_in_output_is_found_by_solving(name, expected):
+    found = derivative_in_output(get_activation(name).formula)
+    assert sp.expand(found - expected) == 0
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "softplus", "silu"])
+def test_no_output_form_where_none_is_cheaper(name):
+    assert derivative_in_output(get_activation(name).formula) is None
+
+
+def test_user_formula_for_tanh_gets_the_same_output_form():
+    found = derivative_in_output(activation_from_formula("2/(1+exp(-2*z)) - 1").formula)
+    assert sp.expand(found - (1 - A**2)) == 0
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_output_form_equals_sigma_prime_numerically(name):
+    activation = get_activation(name)
+    kernels = CompiledNetwork(Network([1, 1], activation, "squared_error")).layers[0]
+    z = GRID.reshape(-1, 1)
+    a = kernels.forward(z)
+    expected = np.array([float(activation.derivative.subs(Z, v)) if v != 0 or name not in ("relu", "leaky_relu", "elu") else np.nan for v in GRID]).reshape(-1, 1)
+    got = kernels.sigma_prime(z, a)
+    mask = ~np.isnan(expected)
+    np.testing.assert_allclose(got[mask], expected[mask], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a.ravel(), [float(activation.formula.subs(Z, v)) for v in GRID], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softplus", "silu"])
+def test_stable_rewrite_is_proven_equal_symbolically(name):
+    formula = get_activation(name).formula
+    stable = stabilize(formula)
+    assert stable != formula  # the rewrite did something
+    assert sp.simplify((stable.rewrite(sp.exp) - formula).rewrite(sp.exp)) == 0
+
+
+def test_softplus_prints_as_logaddexp_and_differentiates_to_the_stable_sigmoid():
+    z = sp.Symbol("z", real=True)
+    source = sp.printing.numpy.NumPyPrinter().doprint(softplus(z))
+    assert source == "numpy.logaddexp(0, z)"
+    assert sp.simplify((softplus(z).diff(z) - 1 / (1 + sp.exp(-z))).rewrite(sp.exp)) == 0
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "softplus", "silu", "tanh"])
+def test_extreme_inputs_give_finite_values_and_no_overflow_warning(name):
+    kernels = CompiledNetwork(Network([1, 1], name, "squared_error")).layers[0]
+    z = np.array([[-1000.0], [-50.0], [0.0], [50.0], [1000.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = kernels.forward(z)
+        d = kernels.derivative(z)
+    assert np.all(np.isfinite(a)) and np.all(np.isfinite(d))
+    if name == "softplus":
+        assert a[-1, 0] == 1000.0 and a[0, 0] == 0.0  # log(1 + e^1000) = 1000 to double precision
+        assert d[-1, 0] == 1.0 and d[0, 0] == 0.0
+    if name == "sigmoid":
+        assert a[0, 0] == 0.0 and a[-1, 0] == 1.0 and a[2, 0] == 0.5
+
+
+def _generic_delta(compiled, forward, Y):
+    """δ(L) through the generic path: compiled ∂C/∂a, then σ' or the softmax Jacobian."""
+    grad_a = compiled.output_gradient(forward, Y)
+    return compiled.layers[-1].backward(grad_a, forward.zs[-1], forward.output)
+
+
+def test_softmax_cross_entropy_fused_delta_equals_the_generic_jacobian_path():
+    net = Network([3, 4], "softmax", "categorical_cross_entropy")
+    compiled = CompiledNetwork(net)
+    rng = np.random.default_rng(3)
+    params = Parameters.initialize(net, seed=3)
+    X = rng.normal(size=(6, 3))
+    Y = np.eye(4)[rng.integers(0, 4, 6)]
+    forward = compiled.forward(params, X)
+    fused = compiled.deltas(params, Dataset(X, Y), forward)[-1]
+    np.testing.assert_allclose(fused, _generic_delta(compiled, forward, Y), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(fused, forward.output - Y, rtol=1e-12, atol=1e-15)  # Σy = 1
+
+
+def test_softmax_cross_entropy_is_symbolically_a_sum_y_minus_y():
+    """Σ_j ∂(−y_j log a_j)/∂a_j · ∂a_j/∂z_i over an explicit 3-way softmax simplifies to a_i Σy − y_i."""
+    zs = sp.symbols("z0:3", real=True)
+    ys = sp.symbols("y0:3", real=True)
+    outputs = symback.Softmax().layer(list(zs))
+    cost = sum(-y * sp.log(a) for y, a in zip(ys, outputs))
+    for i in range(3):
+        assert sp.simplify(sp.diff(cost, zs[i]) - (outputs[i] * sum(ys) - ys[i])) == 0
+
+
+def test_softmax_cross_entropy_survives_an_underflowing_probability():
+    net = Network([1, 3], "softmax", "categorical_cross_entropy")
+    compiled = CompiledNetwork(net)
+    params = Parameters([np.array([[1.0], [0.0], [-1.0]])], [np.zeros(3)])
+    X = np.array([[800.0]])  # z = (800, 0, −800): the probability of class 2 is exp(−1600) = 0.0
+    Y = np.array([[0.0, 0.0, 1.0]])
+    data = Dataset(X, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cost = compiled.cost(params, data)
+        gradient = compiled.gradient(params, data)
+    assert cost == pytest.approx(1600.0, rel=1e-12)  # −log softmax_2 = 800 + log(1 + e^−800 + e^−1600) − (−800)
+    np.testing.assert_allclose(gradient.weights[0].ravel(), [800.0, 0.0, -800.0], rtol=1e-12)
+
+
+def test_sigmoid_binary_cross_entropy_cancels_to_a_minus_y_and_stays_finite():
+    net = Network([1, 1], "sigmoid", "binary_cross_entropy")
+    compiled = CompiledNetwork(net)
+    assert sp.simplify(compiled.output_delta_expression - (A - sp.Symbol("y", real=True))) == 0
+    params = Parameters([np.array([[1.0]])], [np.zeros(1)])
+    X = np.array([[40.0], [-40.0], [0.5]])  # σ(40) rounds to 1.0: log(1 − a) would be −inf
+    Y = np.array([[0.0], [1.0], [1.0]])
+    data = Dataset(X, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        per_example = compiled.example_costs(params, data)
+    # −[y log σ(z) + (1 − y) log(1 − σ(z))] = softplus(z) − y z, evaluated with logaddexp.
+    expected = np.logaddexp(0, X[:, 0]) - Y[:, 0] * X[:, 0]
+    np.testing.assert_allclose(per_example, expected, rtol=1e-13)
+    assert per_example[0] == pytest.approx(40.0, rel=1e-15)
+    forward = compiled.forward(params, X[2:])
+    np.testing.assert_allclose(
+        compiled.deltas(params, Dataset(X[2:], Y[2:]))[-1], _generic_delta(compiled, forward, Y[2:]), rtol=1e-12
+    )
+
+
+def _random_problem(sizes, activations, cost, seed, n=16):
+    net = Network(sizes, activations, cost)
+    rng = np.random.default_rng(seed)
+    params = Parameters.initialize(net, "xavier", seed=seed)
+    for bias in params.biases:
+        bias[:] = rng.normal(scale=0.3, size=bias.shape)
+    X = rng.uniform(0, 1, size=(n, sizes[0]))
+    if cost == "categorical_cross_entropy":
+        Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)]
+    else:
+        Y = rng.uniform(0, 1, size=(n, sizes[-1]))
+    return net, params, Dataset(X, Y)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(
+    "activations, cost",
+    [("sigmoid", "squared_error"), (["tanh", "relu", "softmax"], "categorical_cross_entropy"), ("softplus", "mse")],
+)
+def test_seed000_size_network_matches_reference_and_finite_differences(activations, cost, seed):
+    net, params, data = _random_problem([625, 20, 20, 10], activations, cost, seed)
+    compiled = CompiledNetwork(net)
+    gradient = compiled.gradient(params, data)
+    names = activations if isinstance(activations, list) else [activations] * 3
+    total, dW, db = reference.gradients(net.sizes, names, cost, params.weights, params.biases, data.X, data.Y)
+    assert compiled.cost(params, data) == pytest.approx(total, rel=1e-12)
+    for mine, theirs in zip(gradient.weights + gradient.biases, dW + db):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-13)
+    # central differences along random directions (JAX check_grads style): ⟨∇C, v⟩ = (C(p + hv) − C(p − hv)) / 2h
+    rng = np.random.default_rng(seed + 10)
+    for _ in range(3):
+        direction = [rng.normal(size=w.shape) for w in params.weights] + [rng.normal(size=b.shape) for b in params.biases]
+        h = 1e-5
+
+        def moved(sign):
+            p = params.copy()
+            for array, step in zip(p.weights + p.biases, direction):
+                array += sign * h * step
+            return compiled.cost(p, data)
+
+        numeric = (moved(1) - moved(-1)) / (2 * h)
+        analytic = sum(float(np.vdot(g, v)) for g, v in zip(gradient.weights + gradient.biases, direction))
+        assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "softplus", "relu"])
+def test_float32_in_float32_out_and_close_to_float64(activation):
+    net, params, data = _random_problem([8, 5, 3], activation, "squared_error", seed=4)
+    compiled = CompiledNetwork(net)
+    p32, d32 = params.astype(np.float32), data.astype(np.float32)
+    loss, gradient, forward = compiled.loss_and_gradient(p32, d32.X, d32.Y)
+    assert all(z.dtype == np.float32 for z in forward.zs) and forward.output.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in gradient.weights + gradient.biases)
+    g64 = compiled.gradient(params, data)
+    assert loss == pytest.approx(compiled.cost(params, data), rel=1e-5)
+    for mine, theirs in zip(gradient.weights + gradient.biases, g64.weights + g64.biases):
+        np.testing.assert_allclose(mine, theirs, rtol=2e-4, atol=2e-6)
+
+
+def test_loss_and_gradient_equals_cost_and_gradient():
+    net, params, data = _random_problem([4, 3, 2], "sigmoid", "half_squared_error", seed=7)
+    compiled = CompiledNetwork(net)
+    loss, gradient, _ = compiled.loss_and_gradient(params, data.X, data.Y)
+    assert loss == compiled.cost(params, data)
+    for mine, theirs in zip(gradient.weights + gradient.biases, compiled.gradient(params, data).weights
+                            + compiled.gradient(params, data).biases):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_gradient_norms_are_euclidean():
+    net, params, data = _random_problem([3, 2, 1], "tanh", "squared_error", seed=2)
+    gradient = CompiledNetwork(net).gradient(params, data)
+    per_layer = gradient.layer_norms()
+    assert per_layer[0] == pytest.approx(np.sqrt((gradient.weights[0] ** 2).sum() + (gradient.biases[0] ** 2).sum()))
+    assert gradient.norm() == pytest.approx(np.linalg.norm(np.concatenate([g.ravel() for g in gradient.weights + gradient.biases])))
