@@ -1,0 +1,277 @@
+"""Reports: golden strings, real pdflatex, real headless Chromium, escaping, atomic writes, the wheel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+
+import symback
+from symback import Network, derive
+from symback.cli import main
+from symback.errors import SymbackError
+from symback.report import build_report, render, template_dir, write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+DESCENT = {"learning_rate": 0.1, "tolerance": 1e-3, "max_steps": 100}
+
+
+def _need(program: str) -> str:
+    """The program's path; a missing one fails in CI and skips (with the reason) elsewhere."""
+    path = shutil.which(program)
+    if path is None:
+        message = f"{program} is not installed (bash scripts/test.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def seed002_report(seed002):
+    d = derive(seed002.network, "b3")
+    return build_report(d, seed002.parameters, seed002.data, descent=DESCENT, source="seed002.toml")
+
+
+# -- golden strings ------------------------------------------------------------------------------------------
+
+
+def test_seed002_numbers_golden(seed002_report):
+    md = render(seed002_report, "md")
+    assert (
+        r"\frac{\partial \mathrm{SSR}}{\partial b_{3}} = \left(-5.21\right) + \left(-5.22\right) + \left(-5.23\right) = -15.7"
+        in md
+    )
+    # Gradient descent subtracts the step: new b3 = 0 − (−1.57) = 1.57 (seed 002 prints −1.57 by adding it).
+    assert "| 1 | 0 | −15.7 | −1.57 | 1.57 |" in md
+    assert "| 2 | 1.57 | −6.26 | −0.626 | 2.19 |" in md  # seed 002's second slope, −6.26
+    assert seed002_report.descent.rows[0].new == "1.57"
+    assert seed002_report.descent.converged
+
+
+def test_seed002_factors_golden(seed002_report):
+    tex = render(seed002_report, "tex")
+    assert (
+        r"\frac{\partial \mathrm{SSR}}{\partial b_{3}} = \frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} "
+        r"\cdot \frac{\partial \mathrm{predicted}}{\partial z^{(L)}} \cdot \frac{\partial z^{(L)}}{\partial b_{3}}"
+    ) in tex
+    assert r"\frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} = - 2 \mathrm{observed} + 2 \mathrm{predicted}" in tex
+    assert r"\textbf{chain rule} (with $u = \mathrm{observed} - \mathrm{predicted}$)" in tex
+
+
+def test_3blue1brown_chain_golden():
+    report = build_report(derive(Network([1, 1, 1], "sigmoid", "squared_error"), "w(L)"))
+    tex = render(report, "tex")
+    assert (
+        r"\frac{\partial C}{\partial w^{(L)}} = \frac{\partial C}{\partial a^{(L)}} \cdot "
+        r"\frac{\partial a^{(L)}}{\partial z^{(L)}} \cdot \frac{\partial z^{(L)}}{\partial w^{(L)}}"
+    ) in tex
+    # σ' found by the rule trace, then written in σ's own value: e^{−z}/(1+e^{−z})² = a(1 − a).
+    assert (
+        r"\frac{\partial a^{(L)}}{\partial z^{(L)}} = \frac{e^{- z^{(L)}}}{\left(1 + e^{- z^{(L)}}\right)^{2}} "
+        r"= a^{(L)} \left(1 - a^{(L)}\right)"
+    ) in tex
+    assert r"\frac{\partial z^{(L)}}{\partial w^{(L)}} = a^{(L-1)}" in tex
+
+
+def test_every_factor_trace_is_checked(seed002):
+    report = build_report(derive(seed002.network, "w1"))
+    assert report.factors and all(f.checked for f in report.factors)
+    assert len(report.factors) == 5
+
+
+# -- real tools -----------------------------------------------------------------------------------------------
+
+
+def test_tex_report_compiles_with_pdflatex(tmp_path, seed002):
+    _need("pdflatex")
+    for name, obj, options in [
+        ("b3.pdf", derive(seed002.network, "b3"), {"params": seed002.parameters, "data": seed002.data, "descent": DESCENT}),
+        ("network.pdf", seed002.network, {"params": seed002.parameters, "data": seed002.data}),
+        ("w1.pdf", derive(seed002.network, "w1"), {"params": seed002.parameters, "data": seed002.data}),
+    ]:
+        path = write_report(obj, tmp_path / name, **options)
+        assert path.read_bytes().startswith(b"%PDF-")
+
+
+def _png_pixels(data: bytes) -> tuple[int, int, int, list[bytes]]:
+    """Decode an 8-bit RGB/RGBA PNG (pure Python): width, height, bytes per pixel, rows."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, idat, header = 8, b"", None
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        chunk = data[position + 8 : position + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        position += 12 + length
+    width, height, depth, colour, *_ = header
+    assert depth == 8 and colour in (2, 6)
+    bpp = 3 if colour == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    rows, previous = [], bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - bpp] if i >= bpp else 0
+            up = previous[i]
+            corner = previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        rows.append(bytes(line))
+        previous = line
+    return width, height, bpp, rows
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path, seed002):
+    chromium = _need("chromium")
+    page = write_report(derive(seed002.network, "w1"), tmp_path / "w1.html", params=seed002.parameters,
+                        data=seed002.data)
+    html = page.read_text(encoding="utf-8")
+    assert "<math" in html and "http://" not in html.replace("http://www.w3.org/1998/Math/MathML", "")
+    assert "<script" not in html and "https://" not in html
+    png = tmp_path / "shot.png"
+    command = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={png}", "--window-size=1200,1600", page.as_uri(),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    width, height, bpp, rows = _png_pixels(png.read_bytes())
+    assert (width, height) == (1200, 1600)
+    dark = sum(1 for row in rows[::4] for x in range(0, width * bpp, bpp * 4) if sum(row[x : x + 3]) < 384)
+    assert dark > 500, f"screenshot looks blank ({dark} dark pixels sampled)"
+
+
+# -- escaping -----------------------------------------------------------------------------------------------
+
+EVIL_TEX = r"w_{evil}\input{/etc/passwd}"
+EVIL_HTML = "<script>alert(1)</script>"
+
+
+def test_labels_cannot_inject(tmp_path):
+    # User node names must be identifiers (the core validates them); labels that do reach the
+    # templates are activation names given with a formula and the spec file's name.
+    for evil in (EVIL_TEX, EVIL_HTML):
+        net = Network([1, 1], {"formula": "z/(1+exp(-z))", "name": evil}, "squared_error")
+        report = build_report(derive(net, "w(L)"), source=evil + ".toml")
+        tex, html, md = render(report, "tex"), render(report, "html"), render(report, "md")
+        assert "\\input{" not in tex and "<script>" not in html and "<script>" not in md
+        assert "&lt;script&gt;" in html or r"\textbackslash{}input" in tex
+
+
+def test_injected_labels_still_compile(tmp_path):
+    _need("pdflatex")
+    net = Network([1, 1], {"formula": "z", "name": EVIL_TEX + " $ & % # ^ ~ _"}, "squared_error")
+    assert write_report(derive(net, "b(L)"), tmp_path / "evil.pdf", source=EVIL_TEX).stat().st_size > 1000
+
+
+def test_user_names_are_validated_by_the_core():
+    with pytest.raises(symback.SpecError):
+        Network([1, 1], "sigmoid", "squared_error", names={"w(L)": EVIL_TEX})
+
+
+# -- files and errors --------------------------------------------------------------------------------------
+
+
+def test_format_from_suffix_and_atomic_write(tmp_path, seed002, monkeypatch):
+    d = derive(seed002.network, "b3")
+    for suffix in ("tex", "html", "md"):
+        text = write_report(d, tmp_path / f"r.{suffix}").read_text(encoding="utf-8")
+        assert "b" in text
+    with pytest.raises(symback.SpecError, match="docx"):
+        write_report(d, tmp_path / "r.docx")
+
+    def broken(tex):
+        raise SymbackError("pdflatex failed: ! simulated")
+
+    monkeypatch.setattr("symback.report.compile_pdf", broken)
+    (tmp_path / "old.pdf").write_bytes(b"previous")
+    with pytest.raises(SymbackError):
+        write_report(d, tmp_path / "old.pdf")
+    assert (tmp_path / "old.pdf").read_bytes() == b"previous"
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_missing_pdflatex_is_named(tmp_path, seed002, monkeypatch):
+    monkeypatch.setattr("symback.report.shutil.which", lambda name: None)
+    with pytest.raises(SymbackError, match="pdflatex not found"):
+        write_report(derive(seed002.network, "b3"), tmp_path / "r.pdf")
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_cli_report(tmp_path, capsys):
+    out = tmp_path / "b3.md"
+    spec = str(ROOT / "examples" / "seed002.toml")
+    assert main(["report", spec, "--wrt", "b3", "-o", str(out), "--descent", "--learning-rate", "0.1"]) == 0
+    assert "−1.57" in out.read_text(encoding="utf-8")
+    assert main(["report", spec, "--network", "-o", str(tmp_path / "net.html")]) == 0
+    assert main(["report", spec, "--wrt", "nope", "-o", str(tmp_path / "x.md")]) == 2
+    assert "unknown name 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x.md").exists()
+
+
+def test_jupyter_reprs(seed002):
+    d = derive(seed002.network, "b3")
+    assert d._repr_latex_() == (
+        r"$$\frac{\partial \mathrm{SSR}}{\partial b_{3}} = - 2 \mathrm{observed} + 2 \mathrm{predicted}$$"
+    )
+    assert d._repr_html_().startswith('<div class="symback"><math display="block">')
+
+
+# -- whole networks -------------------------------------------------------------------------------------------
+
+
+def test_network_report_index_and_matrix_forms_agree(seed002):
+    report = build_report(seed002.network, seed002.parameters, symback.Dataset.from_arrays([0, 0.5, 1], [0, 1, 0]))
+    assert [layer.layer for layer in report.layers] == ["L", "L-1"]
+    assert report.check and all(float(row.difference) < 1e-9 for row in report.check)
+
+
+def test_625_20_20_10_is_reported_in_index_form():
+    net = Network([625, 20, 20, 10], "sigmoid", "squared_error")
+    report = build_report(derive(net, "w(1)_3_7"))
+    assert report.form == "indexed" and not report.paths
+    tex = render(report, "tex")
+    assert r"\sum_{r} \sum_{q}" in tex
+    assert len(tex) < 60_000  # one generic neuron per layer, not 13,150 expanded formulas
+    whole = render(build_report(net), "tex")
+    assert len(whole) < 60_000
+
+
+# -- packaging ------------------------------------------------------------------------------------------------
+
+
+def test_templates_found_in_checkout():
+    assert (template_dir() / "report.html.j2").is_file()
+
+
+def test_wheel_ships_the_templates(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    if result.returncode != 0 and "hatchling" in result.stderr and os.environ.get("CI") != "true":
+        pytest.skip("cannot fetch the build backend (hatchling) here: " + result.stderr.strip().splitlines()[-1])
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("symback-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for template in ("report.tex.j2", "report.html.j2", "report.md.j2"):
+        assert f"symback/templates/{template}" in names
