@@ -1,0 +1,108 @@
+"""Optimizers: each lowers the loss, and each update equals a hand-written reference for several steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from symback import Dataset, Network, Parameters
+from symback.compiler import CompiledNetwork, Gradients
+from symback.errors import SpecError, UnknownNameError
+from symback.optimizers import OPTIMIZERS, get_optimizer
+
+
+def _problem():
+    net = Network([3, 4, 2], "tanh", "squared_error")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    Y = np.tanh(X @ rng.normal(size=(3, 2)))
+    return net, Parameters.initialize(net, "xavier", seed=1), Dataset(X, Y)
+
+
+@pytest.mark.parametrize("name, rate", [("sgd", 0.1), ("momentum", 0.05), ("rmsprop", 0.01), ("adam", 0.01)])
+def test_each_optimizer_lowers_the_loss(name, rate):
+    net, params, data = _problem()
+    compiled = CompiledNetwork(net)
+    start = compiled.cost(params, data)
+    optimizer = get_optimizer(name, learning_rate=rate)
+    for _ in range(100):
+        optimizer.step(params, compiled.gradient(params, data))
+    assert compiled.cost(params, data) < 0.5 * start
+
+
+def _reference_updates(name, p0, grads, lr):
+    """Textbook update rules written out for one array."""
+    p = p0.copy()
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    out = []
+    for t, g in enumerate(grads, start=1):
+        if name == "momentum":
+            m = 0.9 * m + g
+            p = p - lr * m
+        elif name == "rmsprop":
+            v = 0.9 * v + 0.1 * g**2
+            p = p - lr * g / (np.sqrt(v) + 1e-8)
+        elif name == "adam":
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * g**2
+            m_hat, v_hat = m / (1 - 0.9**t), v / (1 - 0.999**t)
+            p = p - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        else:
+            p = p - lr * g
+        out.append(p.copy())
+    return out
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam"])
+def test_updates_match_the_hand_written_rule(name):
+    rng = np.random.default_rng(5)
+    w0, b0 = rng.normal(size=(2, 3)), rng.normal(size=2)
+    grads = [(rng.normal(size=(2, 3)), rng.normal(size=2)) for _ in range(4)]
+    params = Parameters([w0.copy()], [b0.copy()])
+    optimizer = get_optimizer(name, learning_rate=0.03)
+    expected_w = _reference_updates(name, w0, [g for g, _ in grads], 0.03)
+    expected_b = _reference_updates(name, b0, [g for _, g in grads], 0.03)
+    for step, (gw, gb) in enumerate(grads):
+        optimizer.step(params, Gradients([gw], [gb]))
+        np.testing.assert_allclose(params.weights[0], expected_w[step], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(params.biases[0], expected_b[step], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["momentum", "rmsprop", "adam"])
+def test_state_round_trip_continues_identically(name):
+    net, params, data = _problem()
+    compiled = CompiledNetwork(net)
+    first = get_optimizer(name, learning_rate=0.01)
+    for _ in range(3):
+        first.step(params, compiled.gradient(params, data))
+    second = get_optimizer(name, learning_rate=0.01)
+    second.load_state_dict({k: v.copy() for k, v in first.state_dict().items()})
+    other = params.copy()
+    for _ in range(3):
+        first.step(params, compiled.gradient(params, data))
+        second.step(other, compiled.gradient(other, data))
+    assert params == other
+
+
+def test_frozen_parameters_stay_put_under_adam(seed002):
+    compiled = CompiledNetwork(seed002.network)
+    params = seed002.parameters.copy()
+    optimizer = get_optimizer("adam", learning_rate=0.1)
+    for _ in range(5):
+        optimizer.step(params, compiled.gradient(params, seed002.data))
+    changed = params.flat() != seed002.parameters.flat()
+    names = [seed002.network.name_of(ref) for ref in seed002.network.parameter_refs()]
+    assert [n for n, c in zip(names, changed) if c] == ["b3"]
+
+
+def test_registry_and_errors():
+    assert {"sgd", "momentum", "rmsprop", "adam"} <= set(OPTIMIZERS)
+    with pytest.raises(UnknownNameError, match="'adagrad'"):
+        get_optimizer("adagrad")
+    with pytest.raises(SpecError, match="beta1"):
+        get_optimizer({"name": "adam", "beta1": 1.5})
+    with pytest.raises(SpecError, match="learning_rate"):
+        get_optimizer("sgd", learning_rate=-1)
+    with pytest.raises(SpecError, match="bad settings"):
+        get_optimizer("sgd", momentum=0.9)

@@ -1,0 +1,258 @@
+"""The trainer: seed 002's b3, stopping rules, clipping, NaN stop, Ctrl-C checkpoint, save/load/resume,
+the spec section and CLI, and a (short, untimed) run on the shipped digits."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+import symback
+from symback import Dataset, Network, Parameters
+from symback.cli import main
+from symback.compiler import CompiledNetwork
+from symback.errors import SpecError, SymbackError
+from symback.train import (
+    Trainer,
+    TrainingConfig,
+    load_checkpoint,
+    load_parameters,
+    save_parameters,
+)
+
+from .conftest import EXAMPLES
+
+
+def _b3(spec, params):
+    return params.get(spec.network.resolve("b3"))
+
+
+def _prediction_without_b3(spec):
+    params = spec.parameters.copy()
+    params.set(spec.network.resolve("b3"), 0.0)
+    return CompiledNetwork(spec.network).predict(params, spec.data.X)[:, 0]
+
+
+def test_seed002_b3_alone_ends_near_2_61_and_the_exact_optimum(seed002):
+    config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=1000, tolerance=0.001)
+    result = Trainer(seed002.network, config).fit(seed002.parameters, seed002.data)
+    b3 = _b3(seed002, result.parameters)
+    assert result.stop_reason == "tolerance"
+    assert b3 == pytest.approx(2.61, abs=0.005)
+    # With only b3 free, SSR = Σ (y − (p + b3))² is minimal at b3* = mean(y − p).
+    optimum = float(np.mean(seed002.data.Y[:, 0] - _prediction_without_b3(seed002)))
+    assert optimum == pytest.approx(2.6092, abs=1e-4)
+    # The rule stops once 0.1·|dSSR/db3| = 0.1·6·|b3 − b3*| < 0.001, so |b3 − b3*| < 0.001/0.6.
+    assert abs(b3 - optimum) < 0.001 / 0.6
+    assert result.history.step_sizes[-1] < 0.001 <= result.history.step_sizes[-2]
+    assert result.history.loss[0] == pytest.approx(20.42, abs=0.01)
+    # Every other parameter is frozen and unchanged.
+    changed = result.parameters.flat() != seed002.parameters.flat()
+    assert changed.sum() == 1
+
+
+def test_seed002_printed_2_21_is_two_steps_of_the_same_descent(seed002):
+    """Seed 002's slopes (−15.7 at b3 = 0, −6.26 at the next b3) are those of b3 = 0 → 1.57 → 2.196:
+    it subtracts the step (new b3 = 0 − (−1.57) = 1.57, though it writes 0 + (−1.57)) and stopped after
+    two steps, at 2.196 ≈ 2.2, while the step was still 0.25, far above its own 0.001 rule."""
+    config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=2)
+    result = Trainer(seed002.network, config).fit(seed002.parameters, seed002.data)
+    compiled = CompiledNetwork(seed002.network)
+    start = compiled.gradient(seed002.parameters, seed002.data).biases[1][0]
+    assert start == pytest.approx(-15.7, abs=0.05)
+    # 2.1917 from the exact slope −15.655; seed 002's 2.196 comes from its rounded −15.7 and −6.26
+    assert _b3(seed002, result.parameters) == pytest.approx(2.196, abs=0.005)
+    after_one = Trainer(seed002.network, TrainingConfig(learning_rate=0.1, epochs=1)).fit(
+        seed002.parameters, seed002.data
+    ).parameters
+    assert _b3(seed002, after_one) == pytest.approx(+1.57, abs=0.005)  # seed 002 writes −1.57
+    assert compiled.gradient(after_one, seed002.data).biases[1][0] == pytest.approx(-6.26, abs=0.01)
+
+
+def test_loss_target_stops_early():
+    net = Network([2, 3, 1], "tanh", "squared_error")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    data = Dataset(X, np.tanh(X[:, :1] - X[:, 1:]))
+    config = TrainingConfig(optimizer="adam", learning_rate=0.05, epochs=2000, loss_target=0.01)
+    result = Trainer(net, config).fit(Parameters.initialize(net, seed=0), data)
+    assert result.stop_reason == "loss_target"
+    assert result.history.loss[-1] <= 0.01 < result.history.loss[-2]
+    assert result.epochs < 2000
+
+
+def test_mini_batches_shuffle_reproducibly_with_a_seed():
+    net = Network([2, 3, 1], "sigmoid", "squared_error")
+    rng = np.random.default_rng(1)
+    data = Dataset(rng.normal(size=(25, 2)), rng.uniform(size=(25, 1)))
+    params = Parameters.initialize(net, seed=0)
+
+    def run(seed):
+        config = TrainingConfig(learning_rate=0.5, epochs=3, batch_size=4, seed=seed)
+        return Trainer(net, config).fit(params, data)
+
+    assert run(3).parameters == run(3).parameters
+    assert run(3).parameters != run(4).parameters
+    assert run(3).steps == 3 * 7  # ceil(25 / 4) steps per epoch
+
+
+def _one_step_change(config_kwargs):
+    net = Network([2, 1], "identity", "squared_error")
+    params = Parameters([np.array([[1.0, 1.0]])], [np.array([0.0])])
+    data = Dataset(np.array([[10.0, -5.0]]), np.array([[100.0]]))
+    config = TrainingConfig(optimizer="sgd", learning_rate=1.0, epochs=1, **config_kwargs)
+    result = Trainer(net, config).fit(params, data)
+    # gradient: 2(a − y)·x = 2(5 − 100)·(10, −5) = (−1900, 950), and −190 for b
+    return np.concatenate([result.parameters.weights[0].ravel(), result.parameters.biases[0]]) - [1.0, 1.0, 0.0]
+
+
+def test_clipping_by_value_and_by_norm():
+    np.testing.assert_allclose(_one_step_change({}), [1900.0, -950.0, 190.0])
+    np.testing.assert_allclose(_one_step_change({"clip_value": 100.0}), [100.0, -100.0, 100.0])
+    step = _one_step_change({"clip_norm": 3.0})
+    assert np.linalg.norm(step) == pytest.approx(3.0)
+    np.testing.assert_allclose(step / np.linalg.norm(step), np.array([1900.0, -950.0, 190.0]) / np.linalg.norm([1900.0, -950.0, 190.0]))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_parameters():
+    net = Network([1, 1], "identity", "squared_error")
+    data = Dataset(np.array([[1e100]]), np.array([[0.0]]))
+    params = Parameters([np.array([[1e-90]])], [np.array([0.0])])
+    seen = []
+    config = TrainingConfig(optimizer="sgd", learning_rate=1.0, epochs=50)
+    result = Trainer(net, config).fit(params, data, callback=lambda epoch, h: seen.append(epoch))
+    assert result.stop_reason == "non_finite"
+    assert "became inf" in result.message and "last good step" in result.message
+    assert np.all(np.isfinite(result.parameters.weights[0]))
+    # The parameters are those after the last finite step; re-running those steps gives the same values.
+    replay = Trainer(net, TrainingConfig(optimizer="sgd", learning_rate=1.0, epochs=len(seen))).fit(params, data)
+    assert replay.parameters == result.parameters
+    assert len(result.history.loss) == len(seen)
+
+
+def test_ctrl_c_from_a_callback_saves_a_checkpoint_and_returns(tmp_path):
+    net = Network([2, 3, 1], "sigmoid", "squared_error")
+    rng = np.random.default_rng(2)
+    data = Dataset(rng.normal(size=(10, 2)), rng.uniform(size=(10, 1)))
+    path = tmp_path / "ckpt.npz"
+    config = TrainingConfig(optimizer="adam", learning_rate=0.01, epochs=100, checkpoint=str(path))
+
+    def interrupt(epoch, history):
+        if epoch == 4:
+            raise KeyboardInterrupt
+
+    result = Trainer(net, config).fit(Parameters.initialize(net, seed=0), data, callback=interrupt)
+    assert result.stop_reason == "interrupted" and result.epochs == 4
+    assert str(path) in result.message
+    checkpoint = load_checkpoint(path, net)
+    assert checkpoint.epoch == 4 and checkpoint.parameters == result.parameters
+    assert checkpoint.history.loss == result.history.loss
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, optimizer):
+    net = Network([3, 4, 2], "tanh", "squared_error")
+    rng = np.random.default_rng(3)
+    data = Dataset(rng.normal(size=(22, 3)), rng.normal(size=(22, 2)))
+    params = Parameters.initialize(net, seed=0)
+    base = {"optimizer": optimizer, "learning_rate": 0.01, "batch_size": 5, "seed": 9}
+    straight = Trainer(net, TrainingConfig(epochs=6, **base)).fit(params, data)
+    path = tmp_path / "half.npz"
+    Trainer(net, TrainingConfig(epochs=3, checkpoint=str(path), **base)).fit(params, data)
+    resumed = Trainer(net, TrainingConfig(epochs=6, **base)).fit(params, data, resume=path)
+    assert resumed.parameters == straight.parameters  # bit for bit
+    assert resumed.history.loss == straight.history.loss
+    assert resumed.steps == straight.steps and resumed.epochs == 3
+
+
+def test_save_and_load_parameters_round_trip_exactly(tmp_path):
+    net = Network([4, 3, 2], "sigmoid", "squared_error")
+    params = Parameters.initialize(net, "normal", seed=11)
+    path = tmp_path / "p.npz"
+    save_parameters(path, params)
+    loaded = load_parameters(path, net)
+    assert loaded == params and loaded.weights[0].dtype == np.float64
+    with pytest.raises(SpecError, match="shape"):
+        load_parameters(path, Network([4, 5, 2], "sigmoid", "squared_error"))
+    with pytest.raises(SpecError, match="not found"):
+        load_parameters(tmp_path / "missing.npz", net)
+    with pytest.raises(SpecError, match="no training state"):
+        load_checkpoint(path, net)
+
+
+def test_history_has_per_layer_norms_accuracy_and_test_metrics():
+    net = Network([2, 4, 2], ["tanh", "softmax"], "categorical_cross_entropy")
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(60, 2))
+    labels = (X[:, 0] + X[:, 1] > 0).astype(int)
+    data = Dataset(X, np.eye(2)[labels])
+    train, test = data.take(slice(0, 40)), data.take(slice(40, 60))
+    config = TrainingConfig(optimizer="adam", learning_rate=0.05, epochs=60)
+    result = Trainer(net, config).fit(Parameters.initialize(net, seed=0), train, test)
+    history = result.history
+    assert len(history.loss) == len(history.accuracy) == len(history.test_accuracy) == len(history.test_loss) == 60
+    assert all(len(norms) == 2 for norms in history.gradient_norms)
+    assert history.accuracy[-1] >= 0.9 and history.test_accuracy[-1] >= 0.85
+    assert history.loss[-1] < history.loss[0]
+    final = CompiledNetwork(net).gradient(result.parameters, train)  # norms are of real gradients
+    assert all(n >= 0 for n in final.layer_norms())
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal():
+    net = Network([1, 1], "identity", "squared_error")
+    data = Dataset(np.array([[1.0]]), np.array([[2.0]]))
+    quiet, loud = io.StringIO(), io.StringIO()
+    Trainer(net, TrainingConfig(epochs=3), stream=quiet).fit(Parameters.zeros(net), data)
+    Trainer(net, TrainingConfig(epochs=3, progress=True), stream=loud).fit(Parameters.zeros(net), data)
+    assert quiet.getvalue() == ""
+    assert "epoch 3/3" in loud.getvalue() and loud.getvalue().endswith("\n")
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"epoch": 3}, "unknown key 'epoch' in [training]"),
+        ({"learning_rate": -0.1}, "learning_rate must be positive"),
+        ({"batch_size": 0}, "batch_size must be a whole number >= 1"),
+        ({"optimizer": "nadam"}, "unknown optimizer 'nadam'"),
+        ({"dtype": "float16"}, "dtype must be one of"),
+        ({"shuffle": "yes"}, "shuffle must be true or false"),
+    ],
+)
+def test_training_section_errors_are_one_line(section, message):
+    with pytest.raises(SymbackError) as error:
+        TrainingConfig.from_section(section)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cli_trains_seed002_and_saves(tmp_path, capsys):
+    out = tmp_path / "b3.npz"
+    status = main(["train", str(EXAMPLES / "seed002.toml"), "--learning-rate", "0.1", "--tolerance", "0.001",
+                   "--epochs", "1000", "--save", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "stopped     tolerance" in printed
+    b3_line = next(line for line in printed.splitlines() if line.startswith("b3 "))
+    assert float(b3_line.split()[1]) == pytest.approx(2.61, abs=0.005)
+    spec = symback.load_spec(EXAMPLES / "seed002.toml")
+    assert _b3(spec, load_parameters(out, spec.network)) == pytest.approx(float(b3_line.split()[1]), abs=1e-5)
+
+
+def test_cli_bad_training_key_is_exit_2(tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text((EXAMPLES / "seed002.toml").read_text() + "\n[training]\nlearning_rat = 0.1\n")
+    assert main(["train", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'learning_rat' in [training]" in err and err.count("\n") == 1
+
+
+def test_digits_short_run_reaches_a_meaningful_accuracy():
+    """Seed 000's 625-20-20-10 on the shipped digits: 5 epochs (the example runs 40 for ≥ 90 %)."""
+    spec = symback.load_spec(EXAMPLES / "digits.toml")
+    config = TrainingConfig.from_section(spec.sections["training"], epochs=5)
+    train, test = symback.datasets.load_digits(config.test_fraction, seed=config.seed)
+    result = Trainer(spec.network, config).fit(spec.parameters, train, test)
+    assert result.history.test_accuracy[-1] >= 0.85  # chance is 0.10
+    assert result.history.loss[-1] < 0.5 * result.history.loss[0]
