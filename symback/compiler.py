@@ -464,8 +464,20 @@ class CompiledNetwork:
     def loss_and_gradient(self, params: Parameters, X: np.ndarray, Y_: np.ndarray) -> tuple[float, Gradients, ForwardPass]:
         """One training step's numbers: the cost, its gradient and the forward pass, from one forward pass."""
         forward = self.forward(params, X)
-        loss = float(self._reduce(self._example_costs(forward, Y_)))
-        return loss, self._gradient(params, forward, Y_, True), forward
+        Y_ = Y_.astype(forward.output.dtype, copy=False)
+        return self._total_cost(forward, Y_), self._gradient(params, forward, Y_, True), forward
+
+    def _total_cost(self, forward: ForwardPass, Y_: np.ndarray) -> float:
+        # One reduction over the whole (examples × outputs) array instead of two.
+        out = forward.output
+        if self._cost_in_z is not None:
+            terms = self._cost_in_z(forward.zs[-1], Y_)
+        elif self._cost_in_log_a is not None:
+            terms = np.broadcast_to(self._cost_in_log_a(out, _log_softmax(forward.zs[-1]), Y_), out.shape)
+        else:
+            terms = self.cost_term(out, Y_)
+        divisor = (out.shape[1] if self._mean_outputs else 1) * (out.shape[0] if self._mean_examples else 1)
+        return float(terms.sum()) / divisor
 
     def _gradient(self, params: Parameters, forward: ForwardPass, Y_: np.ndarray, respect_frozen: bool) -> Gradients:
         scale = 1.0 / forward.output.shape[0] if self._mean_examples else 1.0
