@@ -495,15 +495,15 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
 
 
 def _resolve_entities(node: Any) -> None:
-    # SymPy's MathML printer writes entity names (&InvisibleTimes;) as text, which the DOM
+    # SymPy's MathML printer writes entities (&InvisibleTimes;, &#x2202;) as text, which the DOM
     # would escape to a literal "&amp;InvisibleTimes;"; put the characters themselves there.
-    from html.entities import html5
+    # Unescaping is safe: the DOM escapes < > & again when it serialises the text.
+    import html
 
     for child in node.childNodes:
         if child.nodeType == child.TEXT_NODE:
-            match = re.fullmatch(r"&(\w+;)", child.data)
-            if match and match[1] in html5:
-                child.data = html5[match[1]]
+            if re.search(r"&(#x[0-9a-fA-F]+|#\d+|\w+);", child.data):
+                child.data = html.unescape(child.data)
         else:
             _resolve_entities(child)
 

@@ -102,6 +102,9 @@ def test_mathml_structure():
     )
     # SymPy's entity names come out as characters, not as escaped text.
     assert "&amp;" not in mathml(sp.Symbol("x") * sp.Symbol("y"))
+    x = sp.Symbol("x")
+    assert "&amp;" not in mathml(sp.Derivative(sp.Function("f")(x, sp.Symbol("y")), x))
+    assert mathml(sp.Symbol("&lt;b&gt;")) == "<math><mtext>&lt;b&gt;</mtext></math>"  # still escaped
 
 
 def test_printer_rejects_unknown_settings():
