@@ -444,8 +444,10 @@ def compare_expressions(true: sp.Expr, claimed: sp.Expr, *, rng: np.random.Gener
     if sp.count_ops(difference) <= SIMPLIFY_LIMIT:
         proved = sp.simplify(difference) == 0
     if not symbols:
-        value = complex(sp.N(difference, 50))
-        return _Comparison(abs(value) < 1e-30, "constant")
+        value = complex(sp.N(difference, 50)) if difference.is_finite is not False else complex("nan")
+        if not np.isfinite(value):
+            return _Comparison(None, "the expressions are undefined")
+        return _Comparison(abs(value) < 1e-30, "both are constants")
     points = rng.uniform(-2.0, 2.0, size=(SAMPLE_POINTS, len(symbols)))
     columns = [points[:, i] for i in range(len(symbols))]
     with np.errstate(all="ignore"):

@@ -1,0 +1,587 @@
+"""The judge: seed 002's worked example, property tests over random networks, malformed claims and the CLI."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from symback import Dataset, Network, NodeRef, Parameters, load_spec
+from symback.claims import claims_from_text, load_claims
+from symback.cli import main
+from symback.verify import (
+    CARRIED,
+    INVALID,
+    RIGHT,
+    STATE,
+    UNJUDGED,
+    WRONG,
+    compare_expressions,
+    gradient_check,
+    verify,
+)
+
+from . import reference
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SEED002 = (EXAMPLES / "seed002.toml").as_posix()
+
+
+def _claims(body: str, header: str = f'spec = "{SEED002}"\n'):
+    return claims_from_text(header + body)
+
+
+def _seed002_reference(b3: float) -> tuple[float, float]:
+    """(SSR, dSSR/db3) of seed 002 at ``b3`` from the hand-written NumPy backprop."""
+    spec = load_spec(EXAMPLES / "seed002.toml")
+    biases = [b.copy() for b in spec.parameters.biases]
+    biases[1][0] = b3
+    total, _, db = reference.gradients(
+        spec.network.sizes, ["softplus", "identity"], "ssr", spec.parameters.weights, biases, spec.data.X, spec.data.Y
+    )
+    return total, float(db[1][0])
+
+
+# -- seed 002 ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_report():
+    return verify(load_claims(EXAMPLES / "seed002_claims.toml"))
+
+
+def test_seed002_verdicts_line_by_line(seed_report) -> None:
+    statuses = [v.status for v in seed_report.verdicts]
+    assert statuses == [WRONG, RIGHT, RIGHT, RIGHT, RIGHT, RIGHT, RIGHT, WRONG, WRONG, WRONG]
+    assert seed_report.first_wrong is seed_report.verdicts[0]
+    assert seed_report.exit_status == 1
+
+
+def test_seed002_confirms_the_slope_and_the_step(seed_report) -> None:
+    _, slope = _seed002_reference(0.0)
+    assert slope == pytest.approx(-15.655, abs=1e-3)  # the oracle itself: -15.655 rounds to the author's -15.7
+    slope_line = seed_report.verdicts[6]
+    assert slope_line.checks[0].status == RIGHT and slope_line.checks[0].expected == f"-15.7 ({slope:.6g})"
+    step_line = {c.part: c for c in seed_report.verdicts[7].checks}
+    assert step_line["slope"].status == RIGHT and step_line["step"].status == RIGHT
+    assert step_line["step"].expected == f"-1.57 ({0.1 * slope:.6g})"
+
+
+def test_seed002_flags_the_wrong_derivative_of_ssr(seed_report) -> None:
+    line = seed_report.verdicts[0]
+    check = line.checks[0]
+    assert check.status == WRONG
+    predicted, observed = sp.symbols("predicted observed", real=True)
+    right = sp.sympify(check.expected, locals={"predicted": predicted, "observed": observed})  # our own output
+    assert sp.simplify(right - (-2 * (observed - predicted))) == 0
+    assert "∂SSR/∂predicted" in line.derivation
+
+
+def test_seed002_flags_the_update_that_adds_the_step(seed_report) -> None:
+    new = {c.part: c for c in seed_report.verdicts[7].checks}["new"]
+    assert new.status == WRONG and new.expected.startswith("1.57 ")
+    assert "gradient descent subtracts it" in new.note
+
+
+def test_seed002_later_lines_are_judged_from_what_they_really_are(seed_report) -> None:
+    checks = {c.part: c for c in seed_report.verdicts[8].checks}
+    # "new b3 = -1.57 + ..." repeats the earlier wrong b3: consistent with it, so carried forward.
+    assert checks["old"].status == CARRIED and "8" in checks["old"].note
+    # -6.26 is the slope at the correct b3 = 1.5655 (not at the author's -1.57, where it is -25.1).
+    correct_b3 = 0.0 - 0.1 * _seed002_reference(0.0)[1]
+    slope_there = _seed002_reference(correct_b3)[1]
+    assert round(slope_there, 2) == -6.26
+    assert checks["slope"].status == RIGHT
+    assert f"{_seed002_reference(-1.57)[1]:.6g}" in checks["slope"].note
+    assert checks["step"].status == RIGHT
+    # -2.196 = -1.57 + (-0.626): the step added again, not carried forward.
+    assert checks["new"].status == WRONG and "added" in checks["new"].note
+    assert checks["new"].expected.startswith(f"{correct_b3 - 0.1 * slope_there:.3f}")
+    assert seed_report.verdicts[8].status == WRONG
+
+
+def test_seed002_final_b3_is_wrong_because_descent_converges_to_2_61(seed_report) -> None:
+    # Plain gradient descent, written here independently with the NumPy reference gradient.
+    b3 = 0.0
+    for _ in range(1000):
+        step = 0.1 * _seed002_reference(b3)[1]
+        b3 -= step
+        if abs(step) < 0.001:
+            break
+    assert round(b3, 2) == 2.61
+    final = seed_report.verdicts[9]
+    assert final.status == WRONG
+    assert final.checks[0].expected == f"2.61 ({b3:.6g})"
+
+
+def test_seed002_text_report_names_every_line(seed_report) -> None:
+    text = seed_report.text()
+    assert "first wrong line: claim 1 (line 6): dssr/dpredicted = (Observed - Predicted)^2" in text
+    assert "summary: 6 right, 4 wrong" in text
+    for verdict in seed_report.verdicts:
+        assert verdict.text[:20] in text
+
+
+# -- error carried forward, rounding and states -----------------------------------------------------
+
+
+def test_a_line_built_on_an_earlier_wrong_value_is_error_carried_forward() -> None:
+    _, wrong_slope = _seed002_reference(-1.57)
+    _, true_slope = _seed002_reference(0.0 - 0.1 * _seed002_reference(0.0)[1])
+    report = verify(
+        _claims(
+            f"""
+[[claim]]
+update = "b3"
+learning_rate = 0.1
+new = "-1.57"
+
+[[claim]]
+quantity = "dSSR/db3"
+value = "{wrong_slope:.4g}"
+
+[[claim]]
+quantity = "dSSR/db3"
+value = "{true_slope:.4g}"
+
+[[claim]]
+quantity = "dSSR/db3"
+value = "3.0"
+"""
+        )
+    )
+    first, carried, right, wrong = report.verdicts
+    assert first.status == WRONG
+    assert carried.status == CARRIED and carried.carried_from == (1,)
+    assert right.status == RIGHT
+    assert wrong.status == WRONG
+    assert report.first_wrong is first
+
+
+def test_an_authors_own_rounded_value_is_not_an_error() -> None:
+    # new b3 = 1.6 is right to one decimal (1.5655); the next slope, computed from 1.6, is right too.
+    _, slope_at_rounded = _seed002_reference(1.6)
+    _, slope_at_exact = _seed002_reference(1.5655108380577747)
+    written = f"{slope_at_rounded:.4f}"
+    assert not Decimal(written) == Decimal(f"{slope_at_exact:.4f}")
+    report = verify(
+        _claims(
+            f"""
+[[claim]]
+update = "b3"
+learning_rate = 0.1
+new = "1.6"
+
+[[claim]]
+quantity = "dSSR/db3"
+value = "{written}"
+"""
+        )
+    )
+    assert [v.status for v in report.verdicts] == [RIGHT, RIGHT]
+    assert "rounded values written earlier" in report.verdicts[1].checks[0].note
+
+
+def test_set_changes_the_state_for_later_lines() -> None:
+    _, slope = _seed002_reference(1.57)
+    report = verify(
+        _claims(
+            f"""
+[[claim]]
+set = {{ b3 = 1.57 }}
+text = "now b3 = 1.57"
+
+[[claim]]
+quantity = "dSSR/db3"
+value = "{slope:.3g}"
+
+[[claim]]
+quantity = "dSSR/db3"
+value = "-15.7"
+at = {{ b3 = 0 }}
+"""
+        )
+    )
+    assert [v.status for v in report.verdicts] == [STATE, RIGHT, RIGHT]
+    assert report.exit_status == 0
+
+
+def test_a_sequence_of_steps_matches_a_plain_loop() -> None:
+    b3 = 0.5
+    for _ in range(3):
+        b3 -= 0.05 * _seed002_reference(b3)[1]
+    report = verify(
+        _claims(
+            f"""
+[[claim]]
+update = "b3"
+learning_rate = 0.05
+steps = 3
+at = {{ b3 = 0.5 }}
+new = "{b3:.5g}"
+"""
+        )
+    )
+    assert report.verdicts[0].status == RIGHT
+
+
+def test_a_descent_that_does_not_stop_cannot_be_judged() -> None:
+    report = verify(
+        _claims(
+            """
+[[claim]]
+update = "b3"
+learning_rate = 0.5
+until_step_below = 1e-12
+max_steps = 5
+new = "2.61"
+"""
+        )
+    )
+    assert report.verdicts[0].status == UNJUDGED
+    assert "did not reach" in report.verdicts[0].message
+    assert report.exit_status == 1
+
+
+def test_per_example_quantities_need_an_example_number() -> None:
+    spec = load_spec(EXAMPLES / "seed002.toml")
+    from symback import CompiledNetwork
+
+    predicted = CompiledNetwork(spec.network).predict(spec.parameters, spec.data.X)[:, 0]
+    report = verify(
+        _claims(
+            f"""
+[[claim]]
+quantity = "predicted"
+value = "{predicted[1]:.4g}"
+example = 2
+
+[[claim]]
+quantity = "residual"
+value = "1"
+
+[[claim]]
+quantity = "dpredicted/db3"
+value = "1"
+"""
+        )
+    )
+    right, shape, constant = report.verdicts
+    assert right.status == RIGHT
+    assert shape.status == INVALID and "one value per example" in shape.message and "claim 2" in shape.message
+    assert constant.status == RIGHT  # the same for every example
+    assert report.exit_status == 2
+
+
+# -- symbolic claims --------------------------------------------------------------------------------
+
+SIGMOID = """
+[network]
+layers = [1, 1]
+activations = "sigmoid"
+cost = "squared_error"
+[parameters]
+"w(L)" = 0.7
+"b(L)" = -0.2
+[data]
+x = [0.5, 1.5]
+y = [0.0, 1.0]
+"""
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expression", "status"),
+    [
+        ("∂a/∂z", "a(1 − a)", RIGHT),
+        ("d(a)/d(z)", "exp(-z)/(1 + exp(-z))^2", RIGHT),
+        ("d(a)/d(z)", "a(1 - a)^2", WRONG),
+        ("d(C)/d(a)", "2*(a - y)", RIGHT),
+        ("d(C)/d(a)", "(a - y)^2", WRONG),
+        ("d(C)/d(w(L))", "2*(a - y)*a*(1 - a)*x", RIGHT),
+        ("d(C)/d(w(L))", "2*(a - y)*a*(1 - a)", WRONG),
+        ("d(C)/d(b(L))", "dC/da * da/dz", RIGHT),
+        ("d(C)/d(z)", "2*residual", WRONG),
+    ],
+)
+def test_symbolic_claims(quantity: str, expression: str, status: str) -> None:
+    report = verify(
+        claims_from_text(SIGMOID + f'[[claim]]\nquantity = "{quantity}"\nexpression = "{expression}"\n')
+    )
+    assert report.verdicts[0].status == status
+
+
+def test_a_simplify_miss_never_becomes_a_false_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    import symback.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "SIMPLIFY_LIMIT", -1)  # simplify never runs: the numbers must decide
+    x = sp.Symbol("x", real=True)
+    rng = np.random.default_rng(1)
+    assert compare_expressions(sp.log(1 + sp.exp(x)).diff(x), 1 / (1 + sp.exp(-x)), rng=rng).equal is True
+    assert compare_expressions(sp.tanh(x).diff(x), 1 - sp.tanh(x), rng=rng).equal is False
+
+
+def test_floating_point_cancellation_is_settled_with_more_digits() -> None:
+    x = sp.Symbol("x", real=True)
+    # cosh²(20x) − sinh²(20x) is 1, but doubles return 0 or garbage for large |x|.
+    left = sp.cosh(20 * x) ** 2 - sp.sinh(20 * x) ** 2
+    result = compare_expressions(left, sp.S.One + 0 * x, rng=np.random.default_rng(0))
+    assert result.equal is True
+
+
+def test_an_expression_undefined_everywhere_cannot_be_judged() -> None:
+    x = sp.Symbol("x", real=True)
+    nowhere = sp.sqrt(-1 - x**2)  # not a real number at any real x
+    result = compare_expressions(nowhere * x, nowhere * x + x, rng=np.random.default_rng(0))
+    assert result.equal is None and "undefined" in result.reason
+    assert compare_expressions(sp.zoo + 0 * x, sp.S.One, rng=np.random.default_rng(0)).equal is None
+
+
+# -- property: a correct calculation has no false alarms --------------------------------------------
+
+_ACTIVATIONS = ["sigmoid", "tanh", "softplus", "identity"]
+_COSTS = ["squared_error", "ssr", "mse", "half_squared_error"]
+
+
+def _written(value: float, digits: int) -> str:
+    # An author writes a value that rounds to 0 at their precision as 0 (decimals), not as 1e-17.
+    return format(value, f".{digits}g") if abs(value) >= 1e-6 else "0.00000"
+
+
+def _unit(text: str) -> Decimal:
+    exponent = Decimal(text).as_tuple().exponent
+    return Decimal(1).scaleb(exponent)  # type: ignore[arg-type]
+
+
+@st.composite
+def _calculations(draw):
+    sizes = [draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 2))]
+    activations = [draw(st.sampled_from(_ACTIVATIONS)) for _ in range(2)]
+    cost = draw(st.sampled_from(_COSTS))
+    seed = draw(st.integers(0, 2**31 - 1))
+    n_examples = draw(st.integers(1, 3))
+    n_claims = draw(st.integers(2, 5))
+    digits = draw(st.lists(st.integers(3, 6), min_size=n_claims + 3, max_size=n_claims + 3))
+    perturb = draw(st.integers(0, n_claims + 2))
+    sign = draw(st.sampled_from([-1, 1]))
+    return sizes, activations, cost, seed, n_examples, n_claims, digits, perturb, sign
+
+
+def _build(sizes, activations, cost, seed, n_examples, n_claims, digits):
+    """A claims file and the list of (line index, key) of every written value, all from the reference backprop."""
+    rng = np.random.default_rng(seed)
+    net = Network(sizes, activations, cost)
+    params = Parameters.initialize(net, "uniform", seed=seed)
+    X = rng.uniform(-1.5, 1.5, size=(n_examples, sizes[0]))
+    Y = rng.uniform(0.1, 0.9, size=(n_examples, sizes[-1]))
+    refs = list(net.parameter_refs())
+    lines = [
+        "[network]",
+        f"layers = {sizes}",
+        f"activations = {json.dumps(activations)}",
+        f'cost = "{cost}"',
+        "[parameters]",
+    ]
+    for ref in refs:
+        lines.append(f'"{net.canonical_name(ref)}" = {params.get(ref)!r}')
+    lines += ["[data]", f"x = {X.tolist()!r}", f"y = {Y.tolist()!r}"]
+
+    def oracle():
+        return reference.gradients(sizes, activations, cost, params.weights, params.biases, X, Y)
+
+    def grad(ref: NodeRef) -> float:
+        _, dW, db = oracle()
+        return float(dW[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else db[ref.layer - 1][ref.j])
+
+    slots = []
+    written_digits = iter(digits)
+    claims = []
+    for index in range(n_claims):
+        ref = refs[int(rng.integers(len(refs)))]
+        value = _written(grad(ref), next(written_digits))
+        claims.append({"quantity": f"d(C)/d({net.canonical_name(ref)})", "value": value})
+        slots.append((len(claims) - 1, "value"))
+    claims.append({"quantity": "C", "value": _written(oracle()[0], next(written_digits))})
+    slots.append((len(claims) - 1, "value"))
+    # One gradient-descent step, then a claim in the new state.  Only the new value is written: a written
+    # (rounded) slope would give the author a second, equally right path to slightly different digits.
+    ref = refs[int(rng.integers(len(refs)))]
+    new = params.get(ref) - 0.1 * grad(ref)
+    claims.append({"update": net.canonical_name(ref), "learning_rate": 0.1, "new": _written(new, next(written_digits))})
+    slots.append((len(claims) - 1, "new"))
+    params.set(ref, new)
+    after = refs[int(rng.integers(len(refs)))]
+    claims.append({"quantity": f"d(C)/d({net.canonical_name(after)})", "value": _written(grad(after), 5)})
+    slots.append((len(claims) - 1, "value"))
+    return lines, claims, slots
+
+
+def _render(lines, claims) -> str:
+    out = list(lines)
+    for claim in claims:
+        out.append("[[claim]]")
+        out += [f"{key} = {json.dumps(value)}" for key, value in claim.items()]
+    return "\n".join(out) + "\n"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_calculations())
+def test_true_values_rounded_are_right_and_one_perturbed_value_is_wrong_at_exactly_its_line(case) -> None:
+    sizes, activations, cost, seed, n_examples, n_claims, digits, perturb, sign = case
+    lines, claims, slots = _build(sizes, activations, cost, seed, n_examples, n_claims, digits)
+    report = verify(claims_from_text(_render(lines, claims)))
+    assert [v.status for v in report.verdicts] == [RIGHT] * len(claims), report.text()
+    assert report.exit_status == 0
+
+    line, key = slots[perturb % len(slots)]
+    text = claims[line][key]
+    claims[line][key] = str(Decimal(text) + sign * 3 * _unit(text))  # three units of the last digit: beyond rounding
+    report = verify(claims_from_text(_render(lines, claims)))
+    statuses = [v.status for v in report.verdicts]
+    assert statuses == [WRONG if i == line else RIGHT for i in range(len(claims))], report.text()
+    assert report.first_wrong is not None and report.first_wrong.number == line + 1
+
+
+# -- gradient check ---------------------------------------------------------------------------------
+
+
+def test_batched_finite_differences_match_a_plain_loop() -> None:
+    from symback import CompiledNetwork
+    from symback.verify import _finite_differences
+
+    net = Network([2, 3, 2], ["tanh", "sigmoid"], "mse")
+    params = Parameters.initialize(net, seed=3)
+    data = Dataset.from_arrays([[0.1, -0.4], [0.7, 0.2], [-0.3, 0.9]], [[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]])
+    compiled = CompiledNetwork(net)
+    batched = _finite_differences(compiled, params, data, 1e-6)
+    for ref in net.parameter_refs():
+        plus, minus = params.copy(), params.copy()
+        plus.set(ref, params.get(ref) + 1e-6)
+        minus.set(ref, params.get(ref) - 1e-6)
+        loop = (compiled.cost(plus, data) - compiled.cost(minus, data)) / 2e-6
+        weights, biases = batched[ref.layer - 1]
+        got = weights[ref.j, ref.k] if ref.kind == "w" else biases[ref.j]
+        # Both are central differences of the same costs, summed in a different order: equal to rounding noise.
+        assert got == pytest.approx(loop, rel=1e-7, abs=1e-9)
+    # And both agree with the hand-written NumPy backprop.
+    _, dW, db = reference.gradients(net.sizes, ["tanh", "sigmoid"], "mse", params.weights, params.biases, data.X, data.Y)
+    for (weights, biases), w, b in zip(batched, dW, db):
+        np.testing.assert_allclose(weights, w, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(biases, b, rtol=1e-6, atol=1e-9)
+
+
+def test_gradient_check_passes_for_every_activation_and_cost() -> None:
+    for activation in _ACTIVATIONS:
+        for cost in _COSTS:
+            net = Network([2, 3, 1], [activation, "sigmoid"], cost)
+            params = Parameters.initialize(net, seed=1)
+            data = Dataset.from_arrays([[0.3, -0.2], [0.1, 0.5]], [0.4, 0.6])
+            result = gradient_check(net, params, data)
+            assert result.passed, (activation, cost, result.text())
+            assert len(result.layers) == 2 and result.worst < 1e-6
+
+
+# -- command line -----------------------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, text: str, name: str = "claims.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_cli_verify_seed002_exits_1_and_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["verify", str(EXAMPLES / "seed002_claims.toml")])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "first wrong line: claim 1" in out and "error carried forward" in out
+    assert err == ""
+
+
+def test_cli_verify_all_right_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, f'spec = "{SEED002}"\n[[claim]]\nquantity = "dSSR/db3"\nvalue = "-15.7"\n')
+    assert main(["verify", path]) == 0
+    assert "every line is right" in capsys.readouterr().out
+
+
+def test_cli_verify_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(EXAMPLES / "seed002_claims.toml"), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["first_wrong"]["claim"] == 1
+    assert [v["status"] for v in data["verdicts"]][7] == WRONG
+    assert data["counts"] == {RIGHT: 6, WRONG: 4}
+
+
+def test_cli_verify_writes_output_files_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "report.json"
+    assert main(["verify", str(EXAMPLES / "seed002_claims.toml"), "--format", "json", "-o", str(target)]) == 1
+    assert json.loads(target.read_text())["exit_status"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_cli_malformed_claims_exit_2_and_the_rest_is_judged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(
+        tmp_path,
+        f"""spec = "{SEED002}"
+[[claim]]
+quantity = "dSSR/db3"
+value = "-15.7"
+
+[[claim]]
+quantity = "dSSR/dfoo"
+value = "1"
+
+[[claim]]
+quantity = "dSSR/db3 +"
+value = "1"
+
+[[claim]]
+quantity = "predicted"
+value = "1"
+
+[[claim]]
+quantity = "dSSR/db3"
+value = "-15.7"
+""",
+    )
+    status = main(["verify", path])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert "Traceback" not in out + err
+    err_lines = err.strip().splitlines()
+    assert len(err_lines) == 3
+    assert err_lines[0].startswith("symback: error: claim 2 (line 6): ") and "dfoo" in err_lines[0]
+    assert err_lines[1].startswith("symback: error: claim 3 (line 10): ")
+    assert err_lines[2].startswith("symback: error: claim 4 (line 14): ") and "one value per example" in err_lines[2]
+    report = verify(load_claims(path))
+    assert [v.status for v in report.verdicts] == [RIGHT, INVALID, INVALID, INVALID, RIGHT]
+
+
+@pytest.mark.parametrize(
+    "text", ["[[claim]\n", f'spec = "{SEED002}"\n', 'spec = "missing.toml"\n[[claim]]\nset = { b3 = 1 }\n']
+)
+def test_cli_unusable_files_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    assert main(["verify", _write(tmp_path, text)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("symback: error: ") and err.count("\n") == 1
+
+
+def test_cli_missing_claims_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(tmp_path / "nope.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_cli_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLES / "seed002.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "L-1" in out and "ok" in out
+    # A tolerance below what central differences can reach must fail, with exit status 1.
+    assert main(["check", str(EXAMPLES / "seed002.toml"), "--tolerance", "1e-30"]) == 1
+    assert "FAILED" in capsys.readouterr().out
+    assert main(["check", str(EXAMPLES / "seed002.toml"), "--step", "-1"]) == 2
