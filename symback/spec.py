@@ -108,7 +108,7 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
 
     >>> spec = spec_from_dict({"network": {"layers": [1, 1], "activations": "sigmoid", "cost": "squared_error"},
     ...                        "parameters": {"w(L)": 0.5, "b(L)": 0.1}})
-    >>> spec.parameters.weights[0][0, 0], spec.parameters.biases[0][0]
+    >>> spec.parameters.get(spec.network.resolve("w(L)")), spec.parameters.get(spec.network.resolve("b(L)"))
     (0.5, 0.1)
     """
     for section, value in raw.items():
