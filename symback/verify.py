@@ -87,6 +87,7 @@ __all__ = [
     "VerificationReport",
     "commands",
     "gradient_check",
+    "render",
     "verify",
 ]
 
@@ -130,6 +131,9 @@ class Verdict:
     message: str = ""
     derivation: str = ""  # the chain-rule derivation of the quantity, for wrong lines
     carried_from: tuple[int, ...] = ()
+    # For the LaTeX / HTML renderings: the quantity, the written and the right expression (symbolic claims),
+    # and the derived expression of the quantity for lines that are not right.
+    math: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
 
     @property
     def where(self) -> str:
@@ -565,7 +569,7 @@ class _Judge:
         return self.verdict(claim, (check,), expression, true.params)
 
     def verdict(self, claim: Claim, checks: tuple[Check, ...], expression: sp.Expr | None,
-                params: Parameters | None, extra: str = "") -> Verdict:
+                params: Parameters | None, extra: str = "", math_extra: tuple[tuple[str, Any], ...] = ()) -> Verdict:
         status = max((c.status for c in checks), key=_SEVERITY.__getitem__)
         notes = [f"{c.part}: written {c.claimed}, should be {c.expected}" for c in checks if c.status == WRONG]
         notes += [f"{c.part}: {c.note}" for c in checks if c.note]
@@ -575,8 +579,14 @@ class _Judge:
         if status in (WRONG, CARRIED) and expression is not None:
             derivation = self.engine.derivation_text(expression, params)
         carried = sorted({int(x) for c in checks if c.status == CARRIED for x in _numbers(c.note)})
+        math = list(math_extra)
+        if expression is not None:
+            math.insert(0, ("quantity", _notation(expression)))
+            if status in (WRONG, CARRIED) and expression.has(sp.Derivative) and not math_extra:
+                math.append(("derived", sp.Eq(_notation(expression), self.engine.per_example(expression),
+                                              evaluate=False)))
         return Verdict(claim.number, claim.line, claim.kind, claim.text, status, checks, "\n".join(notes), derivation,
-                       tuple(carried))
+                       tuple(carried), tuple(math))
 
     # -- symbolic claims ------------------------------------------------------
     def symbolic(self, claim: SymbolicClaim) -> Verdict:
@@ -595,7 +605,9 @@ class _Judge:
         else:
             status, note = WRONG, comparison.reason
         check = Check("expression", claim.expression.text, status, right, note)
-        return self.verdict(claim, (check,), claim.quantity.expression, None)
+        written = _notation(claim.expression.expression)
+        return self.verdict(claim, (check,), claim.quantity.expression, None,
+                            math_extra=(("written", written), ("right", true_local)))
 
     # -- update claims --------------------------------------------------------
     def update(self, claim: UpdateClaim) -> Verdict:
@@ -694,6 +706,13 @@ def _numbers(note: str) -> list[str]:
     return [x for x in match.group(1).replace(" ", "").split(",") if x] if match else []
 
 
+def _notation(expression: sp.Expr) -> sp.Expr:
+    """Derivatives as ∂X/∂Y notation for the printer (never evaluated)."""
+    from .latex import Partial
+
+    return expression.replace(lambda e: isinstance(e, sp.Derivative), lambda e: Partial(e.expr, e.variables[0]))
+
+
 def _pretty(expression: sp.Expr) -> str:
     if sp.count_ops(expression) <= SIMPLIFY_LIMIT:
         expression = sp.factor_terms(sp.simplify(expression))
@@ -703,6 +722,85 @@ def _pretty(expression: sp.Expr) -> str:
 def verify(claims: ClaimsFile, *, seed: int = 0) -> VerificationReport:
     """Judge every claim of ``claims`` in order (``seed`` fixes the random points of symbolic checks)."""
     return _Judge(claims, seed).run()
+
+
+# -- LaTeX, HTML and Markdown ----------------------------------------------------------------------
+
+#: Report formats besides text and json: format -> template (in the report templates' folder).
+TEMPLATES = {"html": "verify.html.j2", "tex": "verify.tex.j2", "md": "verify.md.j2"}
+
+
+class _Printed(str):
+    """Math already printed by symback's printer (LaTeX or MathML): inserted as is."""
+
+    __html__ = str.__str__  # markupsafe: MathML is built through an XML DOM, so it is safe
+
+
+def _md_escape(text: str) -> str:
+    return "".join(
+        {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, "\\" + ch) if ch in "\\`*_{}[]()#+!|<>&$~" else ch
+        for ch in text
+    )
+
+
+def _environment(fmt: str) -> Any:
+    import jinja2
+
+    from .latex import escape_latex
+    from .report import template_dir
+
+    def finalize(value: Any) -> Any:
+        if isinstance(value, _Printed) or fmt == "html":
+            return value  # HTML text is escaped by autoescape
+        text = "" if value is None else str(value)
+        return escape_latex(text) if fmt == "tex" else _md_escape(text)
+
+    options: dict[str, Any] = {
+        "loader": jinja2.FileSystemLoader(str(template_dir())),
+        "undefined": jinja2.StrictUndefined,
+        "finalize": finalize,
+        "trim_blocks": True,
+        "lstrip_blocks": True,
+        "keep_trailing_newline": True,
+        "autoescape": fmt == "html",
+    }
+    if fmt == "tex":  # LaTeX braces never clash with these delimiters
+        options.update(block_start_string="((*", block_end_string="*))", variable_start_string="(((",
+                       variable_end_string=")))", comment_start_string="((=", comment_end_string="=))")
+    return jinja2.Environment(**options)
+
+
+def render(report: VerificationReport, fmt: str) -> str:
+    """The verdicts as ``html`` (self-contained, MathML), ``tex`` or ``md`` through ``templates/verify.*.j2``."""
+    from .latex import latex, mathml
+
+    if fmt not in TEMPLATES:
+        raise SpecError(f"unknown format {fmt!r} (known: text, json, {', '.join(TEMPLATES)})")
+
+    def printed(expression: Any) -> _Printed:
+        return _Printed(mathml(expression) if fmt == "html" else latex(expression))
+
+    verdicts = []
+    for verdict in report.verdicts:
+        verdicts.append({
+            "number": verdict.number,
+            "line": verdict.line or "",
+            "text": verdict.text,
+            "status": verdict.status,
+            "css": verdict.status.replace(" ", "-"),
+            "checks": [vars(check) for check in verdict.checks],
+            "message": verdict.message.splitlines(),
+            "math": [{"label": label, "math": printed(expression)} for label, expression in verdict.math],
+        })
+    first = report.first_wrong
+    context = {
+        "title": report.title or "Verification of a hand calculation",
+        "file": report.path,
+        "verdicts": verdicts,
+        "summary": ", ".join(f"{n} {s}" for s, n in report.counts().items()),
+        "first_wrong": "" if first is None else f"{first.where}: {first.text}",
+    }
+    return _environment(fmt).get_template(TEMPLATES[fmt]).render(report=context)
 
 
 # -- gradient check ---------------------------------------------------------------------------------
@@ -807,7 +905,7 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
 
 # -- command line -----------------------------------------------------------------------------------
 
-_FORMATS = ("text", "json")
+_FORMATS = ("text", "json", "html", "tex", "md")
 
 
 def _configure_verify(parser: argparse.ArgumentParser) -> None:
@@ -836,7 +934,12 @@ def _write(text: str, output: str | None) -> None:
 def _run_verify(args: argparse.Namespace) -> int:
     claims = load_claims(args.claims)
     report = verify(claims, seed=args.seed)
-    text = report.to_json() if args.format == "json" else report.text()
+    if args.format == "json":
+        text = report.to_json()
+    elif args.format == "text":
+        text = report.text()
+    else:
+        text = render(report, args.format)
     _write(text, args.output)
     for verdict in report.verdicts:
         if verdict.status == INVALID:

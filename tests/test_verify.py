@@ -585,3 +585,42 @@ def test_cli_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(EXAMPLES / "seed002.toml"), "--tolerance", "1e-30"]) == 1
     assert "FAILED" in capsys.readouterr().out
     assert main(["check", str(EXAMPLES / "seed002.toml"), "--step", "-1"]) == 2
+
+
+# -- LaTeX, HTML and Markdown -----------------------------------------------------------------------
+
+
+def test_html_escapes_the_authors_text_and_prints_math_as_mathml(tmp_path: Path) -> None:
+    from symback.verify import render
+
+    claims = _claims('[[claim]]\ntext = "<script>alert(1)</script> & dSSR/db3"\nquantity = "dSSR/db3"\nvalue = "3"\n')
+    html = render(verify(claims), "html")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; dSSR/db3" in html
+    assert "<math>" in html and "∂" in html
+    assert '<td class="wrong">wrong</td>' in html
+
+
+def test_markdown_and_tex_renderings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    seed = str(EXAMPLES / "seed002_claims.toml")
+    assert main(["verify", seed, "--format", "md"]) == 1
+    md = capsys.readouterr().out
+    assert "| 8 | 42 | step size = -15.7 x 0.1 = -1.57; new b3 = 0 \\+ \\(-1.57\\) = -1.57 | old | 0 | right | 0 |" in md
+    assert "$\\frac{\\partial \\mathrm{SSR}}{\\partial b_{3}}$" in md
+    target = tmp_path / "seed.tex"
+    assert main(["verify", seed, "--format", "tex", "-o", str(target)]) == 1
+    tex = target.read_text()
+    assert "(Observed - Predicted)\\textasciicircum{}2" in tex and "\\begin{longtable}" in tex
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdflatex is not installed")
+        pytest.skip("pdflatex is not installed")
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", target.name],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert (tmp_path / "seed.pdf").stat().st_size > 1000
