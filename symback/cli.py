@@ -33,7 +33,7 @@ COMMANDS: dict[str, Command] = {}
 
 #: Modules of later stages that add subcommands: each defines ``commands() -> dict[str, Command]``.
 #: They are imported only when the parser is built, so importing symback stays light.
-COMMAND_MODULES: tuple[str, ...] = ("symback.verify", "symback.report", "symback.train")
+COMMAND_MODULES: tuple[str, ...] = ("symback.verify", "symback.report", "symback.train", "symback.demo", "symback.sweep")
 
 
 def register_command(name: str, command: Command) -> None:

@@ -17,7 +17,6 @@ import base64
 import io
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SymbackError
+from .files import write_atomic
 
 __all__ = [
     "MissingExtraError",
@@ -150,14 +150,4 @@ def data_uri(png: bytes) -> str:
 
 def save_png(png: bytes, path: str | os.PathLike[str]) -> Path:
     """Write ``png`` atomically (a temporary file, then rename): never a half-written picture."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(png)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, png)

@@ -41,6 +41,7 @@ from .latex import ChainProduct, Difference, EqualityChain, Partial, TermSum, es
 from .model import IndexedModel
 from .network import Network, NodeRef
 from .parameters import Parameters
+from .resources import locate
 from .steps import ChainRule, Rule, rewrite_in_terms_of, trace
 
 __all__ = [
@@ -490,11 +491,7 @@ FORMATS = {"tex": "report.tex.j2", "html": "report.html.j2", "md": "report.md.j2
 
 def template_dir() -> Path:
     """Where the templates are: ``symback/templates`` in an installed wheel, else the checkout's ``templates/``."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
-        if (candidate / "report.tex.j2").is_file():
-            return candidate
-    raise SymbackError(f"report templates not found next to {here} (reinstall symback)")
+    return locate("templates", "report.tex.j2")
 
 
 class _Rendered(str):
@@ -556,6 +553,8 @@ def _convert(value: Any, fmt: str) -> Any:
         return {f.name: _convert(getattr(value, f.name), fmt) for f in fields(value)}
     if isinstance(value, (tuple, list)):
         return [_convert(v, fmt) for v in value]
+    if isinstance(value, dict):
+        return {key: _convert(v, fmt) for key, v in value.items()}
     return value
 
 
@@ -565,6 +564,16 @@ def render(report: Report, fmt: str) -> str:
         raise SpecError(f"unknown report format {fmt!r} (known: tex, html, md, pdf)")
     context = _convert(report, fmt)
     return _environment(fmt).get_template(FORMATS[fmt]).render(report=context)
+
+
+def render_template(template: str, fmt: str, **context: Any) -> str:
+    """Render any template of ``templates/`` in ``fmt`` with the report's environment.
+
+    :class:`Math` values anywhere in ``context`` (also inside dataclasses, lists and tuples)
+    are printed for the format first, so templates only lay out.
+    """
+    converted = {key: _convert(value, fmt) for key, value in context.items()}
+    return _environment(fmt).get_template(template).render(**converted)
 
 
 def compile_pdf(tex: str) -> bytes:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import struct
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -12,29 +10,12 @@ import pytest
 from symback import Dataset, Network, Parameters, plots
 from symback.dials import rank_dials
 
-from .tools import require_module
+from .tools import distinct_colours, png_pixels, require_module
 
 
 def _png_size_and_colours(png: bytes) -> tuple[int, int, int]:
-    """Width, height and number of distinct pixel values of an 8-bit RGB(A) PNG, decoded with zlib."""
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    position, chunks, header = 8, [], None
-    while position < len(png):
-        length, kind = struct.unpack(">I4s", png[position : position + 8])
-        body = png[position + 8 : position + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            chunks.append(body)
-        position += 12 + length
-    width, height, depth, colour_type = header[:4]
-    assert depth == 8 and colour_type in (2, 6)
-    channels = 3 if colour_type == 2 else 4
-    raw = zlib.decompress(b"".join(chunks))
-    stride = width * channels + 1
-    rows = [raw[r * stride + 1 : (r + 1) * stride] for r in range(0, height, max(1, height // 50))]
-    colours = {bytes(row[i : i + channels]) for row in rows for i in range(0, len(row), channels * 7)}
-    return width, height, len(colours)
+    width, height, _, _ = png_pixels(png)
+    return width, height, distinct_colours(png)
 
 
 @pytest.fixture

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
-import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
@@ -19,19 +16,10 @@ from symback.cli import main
 from symback.errors import SymbackError
 from symback.report import build_report, render, template_dir, write_report
 
+from .tools import chromium_screenshot, dark_pixels, png_pixels, require_program
+
 ROOT = Path(__file__).resolve().parent.parent
 DESCENT = {"learning_rate": 0.1, "tolerance": 1e-3, "max_steps": 100}
-
-
-def _need(program: str) -> str:
-    """The program's path; a missing one fails in CI and skips (with the reason) elsewhere."""
-    path = shutil.which(program)
-    if path is None:
-        message = f"{program} is not installed (bash scripts/test.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture
@@ -91,7 +79,7 @@ def test_every_factor_trace_is_checked(seed002):
 
 
 def test_tex_report_compiles_with_pdflatex(tmp_path, seed002):
-    _need("pdflatex")
+    require_program("pdflatex")
     for name, obj, options in [
         ("b3.pdf", derive(seed002.network, "b3"), {"params": seed002.parameters, "data": seed002.data, "descent": DESCENT}),
         ("network.pdf", seed002.network, {"params": seed002.parameters, "data": seed002.data}),
@@ -101,62 +89,16 @@ def test_tex_report_compiles_with_pdflatex(tmp_path, seed002):
         assert path.read_bytes().startswith(b"%PDF-")
 
 
-def _png_pixels(data: bytes) -> tuple[int, int, int, list[bytes]]:
-    """Decode an 8-bit RGB/RGBA PNG (pure Python): width, height, bytes per pixel, rows."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    position, idat, header = 8, b"", None
-    while position < len(data):
-        length, kind = struct.unpack(">I4s", data[position : position + 8])
-        chunk = data[position + 8 : position + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", chunk)
-        elif kind == b"IDAT":
-            idat += chunk
-        position += 12 + length
-    width, height, depth, colour, *_ = header
-    assert depth == 8 and colour in (2, 6)
-    bpp = 3 if colour == 2 else 4
-    raw = zlib.decompress(idat)
-    stride = width * bpp
-    rows, previous = [], bytearray(stride)
-    for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
-        for i in range(stride):
-            left = line[i - bpp] if i >= bpp else 0
-            up = previous[i]
-            corner = previous[i - bpp] if i >= bpp else 0
-            if kind == 1:
-                line[i] = (line[i] + left) & 255
-            elif kind == 2:
-                line[i] = (line[i] + up) & 255
-            elif kind == 3:
-                line[i] = (line[i] + (left + up) // 2) & 255
-            elif kind == 4:
-                p = left + up - corner
-                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
-                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
-        rows.append(bytes(line))
-        previous = line
-    return width, height, bpp, rows
-
-
 def test_html_report_renders_in_headless_chromium(tmp_path, seed002):
-    chromium = _need("chromium")
     page = write_report(derive(seed002.network, "w1"), tmp_path / "w1.html", params=seed002.parameters,
                         data=seed002.data)
     html = page.read_text(encoding="utf-8")
     assert "<math" in html and "http://" not in html.replace("http://www.w3.org/1998/Math/MathML", "")
     assert "<script" not in html and "https://" not in html
-    png = tmp_path / "shot.png"
-    command = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={png}", "--window-size=1200,1600", page.as_uri(),
-    ]
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
-    width, height, bpp, rows = _png_pixels(png.read_bytes())
+    png = chromium_screenshot(page, tmp_path)
+    width, height, _, _ = png_pixels(png)
     assert (width, height) == (1200, 1600)
-    dark = sum(1 for row in rows[::4] for x in range(0, width * bpp, bpp * 4) if sum(row[x : x + 3]) < 384)
+    dark = dark_pixels(png)
     assert dark > 500, f"screenshot looks blank ({dark} dark pixels sampled)"
 
 
@@ -178,7 +120,7 @@ def test_labels_cannot_inject(tmp_path):
 
 
 def test_injected_labels_still_compile(tmp_path):
-    _need("pdflatex")
+    require_program("pdflatex")
     net = Network([1, 1], {"formula": "z", "name": EVIL_TEX + " $ & % # ^ ~ _"}, "squared_error")
     assert write_report(derive(net, "b(L)"), tmp_path / "evil.pdf", source=EVIL_TEX).stat().st_size > 1000
 
@@ -273,5 +215,19 @@ def test_wheel_ships_the_templates(tmp_path):
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("symback-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for template in ("report.tex.j2", "report.html.j2", "report.md.j2"):
+    for template in ("report.tex.j2", "report.html.j2", "report.md.j2", "verify.html.j2", "demo.html.j2"):
         assert f"symback/templates/{template}" in names
+    for example in ("seed002.toml", "seed002_claims.toml", "digits.toml"):
+        assert f"symback/examples/{example}" in names
+    assert "symback/datasets/digits25.npz" in names
+    # Run from the unpacked wheel, away from the checkout: the packaged files must be found inside it.
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    script = (
+        "from symback.resources import example_file, locate; from symback.report import template_dir; "
+        "print(template_dir()); print(example_file('seed002_claims.toml'))"
+    )
+    found = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(unpacked)}, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert all(line.startswith(str(unpacked / "symback")) for line in found.stdout.splitlines())

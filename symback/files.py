@@ -1,0 +1,43 @@
+"""Writing output files atomically: a temporary file in the same folder, then a rename.
+
+A crash, a full disk or Ctrl-C never leaves a half-written report, picture or checkpoint
+behind: either the old file (if any) or the complete new one is there.
+
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> write_atomic(folder / "note.txt", "complete").read_text()
+'complete'
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import SymbackError
+
+__all__ = ["write_atomic"]
+
+
+def write_atomic(path: str | os.PathLike[str], payload: bytes | str) -> Path:
+    """Write ``payload`` (text is UTF-8 encoded) to ``path`` atomically; returns the path.
+
+    Raises SymbackError naming the file when its folder cannot be written.
+    """
+    path = Path(path)
+    data = payload.encode("utf-8") if isinstance(payload, str) else payload
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as error:
+        raise SymbackError(f"cannot write {str(path)!r}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
