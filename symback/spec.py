@@ -58,6 +58,7 @@ _SECTIONS = {
     # Sections read by later stages (training, reports, verification) are passed through.
     "training": None,
     "report": None,
+    "sweep": {"learning_rate", "activation", "optimizer"},  # symback sweep: each a value or a list
 }
 
 
@@ -149,5 +150,5 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
             raise SpecError("[data] needs both x and y")
         data = Dataset.from_arrays(table["x"], table["y"])
         data.check(network.sizes[0], network.sizes[-1])
-    sections = {name: dict(raw[name]) for name in ("training", "report") if name in raw}
+    sections = {name: dict(raw[name]) for name in ("training", "report", "sweep") if name in raw}
     return Spec(network, parameters, data, sections)
