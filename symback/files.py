@@ -20,6 +20,12 @@ from .errors import SymbackError
 __all__ = ["write_atomic"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike[str], payload: bytes | str) -> Path:
     """Write ``payload`` (text is UTF-8 encoded) to ``path`` atomically; returns the path.
 
@@ -36,6 +42,8 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes | str) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        # mkstemp makes the file private (0600); give it the permissions any new file would get.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -37,6 +37,7 @@ from .compiler import CompiledNetwork, lambdify
 from .data import Dataset
 from .derivation import Derivation, Factor, backprop_equations, derive
 from .errors import SpecError, SymbackError
+from .files import write_atomic
 from .latex import ChainProduct, Difference, EqualityChain, Partial, TermSum, escape_latex, latex, mathml
 from .model import IndexedModel
 from .network import Network, NodeRef
@@ -610,19 +611,7 @@ def write_report(obj: Derivation | Network | Report, path: str | Path, format: s
         payload = compile_pdf(render(report, "tex"))
     else:
         payload = render(report, fmt).encode("utf-8")
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-    except OSError as error:
-        raise SpecError(f"cannot write {str(path)!r}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, payload)
 
 
 # -- Jupyter display (Derivation delegates here) --------------------------------------------------------

@@ -24,11 +24,10 @@ old − step; the README's "Training" section works it through.)
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +39,8 @@ import numpy as np
 
 from .compiler import CompiledNetwork, Gradients
 from .data import Dataset
-from .errors import SpecError
+from .errors import SpecError, SymbackError
+from .files import write_atomic
 from .network import Network
 from .optimizers import Optimizer, get_optimizer
 from .parameters import Parameters
@@ -479,21 +479,13 @@ def _parameter_arrays(params: Parameters) -> dict[str, np.ndarray]:
 
 
 def _atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write to a temporary file beside ``path``, then rename: never half a file."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
+    """An ``.npz`` archive written atomically: never half a file, even on Ctrl-C."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise SpecError(f"cannot write {str(path)!r}: {error}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        write_atomic(path, buffer.getvalue())
+    except SymbackError as error:
+        raise SpecError(str(error)) from None
 
 
 def save_parameters(path: str | Path, params: Parameters) -> None:

@@ -44,9 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,6 +69,7 @@ from .compiler import CompiledNetwork, lambdify
 from .data import Dataset
 from .derivation import derive
 from .errors import SpecError, SymbackError
+from .files import write_atomic
 from .network import Network, NodeRef
 from .parameters import Parameters
 
@@ -730,55 +729,12 @@ def verify(claims: ClaimsFile, *, seed: int = 0) -> VerificationReport:
 TEMPLATES = {"html": "verify.html.j2", "tex": "verify.tex.j2", "md": "verify.md.j2"}
 
 
-class _Printed(str):
-    """Math already printed by symback's printer (LaTeX or MathML): inserted as is."""
-
-    __html__ = str.__str__  # markupsafe: MathML is built through an XML DOM, so it is safe
-
-
-def _md_escape(text: str) -> str:
-    return "".join(
-        {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(ch, "\\" + ch) if ch in "\\`*_{}[]()#+!|<>&$~" else ch
-        for ch in text
-    )
-
-
-def _environment(fmt: str) -> Any:
-    import jinja2
-
-    from .latex import escape_latex
-    from .report import template_dir
-
-    def finalize(value: Any) -> Any:
-        if isinstance(value, _Printed) or fmt == "html":
-            return value  # HTML text is escaped by autoescape
-        text = "" if value is None else str(value)
-        return escape_latex(text) if fmt == "tex" else _md_escape(text)
-
-    options: dict[str, Any] = {
-        "loader": jinja2.FileSystemLoader(str(template_dir())),
-        "undefined": jinja2.StrictUndefined,
-        "finalize": finalize,
-        "trim_blocks": True,
-        "lstrip_blocks": True,
-        "keep_trailing_newline": True,
-        "autoescape": fmt == "html",
-    }
-    if fmt == "tex":  # LaTeX braces never clash with these delimiters
-        options.update(block_start_string="((*", block_end_string="*))", variable_start_string="(((",
-                       variable_end_string=")))", comment_start_string="((=", comment_end_string="=))")
-    return jinja2.Environment(**options)
-
-
 def render(report: VerificationReport, fmt: str) -> str:
     """The verdicts as ``html`` (self-contained, MathML), ``tex`` or ``md`` through ``templates/verify.*.j2``."""
-    from .latex import latex, mathml
+    from .report import Math, render_template
 
     if fmt not in TEMPLATES:
         raise SpecError(f"unknown format {fmt!r} (known: text, json, {', '.join(TEMPLATES)})")
-
-    def printed(expression: Any) -> _Printed:
-        return _Printed(mathml(expression) if fmt == "html" else latex(expression))
 
     verdicts = []
     for verdict in report.verdicts:
@@ -790,7 +746,7 @@ def render(report: VerificationReport, fmt: str) -> str:
             "css": verdict.status.replace(" ", "-"),
             "checks": [vars(check) for check in verdict.checks],
             "message": verdict.message.splitlines(),
-            "math": [{"label": label, "math": printed(expression)} for label, expression in verdict.math],
+            "math": [{"label": label, "math": Math(expression, False)} for label, expression in verdict.math],
         })
     first = report.first_wrong
     context = {
@@ -800,7 +756,7 @@ def render(report: VerificationReport, fmt: str) -> str:
         "summary": ", ".join(f"{n} {s}" for s, n in report.counts().items()),
         "first_wrong": "" if first is None else f"{first.where}: {first.text}",
     }
-    return _environment(fmt).get_template(TEMPLATES[fmt]).render(report=context)
+    return render_template(TEMPLATES[fmt], fmt, report=context)
 
 
 # -- gradient check ---------------------------------------------------------------------------------
@@ -923,16 +879,7 @@ def _write(text: str, output: str | None) -> None:
     if output is None:
         print(text)
         return
-    target = Path(output)
-    # A temp file and os.replace: never a half-written output.
-    handle, temporary = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text if text.endswith("\n") else text + "\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(output, text if text.endswith("\n") else text + "\n")
 
 
 def _run_verify(args: argparse.Namespace) -> int:

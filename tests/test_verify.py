@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from pathlib import Path
 
@@ -413,13 +414,20 @@ def _build(sizes, activations, cost, seed, n_examples, n_claims, digits):
     # (rounded) slope would give the author a second, equally right path to slightly different digits.
     ref = refs[int(rng.integers(len(refs)))]
     new = params.get(ref) - 0.1 * grad(ref)
-    claims.append({"update": net.canonical_name(ref), "learning_rate": 0.1, "new": _written(new, next(written_digits))})
+    written_new = _written(new, next(written_digits))
+    claims.append({"update": net.canonical_name(ref), "learning_rate": 0.1, "new": written_new})
     slots.append((len(claims) - 1, "new"))
-    params.set(ref, new)
     after = refs[int(rng.integers(len(refs)))]
-    claims.append({"quantity": f"d(C)/d({net.canonical_name(after)})", "value": _written(grad(after), 5)})
+    # The last claim is right in the exact state and may also be right in the author's state (the rounded
+    # new value); both are legitimate, so a perturbation must leave both behind.
+    params.set(ref, float(written_new))
+    from_rounded = grad(after)
+    params.set(ref, new)
+    exact = grad(after)
+    claims.append({"quantity": f"d(C)/d({net.canonical_name(after)})", "value": _written(exact, 5)})
     slots.append((len(claims) - 1, "value"))
-    return lines, claims, slots
+    spreads = [0.0] * (len(claims) - 1) + [abs(from_rounded - exact)]
+    return lines, claims, slots, spreads
 
 
 def _render(lines, claims) -> str:
@@ -434,14 +442,17 @@ def _render(lines, claims) -> str:
 @given(_calculations())
 def test_true_values_rounded_are_right_and_one_perturbed_value_is_wrong_at_exactly_its_line(case) -> None:
     sizes, activations, cost, seed, n_examples, n_claims, digits, perturb, sign = case
-    lines, claims, slots = _build(sizes, activations, cost, seed, n_examples, n_claims, digits)
+    lines, claims, slots, spreads = _build(sizes, activations, cost, seed, n_examples, n_claims, digits)
     report = verify(claims_from_text(_render(lines, claims)))
     assert [v.status for v in report.verdicts] == [RIGHT] * len(claims), report.text()
     assert report.exit_status == 0
 
     line, key = slots[perturb % len(slots)]
     text = claims[line][key]
-    claims[line][key] = str(Decimal(text) + sign * 3 * _unit(text))  # three units of the last digit: beyond rounding
+    unit = _unit(text)
+    # Three units of the last digit beyond rounding, plus however far the author's rounded state lies away.
+    units = 3 + math.ceil(Decimal(repr(spreads[line])) / unit)
+    claims[line][key] = str(Decimal(text) + sign * units * unit)
     report = verify(claims_from_text(_render(lines, claims)))
     statuses = [v.status for v in report.verdicts]
     assert statuses == [WRONG if i == line else RIGHT for i in range(len(claims))], report.text()

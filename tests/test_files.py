@@ -1,0 +1,42 @@
+"""Atomic writes: complete files with ordinary permissions, nothing left behind on failure."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from symback.errors import SymbackError
+from symback.files import write_atomic
+
+
+def test_writes_text_and_bytes_with_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "sub" / "a.txt", "héllo")
+    finally:
+        os.umask(old)
+    assert path.read_text(encoding="utf-8") == "héllo"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert write_atomic(tmp_path / "b.bin", b"\x00\x01").read_bytes() == b"\x00\x01"
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = write_atomic(tmp_path / "report.html", "old")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_unwritable_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SymbackError, match="cannot write"):
+        write_atomic(blocker / "inside.txt", "y")
