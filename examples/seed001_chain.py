@@ -104,18 +104,15 @@ def run(out: Path | None = None) -> dict[str, Any]:
 
 def _write_reports(network, params, data, out: Path) -> list[str]:
     """The derivation of ∂C/∂w(L) as HTML, Markdown, LaTeX and (with pdflatex) PDF."""
-    try:
-        from symback.report import write_report
-    except ImportError:  # the report stage is optional for this example
-        return []
-    out.mkdir(parents=True, exist_ok=True)
+    from symback.report import build_report, write_report
+
+    report = build_report(symback.derive(network, "w(L)"), params, data, source="examples/seed001_chain.py")
     written = []
-    derivation = symback.derive(network, "w(L)")
     for suffix in ("html", "md", "tex", "pdf"):
         try:
-            path = write_report(derivation, out / f"seed001_chain.{suffix}", parameters=params, data=data)
+            path = write_report(report, out / f"seed001_chain.{suffix}")
         except symback.SymbackError as error:  # e.g. pdflatex is not installed
-            print(f"  ({suffix}: {error})")
+            print(f"  ({suffix} not written: {error})")
             continue
         written.append(str(path))
         print(f"  wrote {path}")

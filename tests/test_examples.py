@@ -17,8 +17,8 @@ def _load(name: str):
     return module
 
 
-def test_seed001_chain(capsys):
-    results = _load("seed001_chain").run()
+def test_seed001_chain(capsys, tmp_path):
+    results = _load("seed001_chain").run(tmp_path)
     out = capsys.readouterr().out
     assert "∂C/∂w(L) = ∂C/∂a(L) · ∂a(L)/∂z(L) · ∂z(L)/∂w(L)" in out
     assert "∂z(L)/∂b(L) = 1" in out and "∂z(L)/∂a(L-1) = w(L)" in out
@@ -27,3 +27,6 @@ def test_seed001_chain(capsys):
     # a(L-1) = σ(z(L-1)) is in (0, 1), and ∂C/∂b(L) = ∂C/∂w(L) / a(L-1) for the chain.
     ratio = results["w(L)"] / results["b(L)"]
     assert 0 < ratio < 1
+    written = {Path(p).suffix for p in results["reports"]}
+    assert {".html", ".md", ".tex"} <= written
+    assert "a^{(L-1)}" in (tmp_path / "seed001_chain.tex").read_text(encoding="utf-8")
