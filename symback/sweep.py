@@ -239,7 +239,9 @@ def with_hidden_activation(network: Network, activation: Activation | str | Mapp
             f"hidden layers only (the output layer keeps {network.activations[-1].label})"
         )
     activation = get_activation(activation)
-    names = {network.canonical_name(ref): name for ref, name in network.names.items()}
+    # A group name ("output" = "predicted") also names its node; give it once, as the group.
+    grouped = set(network.group_names.values())
+    names = {network.canonical_name(ref): name for ref, name in network.names.items() if name not in grouped}
     names.update(network.group_names)
     return Network(
         network.sizes,
@@ -267,7 +269,10 @@ def run_sweep(
     Trainer keeps its finished epochs) and stops the sweep; the finished runs are returned.
     """
     base = replace(config or TrainingConfig(), progress=False, checkpoint=None, checkpoint_every=None)
-    compiled: dict[str, tuple[Network, CompiledNetwork]] = {}
+    # Every network is built (and so checked) before the first run trains; kernels are compiled when first needed.
+    networks = {_key(run): network if run.activation is None else with_hidden_activation(network, run.activation)
+                for run in runs}
+    compiled: dict[str, CompiledNetwork] = {}
     results: list[RunResult] = []
     interrupted = False
     for index, run in enumerate(runs, start=1):
@@ -275,11 +280,10 @@ def run_sweep(
             stream.write(f"[{index}/{len(runs)}] {run.label} ... ")
             stream.flush()
         try:
-            key = run.activation.label if run.activation is not None else ""
-            if key not in compiled:
-                net = network if run.activation is None else with_hidden_activation(network, run.activation)
-                compiled[key] = (net, CompiledNetwork(net))
-            net, kernels = compiled[key]
+            net = networks[_key(run)]
+            if _key(run) not in compiled:
+                compiled[_key(run)] = CompiledNetwork(net)
+            kernels = compiled[_key(run)]
             settings = replace(base, optimizer=run.optimizer, learning_rate=run.learning_rate)
             started = time.perf_counter()
             fit = Trainer(net, settings, compiled=kernels).fit(params, train, test)
@@ -380,6 +384,10 @@ def _describe(network: Network, train: Dataset, test: Dataset | None, config: Tr
             f"{batch}, seed {config.seed}, {config.dtype}{clip}.")
 
 
+def _key(run: Run) -> str:
+    return run.activation.label if run.activation is not None else ""
+
+
 def _hidden_activations(network: Network) -> str:
     hidden = network.activations[:-1] or network.activations
     return "/".join(dict.fromkeys(a.label for a in hidden))
@@ -473,10 +481,6 @@ def _run_sweep_command(args: Any) -> int:
         activations=_grid_axis(args.activation, sweep, "activation", None),
         optimizers=_grid_axis(args.optimizer, sweep, "optimizer", config.optimizer),
     )
-    for run in runs:
-        if run.activation is not None:
-            with_hidden_activation(spec.network, run.activation)  # no hidden layer: fail before training
-            break
     test = None
     if config.dataset is not None:
         train, test = get_dataset(config.dataset)(config.test_fraction, seed=config.seed)
