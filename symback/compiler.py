@@ -68,12 +68,13 @@ __all__ = [
 LOG_A = sp.Symbol("log_a", real=True)
 
 
-def lambdify(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable[..., Any]:
+def lambdify(arguments: Sequence[sp.Symbol], expression: sp.Expr, *, modules: str = "numpy") -> Callable[..., Any]:
     """``sympy.lambdify`` with symback's settings: fixed argument order, NumPy, common subexpressions.
 
+    ``modules="torch"`` builds the same function on PyTorch tensors (for the autograd cross-check).
     Never call it on expressions built from unparsed user text: it uses ``exec``.
     """
-    return sp.lambdify(list(arguments), expression, modules="numpy", cse=True, dummify=True)
+    return sp.lambdify(list(arguments), expression, modules=modules, cse=True, dummify=True)
 
 
 def elementwise(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable[..., np.ndarray]:

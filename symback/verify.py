@@ -768,20 +768,31 @@ class GradientCheck:
 
     layers: tuple[tuple[str, float], ...]  # (layer label, worst relative error over its weights and biases)
     tolerance: float
+    #: The same against PyTorch autograd on the same formulas (None when torch is not installed).
+    torch_layers: tuple[tuple[str, float], ...] | None = None
 
     @property
     def worst(self) -> float:
-        return max((error for _, error in self.layers), default=0.0)
+        errors = [error for _, error in self.layers + (self.torch_layers or ())]
+        return max(errors, default=0.0)
 
     @property
     def passed(self) -> bool:
         return self.worst <= self.tolerance
 
     def text(self) -> str:
-        lines = [f"{'layer':<8}{'worst relative error':>22}"]
-        lines += [f"{label:<8}{error:>22.2e}" for label, error in self.layers]
+        torch_column = self.torch_layers is not None
+        header = f"{'layer':<8}{'vs finite differences':>23}" + (f"{'vs PyTorch autograd':>22}" if torch_column else "")
+        lines = [header]
+        for index, (label, error) in enumerate(self.layers):
+            row = f"{label:<8}{error:>23.2e}"
+            if torch_column:
+                row += f"{self.torch_layers[index][1]:>22.2e}"
+            lines.append(row)
+        if not torch_column:
+            lines.append("(PyTorch is not installed: compared with finite differences only)")
         lines.append(f"worst relative error {self.worst:.2e} (tolerance {self.tolerance:g})")
-        lines.append("ok" if self.passed else "FAILED: the derived gradient disagrees with central finite differences")
+        lines.append("ok" if self.passed else "FAILED: the derived gradient disagrees with an independent oracle")
         return "\n".join(lines)
 
 
@@ -860,7 +871,47 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
     for layer, (fw, fb) in enumerate(numeric, 1):
         error = max(_relative(derived.weights[layer - 1], fw, floor), _relative(derived.biases[layer - 1], fb, floor))
         layers.append((network.layer_label(layer), error))
-    return GradientCheck(tuple(layers), tolerance)
+    torch_layers = None
+    autograd = _torch_gradient(network, params, data)
+    if autograd is not None:
+        # Autograd is exact up to rounding, so its floor is far below the finite differences' one.
+        tiny = max(1e-10 * largest, 1e-300)
+        torch_layers = tuple(
+            (network.layer_label(layer), max(_relative(derived.weights[layer - 1], tw, tiny),
+                                             _relative(derived.biases[layer - 1], tb, tiny)))
+            for layer, (tw, tb) in enumerate(autograd, 1)
+        )
+    return GradientCheck(tuple(layers), tolerance, torch_layers)
+
+
+def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """∂C/∂W and ∂C/∂b by PyTorch autograd (float64) on the same activation and cost formulas.
+
+    The formulas are lambdified onto torch tensors; autograd then differentiates them without
+    SymPy, an independent check of the derivatives.  None when PyTorch is not installed.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    from .activations import Z
+    from .costs import A, Y
+
+    weights = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in params.weights]
+    biases = [torch.tensor(b, dtype=torch.float64, requires_grad=True) for b in params.biases]
+    a = torch.tensor(data.X, dtype=torch.float64)
+    for activation, W, b in zip(network.activations, weights, biases):
+        z = a @ W.T + b
+        if activation.elementwise:
+            a = torch.broadcast_to(torch.as_tensor(lambdify([Z], activation.formula, modules="torch")(z)), z.shape)
+        else:
+            a = torch.softmax(z, dim=1)
+    cost = network.cost
+    terms = lambdify([A, Y], cost.term, modules="torch")(a, torch.tensor(data.Y, dtype=torch.float64))
+    per_example = terms.sum(dim=1) / (terms.shape[1] if cost.output_reduction == "mean" else 1)
+    total = per_example.mean() if cost.example_reduction == "mean" else per_example.sum()
+    total.backward()
+    return [(W.grad.numpy(), b.grad.numpy()) for W, b in zip(weights, biases)]
 
 
 # -- command line -----------------------------------------------------------------------------------

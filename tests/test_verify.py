@@ -635,3 +635,39 @@ def test_markdown_and_tex_renderings(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     assert result.returncode == 0, result.stdout[-2000:]
     assert (tmp_path / "seed.pdf").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("activations", "cost"),
+    [
+        (["tanh", {"formula": "z/(1+exp(-z))"}, "identity"], "mse"),
+        (["relu", {"name": "leaky_relu", "slope": 0.2}, "softplus"], {"formula": "(a - y)^4", "reduction": "sum"}),
+        (["elu", "sigmoid", "softmax"], "categorical_cross_entropy"),
+        (["silu", "tanh", "sigmoid"], "binary_cross_entropy"),
+    ],
+)
+def test_check_compares_with_pytorch_autograd_on_the_same_formulas(activations, cost) -> None:
+    from .tools import require_module
+    from symback.verify import gradient_check
+
+    require_module("torch")
+    net = Network([3, 4, 3, 2], activations, cost)
+    rng = np.random.default_rng(4)
+    Y = np.eye(2)[[0, 1, 1, 0, 1]] if "cross" in str(cost) else rng.uniform(0.1, 0.9, (5, 2))
+    data = Dataset.from_arrays(rng.normal(size=(5, 3)), Y)
+    result = gradient_check(net, Parameters.initialize(net, seed=1), data)
+    assert result.torch_layers is not None and len(result.torch_layers) == 3
+    assert max(error for _, error in result.torch_layers) < 1e-10
+    assert result.passed and "vs PyTorch autograd" in result.text()
+
+
+def test_check_without_pytorch_says_so(monkeypatch) -> None:
+    import sys
+
+    from symback.verify import gradient_check
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    net = Network([2, 2, 1], "tanh", "mse")
+    result = gradient_check(net, Parameters.initialize(net, seed=0), Dataset.from_arrays([[0.3, -0.2]], [0.4]))
+    assert result.torch_layers is None
+    assert "PyTorch is not installed" in result.text() and result.passed
