@@ -94,7 +94,7 @@ def scaled(params: symback.Parameters, gain: float) -> symback.Parameters:
 def run(out: Path | None = None, fast: bool = False) -> dict[str, Any]:
     n_train, n_test, epochs = (1000, 300, 8) if fast else (2000, 500, 10)
     train, test = load_digits(0.2, seed=0)
-    # The split keeps the file's order (sorted by class): draw the subset at random, or it holds two digits.
+    # A seeded random subset of the (already shuffled) split, the same for every run of the example.
     pick = np.random.default_rng(0)
     train = train.take(np.sort(pick.permutation(len(train))[:n_train]))
     test = test.take(np.sort(pick.permutation(len(test))[:n_test]))

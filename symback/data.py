@@ -98,7 +98,8 @@ def train_test_split(data: Dataset, test_fraction: float = 0.2, *, seed: int | N
     if n_test < 1 or n_test >= n:
         raise SpecError(f"a test fraction of {test_fraction} of {n} examples leaves an empty side")
     order = np.random.default_rng(seed).permutation(n)
-    return data.take(np.sort(order[n_test:])), data.take(np.sort(order[:n_test]))
+    # Both sides stay in shuffled order: the first examples of either are a fair sample of every class.
+    return data.take(order[n_test:]), data.take(order[:n_test])
 
 
 @dataclass(frozen=True)
