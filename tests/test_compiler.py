@@ -227,3 +227,21 @@ def test_gradient_norms_are_euclidean():
     per_layer = gradient.layer_norms()
     assert per_layer[0] == pytest.approx(np.sqrt((gradient.weights[0] ** 2).sum() + (gradient.biases[0] ** 2).sum()))
     assert gradient.norm() == pytest.approx(np.linalg.norm(np.concatenate([g.ravel() for g in gradient.weights + gradient.biases])))
+
+
+def test_piecewise_compiles_to_nested_where_with_first_true_branch_semantics():
+    """Piecewise (ReLU, leaky ReLU, ELU) is printed as numpy.where, not the much slower numpy.select."""
+    import inspect
+
+    import sympy as sp
+
+    from symback.compiler import lambdify
+
+    x = sp.Symbol("x", real=True)
+    piecewise = sp.Piecewise((1, x < -1), (x**2, x < 1), (2, True))
+    function = lambdify([x], piecewise)
+    source = inspect.getsource(function)
+    assert "where" in source and "select" not in source
+    points = np.array([-2.0, -1.0, -0.5, 0.0, 0.99, 1.0, 3.0])
+    expected = [float(piecewise.subs(x, p)) for p in points]
+    np.testing.assert_array_equal(function(points), expected)
