@@ -47,6 +47,7 @@ import sympy as sp
 
 from .data import Dataset
 from .errors import FormulaError, SpecError, SymbackError
+from .files import read_text
 from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .model import ExplicitModel
 from .network import Network, NodeRef
@@ -436,12 +437,7 @@ class ClaimsFile:
 def load_claims(path: str | Path) -> ClaimsFile:
     """Read a claims file; a malformed claim becomes an :class:`InvalidClaim`, an unusable file a SpecError."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"claims file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read claims file {str(path)!r}: {error}") from None
+    text = read_text(path, "claims file")
     try:
         return claims_from_text(text, base=path.parent, path=path)
     except SymbackError as error:

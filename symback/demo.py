@@ -25,7 +25,6 @@ import numpy as np
 from . import plots
 from .compiler import CompiledNetwork
 from .data import Dataset
-from .datasets import load_digits
 from .derivation import derive
 from .dials import rank_dials
 from .errors import SymbackError
@@ -35,7 +34,7 @@ from .parameters import Parameters
 from .report import build_report, render_template, write_report
 from .resources import example_file
 from .spec import load_spec
-from .train import Trainer, TrainingConfig, TrainingResult
+from .train import Trainer, TrainingConfig, TrainingResult, training_data
 
 __all__ = ["DemoResult", "commands", "run_demo"]
 
@@ -183,7 +182,7 @@ def _verification(result: DemoResult, steps: _Steps) -> dict[str, Any]:
 def _training(result: DemoResult, steps: _Steps, epochs: int) -> tuple[Network, TrainingResult, Dataset, Dataset]:
     spec = load_spec(example_file("digits.toml"))
     config = TrainingConfig.from_section(spec.sections["training"], epochs=epochs, progress=False)
-    train, test = load_digits(config.test_fraction, seed=config.seed)
+    train, test = training_data(spec, config)
 
     def report_epoch(epoch: int, history: Any) -> None:
         if epoch == 1 or epoch == epochs or epoch % 5 == 0:

@@ -551,7 +551,7 @@ def _matrix_forms(network: Network) -> dict[str, sp.Eq]:
     sizes = network.sizes
     forms: dict[str, sp.Eq] = {}
     delta_L = sp.MatrixSymbol(f"delta({label(L)})", sizes[L], 1)
-    grad_a = sp.MatrixSymbol(f"nabla_a C", sizes[L], 1)
+    grad_a = sp.MatrixSymbol("nabla_a C", sizes[L], 1)
     sigma_L = sp.MatrixSymbol(f"sigma'(z({label(L)}))", sizes[L], 1)
     if network.activations[-1].elementwise:
         forms["BP1"] = sp.Eq(delta_L, sp.HadamardProduct(grad_a, sigma_L))

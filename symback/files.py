@@ -15,9 +15,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import SymbackError
+from .errors import SpecError, SymbackError
 
-__all__ = ["write_atomic"]
+__all__ = ["read_text", "write_atomic"]
 
 
 def _umask() -> int:
@@ -49,3 +49,13 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes | str) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_text(path: str | os.PathLike[str], what: str) -> str:
+    """The UTF-8 text of ``path``; a missing or unreadable file is a one-line SpecError naming ``what``."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{what} {str(path)!r} not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError(f"cannot read {what} {str(path)!r}: {error}") from None

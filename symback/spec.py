@@ -44,6 +44,7 @@ from typing import Any
 
 from .data import Dataset
 from .errors import SpecError
+from .files import read_text
 from .network import Network
 from .parameters import Parameters
 
@@ -86,12 +87,7 @@ def load_spec(path: str | Path) -> Spec:
     and any problem in the description.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"spec file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError(f"cannot read spec file {str(path)!r}: {error}") from None
+    text = read_text(path, "spec file")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

@@ -41,7 +41,7 @@ from .files import write_atomic
 from .network import Network
 from .optimizers import get_optimizer
 from .parameters import Parameters
-from .train import Trainer, TrainingConfig
+from .train import Trainer, TrainingConfig, training_data
 
 __all__ = [
     "COLUMNS",
@@ -460,7 +460,6 @@ def _grid_axis(flag: Any, section: Mapping[str, Any], key: str, fallback: Any) -
 
 
 def _run_sweep_command(args: Any) -> int:
-    from .datasets import get_dataset
     from .spec import load_spec
 
     spec = load_spec(args.spec)
@@ -481,11 +480,7 @@ def _run_sweep_command(args: Any) -> int:
         activations=_grid_axis(args.activation, sweep, "activation", None),
         optimizers=_grid_axis(args.optimizer, sweep, "optimizer", config.optimizer),
     )
-    test = None
-    if config.dataset is not None:
-        train, test = get_dataset(config.dataset)(config.test_fraction, seed=config.seed)
-    else:
-        train = spec.require_data()
+    train, test = training_data(spec, config)
     print(f"sweep: {len(runs)} run(s) of {spec.network!r}")
     result = run_sweep(spec.network, spec.parameters, train, runs, test=test, config=config, stream=sys.stdout)
     files = write_sweep(result, args.out)

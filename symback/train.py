@@ -599,8 +599,17 @@ def _configure_train(parser: Any) -> None:
     bar.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def training_data(spec: Any, config: TrainingConfig) -> tuple[Dataset, Dataset | None]:
+    """What a spec trains on: the shipped data set named by ``config.dataset``, split into train and
+    test with ``config.seed``, or else the spec's own ``[data]`` (no test set)."""
+    if config.dataset is not None:
+        from .datasets import get_dataset
+
+        return get_dataset(config.dataset)(config.test_fraction, seed=config.seed)
+    return spec.require_data(), None
+
+
 def _run_train(args: Any) -> int:
-    from .datasets import get_dataset
     from .spec import load_spec
 
     spec = load_spec(args.spec)
@@ -619,11 +628,7 @@ def _run_train(args: Any) -> int:
     )
     if args.save:
         config = replace(config, checkpoint=args.save)
-    test = None
-    if config.dataset is not None:
-        train, test = get_dataset(config.dataset)(config.test_fraction, seed=config.seed)
-    else:
-        train = spec.require_data()
+    train, test = training_data(spec, config)
     params = spec.parameters
     if args.init_from:
         params = load_parameters(args.init_from, spec.network)

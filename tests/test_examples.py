@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-import pytest
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .tools import load_example
 
 
 def test_seed001_chain(capsys, tmp_path):
-    results = _load("seed001_chain").run(tmp_path)
+    results = load_example("seed001_chain").run(tmp_path)
     out = capsys.readouterr().out
     assert "∂C/∂w(L) = ∂C/∂a(L) · ∂a(L)/∂z(L) · ∂z(L)/∂w(L)" in out
     assert "∂z(L)/∂b(L) = 1" in out and "∂z(L)/∂a(L-1) = w(L)" in out

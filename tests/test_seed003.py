@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import io
 import math
 import sys
@@ -17,16 +16,11 @@ from symback.plots import PLOT_HINT, have_matplotlib
 from symback.sweep import grid, run_sweep
 from symback.train import TrainingConfig
 
-from .tools import distinct_colours, in_ci, png_pixels
-
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "seed003_gradients.py"
+from .tools import distinct_colours, in_ci, load_example, png_pixels
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("example_seed003_gradients", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("seed003_gradients")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import re
 import shutil
@@ -14,17 +13,7 @@ import pytest
 
 from symback.plots import PLOT_HINT, have_matplotlib
 
-from .tools import distinct_colours, in_ci, png_pixels
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from .tools import distinct_colours, in_ci, load_example, png_pixels
 
 def _run(module, out: Path | None) -> tuple[dict, str]:
     printed = io.StringIO()
@@ -39,7 +28,7 @@ def _run(module, out: Path | None) -> tuple[dict, str]:
 @pytest.fixture(scope="module")
 def seed002(tmp_path_factory):
     out = tmp_path_factory.mktemp("seed002")
-    results, printed = _run(_load("seed002_softplus"), out)
+    results, printed = _run(load_example("seed002_softplus"), out)
     return results, printed, out
 
 
@@ -102,7 +91,7 @@ def test_seed002_reports_are_written(seed002):
 @pytest.fixture(scope="module")
 def seed000(tmp_path_factory):
     out = tmp_path_factory.mktemp("seed000")
-    results, printed = _run(_load("seed000_dials"), out)
+    results, printed = _run(load_example("seed000_dials"), out)
     return results, printed, out
 
 
@@ -165,7 +154,7 @@ def test_seed000_pictures(seed000):
 
 
 def test_seed000_without_matplotlib_prints_the_hint(monkeypatch, tmp_path):
-    module = _load("seed000_dials")
+    module = load_example("seed000_dials")
     monkeypatch.setattr(module, "have_matplotlib", lambda: False)
     results, printed = _run(module, tmp_path)
     assert PLOT_HINT in printed and results["pictures"] == []

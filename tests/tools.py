@@ -7,10 +7,12 @@ because the README's test command installs every tool the tests need.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -103,3 +105,22 @@ def chromium_screenshot(page: Path, work: Path, size: tuple[int, int] = (1200, 1
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     return shot.read_bytes()
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str):
+    """Import ``examples/<name>.py`` as a module (registered, so dataclasses inside it work)."""
+    module_name = f"symback_example_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
