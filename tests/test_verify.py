@@ -29,6 +29,7 @@ from symback.verify import (
 )
 
 from . import reference
+from .tools import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -612,8 +613,6 @@ def test_html_escapes_the_authors_text_and_prints_math_as_mathml(tmp_path: Path)
 
 
 def test_markdown_and_tex_renderings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import os
-    import shutil
     import subprocess
 
     seed = str(EXAMPLES / "seed002_claims.toml")
@@ -625,12 +624,9 @@ def test_markdown_and_tex_renderings(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["verify", seed, "--format", "tex", "-o", str(target)]) == 1
     tex = target.read_text()
     assert "(Observed - Predicted)\\textasciicircum{}2" in tex and "\\begin{longtable}" in tex
-    if shutil.which("pdflatex") is None:
-        if os.environ.get("CI"):
-            pytest.fail("pdflatex is not installed")
-        pytest.skip("pdflatex is not installed")
+    pdflatex = require_program("pdflatex")
     result = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", target.name],
+        [pdflatex, "-interaction=nonstopmode", "-halt-on-error", target.name],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout[-2000:]
