@@ -239,9 +239,9 @@ class Derivation:
         }
         if self.paths is not None:
             result["paths"] = [[_factor_dict(f) for f in path] for path in self.paths]
-            result["factors"] = result["paths"][0] if len(self.paths) == 1 else None
-        else:
-            result["factors"] = result["chain"]["factors"]
+        # The ordered factors: the single path's in the user's names, else the index form's (Σ over paths).
+        one_path = self.paths is not None and len(self.paths) == 1
+        result["factors"] = result["paths"][0] if one_path else result["chain"]["factors"]
         result["product"] = {"text": str(self.product), "latex": latex(self.product)}
         result["simplified"] = {"text": str(self.simplified), "latex": latex(self.simplified)}
         if params is not None and data is not None:

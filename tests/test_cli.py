@@ -67,3 +67,13 @@ def test_console_module_runs_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "unexpected character" in result.stderr
+
+
+def test_derive_json_for_several_paths_lists_the_index_form_factors(tmp_path, capsys):
+    spec = tmp_path / "wide.toml"
+    spec.write_text('[network]\nlayers = [2, 3, 2]\n[data]\nx = [[0.1, 0.2]]\ny = [[1, 0]]\n', encoding="utf-8")
+    assert main(["derive", str(spec), "--wrt", "a(L-1)_1", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["paths"]) == 2
+    assert [f["notation"] for f in result["factors"]] == ["∂C/∂a(L)[j]", "∂a(L)[j]/∂z(L)[j]", "∂z(L)[j]/∂a(L-1)[k]"]
+    assert result["chain"]["sum_over"] == ["j"]
