@@ -29,6 +29,7 @@ import sympy as sp
 
 from .errors import FormulaError, SpecError, UnknownNameError
 from .formula import parse_formula
+from .registry import merged_settings
 
 __all__ = [
     "ACTIVATIONS",
@@ -194,7 +195,7 @@ def get_activation(spec: str | Mapping[str, Any] | Activation, **settings: Any) 
         if "name" not in options:
             raise SpecError(f"an activation table needs 'name' or 'formula', got {sorted(options)}")
         name = options.pop("name")
-        return get_activation(name, **options, **settings)
+        return get_activation(name, **merged_settings(options, settings, "activation"))
     if not isinstance(spec, str):
         raise SpecError(f"an activation must be a name or a table, not {spec!r}")
     key = spec.strip().lower().replace("-", "_")

@@ -24,6 +24,7 @@ import sympy as sp
 
 from .errors import FormulaError, SpecError, UnknownNameError
 from .formula import parse_formula
+from .registry import merged_settings
 
 __all__ = ["A", "COSTS", "Cost", "Y", "cost_from_formula", "get_cost", "register_cost"]
 
@@ -165,7 +166,8 @@ def get_cost(spec: str | Mapping[str, Any] | Cost, **settings: Any) -> Cost:
             return cost_from_formula(formula, reduction=reduction, outputs=outputs, name=label)
         if "name" not in options:
             raise SpecError(f"a cost table needs 'name' or 'formula', got {sorted(options)}")
-        return get_cost(options.pop("name"), **options, **settings)
+        name = options.pop("name")
+        return get_cost(name, **merged_settings(options, settings, "cost"))
     if not isinstance(spec, str):
         raise SpecError(f"a cost must be a name or a table, not {spec!r}")
     key = spec.strip().lower().replace("-", "_")

@@ -33,7 +33,7 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes | str) -> Path:
     """
     path = Path(path)
     data = payload.encode("utf-8") if isinstance(payload, str) else payload
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
@@ -45,6 +45,9 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes | str) -> Path:
         # mkstemp makes the file private (0600); give it the permissions any new file would get.
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
+    except OSError as error:  # a full disk, a folder where the file should go, ...
+        Path(temporary).unlink(missing_ok=True)
+        raise SymbackError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -24,6 +24,7 @@ import numpy as np
 
 from .compiler import Gradients
 from .errors import SpecError, UnknownNameError
+from .registry import merged_settings
 from .parameters import Parameters
 
 __all__ = ["OPTIMIZERS", "Adam", "Momentum", "Optimizer", "RMSprop", "SGD", "get_optimizer", "register_optimizer"]
@@ -194,7 +195,8 @@ def get_optimizer(spec: str | Mapping[str, Any] | Optimizer, **settings: Any) ->
         if "name" not in options:
             raise SpecError(f"an optimizer table needs 'name', got {sorted(options)}")
         name = options.pop("name")
-        return get_optimizer(name, **{**options, **settings})
+        # The learning rate comes from [training] learning_rate; a second one in the table is an error.
+        return get_optimizer(name, **merged_settings(options, settings, "optimizer"))
     if not isinstance(spec, str):
         raise SpecError(f"an optimizer must be a name or a table, not {spec!r}")
     key = spec.strip().lower().replace("-", "_")

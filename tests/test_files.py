@@ -29,7 +29,7 @@ def test_failure_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SymbackError, match="cannot write .*disk full"):
         write_atomic(path, "new")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
@@ -40,3 +40,10 @@ def test_unwritable_folder_is_one_line(tmp_path):
     blocker.write_text("x")
     with pytest.raises(SymbackError, match="cannot write"):
         write_atomic(blocker / "inside.txt", "y")
+
+
+def test_a_folder_in_the_way_is_one_line(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(SymbackError, match="cannot write"):
+        write_atomic(tmp_path / "taken", "x")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
