@@ -14,6 +14,7 @@ from symback.cli import main
 from symback.compiler import CompiledNetwork
 from symback.errors import SpecError, SymbackError
 from symback.train import (
+    training_data,
     Trainer,
     TrainingConfig,
     load_checkpoint,
@@ -252,7 +253,8 @@ def test_digits_short_run_reaches_a_meaningful_accuracy():
     """Seed 000's 625-20-20-10 on the shipped digits: 5 epochs (the example runs 40 for ≥ 90 %)."""
     spec = symback.load_spec(EXAMPLES / "digits.toml")
     config = TrainingConfig.from_section(spec.sections["training"], epochs=5)
-    train, test = symback.datasets.load_digits(config.test_fraction, seed=config.seed)
+    train, test = training_data(spec, config)
+    assert (len(train), len(test)) == (4000, 1000)
     result = Trainer(spec.network, config).fit(spec.parameters, train, test)
     assert result.history.test_accuracy[-1] >= 0.85  # chance is 0.10
     assert result.history.loss[-1] < 0.5 * result.history.loss[0]
