@@ -100,8 +100,9 @@ def lambdify(arguments: Sequence[sp.Symbol], expression: sp.Expr, *, modules: st
 def elementwise(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable[..., np.ndarray]:
     """A lambdified scalar expression that always returns an array shaped and typed like its first argument.
 
-    Constant derivatives (``1`` for identity) and Piecewise results (integer
-    ``select``) would otherwise come back as scalars or in the wrong dtype.
+    Constant derivatives (``1`` for identity) would otherwise come back as scalars, and a
+    Piecewise of constants, printed as ``numpy.where`` (ReLU's σ' is ``where(z > 0, 1, 0)``),
+    as an integer array.
     Expressions that depend on their first argument and have no Piecewise return the
     raw lambdified function: it already gives such an array, and the hot path
     then pays no wrapper.
@@ -230,7 +231,7 @@ def _shortest(expression: sp.Expr) -> sp.Expr:
 # -- results ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: == would be elementwise, compare the arrays instead
 class ForwardPass:
     """``zs[l-1]`` and ``activations[l]`` of shape ``(n_examples, n_l)``; ``activations[0]`` is the input."""
 
@@ -242,9 +243,16 @@ class ForwardPass:
         return self.activations[-1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Gradients:
-    """``∂C/∂W(l)`` and ``∂C/∂b(l)`` laid out like :class:`~symback.parameters.Parameters`."""
+    """``∂C/∂W(l)`` and ``∂C/∂b(l)`` laid out like :class:`~symback.parameters.Parameters`.
+
+    Two Gradients are equal when every array is (``np.array_equal``).
+
+    >>> g = Gradients([np.array([[3.0]], dtype=np.float32)], [np.array([4.0], dtype=np.float32)])
+    >>> g.norm(), g == Gradients([np.array([[3.0]])], [np.array([4.0])])
+    (5.0, True)
+    """
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
@@ -253,12 +261,36 @@ class Gradients:
         return Parameters(list(self.weights), list(self.biases))
 
     def layer_norms(self) -> list[float]:
-        """Euclidean norm of each layer's (weights, biases) gradient."""
-        return [float(np.sqrt(np.vdot(w, w) + np.vdot(b, b))) for w, b in zip(self.weights, self.biases)]
+        """Euclidean norm of each layer's (weights, biases) gradient, summed in float64."""
+        return [_norm((w, b)) for w, b in zip(self.weights, self.biases)]
 
     def norm(self) -> float:
-        """Euclidean norm of the whole gradient."""
-        return float(np.sqrt(sum(n * n for n in self.layer_norms())))
+        """Euclidean norm of the whole gradient, summed in float64."""
+        return _norm([*self.weights, *self.biases])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Gradients) or len(self.weights) != len(other.weights):
+            return False
+        pairs = zip([*self.weights, *self.biases], [*other.weights, *other.biases])
+        return all(np.array_equal(a, b) for a, b in pairs)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
+
+
+def _norm(arrays: Sequence[np.ndarray]) -> float:
+    """√Σ g² over several arrays, accumulated in float64.
+
+    A float32 sum of squares overflows to inf from entries of about 1.8e19 (and clipping by that
+    norm would then zero the gradient); float64 holds the squares of any float32.  Squares too
+    large even for float64 are summed after dividing by the largest entry.
+    """
+    wide = [np.asarray(a, dtype=np.float64) for a in arrays]
+    total = sum(float(np.vdot(a, a)) for a in wide)
+    if total == np.inf:
+        peak = max(float(np.abs(a).max(initial=0.0)) for a in wide)
+        if peak < np.inf:
+            return peak * float(np.sqrt(sum(float(np.vdot(a / peak, a / peak)) for a in wide)))
+    return float(np.sqrt(total))
 
 
 # -- kernels ------------------------------------------------------------------------------------
@@ -340,8 +372,15 @@ def _is_cross_entropy(term: sp.Expr) -> bool:
 class CompiledNetwork:
     """Forward pass, cost and gradient of a network, from its derived SymPy objects.
 
-    The same objects that a :class:`~symback.derivation.Derivation` shows (σ, σ',
-    ``∂C/∂a``) are the ones compiled here, so what is shown cannot drift from what runs.
+    Compiled from the same SymPy objects a :class:`~symback.derivation.Derivation` shows: every
+    elementwise σ and σ' (after the identity-preserving :func:`stabilize` rewrites and the σ'-in-``a``
+    form), the cost term and ``∂C/∂a``, and the fused output ``δ = ∂C/∂a · σ'`` of an elementwise
+    output layer.  Four numeric rules are written by hand instead, because a softmax layer couples
+    its neurons and its derived explicit form grows with the layer's width: the softmax forward pass
+    (shifted by the row maximum), its Jacobian-vector product ``a ⊙ (g − Σ g·a)``, log-softmax (for a
+    cost that takes ``log a``), and the fused softmax + cross-entropy ``δ = a·Σy − y``.
+    tests/test_compiler.py checks each of them equal to the form SymPy derives from
+    :meth:`~symback.activations.Softmax.layer`.
     ``dtype`` follows the arrays passed in: float32 parameters and data give float32 throughout.
     """
 
@@ -403,16 +442,17 @@ class CompiledNetwork:
         forward = forward or self.forward(params, data.X)
         return self._example_costs(forward, data.Y)
 
-    def _example_costs(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
+    def _terms(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
+        """The cost term of every (example, output), by its stable form where there is one."""
         out = forward.output
-        Y_ = Y_.astype(out.dtype, copy=False)
         if self._cost_in_z is not None:
-            terms = self._cost_in_z(forward.zs[-1], Y_)
-        elif self._cost_in_log_a is not None:
-            terms = self._cost_in_log_a(out, _log_softmax(forward.zs[-1]), Y_)
-            terms = np.broadcast_to(terms, out.shape)
-        else:
-            terms = self.cost_term(out, Y_)
+            return self._cost_in_z(forward.zs[-1], Y_)
+        if self._cost_in_log_a is not None:
+            return np.broadcast_to(self._cost_in_log_a(out, _log_softmax(forward.zs[-1]), Y_), out.shape)
+        return self.cost_term(out, Y_)
+
+    def _example_costs(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
+        terms = self._terms(forward, Y_.astype(forward.output.dtype, copy=False))
         total = terms.sum(axis=1)
         return total / terms.shape[1] if self._mean_outputs else total
 
@@ -491,12 +531,7 @@ class CompiledNetwork:
     def _total_cost(self, forward: ForwardPass, Y_: np.ndarray) -> float:
         # One reduction over the whole (examples × outputs) array instead of two.
         out = forward.output
-        if self._cost_in_z is not None:
-            terms = self._cost_in_z(forward.zs[-1], Y_)
-        elif self._cost_in_log_a is not None:
-            terms = np.broadcast_to(self._cost_in_log_a(out, _log_softmax(forward.zs[-1]), Y_), out.shape)
-        else:
-            terms = self.cost_term(out, Y_)
+        terms = self._terms(forward, Y_)
         divisor = (out.shape[1] if self._mean_outputs else 1) * (out.shape[0] if self._mean_examples else 1)
         return float(terms.sum()) / divisor
 

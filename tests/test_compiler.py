@@ -116,6 +116,35 @@ def test_softmax_cross_entropy_is_symbolically_a_sum_y_minus_y():
         assert sp.simplify(sp.diff(cost, zs[i]) - (outputs[i] * sum(ys) - ys[i])) == 0
 
 
+def test_hand_written_softmax_rules_equal_the_forms_sympy_derives():
+    """The four numeric softmax rules of CompiledNetwork against Softmax.layer and sympy.diff of it."""
+    from symback.compiler import _log_softmax, _softmax
+
+    zs = sp.symbols("z0:3", real=True)
+    gs = sp.symbols("g0:3", real=True)
+    ys = sp.symbols("y0:3", real=True)
+    outputs = symback.Softmax().layer(list(zs))
+    forward = sp.lambdify([zs], outputs, "numpy")
+    logs = sp.lambdify([zs], [sp.log(a) for a in outputs], "numpy")
+    # vector-Jacobian product: ∂(Σ_j g_j a_j)/∂z_i
+    vjp = sp.lambdify([zs, gs], [sp.diff(sum(g * a for g, a in zip(gs, outputs)), z) for z in zs], "numpy")
+    fused = sp.lambdify([zs, ys], [sp.diff(sum(-y * sp.log(a) for y, a in zip(ys, outputs)), z) for z in zs], "numpy")
+    rng = np.random.default_rng(5)
+    Z_ = rng.normal(scale=3.0, size=(8, 3))
+    G = rng.normal(size=(8, 3))
+    Y_ = rng.uniform(size=(8, 3))  # not one-hot: a·Σy − y holds for any targets
+    a = _softmax(Z_)
+    derived = np.array([forward(row) for row in Z_])
+    np.testing.assert_allclose(a, derived, rtol=1e-13)
+    np.testing.assert_allclose(_log_softmax(Z_), [logs(row) for row in Z_], rtol=1e-12, atol=1e-14)
+    kernels = CompiledNetwork(Network([3, 3], "softmax", "categorical_cross_entropy")).layers[-1]
+    np.testing.assert_allclose(kernels.backward(G, Z_, a), [vjp(z, g) for z, g in zip(Z_, G)], rtol=1e-11, atol=1e-14)
+    compiled = CompiledNetwork(Network([3, 3], "softmax", "categorical_cross_entropy"))
+    forward_pass = symback.compiler.ForwardPass([Z_], [Z_, a])
+    np.testing.assert_allclose(compiled._output_delta_of(forward_pass, Y_), [fused(z, y) for z, y in zip(Z_, Y_)],
+                               rtol=1e-11, atol=1e-14)
+
+
 def test_softmax_cross_entropy_survives_an_underflowing_probability():
     net = Network([1, 3], "softmax", "categorical_cross_entropy")
     compiled = CompiledNetwork(net)
@@ -227,6 +256,33 @@ def test_gradient_norms_are_euclidean():
     per_layer = gradient.layer_norms()
     assert per_layer[0] == pytest.approx(np.sqrt((gradient.weights[0] ** 2).sum() + (gradient.biases[0] ** 2).sum()))
     assert gradient.norm() == pytest.approx(np.linalg.norm(np.concatenate([g.ravel() for g in gradient.weights + gradient.biases])))
+
+
+def test_gradient_norms_of_float32_do_not_overflow():
+    """A float32 sum of squares overflows from entries of about 1.8e19; the norms are summed in float64."""
+    from symback.compiler import Gradients
+
+    big = Gradients([np.full((2, 2), 3e20, dtype=np.float32)], [np.full(2, 4e20, dtype=np.float32)])
+    with np.errstate(all="ignore"):
+        assert not np.isfinite(np.vdot(big.weights[0], big.weights[0]))  # what the old float32 sum gave
+    expected = float(np.sqrt(4 * 3e20**2 + 2 * 4e20**2))
+    assert big.norm() == pytest.approx(expected, rel=1e-6)
+    assert big.layer_norms() == [pytest.approx(expected, rel=1e-6)]
+    # Squares beyond even float64 (1e200² = 1e400) are summed after scaling by the largest entry.
+    huge = Gradients([np.array([[3e200]])], [np.array([4e200])])
+    assert huge.norm() == pytest.approx(5e200, rel=1e-12)
+    assert Gradients([np.zeros((1, 1))], [np.zeros(1)]).norm() == 0.0
+
+
+def test_result_objects_compare_by_value_or_identity_without_crashing():
+    from symback.compiler import ForwardPass, Gradients
+
+    g = Gradients([np.ones((2, 2))], [np.zeros(2)])
+    assert g == Gradients([np.ones((2, 2))], [np.zeros(2)])
+    assert g != Gradients([np.ones((2, 2))], [np.ones(2)])
+    assert g != Gradients([np.ones((2, 3))], [np.zeros(2)])
+    f = ForwardPass([np.ones((1, 1))], [np.ones((1, 1)), np.ones((1, 1))])
+    assert f == f and f != ForwardPass([np.ones((1, 1))], [np.ones((1, 1)), np.ones((1, 1))])
 
 
 def test_piecewise_compiles_to_nested_where_with_first_true_branch_semantics():
