@@ -21,13 +21,17 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
+from .files import read_npz
 
 __all__ = ["SCALERS", "Dataset", "Scaler", "load_csv", "load_npz", "one_hot", "train_test_split"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """``X`` of shape ``(n_examples, n_inputs)``, ``Y`` of shape ``(n_examples, n_outputs)``."""
+    """``X`` of shape ``(n_examples, n_inputs)``, ``Y`` of shape ``(n_examples, n_outputs)``.
+
+    Two datasets are equal when their arrays are (``np.array_equal``).
+    """
 
     X: np.ndarray
     Y: np.ndarray
@@ -52,7 +56,13 @@ class Dataset:
             raise SpecError(f"data y has {self.Y.shape[1]} column(s) but the network has {n_outputs} output(s)")
 
     def astype(self, dtype: Any) -> Dataset:
-        return Dataset(self.X.astype(dtype), self.Y.astype(dtype))
+        """The data in ``dtype``; arrays already of that dtype are shared, not copied."""
+        return Dataset(self.X.astype(dtype, copy=False), self.Y.astype(dtype, copy=False))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dataset) and np.array_equal(self.X, other.X) and np.array_equal(self.Y, other.Y)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
 
     @property
     def is_classification(self) -> bool:
@@ -102,7 +112,7 @@ def train_test_split(data: Dataset, test_fraction: float = 0.2, *, seed: int | N
     return data.take(order[n_test:]), data.take(order[:n_test])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scaler:
     """``x' = (x − offset) / scale`` per input column, fitted on training data and applied to any data.
 
@@ -129,6 +139,16 @@ class Scaler:
         X = ((data.X - self.offset) / self.scale).astype(data.X.dtype, copy=False)
         return Dataset(X, data.Y)
 
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Scaler)
+            and self.kind == other.kind
+            and np.array_equal(self.offset, other.offset)
+            and np.array_equal(self.scale, other.scale)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable arrays inside
+
 
 #: Registry of scalings: name -> f(X) -> (offset, scale) per column.
 SCALERS: dict[str, Any] = {
@@ -153,33 +173,46 @@ def load_csv(
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.reader(handle, delimiter=delimiter) if row]
+            reader = csv.reader(handle, delimiter=delimiter)
+            rows = [(reader.line_num, row) for row in reader if row]
     except FileNotFoundError:
         raise SpecError(f"data file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise SpecError(f"cannot read data file {str(path)!r}: {error}") from None
     if not rows:
         raise SpecError(f"{path}: no rows")
     header: list[str] | None = None
     try:
-        [float(cell) for cell in rows[0]]
+        [float(cell) for cell in rows[0][1]]
     except ValueError:
-        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
-    width = len(rows[0]) if rows else 0
-    try:
-        table = np.array([[float(cell) for cell in row] for row in rows], dtype=float)
-    except ValueError as error:
-        raise SpecError(f"{path}: non-numeric value: {error}") from None
-    if any(len(row) != width for row in rows):
-        raise SpecError(f"{path}: rows have different numbers of columns")
+        header, rows = [cell.strip() for cell in rows[0][1]], rows[1:]
+    if not rows:
+        raise SpecError(f"{path}: a header line but no data rows")
+    width = len(rows[0][1])
+    # Widths first: NumPy would otherwise fail on ragged rows with a message about the wrong thing.
+    for line, row in rows:
+        if len(row) != width:
+            raise SpecError(f"{path}: line {line} has {len(row)} column(s), the first data row has {width}")
+    if header is not None and len(header) != width:
+        raise SpecError(f"{path}: the header names {len(header)} column(s) but the rows have {width}")
+    if width < 2:
+        raise SpecError(f"{path}: needs at least one input column and a target column")
+    table = np.empty((len(rows), width))
+    for index, (line, row) in enumerate(rows):
+        try:
+            table[index] = [float(cell) for cell in row]
+        except ValueError as error:
+            raise SpecError(f"{path}: line {line}: non-numeric value: {error}") from None
     if isinstance(target, str):
         if header is None or target not in header:
             raise SpecError(f"{path}: no column named {target!r}")
         column = header.index(target)
+    elif isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise SpecError(f"target must be a column number or a header name, not {target!r}")
+    elif not -width <= target < width:
+        raise SpecError(f"{path}: target column {target} is out of range for {width} columns")
     else:
-        column = target % width if width else 0
-    if width < 2:
-        raise SpecError(f"{path}: needs at least one input column and a target column")
+        column = int(target) % width  # −1 is the last column
     X = np.delete(table, column, axis=1)
     y = table[:, column]
     if classes:
@@ -189,16 +222,10 @@ def load_csv(
 
 def load_npz(path: str | Path, *, x: str = "X", y: str = "Y", classes: bool = False) -> Dataset:
     """A dataset from the arrays ``x`` and ``y`` of an ``.npz`` file (``y`` as class numbers with ``classes``)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if x not in archive or y not in archive:
-                raise SpecError(f"{path}: needs arrays {x!r} and {y!r}, has {', '.join(archive.files)}")
-            X, Y = archive[x], archive[y]
-    except FileNotFoundError:
-        raise SpecError(f"data file {str(path)!r} not found") from None
-    except (OSError, ValueError) as error:
-        raise SpecError(f"cannot read {str(path)!r} as .npz: {error}") from None
+    archive = read_npz(path, "data file")
+    if x not in archive or y not in archive:
+        raise SpecError(f"{path}: needs arrays {x!r} and {y!r}, has {', '.join(archive) or 'none'}")
+    X, Y = archive[x], archive[y]
     if classes:
         Y = one_hot(Y.ravel())
     return Dataset.from_arrays(X, Y)

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 from .errors import SpecError, SymbackError
 
-__all__ = ["read_text", "write_atomic"]
+__all__ = ["read_npz", "read_text", "write_atomic"]
 
 
 def _umask() -> int:
@@ -62,3 +66,36 @@ def read_text(path: str | os.PathLike[str], what: str) -> str:
         raise SpecError(f"{what} {str(path)!r} not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SpecError(f"cannot read {what} {str(path)!r}: {error}") from None
+
+
+def read_npz(path: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive at ``path``, by name (never unpickling anything).
+
+    A missing file, a lone ``.npy`` array, a damaged archive or object arrays are a one-line
+    SpecError naming ``what`` (e.g. "parameter file") and the path.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> np.savez(folder / "a.npz", W1=np.eye(2))
+    >>> sorted(read_npz(folder / "a.npz", "parameter file"))
+    ['W1']
+    """
+    # symback opens (and so always closes) the file: np.load leaks its own handle when the zip is damaged.
+    try:
+        with open(path, "rb") as handle:
+            try:
+                loaded = np.load(handle, allow_pickle=False)
+            except ValueError:  # neither zip nor .npy (NumPy would fall back to unpickling), or an object .npy
+                raise SpecError(f"cannot read {what} {str(path)!r}: not an .npz archive of numeric arrays") from None
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise SpecError(
+                    f"{what} {str(path)!r} holds a single .npy array; an .npz archive of named arrays is needed"
+                )
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}
+    except SpecError:
+        raise
+    except FileNotFoundError:
+        raise SpecError(f"{what} {str(path)!r} not found") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise SpecError(f"cannot read {what} {str(path)!r} as .npz: {error}") from None

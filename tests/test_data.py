@@ -70,6 +70,60 @@ def test_npz_loader(tmp_path):
     assert data.X.shape == (4, 3) and data.Y.shape == (4, 2) and data.is_classification
     with pytest.raises(SpecError, match="needs arrays"):
         load_npz(path, x="inputs")
+    with pytest.raises(SpecError) as error:
+        load_npz(path, x="inputs")
+    assert str(error.value) == f"{path}: needs arrays 'inputs' and 'Y', has X, Y"  # said once, not wrapped again
+    single = tmp_path / "x.npy"
+    np.save(single, np.ones((4, 3)))
+    with pytest.raises(SpecError, match="single .npy array"):
+        load_npz(single)
+
+
+@pytest.mark.parametrize(
+    "text, options, message",
+    [
+        ("1,2,3\n4,5\n6,7,8\n", {}, "line 2 has 2 column\\(s\\), the first data row has 3"),
+        ("a,b\n1,2,3\n4,5,6\n", {}, "the header names 2 column\\(s\\) but the rows have 3"),
+        ("a,b,c\n", {}, "a header line but no data rows"),
+        ("1,2,3\n4,5,6\n", {"target": 3}, "target column 3 is out of range for 3 columns"),
+        ("1,2,3\n4,5,6\n", {"target": -4}, "target column -4 is out of range"),
+        ("1,2,3\n4,x,6\n", {}, "line 2: non-numeric value"),
+        ("1\n2\n", {}, "at least one input column"),
+    ],
+)
+def test_csv_errors_name_the_real_problem(tmp_path, text, options, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=message) as error:
+        load_csv(path, **options)
+    assert "\n" not in str(error.value)
+
+
+def test_csv_negative_target_counts_from_the_end(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,2,3\n4,5,6\n")
+    data = load_csv(path, target=-3)
+    np.testing.assert_array_equal(data.Y[:, 0], [1, 4])
+    np.testing.assert_array_equal(data.X, [[2, 3], [5, 6]])
+
+
+def test_datasets_and_scalers_compare_by_their_arrays():
+    data = Dataset.from_arrays([[1.0, 2.0], [3.0, 4.0]], [0, 1])
+    assert data == Dataset.from_arrays([[1.0, 2.0], [3.0, 4.0]], [0, 1])
+    assert data != Dataset.from_arrays([[1.0, 2.0], [3.0, 5.0]], [0, 1])
+    assert data != Dataset.from_arrays([[1.0, 2.0]], [0])
+    assert data != "data"
+    scaler = Scaler.fit("minmax", data.X)
+    assert scaler == Scaler.fit("minmax", data.X)
+    assert scaler != Scaler.fit("standardize", data.X)
+
+
+def test_astype_copies_only_when_the_dtype_changes():
+    data = Dataset.from_arrays([[1.0, 2.0]], [0.5])
+    same = data.astype(np.float64)
+    assert same.X is data.X and same.Y is data.Y
+    narrow = data.astype(np.float32)
+    assert narrow.X.dtype == np.float32 and narrow.Y.dtype == np.float32 and narrow == data
 
 
 def test_shipped_digits():

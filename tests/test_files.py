@@ -47,3 +47,31 @@ def test_a_folder_in_the_way_is_one_line(tmp_path):
     with pytest.raises(SymbackError, match="cannot write"):
         write_atomic(tmp_path / "taken", "x")
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
+def test_read_npz_turns_every_bad_file_into_one_line(tmp_path):
+    import numpy as np
+
+    from symback.errors import SpecError
+    from symback.files import read_npz
+
+    good = tmp_path / "good.npz"
+    np.savez(good, W1=np.eye(2), b1=np.zeros(2))
+    arrays = read_npz(good, "parameter file")
+    assert sorted(arrays) == ["W1", "b1"] and np.array_equal(arrays["W1"], np.eye(2))
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "text.npz").write_text("W1 = 1\n")
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:100])
+    np.savez(tmp_path / "objects.npz", a=np.array([{}], dtype=object))
+    cases = {
+        "one.npy": "holds a single .npy array",
+        "text.npz": "not an .npz archive",
+        "cut.npz": "cannot read parameter file",
+        "objects.npz": "Object arrays cannot be loaded",
+        "missing.npz": "parameter file .* not found",
+        ".": "cannot read parameter file",  # a folder
+    }
+    for name, message in cases.items():
+        with pytest.raises(SpecError, match=message) as error:
+            read_npz(tmp_path / name, "parameter file")
+        assert "\n" not in str(error.value)
