@@ -4,8 +4,11 @@ A :class:`Trainer` runs full-batch or mini-batch steps of an optimizer
 (:mod:`symback.optimizers`) on a :class:`~symback.compiler.CompiledNetwork`.  It
 stops after ``epochs``, when every step ``|η·∂C/∂p|`` is under ``tolerance`` (seed
 002's rule), when the loss reaches ``loss_target``, when the loss or a gradient is
-NaN/inf (the step is not applied: the last good parameters are kept), or on Ctrl-C
-(a checkpoint is written when a path is set, and ``fit`` returns normally).
+NaN/inf or ``η·max|g|`` overflows the dtype (the step is not applied: the last good
+parameters are kept), or on Ctrl-C (a checkpoint is written when a path is set, and
+``fit`` returns normally).  A checkpoint written in the middle of an epoch holds the
+shuffling state of that epoch's start and how far the epoch got, so a resumed run
+continues with the same batches and ends bit for bit where an uninterrupted one would.
 
 Seed 002 trains only b3 of its 1-2-1 softplus network with η = 0.1 until the step
 is under 0.001:
@@ -31,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,13 +43,14 @@ import numpy as np
 from .compiler import CompiledNetwork, Gradients
 from .data import Dataset
 from .errors import SpecError, SymbackError
-from .files import write_atomic
+from .files import read_npz, write_atomic
 from .network import Network
-from .optimizers import Optimizer, get_optimizer
+from .optimizers import Optimizer, _arrays, get_optimizer
 from .parameters import Parameters
 
 __all__ = [
     "Checkpoint",
+    "EpochProgress",
     "History",
     "Trainer",
     "TrainingConfig",
@@ -171,6 +175,8 @@ class TrainingResult:
     """What a run produced: the trained parameters, the history, and why it stopped.
 
     ``stop_reason`` is one of ``epochs``, ``tolerance``, ``loss_target``, ``non_finite``, ``interrupted``.
+    ``checkpoint`` is the file written at the end, None when none was asked for or it could not be
+    written (``message`` then says why; the trained parameters are still here).
     """
 
     parameters: Parameters
@@ -187,8 +193,25 @@ class TrainingResult:
 
 
 @dataclass(frozen=True)
+class EpochProgress:
+    """How far an unfinished epoch got: the examples already stepped over (``offset``, a whole number
+    of batches into that epoch's shuffled order) and the loss, correct answers and seconds so far."""
+
+    offset: int
+    loss: float
+    correct: int
+    seconds: float
+    batch_size: int
+    examples: int
+
+
+@dataclass(frozen=True)
 class Checkpoint:
-    """Parameters plus everything needed to resume: optimizer state, counters, RNG state, history."""
+    """Parameters plus everything needed to resume: optimizer state, counters, RNG state, history.
+
+    ``epoch`` counts finished epochs; ``rng_state`` is the shuffling state at the start of the next
+    (or the unfinished) epoch; ``progress`` says how far an unfinished epoch got (None at an epoch's end).
+    """
 
     parameters: Parameters
     optimizer: str
@@ -197,6 +220,7 @@ class Checkpoint:
     steps: int
     rng_state: dict[str, Any] | None
     history: History
+    progress: EpochProgress | None = None
 
 
 class _Stop(Exception):
@@ -253,14 +277,24 @@ class Trainer:
             test.check(self.network.sizes[0], self.network.sizes[-1])
         optimizer = config.make_optimizer()
         rng = np.random.default_rng(config.seed)
+        n = len(train)
+        batch = min(config.batch_size or n, n)
         epoch, steps = 0, 0
         records = _Records()
+        progress_in_epoch = None
         if resume is not None:
             checkpoint = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume, self.network)
             if checkpoint.optimizer != optimizer.name:
                 raise SpecError(
                     f"checkpoint was trained with {checkpoint.optimizer!r}, not {optimizer.name!r}; "
                     "resume with the same optimizer"
+                )
+            progress_in_epoch = checkpoint.progress
+            if progress_in_epoch is not None and (progress_in_epoch.batch_size, progress_in_epoch.examples) != (batch, n):
+                raise SpecError(
+                    f"the checkpoint stopped inside an epoch, {progress_in_epoch.offset} of "
+                    f"{progress_in_epoch.examples} examples in batches of {progress_in_epoch.batch_size}; "
+                    f"resume with the same data and batch size (here {n} examples, batches of {batch})"
                 )
             params = checkpoint.parameters
             optimizer.load_state_dict(checkpoint.optimizer_state)
@@ -271,11 +305,27 @@ class Trainer:
         params = params.astype(dtype)  # a copy: the caller's values stay as they were
         train = train.astype(dtype)
         test = test.astype(dtype) if test is not None else None
+        test_labels = _labels(test)
         classes = train.is_classification
-        n = len(train)
-        batch = min(config.batch_size or n, n)
-        progress = _Progress(self.stream, config.epochs, config.progress)
+        limit = float(np.finfo(dtype).max)
+        bar = _Progress(self.stream, config.epochs, config.progress)
         start_epoch = epoch
+        # The unfinished epoch: where its shuffle starts, how many examples are done, the sums so far.
+        epoch_state = rng.bit_generator.state
+        offset, total, correct, seconds = 0, 0.0, 0, 0.0
+        if progress_in_epoch is not None:
+            p = progress_in_epoch
+            offset, total, correct, seconds = p.offset, p.loss, p.correct, p.seconds
+        started = time.perf_counter()
+
+        def save() -> str:
+            now = EpochProgress(offset, total, correct, seconds + time.perf_counter() - started, batch, n)
+            checkpoint = Checkpoint(
+                params, optimizer.name, optimizer.state_dict(), epoch, steps, epoch_state, records.freeze(),
+                now if offset else None,
+            )
+            save_checkpoint(config.checkpoint, checkpoint)
+            return str(config.checkpoint)
 
         interrupted = threading.Event()
         restore = _catch_sigint(interrupted)
@@ -288,11 +338,12 @@ class Trainer:
                     if config.shuffle and batch < n:
                         order = rng.permutation(n)
                         X, Y = X[order], Y[order]
-                    total, correct = 0.0, 0
-                    for begin in range(0, n, batch):
+                    for begin in range(offset, n, batch):
                         xb, yb = X[begin : begin + batch], Y[begin : begin + batch]
                         loss, gradients, forward = self.compiled.loss_and_gradient(params, xb, yb)
-                        if not np.isfinite(loss) or not _all_finite(gradients):
+                        # One pass: NaN and inf propagate through max, so a non-finite peak is a bad gradient.
+                        peak = _peak(gradients)
+                        if not (np.isfinite(loss) and np.isfinite(peak)):
                             what = "loss" if not np.isfinite(loss) else "gradient"
                             raise _Stop(
                                 "non_finite",
@@ -300,26 +351,44 @@ class Trainer:
                                 "stopped and kept the parameters of the last good step "
                                 "(try a smaller learning rate or clip_norm)",
                             )
-                        _clip(gradients, config.clip_value, config.clip_norm)
-                        step_size = config.learning_rate * max(float(np.abs(g).max()) for g in _arrays(gradients))
+                        if config.clip_value is not None or config.clip_norm is not None:
+                            _clip(gradients, config.clip_value, config.clip_norm)
+                            peak = _peak(gradients)
+                        step_size = config.learning_rate * peak
+                        if not step_size <= limit:  # the update itself would overflow to ±inf
+                            raise _Stop(
+                                "non_finite",
+                                f"the step η·max|g| = {step_size:.3g} overflows {config.dtype} at epoch {epoch + 1}, "
+                                f"step {steps + 1}; stopped and kept the parameters of the last good step "
+                                "(try a smaller learning rate or clip_norm)",
+                            )
                         optimizer.step(params, gradients)
                         steps += 1
                         total += loss * (len(xb) if self.compiled._mean_examples else 1)
                         if classes:
                             correct += int(np.count_nonzero(forward.output.argmax(axis=1) == yb.argmax(axis=1)))
-                        if interrupted.is_set():
+                        offset = begin + batch
+                        if interrupted.is_set() and offset < n:
                             raise KeyboardInterrupt
                     epoch += 1
                     epoch_loss = total / n if self.compiled._mean_examples else total
                     records.add_epoch(
                         epoch_loss, gradients.layer_norms(), step_size, correct / n if classes else None,
-                        self._test_metrics(params, test), time.perf_counter() - started,
+                        self._test_metrics(params, test, test_labels), seconds + time.perf_counter() - started,
                     )
-                    progress.update(epoch, epoch_loss)
+                    epoch_state = rng.bit_generator.state
+                    offset, total, correct, seconds = 0, 0.0, 0, 0.0
+                    started = time.perf_counter()
+                    bar.update(epoch, epoch_loss)
                     if config.checkpoint and config.checkpoint_every and epoch % config.checkpoint_every == 0:
-                        self._save(config.checkpoint, params, optimizer, epoch, steps, rng, records)
+                        try:
+                            save()
+                        except SymbackError:
+                            pass  # the final save tries again and reports a failure in the result's message
                     if callback is not None:
                         callback(epoch, records.freeze())
+                    if interrupted.is_set():
+                        raise KeyboardInterrupt
                     if config.tolerance is not None and step_size < config.tolerance:
                         raise _Stop("tolerance", f"every step |η·g| was under {config.tolerance:g} (largest {step_size:.3g})")
                     if config.loss_target is not None and epoch_loss <= config.loss_target:
@@ -330,35 +399,34 @@ class Trainer:
             reason, message = "interrupted", f"interrupted after {epoch} epoch(s), {steps} step(s)"
         finally:
             restore()
-            progress.close()
+            bar.close()
         saved = None
         if config.checkpoint:
-            saved = self._save(config.checkpoint, params, optimizer, epoch, steps, rng, records)
-            if reason == "interrupted":
-                message += f"; checkpoint saved to {saved}"
+            try:
+                saved = save()
+            except SymbackError as error:
+                message += f"; the checkpoint was not saved: {error}"
+            else:
+                if reason == "interrupted":
+                    message += f"; checkpoint saved to {saved}"
         return TrainingResult(params, records.freeze(), reason, message, epoch - start_epoch, steps, saved)
 
-    def _test_metrics(self, params: Parameters, test: Dataset | None) -> tuple[float, float | None] | None:
+    def _test_metrics(
+        self, params: Parameters, test: Dataset | None, labels: np.ndarray | None
+    ) -> tuple[float, float | None] | None:
         if test is None:
             return None
         forward = self.compiled.forward(params, test.X)
         loss = self.compiled.cost(params, test, forward)
         accuracy = None
-        if test.is_classification:
-            accuracy = float(np.mean(forward.output.argmax(axis=1) == test.labels))
+        if labels is not None:
+            accuracy = float(np.mean(forward.output.argmax(axis=1) == labels))
         return loss, accuracy
-
-    def _save(self, path, params, optimizer, epoch, steps, rng, records) -> str:
-        checkpoint = Checkpoint(
-            params, optimizer.name, optimizer.state_dict(), epoch, steps, rng.bit_generator.state, records.freeze()
-        )
-        save_checkpoint(path, checkpoint)
-        return str(path)
 
     def evaluate(self, params: Parameters, data: Dataset) -> dict[str, float]:
         """Loss (and accuracy for one-hot targets) of ``params`` on ``data``."""
         data = data.astype(params.weights[0].dtype)
-        metrics = self._test_metrics(params, data)
+        metrics = self._test_metrics(params, data, _labels(data))
         assert metrics is not None
         out = {"loss": metrics[0]}
         if metrics[1] is not None:
@@ -396,12 +464,14 @@ class _Records:
         return History(**{name: tuple(values) for name, values in self.columns.items()})
 
 
-def _arrays(gradients: Gradients) -> list[np.ndarray]:
-    return [*gradients.weights, *gradients.biases]
+def _peak(gradients: Gradients) -> float:
+    """The largest ``|g|`` of the whole gradient; NaN or inf when any entry is."""
+    return max(float(np.abs(g).max()) for g in _arrays(gradients))
 
 
-def _all_finite(gradients: Gradients) -> bool:
-    return all(np.isfinite(g).all() for g in _arrays(gradients))
+def _labels(data: Dataset | None) -> np.ndarray | None:
+    """Class index of every example of one-hot data (checked once, not every epoch); None otherwise."""
+    return data.labels if data is not None and data.is_classification else None
 
 
 def _bad_value(loss: float, gradients: Gradients) -> str:
@@ -421,7 +491,7 @@ def _clip(gradients: Gradients, clip_value: float | None, clip_norm: float | Non
         for g in arrays:
             np.clip(g, -clip_value, clip_value, out=g)
     if clip_norm is not None:
-        norm = float(np.sqrt(sum(np.vdot(g, g) for g in arrays)))
+        norm = gradients.norm()  # summed in float64: a float32 sum of squares can overflow to inf
         if norm > clip_norm:
             for g in arrays:
                 g *= clip_norm / norm
@@ -482,10 +552,7 @@ def _atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     """An ``.npz`` archive written atomically: never half a file, even on Ctrl-C."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    try:
-        write_atomic(path, buffer.getvalue())
-    except SymbackError as error:
-        raise SpecError(str(error)) from None
+    write_atomic(path, buffer.getvalue())
 
 
 def save_parameters(path: str | Path, params: Parameters) -> None:
@@ -511,23 +578,13 @@ def _read_parameters(archive: Mapping[str, np.ndarray], network: Network, where:
     return Parameters(weights, biases)
 
 
-def _open_npz(path: str | Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise SpecError(f"parameter file {str(path)!r} not found") from None
-    except (OSError, ValueError) as error:
-        raise SpecError(f"cannot read {str(path)!r} as .npz: {error}") from None
-
-
 def load_parameters(path: str | Path, network: Network) -> Parameters:
     """Parameters saved by :func:`save_parameters` (or a checkpoint), checked against the network's shapes."""
-    return _read_parameters(_open_npz(path), network, str(path))
+    return _read_parameters(read_npz(path, "parameter file"), network, str(path))
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Parameters, optimizer state, counters, RNG state and history in one ``.npz`` (atomic)."""
+    """Parameters, optimizer state, counters, RNG state, epoch progress and history in one ``.npz`` (atomic)."""
     arrays = _parameter_arrays(checkpoint.parameters)
     arrays.update({f"optimizer/{k}": v for k, v in checkpoint.optimizer_state.items()})
     arrays.update(checkpoint.history.to_arrays())
@@ -538,25 +595,47 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "steps": checkpoint.steps,
         "rng_state": checkpoint.rng_state,
     }
+    if checkpoint.progress is not None:
+        meta["progress"] = asdict(checkpoint.progress)
     arrays["meta"] = np.array(json.dumps(meta))
     _atomic_savez(path, arrays)
 
 
 def load_checkpoint(path: str | Path, network: Network) -> Checkpoint:
-    """A checkpoint written by :func:`save_checkpoint` (a plain parameter file resumes from epoch 0)."""
-    archive = _open_npz(path)
+    """A checkpoint written by :func:`save_checkpoint`.
+
+    A plain parameter file (no training state) is refused, naming ``--init-from`` as the way to start from it.
+    """
+    archive = read_npz(path, "checkpoint")
     params = _read_parameters(archive, network, str(path))
     if "meta" not in archive:
         raise SpecError(f"{path}: holds parameters but no training state; load it with --init-from, not --resume")
+    damaged = SpecError(f"{path}: damaged checkpoint metadata")
     try:
         meta = json.loads(str(archive["meta"]))
-    except ValueError:
-        raise SpecError(f"{path}: damaged checkpoint metadata") from None
+        optimizer, epoch, steps = meta["optimizer"], meta["epoch"], meta["steps"]
+        rng_state = meta.get("rng_state")
+        progress = meta.get("progress")
+        if progress is not None:
+            progress = EpochProgress(**progress)
+    except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, not an object, a key missing
+        raise damaged from None
+    counts = [epoch, steps] + ([] if progress is None else [progress.offset, progress.correct, progress.batch_size,
+                                                           progress.examples])
+    if not isinstance(optimizer, str) or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in counts):
+        raise damaged
+    if progress is not None and not (
+        progress.batch_size >= 1 and 0 < progress.offset < progress.examples and progress.offset % progress.batch_size == 0
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (progress.loss, progress.seconds))
+    ):
+        raise damaged
+    if rng_state is not None:
+        try:  # a state the generator refuses is damage too, found now rather than when training starts
+            np.random.default_rng().bit_generator.state = rng_state
+        except (ValueError, TypeError, KeyError):
+            raise damaged from None
     state = {k.split("/", 1)[1]: v for k, v in archive.items() if k.startswith("optimizer/")}
-    return Checkpoint(
-        params, meta["optimizer"], state, int(meta["epoch"]), int(meta["steps"]), meta.get("rng_state"),
-        History.from_arrays(archive),
-    )
+    return Checkpoint(params, optimizer, state, epoch, steps, rng_state, History.from_arrays(archive), progress)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -601,11 +680,11 @@ def _configure_train(parser: Any) -> None:
 
 def training_data(spec: Any, config: TrainingConfig) -> tuple[Dataset, Dataset | None]:
     """What a spec trains on: the shipped data set named by ``config.dataset``, split into train and
-    test with ``config.seed``, or else the spec's own ``[data]`` (no test set)."""
+    test with ``config.seed`` and built in ``config.dtype``, or else the spec's own ``[data]`` (no test set)."""
     if config.dataset is not None:
         from .datasets import get_dataset
 
-        return get_dataset(config.dataset)(config.test_fraction, seed=config.seed)
+        return get_dataset(config.dataset)(config.test_fraction, seed=config.seed, dtype=config.numpy_dtype)
     return spec.require_data(), None
 
 
@@ -627,6 +706,8 @@ def _run_train(args: Any) -> int:
         progress=False if args.quiet else args.progress,
     )
     if args.save:
+        if Path(args.save).is_dir():  # found now, not after the training it would have lost
+            raise SpecError(f"--save {args.save!r} is a folder; give a file name such as {str(Path(args.save) / 'model.npz')!r}")
         config = replace(config, checkpoint=args.save)
     train, test = training_data(spec, config)
     params = spec.parameters
@@ -648,9 +729,12 @@ def _run_train(args: Any) -> int:
         for name, value in result.parameters.named(spec.network).items():
             if name in trainable:
                 print(f"{name:<11} {value:.6g}")
-    if args.save:
-        print(f"saved       {args.save}")
-    return 130 if result.stop_reason == "interrupted" else (1 if result.stop_reason == "non_finite" else 0)
+    if result.checkpoint is not None:
+        print(f"saved       {result.checkpoint}")
+    status = 130 if result.stop_reason == "interrupted" else (1 if result.stop_reason == "non_finite" else 0)
+    if args.save and result.checkpoint is None:
+        status = status or 1  # the message above says why the file was not written
+    return status
 
 
 def commands() -> dict[str, Any]:

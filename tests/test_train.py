@@ -4,6 +4,8 @@ the spec section and CLI, and a (short, untimed) run on the shipped digits."""
 from __future__ import annotations
 
 import io
+import json
+import signal
 
 import numpy as np
 import pytest
@@ -166,6 +168,150 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path, optimizer):
     assert resumed.parameters == straight.parameters  # bit for bit
     assert resumed.history.loss == straight.history.loss
     assert resumed.steps == straight.steps and resumed.epochs == 3
+
+
+class _InterruptAt(CompiledNetwork):
+    """Kernels that press Ctrl-C during the ``at``-th step: a real SIGINT (the step still runs and the
+    trainer stops after it) or a KeyboardInterrupt raised inside the step (nothing of it is applied)."""
+
+    def __init__(self, network, at, how):
+        super().__init__(network)
+        self.at, self.how, self.calls = at, how, 0
+
+    def loss_and_gradient(self, params, X, Y):
+        self.calls += 1
+        if self.calls == self.at:
+            if self.how == "signal":
+                signal.raise_signal(signal.SIGINT)
+            else:
+                raise KeyboardInterrupt
+        return super().loss_and_gradient(params, X, Y)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("how, done", [("signal", 15), ("raise", 10)])
+def test_ctrl_c_inside_an_epoch_resumes_exactly(tmp_path, optimizer, how, done):
+    """Interrupted in epoch 3's third batch (of 22 examples in batches of 5), then resumed: the same
+    shuffled batches, the same partial sums, bit for bit the parameters and history of one straight run."""
+    net = Network([3, 4, 3], ["tanh", "softmax"], "categorical_cross_entropy")
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(22, 3))
+    data = Dataset(X, np.eye(3)[(X @ rng.normal(size=(3, 3))).argmax(axis=1)])
+    params = Parameters.initialize(net, seed=0)
+    base = {"optimizer": optimizer, "learning_rate": 0.05, "batch_size": 5, "seed": 4, "epochs": 6}
+    straight = Trainer(net, TrainingConfig(**base)).fit(params, data)
+    path = tmp_path / "mid.npz"
+    kernels = _InterruptAt(net, at=2 * 5 + 3, how=how)
+    stopped = Trainer(net, TrainingConfig(checkpoint=str(path), **base), compiled=kernels).fit(params, data)
+    assert stopped.stop_reason == "interrupted" and stopped.epochs == 2 and len(stopped.history.loss) == 2
+    checkpoint = load_checkpoint(path, net)
+    assert checkpoint.epoch == 2 and checkpoint.progress is not None and checkpoint.progress.offset == done
+    assert checkpoint.steps == 2 * 5 + done // 5
+    resumed = Trainer(net, TrainingConfig(**base)).fit(params, data, resume=path)
+    assert resumed.stop_reason == "epochs" and resumed.epochs == 4 and resumed.steps == straight.steps
+    for mine, theirs in zip(resumed.parameters.weights + resumed.parameters.biases,
+                            straight.parameters.weights + straight.parameters.biases):
+        assert np.array_equal(mine, theirs)
+    assert resumed.history.loss == straight.history.loss
+    assert resumed.history.accuracy == straight.history.accuracy
+    assert resumed.history.step_sizes == straight.history.step_sizes
+    # A mid-epoch checkpoint only fits the batches it was cut from.
+    with pytest.raises(SpecError, match="resume with the same data and batch size"):
+        Trainer(net, TrainingConfig(**{**base, "batch_size": 4})).fit(params, data, resume=path)
+
+
+def test_a_checkpoint_that_cannot_be_written_keeps_the_result(tmp_path):
+    net = Network([2, 3, 1], "sigmoid", "squared_error")
+    rng = np.random.default_rng(2)
+    data = Dataset(rng.normal(size=(10, 2)), rng.uniform(size=(10, 1)))
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    config = TrainingConfig(epochs=5, checkpoint=str(folder), checkpoint_every=2)
+    result = Trainer(net, config).fit(Parameters.initialize(net, seed=0), data)
+    assert result.stop_reason == "epochs" and result.epochs == 5 and len(result.history.loss) == 5
+    assert result.checkpoint is None
+    assert "the checkpoint was not saved: cannot write" in result.message and "\n" not in result.message
+    straight = Trainer(net, TrainingConfig(epochs=5)).fit(Parameters.initialize(net, seed=0), data)
+    assert result.parameters == straight.parameters
+    assert [p.name for p in tmp_path.iterdir()] == ["a-folder"] and not list(folder.iterdir())
+
+
+def test_cli_refuses_a_folder_as_save_path_before_training(tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["train", str(EXAMPLES / "seed002.toml"), "--save", str(folder), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "is a folder" in captured.err and captured.err.count("\n") == 1
+    assert "stopped" not in captured.out  # refused before any training
+
+
+def test_float32_update_overflow_stops_with_the_last_good_parameters():
+    """η·g overflows float32 (2e40) though the loss and gradient are finite: the step is not applied."""
+    net = Network([1, 1], "identity", "squared_error")
+    params = Parameters([np.array([[2.5e-21]])], [np.array([0.0])])
+    data = Dataset(np.array([[1.0]]), np.array([[0.0]]))
+    config = TrainingConfig(optimizer="sgd", learning_rate=1e30, epochs=5, dtype="float32")
+    result = Trainer(net, config).fit(params, data)
+    assert result.stop_reason == "non_finite" and "overflows float32" in result.message
+    assert "last good step" in result.message and result.steps == 1
+    assert all(np.all(np.isfinite(a)) for a in result.parameters.weights + result.parameters.biases)
+    one_step = Trainer(net, TrainingConfig(optimizer="sgd", learning_rate=1e30, epochs=1, dtype="float32")).fit(params, data)
+    assert one_step.stop_reason == "epochs"
+    assert result.parameters == one_step.parameters
+
+
+def test_clip_norm_in_float32_does_not_zero_a_large_gradient():
+    """Entries of about 2e20 square beyond float32; the norm is summed in float64, so the step is clip_norm long."""
+    net = Network([2, 1], "identity", "squared_error")
+    params = Parameters([np.array([[1.0, 1.0]])], [np.array([0.0])])
+    data = Dataset(np.array([[1e10, -5e9]]), np.array([[0.0]]))
+    config = TrainingConfig(optimizer="sgd", learning_rate=1.0, epochs=1, clip_norm=3.0, dtype="float32")
+    result = Trainer(net, config).fit(params, data)
+    step = np.concatenate([result.parameters.weights[0].ravel(), result.parameters.biases[0]]) - [1.0, 1.0, 0.0]
+    assert np.linalg.norm(step) == pytest.approx(3.0, rel=1e-5)
+    # gradient 2(a − y)·(x, 1) with a = 5e9: the direction of (1e10, −5e9, 1), downhill
+    direction = -np.array([1e10, -5e9, 1.0]) / np.linalg.norm([1e10, -5e9, 1.0])
+    np.testing.assert_allclose(step / 3.0, direction, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_parameter_and_checkpoint_files_are_one_line(tmp_path, capsys):
+    net = Network([1, 1], "identity", "squared_error")
+    lone = tmp_path / "w.npy"
+    np.save(lone, np.ones(3))
+    for load in (load_parameters, load_checkpoint):
+        with pytest.raises(SpecError, match="single .npy array"):
+            load(lone, net)
+    spec = str(EXAMPLES / "seed002.toml")
+    for option in ("--init-from", "--resume"):
+        assert main(["train", spec, option, str(lone), "--quiet", "--epochs", "1"]) == 2
+        assert "single .npy array" in capsys.readouterr().err
+    good = tmp_path / "good.npz"
+    Trainer(net, TrainingConfig(epochs=1, checkpoint=str(good))).fit(
+        Parameters.zeros(net), Dataset(np.array([[1.0]]), np.array([[2.0]])))
+    archive = dict(np.load(good, allow_pickle=False))
+    meta = json.loads(str(archive["meta"]))
+    damaged = [
+        {k: v for k, v in meta.items() if k != "epoch"},
+        {k: v for k, v in meta.items() if k != "optimizer"},
+        {**meta, "steps": -1},
+        {**meta, "rng_state": {"bit_generator": "PCG64", "state": "nonsense"}},
+        {**meta, "progress": {"offset": 1}},
+        ["not", "an", "object"],
+    ]
+    for index, bad in enumerate(damaged):
+        path = tmp_path / f"bad{index}.npz"
+        np.savez(path, **{**archive, "meta": np.array(json.dumps(bad))})
+        with pytest.raises(SpecError, match="damaged checkpoint metadata"):
+            load_checkpoint(path, net)
+    assert load_checkpoint(good, net).epoch == 1
+
+
+def test_training_data_is_built_in_the_training_dtype():
+    spec = symback.load_spec(EXAMPLES / "digits.toml")
+    config = TrainingConfig.from_section(spec.sections["training"], dtype="float32", epochs=1)
+    train, test = training_data(spec, config)
+    assert train.X.dtype == train.Y.dtype == test.X.dtype == np.float32
+    assert train.astype(np.float32).X is train.X  # fit's conversion is then no copy
 
 
 def test_save_and_load_parameters_round_trip_exactly(tmp_path):
