@@ -117,13 +117,24 @@ class Parameters:
     def update(self, network: Network, values: Mapping[str, Any]) -> None:
         """Set parameters by name: ``{"w1": 3.34, "b(L)": 0, "w(1)": [[...]]}``.
 
-        A name of a whole layer (``w(1)``/``b(1)`` for a layer wider than one neuron) takes an array.
+        A name of a whole layer (``w(1)``/``b(1)`` for a layer wider than one neuron) takes an array;
+        for a layer of one entry the numbered name (``b(2)`` of a 1-2-1 network) takes one number too.
+
+        >>> from symback.network import Network
+        >>> net = Network([1, 2, 1], "sigmoid", "ssr")
+        >>> params = Parameters.zeros(net)
+        >>> params.update(net, {"b(2)": 0.3, "w(2)": [[1.0, 2.0]]})
+        >>> params.biases[1].tolist(), params.weights[1].tolist()
+        ([0.3], [[1.0, 2.0]])
         """
         for name, value in values.items():
             layer_array = self._layer_target(network, name)
             if layer_array is not None:
                 target = layer_array
                 array = _as_array(value, f"parameter {name!r}")
+                if array.shape == () and target.size == 1:
+                    target[...] = array
+                    continue
                 if array.shape != target.shape:
                     raise SpecError(f"parameter {name!r} needs shape {target.shape}, got {array.shape}")
                 target[...] = array
@@ -152,7 +163,10 @@ class Parameters:
         return Parameters([w.astype(dtype) for w in self.weights], [b.astype(dtype) for b in self.biases])
 
     def named(self, network: Network) -> dict[str, float]:
-        """Every parameter by the name the user sees (small networks: 13,150 entries for 625-20-20-10)."""
+        """Every parameter by the name the user sees, one entry per weight and bias.
+
+        Meant for small networks: seed 000's 625-20-20-10 would give 13,150 entries.
+        """
         return {network.name_of(ref): self.get(ref) for ref in network.parameter_refs()}
 
     def flat(self) -> np.ndarray:
