@@ -73,7 +73,7 @@ class Activation:
         return sp.diff(self.formula, Z)
 
     def at(self, z: sp.Expr) -> sp.Expr:
-        """The formula with ``z`` replaced by ``z`` (a symbol, an Indexed, a number)."""
+        """The formula with :data:`Z` replaced by the given ``z`` (a symbol, an Indexed, a number)."""
         return self.formula.subs(Z, z)
 
     def derivative_at(self, z: sp.Expr) -> sp.Expr:
@@ -87,15 +87,16 @@ class Activation:
         settings = ", ".join(f"{key}={value:g}" for key, value in self.parameters)
         return f"{self.name}({settings})"
 
+    # The class is part of the identity: a plain Activation("softmax", exp(z)) is elementwise and must not
+    # equal Softmax() (nor share its compiled kernels, which are cached by activation).
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Activation) and (self.name, self.formula, self.parameters) == (
-            other.name,
-            other.formula,
-            other.parameters,
-        )
+        return isinstance(other, Activation) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.name, self.formula, self.parameters))
+        return hash(self._key())
+
+    def _key(self) -> tuple:
+        return (type(self), self.name, self.formula, self.parameters)
 
     def __repr__(self) -> str:
         return f"Activation({self.label!r}: z -> {self.formula})"

@@ -86,9 +86,6 @@ class Cost:
             return total / (j.upper + 1)
         return total
 
-    def with_reduction(self, reduction: str) -> Cost:
-        return Cost(self.name, self.term, self.output_reduction, reduction, self.output_activation)
-
     @property
     def label(self) -> str:
         return self.name
@@ -100,7 +97,8 @@ class Cost:
         return hash(self._key())
 
     def _key(self) -> tuple:
-        return (self.name, self.term, self.output_reduction, self.example_reduction, self.output_activation)
+        # The class is part of the identity, as for activations: a subclass is a different cost.
+        return (type(self), self.name, self.term, self.output_reduction, self.example_reduction, self.output_activation)
 
     def __repr__(self) -> str:
         return (

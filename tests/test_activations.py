@@ -46,3 +46,19 @@ def test_registry_and_errors():
         get_activation("cube")
     with pytest.raises(FormulaError, match="other than z"):
         Activation("bad", Z + sp.Symbol("q"))
+
+
+def test_equality_includes_the_class_so_softmax_keeps_its_own_kernels():
+    """A plain Activation("softmax", exp(z)) is elementwise; it must not equal Softmax() or share its cached kernels."""
+    from symback import Softmax
+    from symback.compiler import _layer_kernels
+
+    plain = Activation("softmax", sp.exp(Z))
+    assert plain != Softmax() and Softmax() != plain and Softmax() == Softmax()
+    assert len({plain, Softmax()}) == 2
+    assert get_activation("sigmoid") == get_activation("sigmoid")
+    assert hash(get_activation("sigmoid")) == hash(get_activation("sigmoid"))
+    _layer_kernels(Softmax())  # cached first, as a network with a softmax output would
+    kernels = _layer_kernels(plain)
+    assert kernels.activation is plain and kernels.derivative is not None  # elementwise exp, not the softmax
+    np.testing.assert_allclose(kernels.forward(np.array([[0.0, 1.0]])), [[1.0, np.e]])

@@ -55,3 +55,16 @@ def test_user_formula_cost_and_reduction_override():
 def test_bad_costs(spec, error, message):
     with pytest.raises(error, match=message):
         get_cost(spec)
+
+
+def test_equality_includes_the_class():
+    from symback import get_cost
+    from symback.costs import Cost
+
+    class Special(Cost):
+        pass
+
+    ssr = get_cost("ssr")
+    twin = Special(ssr.name, ssr.term, ssr.output_reduction, ssr.example_reduction)
+    assert ssr == get_cost("ssr") and hash(ssr) == hash(get_cost("ssr"))
+    assert ssr != twin and twin != ssr and len({ssr, twin}) == 2
