@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from itertools import product
 from pathlib import Path
 from typing import Any, TextIO
@@ -85,8 +86,9 @@ class Run:
     def activation_label(self) -> str:
         return self.activation.label if self.activation is not None else "(network's own)"
 
-    @property
+    @cached_property
     def optimizer_name(self) -> str:
+        """The optimizer's registry name (worked out once: every table row asks for it)."""
         return get_optimizer(self.optimizer, learning_rate=self.learning_rate).name
 
 
@@ -143,11 +145,24 @@ class SweepResult:
         return [result.row() for result in self.results]
 
     def curves(self) -> dict[str, tuple[float, ...]]:
-        """Label -> loss per epoch, for the runs that finished at least one epoch."""
-        return {r.run.label: r.loss for r in self.results if r.loss}
+        """Label -> loss per epoch, for the runs that finished at least one epoch.
+
+        Hand-made runs may share a label; the later ones get ``#n`` (their place in the sweep) so no
+        curve is lost.
+        """
+        curves: dict[str, tuple[float, ...]] = {}
+        for index, result in enumerate(self.results, start=1):
+            if result.loss:
+                label = result.run.label
+                curves[f"{label} #{index}" if label in curves else label] = result.loss
+        return curves
 
     def best(self) -> RunResult | None:
-        """The run with the lowest final loss (runs that diverged count last)."""
+        """The run with the lowest final loss among those that did not diverge.
+
+        Runs that stopped on a NaN/inf (``non_finite``) or finished no epoch are left out; None when
+        that is every run.
+        """
         finished = [r for r in self.results if r.final_loss is not None and r.stop_reason != "non_finite"]
         return min(finished, key=lambda r: r.final_loss) if finished else None
 
@@ -200,7 +215,12 @@ def grid(
 ) -> tuple[Run, ...]:
     """Every combination, learning rate slowest; labels name only the settings that vary.
 
-    Names are checked here, so a typo fails before any training (naming the unknown name).
+    Names are checked here, so a typo fails before any training (naming the unknown name).  Labels
+    are unique: two activations with the same name get their formulas, two optimizer tables of the
+    same name their settings (and a last resort ``#n``, the run's place in the grid).
+
+    >>> [run.label for run in grid(optimizers=[{"name": "adam", "beta1": 0.8}, {"name": "adam", "beta1": 0.5}])]
+    ['adam(beta1=0.8)', 'adam(beta1=0.5)']
     """
     rates = _unique(learning_rates, "learning_rate")
     for rate in rates:
@@ -213,17 +233,40 @@ def grid(
     vary = {"rate": len(rates) > 1, "act": len(acts) > 1, "opt": len(opts) > 1}
     if not any(vary.values()):
         vary = {"rate": True, "act": acts[0] is not None, "opt": True}
+    act_labels = _distinct(
+        [act.label if act is not None else "own activation" for act in acts],
+        [f"{act.label}: {act.formula}" if act is not None else "own activation" for act in acts],
+    )
+    opt_names = [get_optimizer(opt, learning_rate=rates[0]).name for opt in opts]
+    opt_labels = _distinct(opt_names, [_optimizer_label(name, opt) for name, opt in zip(opt_names, opts)])
     runs = []
-    for rate, act, opt in product(rates, acts, opts):
+    for rate, (a, act), (o, opt) in product(rates, enumerate(acts), enumerate(opts)):
         parts = []
         if vary["rate"]:
             parts.append(f"η={float(rate):g}")
         if vary["act"]:
-            parts.append(act.label if act is not None else "own activation")
+            parts.append(act_labels[a])
         if vary["opt"]:
-            parts.append(get_optimizer(opt, learning_rate=rate).name)
+            parts.append(opt_labels[o])
         runs.append(Run(" · ".join(parts), act, opt, float(rate)))
-    return tuple(runs)
+    labels = _distinct([run.label for run in runs], [f"{run.label} #{i}" for i, run in enumerate(runs, start=1)])
+    return tuple(replace(run, label=label) for run, label in zip(runs, labels))
+
+
+def _distinct(labels: list[str], detailed: list[str]) -> list[str]:
+    """``labels``, with the detailed form where a label would otherwise appear twice."""
+    return [detail if labels.count(label) > 1 else label for label, detail in zip(labels, detailed)]
+
+
+def _optimizer_label(name: str, optimizer: str | Mapping[str, Any]) -> str:
+    """``adam(beta1=0.8)``: the name and the settings a table gives (none for a plain name)."""
+    if not isinstance(optimizer, Mapping):
+        return name
+    settings = ", ".join(
+        f"{key}={value:g}" if isinstance(value, (int, float)) else f"{key}={value}"
+        for key, value in optimizer.items() if key != "name"
+    )
+    return f"{name}({settings})" if settings else name
 
 
 def with_hidden_activation(network: Network, activation: Activation | str | Mapping[str, Any]) -> Network:
@@ -270,9 +313,10 @@ def run_sweep(
     """
     base = replace(config or TrainingConfig(), progress=False, checkpoint=None, checkpoint_every=None)
     # Every network is built (and so checked) before the first run trains; kernels are compiled when first needed.
-    networks = {_key(run): network if run.activation is None else with_hidden_activation(network, run.activation)
+    # Keyed by the Activation itself: two user formulas with the same name are different networks.
+    networks = {run.activation: network if run.activation is None else with_hidden_activation(network, run.activation)
                 for run in runs}
-    compiled: dict[str, CompiledNetwork] = {}
+    compiled: dict[Activation | None, CompiledNetwork] = {}
     results: list[RunResult] = []
     interrupted = False
     for index, run in enumerate(runs, start=1):
@@ -280,10 +324,10 @@ def run_sweep(
             stream.write(f"[{index}/{len(runs)}] {run.label} ... ")
             stream.flush()
         try:
-            net = networks[_key(run)]
-            if _key(run) not in compiled:
-                compiled[_key(run)] = CompiledNetwork(net)
-            kernels = compiled[_key(run)]
+            net = networks[run.activation]
+            if run.activation not in compiled:
+                compiled[run.activation] = CompiledNetwork(net)
+            kernels = compiled[run.activation]
             settings = replace(base, optimizer=run.optimizer, learning_rate=run.learning_rate)
             started = time.perf_counter()
             fit = Trainer(net, settings, compiled=kernels).fit(params, train, test)
@@ -382,10 +426,6 @@ def _describe(network: Network, train: Dataset, test: Dataset | None, config: Tr
     )
     return (f"Sweep of {sizes} ({network.cost.name}) on {data}: up to {config.epochs} epochs, "
             f"{batch}, seed {config.seed}, {config.dtype}{clip}.")
-
-
-def _key(run: Run) -> str:
-    return run.activation.label if run.activation is not None else ""
 
 
 def _hidden_activations(network: Network) -> str:

@@ -129,6 +129,47 @@ def test_a_diverging_run_is_recorded_not_fatal():
     assert all(v is None or math.isfinite(v) for v in document["runs"][1]["loss_per_epoch"])
 
 
+def test_activations_of_the_same_name_are_different_networks_with_different_labels(problem):
+    """Two user formulas both called "mine" used to share one network (looked up by label) and one curve."""
+    net, params, train, _ = problem
+    runs = grid(activations=[{"formula": "tanh(z)", "name": "mine"}, {"formula": "z/(1+exp(-z))", "name": "mine"}])
+    assert [r.label for r in runs] == ["mine: tanh(z)", "mine: z/(1 + exp(-z))"]
+    result = run_sweep(net, params, train, runs, config=TrainingConfig(epochs=3))
+    first, second = result.results
+    reference = Trainer(with_hidden_activation(net, runs[1].activation), TrainingConfig(epochs=3, progress=False))
+    assert second.loss == reference.fit(params, train).history.loss  # the second formula really trained
+    assert first.loss != second.loss
+    assert list(result.curves()) == [r.label for r in runs]
+
+
+def test_optimizer_tables_differing_in_settings_keep_their_own_labels_and_curves(problem):
+    net, params, train, _ = problem
+    runs = grid(optimizers=[{"name": "momentum", "beta": 0.5}, {"name": "momentum", "beta": 0.9}, "sgd"])
+    assert [r.label for r in runs] == ["momentum(beta=0.5)", "momentum(beta=0.9)", "sgd"]
+    twins = grid(optimizers=["adam", {"name": "adam"}])  # the same optimizer written two ways: numbered
+    assert [r.label for r in twins] == ["adam #1", "adam #2"]
+    result = run_sweep(net, params, train, runs, config=TrainingConfig(epochs=2))
+    assert len(result.curves()) == 3 and [row["optimizer"] for row in result.rows()] == ["momentum", "momentum", "sgd"]
+
+
+def test_curves_keep_every_run_even_when_hand_made_labels_repeat():
+    results = tuple(
+        sweep.RunResult(Run("same", None, "sgd", rate), (1.0, rate), None, None, None, 2, 0.01, "epochs", "ok")
+        for rate in (0.1, 0.2)
+    )
+    assert sweep.SweepResult(results).curves() == {"same": (1.0, 0.1), "same #2": (1.0, 0.2)}
+
+
+def test_a_run_builds_its_optimizer_name_once(monkeypatch):
+    run = Run("r", None, {"name": "adam", "beta1": 0.8}, 0.1)
+    calls = []
+    real = sweep.get_optimizer
+    monkeypatch.setattr(sweep, "get_optimizer", lambda *a, **k: calls.append(a) or real(*a, **k))
+    result = sweep.RunResult(run, (1.0,), None, None, None, 1, 0.01, "epochs", "ok")
+    assert [result.row()["optimizer"] for _ in range(3)] == ["adam"] * 3
+    assert len(calls) == 1
+
+
 def test_ctrl_c_keeps_the_finished_runs(problem, monkeypatch):
     net, params, train, _ = problem
     runs = grid(learning_rates=[0.1, 0.2, 0.3], activations=["sigmoid", "relu"])
