@@ -107,7 +107,8 @@ def run(out: Path | None = None, fast: bool = False) -> dict[str, Any]:
     # 3. The dials of the untrained network (partials over the whole training set).
     print(f"\n3. The dials: the {TOP} parameters with the largest |∂C/∂p| on the {len(train):,} training "
           f"pictures, untrained network\n")
-    dials_before = rank_dials(network, initial, train, learning_rate=eta, top=TOP)
+    gradient = compiled.gradient(initial, train)  # every partial at once: the dials, the seed's ranking, the maps
+    dials_before = rank_dials(network, initial, gradients=gradient, learning_rate=eta, top=TOP)
     _print_dials(dials_before, eta)
     _check_dials(compiled, initial, train, dials_before)
     # Untrained, every output sits near 0.5 while nine of the ten targets are 0: the output layer's dials matter most.
@@ -115,7 +116,6 @@ def run(out: Path | None = None, fast: bool = False) -> dict[str, Any]:
     print(f"  untrained, the outputs average {outputs.mean():.3f} while 9 of every 10 targets are 0: the top "
           f"{TOP} dials are all in layer L and all turn down")
     assert all(d.ref.layer == network.depth and d.direction == "down" for d in dials_before)
-    gradient = compiled.gradient(initial, train)  # every partial at once, for the seed's ranking and the maps
     overlap, ranks = _seed_dials(initial, gradient)
     print(f"  the seed says the network looks for 'the dials with the greatest weights': the {TOP} largest |w| are "
           f"{overlap} of these {TOP}; their |∂C/∂p| ranks among {network.n_parameters:,} are "

@@ -219,7 +219,9 @@ def _pictures(
 ) -> dict[str, Any]:
     params = training.parameters.astype(np.float64)
     sample = Dataset(train.X[:500], train.Y[:500])
-    dials = rank_dials(network, params, sample, learning_rate=0.1, top=12)
+    # One gradient for both the dials and the gradient maps (frozen parameters, if any, with their real partials).
+    gradient = CompiledNetwork(network).gradient(params, sample, respect_frozen=False)
+    dials = rank_dials(network, params, gradients=gradient, learning_rate=0.1, top=12)
     dial_rows = [
         (d.name, f"{d.value:+.3f}", f"{d.partial:+.2e}", d.direction, f"{d.turn:+.2e}") for d in dials
     ]
@@ -231,7 +233,6 @@ def _pictures(
         return pictures
     history = training.history
     layers = [f"layer {network.layer_label(l)}" for l in range(1, network.depth + 1)]
-    gradient = CompiledNetwork(network).gradient(params, sample)
     figures = {
         "loss.png": ("loss per epoch", plots.loss_curves({"training": history.loss, "test": history.test_loss})),
         "gradient-norms.png": (

@@ -11,6 +11,9 @@ derivation) says how sensitive the cost is to it; gradient descent turns it by
 >>> top = rank_dials(net, params, data, learning_rate=0.1, top=2)
 >>> len(top), top[0].direction in ("up", "down")
 (2, True)
+>>> gradients = CompiledNetwork(net).gradient(params, data)  # one the caller already has
+>>> rank_dials(net, params, gradients=gradients, top=2) == top
+True
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compiler import CompiledNetwork
+from .compiler import CompiledNetwork, Gradients
 from .data import Dataset
 from .network import Network, NodeRef
 from .parameters import Parameters
@@ -49,13 +52,27 @@ class Dial:
 
 
 def rank_dials(
-    network: Network, params: Parameters, data: Dataset, *, learning_rate: float = 0.1, top: int = 10
+    network: Network,
+    params: Parameters,
+    data: Dataset | None = None,
+    *,
+    gradients: Gradients | None = None,
+    learning_rate: float = 0.1,
+    top: int = 10,
 ) -> list[Dial]:
-    """The ``top`` parameters with the largest ``|∂C/∂p|``, largest first (vectorised: one gradient)."""
-    gradients = CompiledNetwork(network).gradient(params, data, respect_frozen=False)
-    flat = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(gradients.weights, gradients.biases)])
+    """The ``top`` parameters with the largest ``|∂C/∂p|``, largest first (vectorised: one gradient).
+
+    The partials are those of ``params`` on ``data``; a caller that already has that gradient
+    passes it as ``gradients`` instead, and nothing is compiled or recomputed.  A frozen
+    parameter's dial shows its real partial (the gradient is taken with ``respect_frozen=False``).
+    """
+    if gradients is None:
+        if data is None:
+            raise TypeError("rank_dials needs the data or the gradients")
+        gradients = CompiledNetwork(network).gradient(params, data, respect_frozen=False)
+    flat = gradients.as_parameters().flat()
     order = np.argsort(-np.abs(flat), kind="stable")[: max(0, top)]
-    refs = _refs_by_position(network)
+    refs = list(network.parameter_refs())
     values = params.flat()
     return [
         Dial(
@@ -68,7 +85,3 @@ def rank_dials(
         )
         for i in order
     ]
-
-
-def _refs_by_position(network: Network) -> list[NodeRef]:
-    return list(network.parameter_refs())
