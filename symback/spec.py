@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import Dataset
-from .errors import SpecError
+from .errors import SpecError, SymbackError
 from .files import read_text
 from .network import Network
 from .parameters import Parameters
@@ -84,7 +84,8 @@ def load_spec(path: str | Path) -> Spec:
     """Read a TOML spec file.
 
     Raises SpecError (one line, naming the file) for unreadable files, invalid TOML
-    and any problem in the description.
+    and any problem in the description; an unknown name or a bad formula keeps its own
+    class (UnknownNameError, FormulaError) and is prefixed with the file too.
     """
     path = Path(path)
     text = read_text(path, "spec file")
@@ -94,7 +95,7 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(f"{path}: invalid TOML: {error}") from None
     try:
         spec = spec_from_dict(raw)
-    except SpecError as error:
+    except SymbackError as error:
         raise type(error)(f"{path}: {error}") from None
     spec.path = path
     return spec
@@ -135,9 +136,12 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
     )
     init = raw.get("init", {})
     seed = init.get("seed", 0)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise SpecError(f"[init] seed must be an integer, not {seed!r}")
-    parameters = Parameters.initialize(network, init.get("method", "xavier"), seed=seed)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise SpecError(f"[init] seed must be an integer >= 0, not {seed!r}")
+    method = init.get("method", "xavier")
+    if not isinstance(method, str):
+        raise SpecError(f"[init] method must be a name such as \"xavier\", not {method!r}")
+    parameters = Parameters.initialize(network, method, seed=seed)
     parameters.update(network, raw.get("parameters", {}))
     data = None
     if "data" in raw:

@@ -9,6 +9,7 @@ import pytest
 
 import symback
 from symback import SpecError, SymbackError, load_spec
+from symback.errors import FormulaError, UnknownNameError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -61,6 +62,8 @@ def _write(tmp_path, text):
         ('[network]\nlayers = [1, 1\n', "invalid TOML"),
         ('[network]\nlayers = [1, 1]\n[init]\nmethod = "zeros"\n', "unknown initialisation 'zeros'"),
         ('[network]\nlayers = [1, 1]\n[init]\nseed = "x"\n', "seed must be an integer"),
+        ('[network]\nlayers = [1, 1]\n[init]\nseed = -1\n', "seed must be an integer >= 0, not -1"),
+        ('[network]\nlayers = [1, 1]\n[init]\nmethod = ["he"]\n', "[init] method must be a name"),
     ],
 )
 def test_bad_specs(tmp_path, text, message):
@@ -87,3 +90,18 @@ def test_whole_layer_values_and_init(tmp_path):
     assert spec.parameters.biases[1].tolist() == [0.5]
     again = symback.Parameters.initialize(spec.network, "he", seed=4)
     assert spec.parameters.weights[1].tolist() == again.weights[1].tolist()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        ('[network]\nlayers = [1, 1]\nactivations = "wobble"\n', UnknownNameError, "unknown activation 'wobble'"),
+        ('[network]\nlayers = [1, 1]\nactivations = {formula = "z + q"}\n', FormulaError, "unknown symbol 'q'"),
+        ('[network]\nlayers = [1, 1]\n[parameters]\nw9 = 1\n', UnknownNameError, "unknown name 'w9'"),
+    ],
+)
+def test_every_spec_error_names_the_file_and_keeps_its_class(tmp_path, text, kind, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(kind) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
