@@ -10,10 +10,13 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import sympy as sp
 
-import symback
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+import symback  # noqa: E402
 
 
 def build_and_derive(sizes: list[int]) -> dict[str, object]:

@@ -14,15 +14,19 @@ Set OMP_NUM_THREADS / OPENBLAS_NUM_THREADS to pin the BLAS threads (both sides u
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
-import symback
-from symback.compiler import CompiledNetwork
-from symback.datasets import load_digits
-from symback.optimizers import get_optimizer
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+import symback  # noqa: E402
+from symback.compiler import CompiledNetwork  # noqa: E402
+from symback.datasets import load_digits  # noqa: E402
+from symback.optimizers import get_optimizer  # noqa: E402
 
 SIZES = [625, 20, 20, 10]
 RATE = 0.5

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
+import io
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from symback.files import write_atomic  # noqa: E402
 
 CROP = slice(2, 27)
 OUTPUT = Path(__file__).resolve().parent.parent / "symback" / "datasets" / "digits25.npz"
@@ -51,21 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(labels)} digits, counts per class {np.bincount(labels, minlength=10).tolist()}")
     print(f"crop rows/cols [2:27] keeps {cropped.shape[1]}x{cropped.shape[2]} pixels, loses {lost:.4%} of the ink")
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the target and rename, so a failed run never leaves half a file.
-    fd, tmp = tempfile.mkstemp(dir=args.output.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                pixels=cropped.reshape(len(labels), -1).astype(np.uint8),
-                labels=labels.astype(np.uint8),
-            )
-        os.replace(tmp, args.output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        pixels=cropped.reshape(len(labels), -1).astype(np.uint8),
+        labels=labels.astype(np.uint8),
+    )
+    write_atomic(args.output, buffer.getvalue())  # never half a file, whatever stops the run
     print(f"wrote {args.output} ({args.output.stat().st_size} bytes)")
     return 0
 

@@ -50,6 +50,8 @@ def have_matplotlib() -> bool:
         import matplotlib
     except ImportError:
         return False
+    # `import` raises ImportError when sys.modules["matplotlib"] is None, which is how the tests hide
+    # matplotlib; this check keeps the answer right should anything bind the name to None another way.
     return matplotlib is not None
 
 

@@ -1,9 +1,11 @@
 """Files symback ships: templates and the example specs the demo uses.
 
-In an installed wheel they live inside the package (``symback/templates``,
-``symback/examples``: the wheel build force-includes the top-level folders
-there); in a source checkout they are the top-level ``templates/`` and
-``examples/``.  This is the one place that knows both layouts.
+In an installed wheel they live inside the package: the wheel build
+(pyproject.toml) force-includes the top-level ``templates/`` folder as
+``symback/templates`` and three files of ``examples/`` (seed002.toml,
+seed002_claims.toml, digits.toml) into ``symback/examples``; in a source
+checkout they are the top-level ``templates/`` and ``examples/``.  This is
+the one place that knows both layouts.
 
 >>> (locate("templates", "report.tex.j2") / "report.tex.j2").is_file()
 True
