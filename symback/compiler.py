@@ -261,11 +261,11 @@ class Gradients:
         return Parameters(list(self.weights), list(self.biases))
 
     def layer_norms(self) -> list[float]:
-        """Euclidean norm of each layer's (weights, biases) gradient, summed in float64."""
+        """Euclidean norm of each layer's (weights, biases) gradient (no float32 overflow: see :func:`_norm`)."""
         return [_norm((w, b)) for w, b in zip(self.weights, self.biases)]
 
     def norm(self) -> float:
-        """Euclidean norm of the whole gradient, summed in float64."""
+        """Euclidean norm of the whole gradient (no float32 overflow: see :func:`_norm`)."""
         return _norm([*self.weights, *self.biases])
 
     def __eq__(self, other: object) -> bool:
@@ -278,19 +278,40 @@ class Gradients:
 
 
 def _norm(arrays: Sequence[np.ndarray]) -> float:
-    """√Σ g² over several arrays, accumulated in float64.
+    """√Σ g² over several arrays, the sum held in float64.
 
-    A float32 sum of squares overflows to inf from entries of about 1.8e19 (and clipping by that
-    norm would then zero the gradient); float64 holds the squares of any float32.  Squares too
-    large even for float64 are summed after dividing by the largest entry.
+    Each array's Σ g² comes from BLAS in the array's own dtype (a float64 copy of float32 arrays
+    would cost more than the step's other bookkeeping together) and is redone in float64 when that
+    dtype could not hold it: a float32 sum of squares overflows to inf from entries of about 1.8e19
+    (clipping by that norm would zero the gradient), and squares below ~1e-38 underflow to 0.
+    Squares too large even for float64 are summed after dividing by the largest entry.
     """
-    wide = [np.asarray(a, dtype=np.float64) for a in arrays]
-    total = sum(float(np.vdot(a, a)) for a in wide)
+    total = sum(_squares(a) for a in arrays)
     if total == np.inf:
+        wide = [np.asarray(a, dtype=np.float64) for a in arrays]
         peak = max(float(np.abs(a).max(initial=0.0)) for a in wide)
         if peak < np.inf:
             return peak * float(np.sqrt(sum(float(np.vdot(a / peak, a / peak)) for a in wide)))
     return float(np.sqrt(total))
+
+
+def _squares(array: np.ndarray) -> float:
+    """Σ g² of one array as a Python (double) float, exact to the array dtype's precision."""
+    squares = float(np.vdot(array, array))
+    if array.dtype != np.float64:
+        low, high = _trusted_squares(array.dtype)
+        if not array.size * low <= squares < high:
+            wide = np.asarray(array, dtype=np.float64)
+            squares = float(np.vdot(wide, wide))
+    return squares
+
+
+@lru_cache(maxsize=8)
+def _trusted_squares(dtype: np.dtype) -> tuple[float, float]:
+    """A sum of squares in ``dtype`` is trusted below its largest number and from ``size · low`` up,
+    where the squares lost to underflow (each under ``tiny``) stay below the sum's precision."""
+    info = np.finfo(dtype)
+    return float(info.tiny) / float(info.eps), float(info.max)
 
 
 # -- kernels ------------------------------------------------------------------------------------

@@ -272,6 +272,13 @@ def test_gradient_norms_of_float32_do_not_overflow():
     huge = Gradients([np.array([[3e200]])], [np.array([4e200])])
     assert huge.norm() == pytest.approx(5e200, rel=1e-12)
     assert Gradients([np.zeros((1, 1))], [np.zeros(1)]).norm() == 0.0
+    # Squares that underflow float32 (1e-25² = 1e-50) are summed in float64 too: not a zero norm.
+    tiny = Gradients([np.full((3, 3), 1e-25, dtype=np.float32)], [np.zeros(3, dtype=np.float32)])
+    assert tiny.norm() == pytest.approx(3e-25, rel=1e-6)
+    rng = np.random.default_rng(1)
+    ordinary = Gradients([rng.normal(size=(20, 30)).astype(np.float32)], [rng.normal(size=20).astype(np.float32)])
+    wide = np.concatenate([ordinary.weights[0].ravel(), ordinary.biases[0]]).astype(np.float64)
+    assert ordinary.norm() == pytest.approx(float(np.sqrt(wide @ wide)), rel=1e-6)
 
 
 def test_result_objects_compare_by_value_or_identity_without_crashing():
