@@ -397,6 +397,8 @@ class Trainer:
             reason, message = stop.reason, stop.message
         except KeyboardInterrupt:
             reason, message = "interrupted", f"interrupted after {epoch} epoch(s), {steps} step(s)"
+            if offset:
+                message += f" and {offset} of the {n} examples of epoch {epoch + 1}"
         finally:
             restore()
             bar.close()

@@ -204,6 +204,7 @@ def test_ctrl_c_inside_an_epoch_resumes_exactly(tmp_path, optimizer, how, done):
     kernels = _InterruptAt(net, at=2 * 5 + 3, how=how)
     stopped = Trainer(net, TrainingConfig(checkpoint=str(path), **base), compiled=kernels).fit(params, data)
     assert stopped.stop_reason == "interrupted" and stopped.epochs == 2 and len(stopped.history.loss) == 2
+    assert f"and {done} of the 22 examples of epoch 3" in stopped.message
     checkpoint = load_checkpoint(path, net)
     assert checkpoint.epoch == 2 and checkpoint.progress is not None and checkpoint.progress.offset == done
     assert checkpoint.steps == 2 * 5 + done // 5
@@ -243,6 +244,19 @@ def test_cli_refuses_a_folder_as_save_path_before_training(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "is a folder" in captured.err and captured.err.count("\n") == 1
     assert "stopped" not in captured.out  # refused before any training
+
+
+def test_cli_prints_the_trained_result_when_the_save_fails(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    status = main(["train", str(EXAMPLES / "seed002.toml"), "--learning-rate", "0.1", "--tolerance", "0.001",
+                   "--epochs", "1000", "--save", str(blocker / "b3.npz"), "--quiet"])
+    printed = capsys.readouterr().out
+    assert status == 1
+    assert "stopped     tolerance" in printed and "the checkpoint was not saved: cannot write" in printed
+    b3_line = next(line for line in printed.splitlines() if line.startswith("b3 "))
+    assert float(b3_line.split()[1]) == pytest.approx(2.61, abs=0.005)  # the result is still shown
+    assert "saved  " not in printed
 
 
 def test_float32_update_overflow_stops_with_the_last_good_parameters():
