@@ -35,6 +35,7 @@ predicted*(1 - predicted)
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -113,8 +114,8 @@ class ClaimValue:
             number = Decimal(text)
         except InvalidOperation:
             raise SpecError(f"{what} {str(raw)!r} is not a number") from None
-        if not number.is_finite():
-            raise SpecError(f"{what} {str(raw)!r} must be finite")
+        if not number.is_finite() or not math.isfinite(float(number)) or abs(number.as_tuple().exponent) > 300:
+            raise SpecError(f"{what} {str(raw)!r} must be a finite number of ordinary size")
         return cls(text, number, tolerance)
 
     @property
@@ -135,6 +136,8 @@ class ClaimValue:
     def matches(self, true: float) -> bool:
         """Whether ``true`` rounds to the digits written (or lies within the explicit tolerance)."""
         # The slack absorbs binary floating point at an exact half-way point (1.25 written as 1.3 is right).
+        if not math.isfinite(true):  # an overflowed or undefined true value matches nothing written
+            return False
         slack = 1e-9 * max(abs(true), abs(self.value), self.allowance)
         return bool(abs(true - self.value) <= self.allowance + slack)
 
@@ -576,7 +579,7 @@ def _values(table: Any, notation: Notation, what: str) -> tuple[tuple[NodeRef, f
 
 def _positive(value: Any, what: str, integer: bool = False) -> Any:
     kinds = (int,) if integer else (int, float, Decimal)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
         raise SpecError(f"{what} must be a positive {'integer' if integer else 'number'}, not {value!r}")
     return int(value) if integer else float(value)
 

@@ -24,6 +24,7 @@ a(L-1)
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -423,7 +424,8 @@ def _indexed_chain(im: IndexedModel, target: NodeRef) -> tuple[tuple[Factor, ...
     """The index-form chain from ``C`` down to ``target`` and the indices summed over (one per layer above)."""
     net = im.network
     L = net.depth
-    letters = iter(_PATH_LETTERS)
+    # Deep networks run out of single letters: then q_1, q_2, ...
+    letters = itertools.chain(_PATH_LETTERS, (f"q_{n}" for n in itertools.count(1)))
     upward: list[Factor] = []
     sums: list[sp.Idx] = []
 

@@ -320,6 +320,17 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
 
     printmethod = "_symback_mathml"
 
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__(settings)
+        # SymPy's printer swaps in a raw (unescaping) text node class during doprint; a plain Document
+        # keeps every text node escaped, whichever entry point is used.
+        self.dom = Document()
+
+    def doprint(self, expr: Any) -> str:
+        node = self._print(expr)
+        _resolve_entities(node)
+        return node.toxml()
+
     def _el(self, tag: str, *children: Element | str) -> Element:
         element = self.dom.createElement(tag)
         for child in children:
@@ -515,7 +526,6 @@ def mathml(expr: Any, *, display: bool = False) -> str:
     '<math><msup><mi>w</mi><mrow><mo>(</mo><mi>L</mi><mo>)</mo></mrow></msup></math>'
     """
     printer = SymbackMathMLPrinter()
-    printer.dom = Document()
     body = printer._print(expr)
     _resolve_entities(body)
     math = printer.dom.createElement("math")

@@ -83,7 +83,6 @@ class FactorReport:
     steps: tuple[StepLine, ...]
     result: Math
     rewriting: Math | None
-    checked: bool  # the rule trace's last step equals sympy.diff (trace() raises otherwise)
 
 
 @dataclass(frozen=True)
@@ -225,43 +224,26 @@ def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
 def _factor_report(network: Network, factor: Factor) -> FactorReport:
     traced = trace(factor.local, factor.wrt)  # raises if the rules and sympy.diff disagree
     rewriting = None
-    of_ref = _kind_of(factor.of)
-    if of_ref == "a":
-        layer = _layer_of(network, factor.of)
-        activation = network.activation(layer) if layer else None
-        if activation is not None and activation.elementwise:
-            found = rewrite_in_terms_of(activation.formula, Z, factor.of)
-            if found is not None:
-                rewriting = Math(EqualityChain(Partial(factor.of, factor.wrt), factor.derivative, found.rewritten))
+    activation = _activation_of(network, factor)
+    if activation is not None:
+        found = rewrite_in_terms_of(activation.formula, Z, factor.of)
+        if found is not None:
+            rewriting = Math(EqualityChain(Partial(factor.of, factor.wrt), factor.derivative, found.rewritten))
     return FactorReport(
         notation=Math(Partial(factor.of, factor.wrt), False),
         definition=Math(sp.Eq(factor.of, factor.local)),
         steps=tuple(_step_lines(traced.rule)),
         result=Math(sp.Eq(Partial(factor.of, factor.wrt), factor.derivative)),
         rewriting=rewriting,
-        checked=True,
     )
 
 
-def _name_text(expr: sp.Expr) -> str:
-    return str(expr.base.label) if isinstance(expr, sp.Indexed) else str(expr)
-
-
-def _kind_of(expr: sp.Expr) -> str | None:
-    text = _name_text(expr)
-    return text[0] if len(text) > 1 and text[1] == "(" else ("a" if text else None)
-
-
-def _layer_of(network: Network, expr: sp.Expr) -> int | None:
-    text = _name_text(expr)
-    for layer in range(1, network.depth + 1):
-        label = network.layer_label(layer)
-        if text.startswith(f"a({label})") or text.startswith(f"z({label})"):
-            return layer
-    # The user's name for the whole output (seed 002's "predicted").
-    output = network.group_names.get("output")
-    if output and (text == output or text.startswith(output)):
-        return network.depth
+def _activation_of(network: Network, factor: Factor) -> Any:
+    """The elementwise activation whose ∂a/∂z this factor is, found from the expression itself
+    (``local == σ(wrt)``), never from how the symbols happen to be named."""
+    for activation in network.activations:
+        if activation.elementwise and activation.at(factor.wrt) == factor.local:
+            return activation
     return None
 
 
@@ -588,8 +570,13 @@ def compile_pdf(tex: str) -> bytes:
         source.write_text(tex, encoding="utf-8")
         command = [program, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", "report.tex"]
         for _ in range(2):  # twice, so references and hyperref outlines settle
-            result = subprocess.run(command, cwd=work, capture_output=True, text=True, errors="replace",
-                                    timeout=120, env={**os.environ, "openin_any": "p", "openout_any": "p"})
+            try:
+                result = subprocess.run(command, cwd=work, capture_output=True, text=True, errors="replace",
+                                        timeout=120, env={**os.environ, "openin_any": "p", "openout_any": "p"})
+            except subprocess.TimeoutExpired:
+                raise SymbackError("pdflatex did not finish within 120 s") from None
+            except OSError as error:
+                raise SymbackError(f"cannot run pdflatex: {error.strerror or error}") from None
             if result.returncode != 0:
                 lines = [line for line in result.stdout.splitlines() if line.startswith("!")]
                 raise SymbackError(f"pdflatex failed: {lines[0] if lines else 'exit status ' + str(result.returncode)}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import ClassVar
 
 import sympy as sp
@@ -440,7 +441,9 @@ def trace(expr: sp.Expr, var: sp.Expr) -> Trace:
 
     Raises TraceMismatchError if the rules and ``sympy.diff`` disagree.
     """
-    rule = _build(sp.sympify(expr), var)
+    if not isinstance(expr, sp.Basic):  # never sympify: it would evaluate a string
+        raise TypeError(f"trace() takes a SymPy expression, not {type(expr).__name__}")
+    rule = _build(expr, var)
     result = rule.result
     expected = collapse_delta_sums(sp.diff(expr, var))
     if not _same(result, expected, expr.free_symbols | {var}):
@@ -491,7 +494,12 @@ def rewrite_in_terms_of(formula: sp.Expr, var: sp.Symbol, value: sp.Symbol, *, d
     coefficients, *_ = np.linalg.lstsq(basis, dfs, rcond=None)
     if np.max(np.abs(basis @ coefficients - dfs)) > 1e-8:
         return None
-    polynomial = sp.Add(*(sp.nsimplify(round(c, 9), rational=True) * value**i for i, c in enumerate(coefficients)))
+    # Small rationals only (σ' = σ − σ², tanh' = 1 − tanh²); a fit like 2^z' = log(2)·2^z is no such
+    # identity, and its long rational would send simplify into a very long search.
+    rationals = [Fraction(float(c)).limit_denominator(1000) for c in coefficients]
+    if max(abs(float(r) - c) for r, c in zip(rationals, coefficients)) > 1e-10:
+        return None
+    polynomial = sp.Add(*(sp.Rational(r.numerator, r.denominator) * value**i for i, r in enumerate(rationals)))
     if polynomial.free_symbols != {value}:
         return None
     if not _same(polynomial.xreplace({value: formula}), derivative, {var}):

@@ -632,8 +632,10 @@ class _Judge:
             extra = (f"gradient descent on {name} with learning rate {rate:g}, {rule}: {taken} step(s) from "
                      f"{name} = {_show(true_old)}, last step {_show(last)}, {name} = {_show(true_new)}")
             if not stopped:
-                check = Check("new", claim.new.text if claim.new else "", UNJUDGED, _show(true_new),
-                              f"the descent did not reach |step| < {claim.until_step_below:g} in {taken} steps")
+                why = (f"the descent diverged after {taken} step(s) (the step became {last})"
+                       if not np.isfinite(last)
+                       else f"the descent did not reach |step| < {claim.until_step_below:g} in {taken} steps")
+                check = Check("new", claim.new.text if claim.new else "", UNJUDGED, _show(true_new), why)
                 checks.append(check)
                 self.true.set(ref, true_new)
                 self.author.set(ref, author_new, author_taint)
@@ -830,9 +832,10 @@ def _finite_differences(compiled: CompiledNetwork, params: Parameters, data: Dat
         for kind, array in (("w", params.weights[layer - 1]), ("b", params.biases[layer - 1])):
             size = array.size
             out = np.empty(size)
-            # Chunks bound the memory of the batched forward pass (perturbations × examples × width).
+            # Chunks bound the memory of the batched forward pass (perturbations × examples × width)
+            # and of the dense perturbation basis (perturbations × layer size): about 4e6 numbers each.
             width = max(compiled.network.sizes)
-            chunk = max(1, int(4e6 // max(1, len(data) * width)))
+            chunk = max(1, int(4e6 // max(1, len(data) * width, size)))
             for start in range(0, size, chunk):
                 stop = min(size, start + chunk)
                 basis = np.zeros((stop - start, size))

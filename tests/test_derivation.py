@@ -267,3 +267,13 @@ def test_sum_over_examples_is_a_derived_expression(seed002):
     assert float(total.doit().xreplace(values)) == pytest.approx(derivation.value(seed002.parameters, seed002.data))
     mean = derive(Network([1, 1], "sigmoid", "squared_error"), "b(L)").over_examples(4)
     assert isinstance(mean, sp.Mul) and sp.Rational(1, 4) in mean.args
+
+
+def test_deep_networks_get_more_index_letters():
+    """Twelve layers after the input need more path indices than there are single letters."""
+    network = Network([2] * 13, "tanh", "squared_error")
+    d = derive(network, "w(1)_0_1", form="indexed")
+    assert len(d.sum_indices) == 11 and len({str(i.label) for i in d.sum_indices}) == 11
+    params, data = _problem(network, 5)
+    ref = network.resolve("w(1)_0_1")
+    assert d.value(params, data) == pytest.approx(_finite_difference(network, params, data, ref), **_close(network, params, data))

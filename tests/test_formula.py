@@ -52,6 +52,8 @@ def test_parses_arithmetic_and_whitelisted_functions(text, expected):
         ("max(z)", "function 'max' takes 2 argument(s), got 1"),
         ("z / 0", "division by zero"),
         ("9^9^9^9", "number too large"),
+        ("z*1e999999999", "number too large"),
+        ("z*1e-999999999", "number too large"),
         ("(" * 200 + "z" + ")" * 200, "nested too deeply"),
         ("z; import os", "unexpected character ';'"),
         ("lambda: 1", "unexpected character ':'"),

@@ -110,3 +110,12 @@ def test_mathml_structure():
 def test_printer_rejects_unknown_settings():
     with pytest.raises(TypeError):
         SymbackLatexPrinter({"no_such_setting": 1})
+
+
+def test_the_mathml_printer_escapes_through_every_entry_point():
+    import sympy as sp
+
+    from symback.latex import SymbackMathMLPrinter
+
+    printed = SymbackMathMLPrinter().doprint(sp.Symbol("<script>alert(1)</script>"))
+    assert "<script>" not in printed and "&lt;script&gt;" in printed

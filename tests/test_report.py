@@ -14,6 +14,7 @@ import symback
 from symback import Network, derive
 from symback.cli import main
 from symback.errors import SymbackError
+from symback.latex import latex
 from symback.report import build_report, render, template_dir, write_report
 
 from .tools import chromium_screenshot, dark_pixels, png_pixels, require_program
@@ -231,3 +232,29 @@ def test_wheel_ships_the_templates(tmp_path):
                            env={**os.environ, "PYTHONPATH": str(unpacked)}, timeout=120)
     assert found.returncode == 0, found.stderr
     assert all(line.startswith(str(unpacked / "symback")) for line in found.stdout.splitlines())
+
+
+def test_rewriting_follows_the_expression_not_the_names():
+    """A hidden sigmoid named like the output must get σ(1 − σ), not the tanh output's 1 − a²."""
+    network = Network([1, 1, 1], ["sigmoid", "tanh"], "squared_error", names={"output": "a", "a(1)": "a1"})
+    report = build_report(derive(network, "w(1)"))
+    rewritings = {latex(f.notation.expr): latex(f.rewriting.expr) for f in report.factors if f.rewriting}
+    hidden = next(text for notation, text in rewritings.items() if "a_{1}" in notation)
+    assert "1 - a_{1}" in hidden and "a_{1}^{2}" not in hidden
+    output = next(text for notation, text in rewritings.items() if "a_{1}" not in notation)
+    assert "a^{2}" in output
+
+
+def test_descent_learning_rate_keeps_its_parentheses_in_tex(seed002_report):
+    assert "learning rate {(}0.1{)}" in render(seed002_report, "tex")
+
+
+def test_pdflatex_that_cannot_run_is_one_line(tmp_path, seed002_report, monkeypatch):
+    def hangs(*args, **kwargs):
+        raise subprocess.TimeoutExpired("pdflatex", 120)
+
+    monkeypatch.setattr("symback.report.shutil.which", lambda name: "/usr/bin/pdflatex")
+    monkeypatch.setattr("symback.report.subprocess.run", hangs)
+    with pytest.raises(SymbackError, match="did not finish"):
+        write_report(seed002_report, tmp_path / "b3.pdf")
+    assert not list(tmp_path.iterdir())

@@ -667,3 +667,64 @@ def test_check_without_pytorch_says_so(monkeypatch) -> None:
     result = gradient_check(net, Parameters.initialize(net, seed=0), Dataset.from_arrays([[0.3, -0.2]], [0.4]))
     assert result.torch_layers is None
     assert "PyTorch is not installed" in result.text() and result.passed
+
+
+_TINY = """
+[network]
+layers = [1, 1]
+activations = "identity"
+cost = "ssr"
+[parameters]
+"w(L)" = 2.0
+"b(L)" = 0.0
+[data]
+x = [1, 2]
+y = [1, 3]
+"""
+
+
+def test_a_fixed_number_of_steps_that_diverges_cannot_be_judged_and_says_why() -> None:
+    from symback.claims import claims_from_text
+
+    text = _TINY + '[[claim]]\nupdate = "b(L)"\nlearning_rate = 10.0\nsteps = 2000\nnew = "1.5"\n'
+    report = verify(claims_from_text(text))
+    (verdict,) = report.verdicts
+    assert verdict.status == UNJUDGED
+    assert "diverged" in report.text()
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [
+        ('[[claim]]\nquantity = "d(C)/d(b(L))"\nvalue = "nan"\n', "finite number"),
+        ('[[claim]]\nquantity = "d(C)/d(b(L))"\nvalue = "1e999"\n', "finite number"),
+        ('[[claim]]\nquantity = "d(C)/d(b(L))"\nvalue = "2"\ntolerance = nan\n', "positive number"),
+        ('[[claim]]\nupdate = "b(L)"\nlearning_rate = inf\nnew = "1"\n', "positive number"),
+    ],
+)
+def test_non_finite_numbers_in_a_claim_are_named_not_crashes(claim, message) -> None:
+    from symback.claims import claims_from_text
+
+    report = verify(claims_from_text(_TINY + claim))
+    (verdict,) = report.verdicts
+    assert report.exit_status == 2 and message in verdict.message
+
+
+def test_an_infinite_true_value_matches_nothing_written() -> None:
+    from symback.claims import ClaimValue
+
+    assert not ClaimValue.parse("-15.7").matches(float("inf"))
+    assert not ClaimValue.parse("1", tolerance=1e300).matches(float("nan"))
+
+
+def test_tex_and_markdown_tables_have_clean_rows_and_list_unreadable_claims() -> None:
+    from symback.claims import claims_from_text
+    from symback.verify import render
+
+    text = _TINY + '[[claim]]\nquantity = "d(C)/d(b(L))"\nvalue = "2"\n[[claim]]\nquantity = "d(C)/d(nothing)"\nvalue = "1"\n'
+    report = verify(claims_from_text(text))
+    assert [v.status for v in report.verdicts][1] == "invalid"
+    tex, md = render(report, "tex"), render(report, "md")
+    assert not [line for line in tex.splitlines() if line.startswith(")")]
+    assert any(line.startswith("2 & ") and "invalid" in line for line in tex.splitlines())
+    assert any(line.startswith("| 2 |") and "invalid" in line for line in md.splitlines())
