@@ -39,7 +39,7 @@ a*(1 - a)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -55,6 +55,8 @@ from .network import Network
 from .parameters import Parameters
 
 __all__ = [
+    "compile_network",
+    "evaluate",
     "CompiledNetwork",
     "ForwardPass",
     "Gradients",
@@ -95,6 +97,29 @@ def lambdify(arguments: Sequence[sp.Symbol], expression: sp.Expr, *, modules: st
     """
     printer = _NumPyPrinter if modules == "numpy" else None
     return sp.lambdify(list(arguments), expression, modules=modules, cse=True, dummify=True, printer=printer)
+
+
+@lru_cache(maxsize=1024)
+def _expression_kernel(expression: sp.Expr) -> tuple[tuple[sp.Symbol, ...], Callable[..., Any]]:
+    symbols = tuple(sorted(expression.free_symbols, key=str))
+    return symbols, lambdify(symbols, expression)
+
+
+def evaluate(expression: sp.Expr, environment: Mapping[sp.Symbol, Any], n: int) -> np.ndarray:
+    """``expression`` at every example: ``environment`` maps each free symbol to a number or an
+    ``(n,)`` array; the result is an ``(n,)`` float array.
+
+    The lambdified function is cached per expression, so a loop (gradient descent in a report,
+    the lines of a worked example) compiles each expression once.
+
+    >>> x = sp.Symbol("x")
+    >>> evaluate(2 * x, {x: np.array([1.0, 2.0])}, 2).tolist()
+    [2.0, 4.0]
+    """
+    symbols, function = _expression_kernel(expression)
+    with np.errstate(all="ignore"):  # an undefined point gives nan, which the callers judge
+        value = function(*(environment[s] for s in symbols))
+    return np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
 
 
 def elementwise(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable[..., np.ndarray]:
@@ -573,3 +598,9 @@ class CompiledNetwork:
         if self._mean_examples:
             return per_example.mean(axis=0)
         return per_example.sum(axis=0)
+
+
+@lru_cache(maxsize=32)
+def compile_network(network: Network) -> CompiledNetwork:
+    """The network's kernels, compiled once per network (a Network is immutable and hashed by identity)."""
+    return CompiledNetwork(network)

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import plots
-from .compiler import CompiledNetwork
+from .compiler import compile_network
 from .data import Dataset
 from .derivation import derive
 from .dials import rank_dials
@@ -220,7 +220,7 @@ def _pictures(
     params = training.parameters.astype(np.float64)
     sample = Dataset(train.X[:500], train.Y[:500])
     # One gradient for both the dials and the gradient maps (frozen parameters, if any, with their real partials).
-    gradient = CompiledNetwork(network).gradient(params, sample, respect_frozen=False)
+    gradient = compile_network(network).gradient(params, sample, respect_frozen=False)
     dials = rank_dials(network, params, gradients=gradient, learning_rate=0.1, top=12)
     dial_rows = [
         (d.name, f"{d.value:+.3f}", f"{d.partial:+.2e}", d.direction, f"{d.turn:+.2e}") for d in dials

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -34,10 +33,10 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .compiler import CompiledNetwork, lambdify
+from .compiler import CompiledNetwork, compile_network, evaluate
 from .data import Dataset
 from .errors import SpecError
-from .model import EXPLICIT_LIMIT, ExplicitModel, IndexedModel, collapse_delta_sums
+from .model import EXPLICIT_LIMIT, ExplicitModel, IndexedModel, collapse_delta_sums, explicit_model
 from .network import Network, NodeRef
 from .parameters import Parameters
 
@@ -169,12 +168,12 @@ class Derivation:
     def evaluate(self, params: Parameters, data: Dataset) -> Evaluation:
         """Every factor, every example's derivative and the total at ``params`` and ``data``."""
         data.check(self.network.sizes[0], self.network.sizes[-1])
-        compiled = _compiled(self.network)
+        compiled = compile_network(self.network)
         forward = compiled.forward(params, data.X)
         if self.paths is not None:
             environment = self._environment(params, data, forward)
-            factors = [[_evaluate(f.derivative, environment, len(data)) for f in path] for path in self.paths]
-            examples = _evaluate(self.product, environment, len(data))
+            factors = [[evaluate(f.derivative, environment, len(data)) for f in path] for path in self.paths]
+            examples = evaluate(self.product, environment, len(data))
         else:
             factors = []
             examples = self._indexed_examples(compiled, params, data, forward)
@@ -317,27 +316,6 @@ def _factor_dict(factor: Factor) -> dict[str, str]:
     }
 
 
-def _evaluate(expression: sp.Expr, environment: Mapping[sp.Symbol, Any], n: int) -> np.ndarray:
-    symbols = sorted(expression.free_symbols, key=str)
-    function = lambdify(symbols, expression)
-    value = function(*(environment[s] for s in symbols))
-    return np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
-
-
-_COMPILED: dict[int, tuple[Network, CompiledNetwork]] = {}
-
-
-def _compiled(network: Network) -> CompiledNetwork:
-    # Networks are immutable; keep the most recent compilations to avoid re-lambdifying per call.
-    entry = _COMPILED.get(id(network))
-    if entry is None or entry[0] is not network:
-        if len(_COMPILED) > 32:
-            _COMPILED.clear()
-        entry = (network, CompiledNetwork(network))
-        _COMPILED[id(network)] = entry
-    return entry[1]
-
-
 # -- building derivations -------------------------------------------------------------------------
 
 
@@ -365,7 +343,7 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     chain, sums, indexed_target = _indexed_chain(IndexedModel(network), target)
     if form == "indexed" or (form == "auto" and not _explicit_is_small(network, target)):
         return Derivation(network, target, chain, sums, indexed_target)
-    model = _explicit_model(network)
+    model = explicit_model(network)
     paths = _explicit_paths(model, target)
     return Derivation(network, target, chain, sums, indexed_target, paths, model)
 
@@ -379,19 +357,6 @@ def _explicit_is_small(network: Network, target: NodeRef) -> bool:
     if not network.activations[-1].elementwise:
         paths *= network.sizes[-1]
     return paths <= 64
-
-
-_MODELS: dict[int, tuple[Network, ExplicitModel]] = {}
-
-
-def _explicit_model(network: Network) -> ExplicitModel:
-    entry = _MODELS.get(id(network))
-    if entry is None or entry[0] is not network:
-        if len(_MODELS) > 32:
-            _MODELS.clear()
-        entry = (network, ExplicitModel(network))
-        _MODELS[id(network)] = entry
-    return entry[1]
 
 
 def _explicit_paths(model: ExplicitModel, target: NodeRef) -> tuple[tuple[Factor, ...], ...]:

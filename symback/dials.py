@@ -11,7 +11,7 @@ derivation) says how sensitive the cost is to it; gradient descent turns it by
 >>> top = rank_dials(net, params, data, learning_rate=0.1, top=2)
 >>> len(top), top[0].direction in ("up", "down")
 (2, True)
->>> gradients = CompiledNetwork(net).gradient(params, data)  # one the caller already has
+>>> gradients = compile_network(net).gradient(params, data)  # one the caller already has
 >>> rank_dials(net, params, gradients=gradients, top=2) == top
 True
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compiler import CompiledNetwork, Gradients
+from .compiler import Gradients, compile_network
 from .data import Dataset
 from .network import Network, NodeRef
 from .parameters import Parameters
@@ -69,7 +69,7 @@ def rank_dials(
     if gradients is None:
         if data is None:
             raise TypeError("rank_dials needs the data or the gradients")
-        gradients = CompiledNetwork(network).gradient(params, data, respect_frozen=False)
+        gradients = compile_network(network).gradient(params, data, respect_frozen=False)
     flat = gradients.as_parameters().flat()
     order = np.argsort(-np.abs(flat), kind="stable")[: max(0, top)]
     refs = list(network.parameter_refs())

@@ -23,7 +23,7 @@ a(L-1)*w(L) + b(L)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import sympy as sp
 from sympy.concrete.delta import deltasummation
@@ -31,7 +31,7 @@ from sympy.concrete.delta import deltasummation
 from .errors import SpecError
 from .network import Network, NodeRef
 
-__all__ = ["EXPLICIT_LIMIT", "ExplicitModel", "IndexedModel", "collapse_delta_sums"]
+__all__ = ["EXPLICIT_LIMIT", "ExplicitModel", "IndexedModel", "collapse_delta_sums", "explicit_model"]
 
 #: Largest network (in parameters) the explicit form is built for; larger ones use the indexed form.
 EXPLICIT_LIMIT = 2000
@@ -212,3 +212,9 @@ class IndexedModel:
             lambda e: a[e.args[0].indices[0]] * marker,
         )
         return sp.factor_terms(sp.expand(rewritten))
+
+
+@lru_cache(maxsize=32)
+def explicit_model(network: Network) -> ExplicitModel:
+    """The network's explicit model, built once per network (a Network is immutable and hashed by identity)."""
+    return ExplicitModel(network)

@@ -33,7 +33,7 @@ import numpy as np
 import sympy as sp
 
 from .activations import Z
-from .compiler import CompiledNetwork, lambdify
+from .compiler import compile_network, lambdify
 from .data import Dataset
 from .derivation import Derivation, Factor, backprop_equations, derive
 from .errors import SpecError, SymbackError
@@ -414,7 +414,7 @@ def _network_report(
 
 def _check_rows(network: Network, params: Parameters, data: Dataset) -> list[CheckRow]:
     """Index form (its sums written out at the parameter's indices) against the vectorised matrix form."""
-    compiled = CompiledNetwork(network)
+    compiled = compile_network(network)
     gradient = compiled.gradient(params, data)
     rows = []
     for layer in range(1, network.depth + 1):
@@ -440,7 +440,7 @@ def _index_form_value(derivation: Derivation, params: Parameters, data: Dataset)
     for index, value in zip(indexed.indices, (target.j, target.k), strict=False):
         fix[index] = value
     expr = derivation.indexed_product.xreplace(fix).doit()
-    forward = _compiled(network).forward(params, data.X)
+    forward = compile_network(network).forward(params, data.X)
     arrays: dict[sp.IndexedBase, Callable[[tuple[int, ...]], Any]] = {}
     for layer in range(1, network.depth + 1):
         arrays[im.weights[layer]] = lambda ix, l=layer: params.weights[l - 1][ix]
@@ -457,18 +457,9 @@ def _index_form_value(derivation: Derivation, params: Parameters, data: Dataset)
     return float(per_example.sum() if derivation.reduction == "sum" else per_example.mean())
 
 
-@lru_cache(maxsize=8)
-def _compiled_cached(network: Network) -> CompiledNetwork:
-    return CompiledNetwork(network)
-
-
-def _compiled(network: Network) -> CompiledNetwork:
-    return _compiled_cached(network)
-
-
 # -- rendering ------------------------------------------------------------------------------------------
 
-#: Output formats: suffix -> (template name or None for PDF).
+#: Output formats: suffix -> template (PDF is the LaTeX template compiled by pdflatex).
 FORMATS = {"tex": "report.tex.j2", "html": "report.html.j2", "md": "report.md.j2", "pdf": "report.tex.j2"}
 
 

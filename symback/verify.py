@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -64,7 +63,7 @@ from .claims import (
     UpdateClaim,
     load_claims,
 )
-from .compiler import CompiledNetwork, lambdify
+from .compiler import CompiledNetwork, compile_network, evaluate, lambdify
 from .data import Dataset
 from .derivation import derive
 from .errors import SpecError, SymbackError
@@ -294,7 +293,7 @@ class _Engine:
         self.network: Network = claims.spec.network
         self.data: Dataset = claims.spec.require_data()
         self.model = self.notation.model
-        self.compiled = CompiledNetwork(self.network)
+        self.compiled = compile_network(self.network)
         self.cost = self.notation.cost_symbol
         self._memo: dict[tuple[sp.Symbol, sp.Symbol], sp.Expr] = {}
         self._per_example = {s for s, r in self.model.refs.items() if r.kind in ("x", "y", "z", "a")}
@@ -364,12 +363,12 @@ class _Engine:
             if derivative.expr == self.cost and wrt.kind in ("w", "b"):
                 # A parameter is shared by every example: its derivative is the total (Σ or mean).
                 marker = sp.Dummy("total")
-                environment[marker] = float(reduce(_evaluate(inner, environment, n)))
+                environment[marker] = float(reduce(evaluate(inner, environment, n)))
                 replacements[derivative] = marker
             else:
                 replacements[derivative] = inner
         expression = expression.xreplace(replacements)
-        values = _evaluate(expression, environment, n)
+        values = evaluate(expression, environment, n)
         if not (expression.free_symbols & self._per_example):
             return float(values[0])
         if example is not None:
@@ -409,14 +408,6 @@ class _Engine:
                 derivation = derive(self.network, ref)
                 return derivation.text(params, self.data) if params is not None else derivation.text()
         return ""
-
-
-def _evaluate(expression: sp.Expr, environment: Mapping[sp.Symbol, Any], n: int) -> np.ndarray:
-    symbols = sorted(expression.free_symbols, key=str)
-    function = lambdify(symbols, expression)
-    with np.errstate(all="ignore"):
-        value = function(*(environment[s] for s in symbols))
-    return np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
 
 
 # -- comparing expressions --------------------------------------------------------------------------
@@ -862,7 +853,7 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
     >>> result.passed
     True
     """
-    compiled = CompiledNetwork(network)
+    compiled = compile_network(network)
     derived = compiled.gradient(params, data, respect_frozen=False)
     numeric = _finite_differences(compiled, params, data, h)
     # Central differences carry rounding noise of about eps·C/h, so partials far below the largest one

@@ -37,7 +37,7 @@ def test_a_given_gradient_is_used_as_is_without_compiling(monkeypatch):
     def no_compiling(*args, **kwargs):
         raise AssertionError("compiled although the gradient was given")
 
-    monkeypatch.setattr(dials, "CompiledNetwork", no_compiling)
+    monkeypatch.setattr(dials, "compile_network", no_compiling)
     assert rank_dials(net, params, gradients=gradients, top=5) == expected
     with pytest.raises(TypeError, match="needs the data or the gradients"):
         rank_dials(net, params)
