@@ -39,20 +39,19 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import sympy as sp
 
-from .data import Dataset
 from .errors import FormulaError, SpecError, SymbackError
 from .files import read_text
 from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .model import ExplicitModel
 from .network import Network, NodeRef
-from .spec import Spec, load_spec, spec_from_dict
+from .spec import Spec, load_spec, read_data, spec_from_dict
 
 __all__ = [
     "Claim",
@@ -154,10 +153,6 @@ class Quantity:
 
     text: str
     expression: sp.Expr
-
-    @property
-    def derivatives(self) -> tuple[sp.Derivative, ...]:
-        return tuple(sorted(self.expression.atoms(sp.Derivative), key=str))
 
     def __str__(self) -> str:
         return self.text
@@ -347,6 +342,11 @@ class Notation:
 # -- claim records ----------------------------------------------------------------------------------
 
 
+def where(number: int, line: int | None) -> str:
+    """``claim 3 (line 17)``: how a claim is named in every message."""
+    return f"claim {number}" + (f" (line {line})" if line else "")
+
+
 @dataclass(frozen=True)
 class _Base:
     number: int  # 1-based position in the file
@@ -355,7 +355,7 @@ class _Base:
 
     @property
     def where(self) -> str:
-        return f"claim {self.number}" + (f" (line {self.line})" if self.line else "")
+        return where(self.number, self.line)
 
 
 @dataclass(frozen=True)
@@ -427,7 +427,6 @@ class ClaimsFile:
     claims: tuple[Claim, ...]
     title: str = ""
     path: Path | None = None
-    lines: tuple[int | None, ...] = field(default=())
 
     @property
     def invalid(self) -> tuple[InvalidClaim, ...]:
@@ -473,7 +472,7 @@ def claims_from_text(text: str, *, base: Path | None = None, path: Path | None =
         line = lines[number - 1]
         claims.append(_read_claim(number, line, table, notation))
     title = raw.get("title", "")
-    return ClaimsFile(spec, notation, tuple(claims), str(title), path, lines)
+    return ClaimsFile(spec, notation, tuple(claims), str(title), path)
 
 
 def _claim_lines(text: str, count: int) -> tuple[int | None, ...]:
@@ -508,15 +507,7 @@ def _load_network(raw: Mapping[str, Any], base: Path) -> Spec:
                 raise SpecError("[parameters] must be a table")
             spec.parameters.update(spec.network, sections["parameters"])
         if "data" in sections:
-            table = sections["data"]
-            if not isinstance(table, Mapping) or "x" not in table or "y" not in table:
-                raise SpecError("[data] needs both x and y")
-            unknown = sorted(set(table) - {"x", "y"})
-            if unknown:
-                raise SpecError(f"unknown key {unknown[0]!r} in [data] (known: x, y)")
-            data = Dataset.from_arrays(table["x"], table["y"])
-            data.check(spec.network.sizes[0], spec.network.sizes[-1])
-            spec.data = data
+            spec.data = read_data(sections["data"], spec.network)
         return spec
     if "network" not in sections:
         raise SpecError("no network: write spec = \"file.toml\" or an inline [network] section")
@@ -553,8 +544,7 @@ def _read_claim(number: int, line: int | None, table: Any, notation: Notation) -
         return _BUILDERS[kind](number, line, text, table, notation)
     except SymbackError as error:
         message = str(error)
-        where = f"claim {number}" + (f" (line {line})" if line else "")
-        return InvalidClaim(number, line, text, f"{where}: {message}")
+        return InvalidClaim(number, line, text, f"{where(number, line)}: {message}")
 
 
 def _quantity(text: Any, notation: Notation, what: str) -> Quantity:

@@ -146,8 +146,11 @@ class Derivation:
         return sp.factor_terms(sp.simplify(expression))
 
     def over_examples(self, n_examples: int) -> sp.Expr:
-        """The total over ``n_examples`` examples: ``Σ_i`` (or ``1/n Σ_i``) of the product, with every
-        per-example quantity (x, y, z, a) carrying the example index ``i``; parameters do not.
+        """The total over ``n_examples`` examples: ``Σ_i`` (or ``1/n Σ_i``) of the product.
+
+        In the explicit form every per-example quantity (x, y, z, a) carries the example index
+        ``i`` and parameters do not; the index form's generic neuron already stands for any
+        example, so its product is summed as it is.
 
         Seed 002: ``dSSR/db3 = Σ_{i=1}^{3} (−2 observed_i + 2 predicted_i)``.
         """
@@ -479,21 +482,19 @@ def backprop_equations(network: Network) -> BackpropEquations:
     L = network.depth
     label = network.layer_label
     deltas = {l: sp.IndexedBase(f"delta({label(l)})", real=True) for l in range(1, L + 1)}
-    j = im.index("j", L)
-    chain, sums, _ = _indexed_chain(im, NodeRef("z", L, 0))
-    # The chain for z(L)_j is exactly δ(L)_j = ∂C/∂z(L)_j (BP1); rename its free index to j.
+    # The chain for z(L)_j is exactly δ(L)_j = ∂C/∂z(L)_j (BP1); its own index is j.
+    chain, sums, z_L = _indexed_chain(im, NodeRef("z", L, 0))
     body = sp.Mul(*(f.derivative for f in chain))
-    own = next(iter(i for i in chain[-1].wrt.indices))
-    body = body.xreplace({own: j})
-    output = sp.Eq(deltas[L][j], sp.Sum(body, *sums) if sums else body)
+    output = sp.Eq(deltas[L][z_L.indices[0]], sp.Sum(body, *sums) if sums else body)
 
     hidden, bias, weight = {}, {}, {}
     for layer in range(L, 0, -1):
         jj = im.index("j", layer)
         kk = im.index("k", layer - 1)
         z = im.zs[layer][jj]
-        dz_db = _factor(z, im.biases[layer][jj], im.z_expression(layer, jj, sp.Idx("d", network.sizes[layer - 1])))
-        dz_dw = _factor(z, im.weights[layer][jj, kk], im.z_expression(layer, jj, sp.Idx("d", network.sizes[layer - 1])))
+        z_local = im.z_expression(layer, jj, sp.Idx("d", network.sizes[layer - 1]))
+        dz_db = _factor(z, im.biases[layer][jj], z_local)
+        dz_dw = _factor(z, im.weights[layer][jj, kk], z_local)
         bias[layer] = sp.Eq(sp.Symbol(f"dC/db({label(layer)})[j]"), deltas[layer][jj] * dz_db.derivative)
         weight[layer] = sp.Eq(sp.Symbol(f"dC/dw({label(layer)})[j, k]"), deltas[layer][jj] * dz_dw.derivative)
         if layer < L:

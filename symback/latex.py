@@ -294,11 +294,8 @@ class SymbackLatexPrinter(LatexPrinter):
         return r"%s'\left(%s\right)" % (self._print(name), self._print(arg))
 
 
-def latex(expr: Any, network: Any = None, **settings: Any) -> str:
-    """LaTeX of ``expr`` in seed 001's notation.
-
-    ``network`` is accepted so callers can pass the network whose names appear in
-    ``expr``; names are printed from the symbols themselves, so it is optional.
+def latex(expr: Any, **settings: Any) -> str:
+    """LaTeX of ``expr`` in seed 001's notation (names are printed from the symbols themselves).
 
     >>> import sympy as sp
     >>> w = sp.IndexedBase("w(L)"); j, k = sp.Idx("j", 3), sp.Idx("k", 2)

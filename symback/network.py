@@ -261,6 +261,13 @@ class Network:
             "cost": NodeRef("C"),
         }
 
+    def _layer_number(self, label: str) -> int:
+        """``3``, ``L`` or ``L-2`` (as written inside ``w(...)``) as a layer number."""
+        label = label.replace(" ", "")
+        if label.startswith("L"):
+            return self.depth - (int(label[2:]) if len(label) > 1 else 0)
+        return int(label)
+
     def _parse_canonical(self, text: str) -> NodeRef | None:
         if text == "C":
             return NodeRef("C")
@@ -274,11 +281,7 @@ class Network:
         match = _NAME.match(text)
         if not match:
             return None
-        kind, label = match["kind"], match["layer"].replace(" ", "")
-        if label.startswith("L"):
-            layer = self.depth - (int(label[2:]) if len(label) > 1 else 0)
-        else:
-            layer = int(label)
+        kind, layer = match["kind"], self._layer_number(match["layer"])
         if not 1 <= layer <= self.depth:
             return None
         if "*" in (match["j"] or "") or "*" in (match["k"] or ""):
@@ -367,8 +370,7 @@ class Network:
         text = str(name).strip()
         match = _NAME.match(text)
         if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
-            label = match["layer"].replace(" ", "")
-            layer = self.depth - (int(label[2:]) if len(label) > 1 else 0) if label.startswith("L") else int(label)
+            layer = self._layer_number(match["layer"])
             if not 1 <= layer <= self.depth:
                 raise UnknownNameError(self._unknown(text))
             return [r for r in self.parameter_refs() if r.kind == match["kind"] and r.layer == layer]

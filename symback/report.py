@@ -536,8 +536,7 @@ def render(report: Report, fmt: str) -> str:
     """The report as text in ``fmt`` (``tex``, ``html`` or ``md``)."""
     if fmt not in ("tex", "html", "md"):
         raise SpecError(f"unknown report format {fmt!r} (known: tex, html, md, pdf)")
-    context = _convert(report, fmt)
-    return _environment(fmt).get_template(FORMATS[fmt]).render(report=context)
+    return render_template(FORMATS[fmt], fmt, report=report)
 
 
 def render_template(template: str, fmt: str, **context: Any) -> str:

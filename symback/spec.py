@@ -48,7 +48,7 @@ from .files import read_text
 from .network import Network
 from .parameters import Parameters
 
-__all__ = ["Spec", "load_spec", "spec_from_dict"]
+__all__ = ["Spec", "load_spec", "read_data", "spec_from_dict"]
 
 _SECTIONS = {
     "network": {"layers", "activations", "activation", "cost", "frozen", "trainable"},
@@ -78,6 +78,18 @@ class Spec:
             where = f" in {self.path}" if self.path else ""
             raise SpecError(f"no [data] section{where}: give x and y to evaluate derivatives")
         return self.data
+
+
+def read_data(table: Mapping[str, Any], network: Network) -> Dataset:
+    """A ``[data]`` table (``x`` and ``y``) as a Dataset that fits ``network``."""
+    if not isinstance(table, Mapping) or "x" not in table or "y" not in table:
+        raise SpecError("[data] needs both x and y")
+    unknown = sorted(set(table) - {"x", "y"})
+    if unknown:
+        raise SpecError(f"unknown key {unknown[0]!r} in [data] (known: x, y)")
+    data = Dataset.from_arrays(table["x"], table["y"])
+    data.check(network.sizes[0], network.sizes[-1])
+    return data
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -145,10 +157,6 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
     parameters.update(network, raw.get("parameters", {}))
     data = None
     if "data" in raw:
-        table = raw["data"]
-        if "x" not in table or "y" not in table:
-            raise SpecError("[data] needs both x and y")
-        data = Dataset.from_arrays(table["x"], table["y"])
-        data.check(network.sizes[0], network.sizes[-1])
+        data = read_data(raw["data"], network)
     sections = {name: dict(raw[name]) for name in ("training", "report", "sweep") if name in raw}
     return Spec(network, parameters, data, sections)

@@ -7,8 +7,10 @@ Every claim gets a verdict:
 * ``wrong`` — with the right value or expression and its chain-rule derivation;
 * ``error carried forward`` — wrong only because it used an earlier wrong value,
   and consistent with it (the line is recomputed from the author's own earlier values);
-* ``cannot be judged`` — with the reason (a malformed claim, a descent that does
-  not converge, an expression undefined at every sampled point).
+* ``cannot be judged`` — with the reason (a descent that does not converge or
+  diverges, an expression undefined at every sampled point);
+* ``invalid`` — a malformed claim (unknown name, unparseable expression, wrong
+  shape): named with its line, the other lines still judged, exit status 2.
 
 Two states are followed from top to bottom: the *true* state (exact values;
 after a wrong line it continues from the right value) and the *author's* state
@@ -62,6 +64,7 @@ from .claims import (
     SymbolicClaim,
     UpdateClaim,
     load_claims,
+    where,
 )
 from .compiler import CompiledNetwork, compile_network, evaluate, lambdify
 from .data import Dataset
@@ -134,7 +137,7 @@ class Verdict:
 
     @property
     def where(self) -> str:
-        return f"claim {self.number}" + (f" (line {self.line})" if self.line else "")
+        return where(self.number, self.line)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -367,13 +370,13 @@ class _Engine:
                 replacements[derivative] = marker
             else:
                 replacements[derivative] = inner
+        if example is not None and example >= n:
+            raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
         expression = expression.xreplace(replacements)
         values = evaluate(expression, environment, n)
         if not (expression.free_symbols & self._per_example):
             return float(values[0])
         if example is not None:
-            if example >= n:
-                raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
             return float(values[example])
         if np.allclose(values, values[0], rtol=1e-12, atol=1e-15):
             return float(values[0])
