@@ -197,7 +197,7 @@ class _Parser:
         token = self.current
         if token.kind == "number":
             self.advance()
-            mantissa, _, exponent = token.text.lower().partition("e")
+            exponent = token.text.lower().partition("e")[2]
             if exponent and abs(int(exponent)) > _MAX_INTEGER_EXPONENT:
                 raise self.error("number too large", token)  # 1e999999999 would be a billion-digit integer
             # Rational keeps decimals exact, so 0.1*z stays z/10 and symbolic comparisons are exact.
