@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 import symback  # noqa: E402
-from symback.compiler import CompiledNetwork  # noqa: E402
+from symback.compiler import CompiledNetwork, Gradients  # noqa: E402
 from symback.datasets import load_digits  # noqa: E402
 from symback.optimizers import get_optimizer  # noqa: E402
 
@@ -62,15 +62,17 @@ class NumpyBaseline:
 
 
 class SymbackStep:
-    """symback's training step: the compiled loss_and_gradient and the sgd optimizer, as Trainer runs them."""
+    """symback's training step: the compiled loss_and_gradient and the sgd optimizer, as Trainer runs
+    them (packed parameters, one gradient buffer reused by every step)."""
 
     def __init__(self, network, params):
         self.compiled = CompiledNetwork(network)
         self.params = params.copy()
+        self.gradients = Gradients.zeros_like(self.params)
         self.optimizer = get_optimizer("sgd", learning_rate=RATE)
 
     def step(self, X, Y):
-        loss, gradients, _ = self.compiled.loss_and_gradient(self.params, X, Y)
+        loss, gradients, _ = self.compiled.loss_and_gradient(self.params, X, Y, out=self.gradients)
         self.optimizer.step(self.params, gradients)
         return loss
 

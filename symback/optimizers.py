@@ -25,7 +25,7 @@ import numpy as np
 from .compiler import Gradients
 from .errors import SpecError, UnknownNameError
 from .registry import merged_settings
-from .parameters import Parameters
+from .parameters import Parameters, packed_views
 
 __all__ = ["OPTIMIZERS", "Adam", "Momentum", "Optimizer", "RMSprop", "SGD", "get_optimizer", "register_optimizer"]
 
@@ -37,7 +37,10 @@ def _arrays(tree: Parameters | Gradients) -> list[np.ndarray]:
 class Optimizer:
     """Base: ``step(params, gradients)`` moves the parameters downhill, in place.
 
-    Subclasses name their state arrays in ``slots`` and implement ``_update``.
+    Subclasses name their state arrays in ``slots`` and implement ``_update(p, g, *state)``, which
+    updates ``p`` from ``g`` and one state array per slot, all of the same shape.  When the
+    parameters and the gradients are packed alike (:class:`~symback.parameters.PackedArrays`) it runs
+    once, on the whole buffers; otherwise once per weight and bias array.
     """
 
     name = "optimizer"
@@ -46,17 +49,39 @@ class Optimizer:
     def __init__(self, learning_rate: float = 0.01) -> None:
         self.learning_rate = _positive(learning_rate, "learning_rate")
         self.steps = 0
+        #: One array per slot and parameter array (views of ``_state_buffers`` once packed).
         self.state: dict[str, list[np.ndarray]] = {}
+        self._state_buffers: dict[str, np.ndarray] = {}
+        self._state_shapes: tuple[tuple[int, ...], ...] = ()
 
     def step(self, params: Parameters, gradients: Gradients) -> None:
+        self.steps += 1
+        p_buffer, g_buffer = params.buffer, gradients.buffer
+        if p_buffer is not None and g_buffer is not None and params._shapes == gradients._shapes:
+            self._update(p_buffer, g_buffer, *self._packed_state(params, p_buffer))
+            return
         targets, grads = _arrays(params), _arrays(gradients)
         if not self.state:
             self.state = {slot: [np.zeros_like(p) for p in targets] for slot in self.slots}
-        self.steps += 1
-        for index, (p, g) in enumerate(zip(targets, grads)):
-            self._update(index, p, g)
+        for p, g, *state in zip(targets, grads, *(self.state[slot] for slot in self.slots)):
+            self._update(p, g, *state)
 
-    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:  # pragma: no cover - abstract
+    def _packed_state(self, params: Parameters, p_buffer: np.ndarray) -> list[np.ndarray]:
+        """The state as buffers packed like ``params``; existing per-array state is copied in."""
+        buffers = [self._state_buffers.get(slot) for slot in self.slots]
+        if self._state_shapes == params._shapes and all(b is not None and b.dtype == p_buffer.dtype for b in buffers):
+            return buffers  # type: ignore[return-value]
+        self._state_buffers, self._state_shapes, state = {}, params._shapes, {}
+        for slot in self.slots:
+            buffer = np.zeros_like(p_buffer)
+            views = packed_views(buffer, params._shapes)
+            for view, old in zip(views, self.state.get(slot, ())):
+                view[...] = old
+            self._state_buffers[slot], state[slot] = buffer, views
+        self.state = state
+        return list(self._state_buffers.values())
+
+    def _update(self, p: np.ndarray, g: np.ndarray, *state: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     @property
@@ -79,6 +104,7 @@ class Optimizer:
             if keys:
                 state[slot] = [np.array(values[k]) for k in keys]
         self.state = state if len(state) == len(self.slots) else {}
+        self._state_buffers = {}  # packed again, from these arrays, on the next packed step
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v:g}" for k, v in self.settings.items())
@@ -90,7 +116,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
+    def _update(self, p: np.ndarray, g: np.ndarray, *state: np.ndarray) -> None:
         p -= self.learning_rate * g
 
 
@@ -104,8 +130,8 @@ class Momentum(Optimizer):
         super().__init__(learning_rate)
         self.beta = _fraction(beta, "beta")
 
-    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
-        v = self.state["velocity"][index]
+    def _update(self, p: np.ndarray, g: np.ndarray, *state: np.ndarray) -> None:
+        (v,) = state
         v *= self.beta
         v += g
         p -= self.learning_rate * v
@@ -126,8 +152,8 @@ class RMSprop(Optimizer):
         self.rho = _fraction(rho, "rho")
         self.epsilon = _positive(epsilon, "epsilon")
 
-    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
-        s = self.state["square"][index]
+    def _update(self, p: np.ndarray, g: np.ndarray, *state: np.ndarray) -> None:
+        (s,) = state
         s *= self.rho
         s += (1 - self.rho) * (g * g)
         p -= self.learning_rate * g / (np.sqrt(s) + self.epsilon)
@@ -152,8 +178,8 @@ class Adam(Optimizer):
         self.beta2 = _fraction(beta2, "beta2")
         self.epsilon = _positive(epsilon, "epsilon")
 
-    def _update(self, index: int, p: np.ndarray, g: np.ndarray) -> None:
-        m, v = self.state["m"][index], self.state["v"][index]
+    def _update(self, p: np.ndarray, g: np.ndarray, *state: np.ndarray) -> None:
+        m, v = state
         m *= self.beta1
         m += (1 - self.beta1) * g
         v *= self.beta2

@@ -10,12 +10,21 @@
 [(3, 2), (1, 3)]
 >>> params.get(NodeRef("b", 2, 0))
 0.0
+
+Parameters made here (``initialize``, ``zeros``, ``copy``, ``astype``) are *packed*: every array is
+a view of one 1-D :attr:`~PackedArrays.buffer`, so an optimizer updates all of them in a single
+NumPy pass rather than one pass per array.
+
+>>> params.buffer.shape, params.weights[0].base is params.buffer
+((13,), True)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -23,7 +32,7 @@ import numpy as np
 from .errors import SpecError, UnknownNameError
 from .network import Network, NodeRef
 
-__all__ = ["INITIALIZERS", "Parameters", "register_initializer"]
+__all__ = ["INITIALIZERS", "PackedArrays", "Parameters", "packed_views", "register_initializer"]
 
 Initializer = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -61,8 +70,74 @@ def register_initializer(name: str, initializer: Initializer) -> None:
     INITIALIZERS[name] = initializer
 
 
+def packed_views(buffer: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+    """Views of the 1-D ``buffer`` with ``shapes`` (every layer's weights, then every layer's biases),
+    laid out layer by layer, ``w(1), b(1), w(2), b(2), …`` (the order of :meth:`Parameters.flat`).
+
+    >>> views = packed_views(np.arange(9.0), [(2, 2), (1, 2), (2,), (1,)])
+    >>> [v.tolist() for v in views]
+    [[[0.0, 1.0], [2.0, 3.0]], [[6.0, 7.0]], [4.0, 5.0], [8.0]]
+    """
+    layers = len(shapes) // 2
+    views: list[np.ndarray] = [None] * len(shapes)  # type: ignore[list-item]
+    offset = 0
+    for index in (i for layer in range(layers) for i in (layer, layers + layer)):
+        size = prod(shapes[index])
+        views[index] = buffer[offset : offset + size].reshape(shapes[index])
+        offset += size
+    if offset != buffer.size:
+        raise ValueError(f"a buffer of {buffer.size} values cannot hold arrays of shapes {list(shapes)}")
+    return views
+
+
+class PackedArrays:
+    """Weights and biases that may all be views of one 1-D buffer (see :func:`packed_views`).
+
+    Whole-model operations (an optimizer's update, the largest entry of a gradient) then take one
+    NumPy call on :attr:`buffer` instead of one per array.
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    _buffer: np.ndarray | None = None
+    _views: tuple[np.ndarray, ...] = ()
+    _shapes: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def buffer(self) -> np.ndarray | None:
+        """The 1-D array every weight and bias is a view of, or None: never packed, or an array has
+        been replaced (or copied off) since."""
+        views = self._views
+        arrays = self.weights + self.biases
+        if views and len(arrays) == len(views) and views[0].base is self._buffer and all(map(operator.is_, arrays, views)):
+            return self._buffer
+        return None
+
+    def parts(self) -> list[np.ndarray]:
+        """What a whole-model operation visits: the buffer when packed, else every weight and bias array."""
+        buffer = self.buffer
+        return [buffer] if buffer is not None else self.weights + self.biases
+
+    def _adopt(self, buffer: np.ndarray, views: Sequence[np.ndarray]) -> None:
+        # object.__setattr__: Gradients is a frozen dataclass.
+        object.__setattr__(self, "_buffer", buffer)
+        object.__setattr__(self, "_views", tuple(views))
+        object.__setattr__(self, "_shapes", tuple(v.shape for v in views))
+
+    @classmethod
+    def _packed(cls, shapes: Sequence[tuple[int, ...]], dtype: Any, fill: Sequence[np.ndarray] | None = None) -> Any:
+        buffer = np.zeros(sum(prod(shape) for shape in shapes), dtype=dtype)
+        views = packed_views(buffer, shapes)
+        for view, values in zip(views, fill or ()):
+            view[...] = values
+        layers = len(shapes) // 2
+        packed = cls(views[:layers], views[layers:])
+        packed._adopt(buffer, views)
+        return packed
+
+
 @dataclass
-class Parameters:
+class Parameters(PackedArrays):
     """Weights and biases of a network, as NumPy arrays (mutable: training updates them in place)."""
 
     weights: list[np.ndarray]
@@ -89,15 +164,13 @@ class Parameters:
                 biases.append(rng.uniform(-1.0, 1.0, size=fan_out).astype(dtype))
             else:
                 biases.append(np.zeros(fan_out, dtype=dtype))
-        return cls(weights, biases)
+        return cls(weights, biases).packed()
 
     @classmethod
     def zeros(cls, network: Network, dtype: Any = np.float64) -> Parameters:
         sizes = network.sizes
-        return cls(
-            [np.zeros((sizes[l], sizes[l - 1]), dtype=dtype) for l in range(1, len(sizes))],
-            [np.zeros(sizes[l], dtype=dtype) for l in range(1, len(sizes))],
-        )
+        shapes = [(sizes[l], sizes[l - 1]) for l in range(1, len(sizes))] + [(sizes[l],) for l in range(1, len(sizes))]
+        return cls._packed(shapes, dtype)
 
     def get(self, ref: NodeRef) -> float:
         if ref.kind == "w":
@@ -156,11 +229,19 @@ class Parameters:
                     return arrays[layer - 1]
         return None
 
+    def packed(self, dtype: Any = None) -> Parameters:
+        """A packed copy (see :class:`PackedArrays`), in ``dtype`` or the arrays' common one."""
+        arrays = self.weights + self.biases
+        dtype = np.result_type(*arrays) if dtype is None else dtype
+        return Parameters._packed([a.shape for a in arrays], dtype, arrays)
+
     def copy(self) -> Parameters:
-        return Parameters([w.copy() for w in self.weights], [b.copy() for b in self.biases])
+        """An independent, packed copy."""
+        return self.packed()
 
     def astype(self, dtype: Any) -> Parameters:
-        return Parameters([w.astype(dtype) for w in self.weights], [b.astype(dtype) for b in self.biases])
+        """A packed copy in ``dtype``."""
+        return self.packed(dtype)
 
     def named(self, network: Network) -> dict[str, float]:
         """Every parameter by the name the user sees, one entry per weight and bias.

@@ -306,6 +306,7 @@ class Trainer:
         train = train.astype(dtype)
         test = test.astype(dtype) if test is not None else None
         test_labels = _labels(test)
+        gradients = Gradients.zeros_like(params)  # every step writes here: no gradient arrays allocated
         classes = train.is_classification
         limit = float(np.finfo(dtype).max)
         bar = _Progress(self.stream, config.epochs, config.progress)
@@ -340,7 +341,7 @@ class Trainer:
                         X, Y = X[order], Y[order]
                     for begin in range(offset, n, batch):
                         xb, yb = X[begin : begin + batch], Y[begin : begin + batch]
-                        loss, gradients, forward = self.compiled.loss_and_gradient(params, xb, yb)
+                        loss, gradients, forward = self.compiled.loss_and_gradient(params, xb, yb, out=gradients)
                         # One pass: NaN and inf propagate through max, so a non-finite peak is a bad gradient.
                         peak = _peak(gradients)
                         if not (np.isfinite(loss) and np.isfinite(peak)):
@@ -468,7 +469,7 @@ class _Records:
 
 def _peak(gradients: Gradients) -> float:
     """The largest ``|g|`` of the whole gradient; NaN or inf when any entry is."""
-    return max(float(np.abs(g).max()) for g in _arrays(gradients))
+    return max(float(np.abs(g).max()) for g in gradients.parts())
 
 
 def _labels(data: Dataset | None) -> np.ndarray | None:
@@ -488,7 +489,7 @@ def _bad_value(loss: float, gradients: Gradients) -> str:
 
 def _clip(gradients: Gradients, clip_value: float | None, clip_norm: float | None) -> None:
     """Clip in place: each entry to [−clip_value, clip_value], then the whole vector to norm ≤ clip_norm."""
-    arrays = _arrays(gradients)
+    arrays = gradients.parts()
     if clip_value is not None:
         for g in arrays:
             np.clip(g, -clip_value, clip_value, out=g)

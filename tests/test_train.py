@@ -178,14 +178,14 @@ class _InterruptAt(CompiledNetwork):
         super().__init__(network)
         self.at, self.how, self.calls = at, how, 0
 
-    def loss_and_gradient(self, params, X, Y):
+    def loss_and_gradient(self, params, X, Y, **options):
         self.calls += 1
         if self.calls == self.at:
             if self.how == "signal":
                 signal.raise_signal(signal.SIGINT)
             else:
                 raise KeyboardInterrupt
-        return super().loss_and_gradient(params, X, Y)
+        return super().loss_and_gradient(params, X, Y, **options)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
