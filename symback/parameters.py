@@ -78,6 +78,8 @@ def packed_views(buffer: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[
     >>> [v.tolist() for v in views]
     [[[0.0, 1.0], [2.0, 3.0]], [[6.0, 7.0]], [4.0, 5.0], [8.0]]
     """
+    if sum(prod(shape) for shape in shapes) != buffer.size:
+        raise ValueError(f"a buffer of {buffer.size} values cannot hold arrays of shapes {list(shapes)}")
     layers = len(shapes) // 2
     views: list[np.ndarray] = [None] * len(shapes)  # type: ignore[list-item]
     offset = 0
@@ -85,8 +87,6 @@ def packed_views(buffer: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[
         size = prod(shapes[index])
         views[index] = buffer[offset : offset + size].reshape(shapes[index])
         offset += size
-    if offset != buffer.size:
-        raise ValueError(f"a buffer of {buffer.size} values cannot hold arrays of shapes {list(shapes)}")
     return views
 
 

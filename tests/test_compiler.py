@@ -15,8 +15,22 @@ import sympy as sp
 import symback
 from symback import Dataset, Network, Parameters
 from symback.activations import Z, activation_from_formula, get_activation
-from symback.compiler import CompiledNetwork, derivative_in_output, softplus, stabilize
-from symback.costs import A
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from symback.compiler import (
+    CompiledNetwork,
+    Gradients,
+    _NumPyPrinter,
+    _sharing_subexpressions,
+    derivative_in_output,
+    lambdify,
+    logistic,
+    logistic_array,
+    softplus,
+    stabilize,
+)
+from symback.costs import A, Y
 
 from . import reference
 
@@ -308,3 +322,121 @@ def test_piecewise_compiles_to_nested_where_with_first_true_branch_semantics():
     points = np.array([-2.0, -1.0, -0.5, 0.0, 0.99, 1.0, 3.0])
     expected = [float(piecewise.subs(x, p)) for p in points]
     np.testing.assert_array_equal(function(points), expected)
+
+
+# -- logistic ----------------------------------------------------------------------------------------
+
+
+def test_logistic_is_the_sigmoid_symbolically():
+    x = sp.Symbol("x", real=True)
+    sigmoid = 1 / (1 + sp.exp(-x))
+    assert sp.simplify(logistic(x).rewrite(sp.exp) - sigmoid) == 0
+    assert sp.simplify((logistic(x).rewrite(sp.tanh) - sigmoid).rewrite(sp.exp)) == 0
+    assert sp.simplify((logistic(x).diff(x) - sp.diff(sigmoid, x)).rewrite(sp.exp)) == 0
+    assert stabilize(sigmoid) == logistic(x) and stabilize(1 / (1 + sp.exp(x))) == logistic(-x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (3,), (4, 5), (64, 40)])  # (64, 40) takes float64's exp form
+def test_logistic_array_equals_the_sigmoid_in_its_dtype_without_warnings(dtype, shape):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(scale=8.0, size=shape)).astype(dtype)
+    if x.size >= 4:
+        x.flat[:4] = [-1e4, -750.0, 750.0, 1e4]  # e^{-x} overflows float32 and float64 at the first two
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = logistic_array(x)
+    expected = 1 / (1 + np.exp(-np.clip(x.astype(np.float64), -700, 700)))
+    assert np.asarray(got).dtype == dtype and np.shape(got) == shape
+    # tanh(x/2)/2 + 1/2 is exact to the dtype's eps absolutely (not relatively, in the far lower tail)
+    np.testing.assert_allclose(got, expected, rtol=4 * np.finfo(dtype).eps, atol=np.finfo(dtype).eps)
+    if x.size >= 4:
+        assert np.asarray(got).flat[:4].tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_logistic_array_of_integers_is_float():
+    np.testing.assert_allclose(logistic_array(np.array([0, 1])), [0.5, 1 / (1 + np.exp(-1.0))], rtol=1e-15)
+
+
+def test_sigmoid_layer_compiles_to_logistic_array():
+    kernels = CompiledNetwork(Network([1, 1], "sigmoid", "squared_error")).layers[0]
+    assert kernels.stable_formula == logistic(Z)
+    z = np.linspace(-5, 5, 11).reshape(-1, 1)
+    np.testing.assert_array_equal(kernels.forward(z), logistic_array(z))
+
+
+# -- printing and shared subexpressions ----------------------------------------------------------------
+
+
+def test_numpy_printer_starts_a_sum_with_a_positive_term():
+    a, y = sp.symbols("a y")
+    assert _NumPyPrinter().doprint(-y + a) == "a - y"
+    assert _NumPyPrinter().doprint(2 * a * (y - a) * (a - 1)) == "2*a*(y - a)*(a - 1)"
+    assert _NumPyPrinter().doprint(-a - y) == "-a - y"
+
+
+_leaves = st.sampled_from([A, Y, sp.Integer(2), sp.Rational(1, 2), sp.Integer(-3)])
+_expressions = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.builds(lambda u, v: u + v, inner, inner),
+        st.builds(lambda u, v: u - v, inner, inner),
+        st.builds(lambda u, v: u * v, inner, inner),
+        st.builds(lambda u: -u, inner),
+        st.builds(lambda u: u**2, inner),
+        st.builds(sp.exp, inner),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_expressions)
+def test_printed_kernels_equal_sympys_own(expression):
+    """Reordered sums print the same numbers: symback's kernel against sympy.lambdify's."""
+    values = (np.linspace(-1.5, 1.5, 7), np.linspace(0.9, -0.6, 7))
+    with np.errstate(all="ignore"):
+        ours = np.asarray(lambdify([A, Y], expression)(*values), dtype=float)
+        theirs = np.asarray(sp.lambdify([A, Y], expression, "numpy")(*values), dtype=float)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_shared_subexpression_kernels_agree_bit_for_bit():
+    term, delta = (A - Y) ** 2, 2 * A * (Y - A) * (A - 1)
+    together, (term_alone, delta_alone) = _sharing_subexpressions([A, Y], [term, delta])
+    assert "x0 = " in __import__("inspect").getsource(together)  # a − y is computed once
+    rng = np.random.default_rng(2)
+    a, y = rng.uniform(size=(5, 3)), rng.uniform(size=(5, 3))
+    both = together(a, y)
+    np.testing.assert_array_equal(both[0], term_alone(a, y))
+    np.testing.assert_array_equal(both[1], delta_alone(a, y))
+    np.testing.assert_allclose(both[1], 2 * a * (y - a) * (a - 1), rtol=1e-15)
+
+
+# -- gradients written in place ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "activations, cost",
+    [("sigmoid", "squared_error"), (["tanh", "softmax"], "categorical_cross_entropy"), ("relu", "mse"),
+     ("sigmoid", "binary_cross_entropy")],
+)
+def test_loss_and_gradient_into_out_equals_a_fresh_gradient(activations, cost):
+    net, params, data = _random_problem([4, 3, 2], activations, cost, seed=11)
+    compiled = CompiledNetwork(net)
+    out = Gradients.zeros_like(params)
+    out.buffer[...] = np.nan  # stale values must all be overwritten
+    loss, written, _ = compiled.loss_and_gradient(params, data.X, data.Y, out=out)
+    fresh_loss, fresh, _ = compiled.loss_and_gradient(params, data.X, data.Y)
+    assert written is out and loss == fresh_loss and written == fresh
+    assert written.buffer is not None  # still the one packed buffer
+
+
+def test_frozen_parameters_get_zero_gradient_in_out():
+    net = Network([2, 2, 1], "sigmoid", "squared_error", frozen=["w(1)_0_1", "b(2)"])
+    params = Parameters.initialize(net, seed=3)
+    data = Dataset(np.array([[0.5, -1.0], [1.5, 0.2]]), np.array([[1.0], [0.0]]))
+    out = Gradients.zeros_like(params)
+    CompiledNetwork(net).loss_and_gradient(params, data.X, data.Y, out=out)
+    assert out.weights[0][0, 1] == 0.0 and out.biases[1][0] == 0.0
+    assert np.count_nonzero(out.buffer) == out.buffer.size - 2

@@ -106,3 +106,62 @@ def test_registry_and_errors():
         get_optimizer("sgd", learning_rate=-1)
     with pytest.raises(SpecError, match="bad settings"):
         get_optimizer("sgd", momentum=0.9)
+
+
+def _packed_and_loose(seed=0):
+    net = Network([3, 4, 2], "tanh", "squared_error")
+    packed = Parameters.initialize(net, "xavier", seed=seed)
+    loose = Parameters([w.copy() for w in packed.weights], [b.copy() for b in packed.biases])
+    assert packed.buffer is not None and loose.buffer is None
+    return net, packed, loose
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "rmsprop", "adam"])
+def test_one_pass_over_the_packed_buffer_equals_one_pass_per_array(name):
+    """The packed path (one _update on whole buffers) and the per-array path give the same bits,
+    also when an optimizer switches between them (its state is carried across)."""
+    net, packed, loose = _packed_and_loose()
+    data = _problem()[2]
+    compiled = CompiledNetwork(net)
+    fast, slow = get_optimizer(name, learning_rate=0.02), get_optimizer(name, learning_rate=0.02)
+    out = Gradients.zeros_like(packed)
+    for step in range(6):
+        _, g_packed, _ = compiled.loss_and_gradient(packed, data.X, data.Y, out=out)
+        g_loose = compiled.gradient(loose, data)
+        assert g_packed == g_loose
+        if step == 3:  # one unpacked step in the middle: state arrays are views, updated in place
+            fast.step(packed, g_loose)
+        else:
+            fast.step(packed, g_packed)
+        slow.step(loose, g_loose)
+        assert packed == loose
+    assert packed.buffer is not None
+
+
+def test_packed_state_survives_a_state_dict_round_trip():
+    net, packed, _ = _packed_and_loose()
+    data = _problem()[2]
+    compiled = CompiledNetwork(net)
+    first = get_optimizer("adam", learning_rate=0.01)
+    out = Gradients.zeros_like(packed)
+    for _ in range(3):
+        first.step(packed, compiled.loss_and_gradient(packed, data.X, data.Y, out=out)[1])
+    saved = {k: np.array(v) for k, v in first.state_dict().items()}
+    assert sorted(saved) == ["m/0", "m/1", "m/2", "m/3", "steps", "v/0", "v/1", "v/2", "v/3"]
+    resumed, twin = get_optimizer("adam", learning_rate=0.01), packed.copy()
+    resumed.load_state_dict(saved)
+    for _ in range(3):
+        g = compiled.loss_and_gradient(packed, data.X, data.Y, out=out)[1]
+        first.step(packed, g)
+        resumed.step(twin, g)
+    assert packed == twin
+
+
+def test_a_replaced_array_turns_the_packed_path_off():
+    net, packed, _ = _packed_and_loose()
+    packed.weights[0] = packed.weights[0].copy()
+    assert packed.buffer is None
+    g = Gradients.zeros_like(packed)
+    g.buffer[...] = 1.0
+    get_optimizer("sgd", learning_rate=0.5).step(packed, g)
+    assert np.all(packed.weights[0] == _packed_and_loose()[1].weights[0] - 0.5)  # the new array was updated

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from symback import Network, Parameters
 from symback.errors import SpecError
+from symback.parameters import packed_views
 
 
 def test_numbered_name_of_a_single_bias_takes_one_number():
@@ -37,3 +39,29 @@ def test_single_entry_names_of_a_chain():
     params = Parameters.zeros(net)
     params.update(net, {"w(1)": 0.25, "b(L)": 0.5, "w(2)": 2.0})
     assert params.flat().tolist() == [0.25, 0.0, 2.0, 0.5]
+
+
+def test_parameters_are_packed_in_the_order_of_flat():
+    net = Network([3, 2, 2], "tanh", "mse")
+    params = Parameters.initialize(net, seed=4)
+    for made in (params, params.copy(), params.astype(np.float32), Parameters.zeros(net)):
+        assert made.buffer is not None
+        assert all(a.base is made.buffer for a in made.weights + made.biases)
+    np.testing.assert_array_equal(params.buffer, params.flat())
+    assert params.astype(np.float32).buffer.dtype == np.float32
+
+
+def test_a_copy_off_the_buffer_is_not_packed():
+    import copy
+    import pickle
+
+    params = Parameters.initialize(Network([2, 2, 1], "tanh", "mse"), seed=1)
+    for clone in (copy.deepcopy(params), pickle.loads(pickle.dumps(params))):
+        assert clone == params and clone.buffer is None
+    params.biases.append(np.zeros(1))
+    assert params.buffer is None
+
+
+def test_packed_views_refuse_a_buffer_of_the_wrong_size():
+    with pytest.raises(ValueError, match="cannot hold"):
+        packed_views(np.zeros(5), [(2, 2), (2,)])
