@@ -65,8 +65,8 @@ class SymbackStep:
     """symback's training step: the compiled loss_and_gradient and the sgd optimizer, as Trainer runs
     them (packed parameters, one gradient buffer reused by every step)."""
 
-    def __init__(self, network, params):
-        self.compiled = CompiledNetwork(network)
+    def __init__(self, compiled, params):
+        self.compiled = compiled
         self.params = params.copy()
         self.gradients = Gradients.zeros_like(self.params)
         self.optimizer = get_optimizer("sgd", learning_rate=RATE)
@@ -122,10 +122,13 @@ def _throughput(steppers, batches, repeats):
     return best
 
 
-def _peak_bytes(stepper, x, y):
-    stepper.step(x, y)
+def _peak_bytes(make_stepper, x, y):
+    """Peak memory from building a stepper through its second step: what one step allocates, plus
+    what a stepper keeps between steps (its copy of the parameters; symback's gradient buffer)."""
     tracemalloc.start()
     tracemalloc.reset_peak()
+    stepper = make_stepper()
+    stepper.step(x, y)
     stepper.step(x, y)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -144,7 +147,7 @@ def main() -> None:
     equations = symback.backprop_equations(network)
     derivation = symback.derive(network, "w(1)_0_0")
     derived = time.perf_counter()
-    CompiledNetwork(network)
+    compiled_network = CompiledNetwork(network)
     compiled = time.perf_counter()
     print(f"625-20-20-10 sigmoid/squared error: derive (BP1-BP4 + ∂C/∂w(1)_0_0, {derivation.form} form) "
           f"{derived - start:.3f} s, compile {compiled - derived:.3f} s, total {compiled - start:.3f} s "
@@ -174,13 +177,13 @@ def main() -> None:
             samples = min(args.samples, 512) if batch == 1 else args.samples
             batches = _batches(X[:samples], Y[:samples], batch)
             baseline = NumpyBaseline(params.weights, params.biases)
-            ours = SymbackStep(network, params)
+            ours = SymbackStep(compiled_network, params)
             # both first take the same step and must agree: same network, same numbers
-            check_b, check_s = baseline.step(*batches[0]), SymbackStep(network, params).step(*batches[0])
+            check_b, check_s = baseline.step(*batches[0]), SymbackStep(compiled_network, params).step(*batches[0])
             assert abs(check_b - check_s) <= 1e-5 * abs(check_b), (check_b, check_s)
             rate_np, rate_sb = _throughput([baseline, ours], batches, repeats)
-            peak_np = _peak_bytes(NumpyBaseline(params.weights, params.biases), *batches[0])
-            peak_sb = _peak_bytes(SymbackStep(network, params), *batches[0])
+            peak_np = _peak_bytes(lambda: NumpyBaseline(params.weights, params.biases), *batches[0])
+            peak_sb = _peak_bytes(lambda: SymbackStep(compiled_network, params), *batches[0])
             line = (f"{np.dtype(dtype).name:<8}{batch:>6}{rate_np:>12,.0f}{rate_sb:>12,.0f}{rate_sb / rate_np:>7.2f}"
                     f"{peak_np / 1024:>9.0f}k{peak_sb / 1024:>9.0f}k{peak_sb / peak_np:>7.2f}")
             if torch:

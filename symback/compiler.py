@@ -188,6 +188,18 @@ class logistic(sp.Function):  # noqa: N801 - a SymPy function, named like one
     (1 - logistic(x))*logistic(x)
     """
 
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_Number:  # logistic(0) = 1/2: numbers evaluate, as exp's do
+            return 1 / (1 + sp.exp(-x))
+        return None
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_positive(self) -> bool | None:
+        return self.args[0].is_real
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return self * (1 - self)
 
@@ -214,7 +226,9 @@ def logistic_array(x: Any) -> Any:
     arrays, ``1/(1 + e^{−x})`` itself, where ``e^{−x}`` overflowing to ``inf`` below x ≈ −709
     gives exactly the limit 0.  Both work in one fresh array, in place.  Both are within the dtype's
     eps of the true value; the tanh form absolutely (in the far lower tail, σ < eps, it rounds to a
-    multiple of eps/2, as every value near 1 does), the exp form relatively as well.
+    multiple of eps/2, as every value near 1 does), the exp form relatively as well.  So a float64
+    σ below ~1e-16 can differ in its last digits between a small and a large array, as BLAS's matrix
+    products differ in their last bits between sizes.
 
     >>> logistic_array(np.array([-1000.0, 0.0, 1000.0])).tolist()
     [0.0, 0.5, 1.0]
@@ -341,7 +355,11 @@ def _shortest(expression: sp.Expr) -> sp.Expr:
 
 @dataclass(frozen=True, eq=False)  # array fields: == would be elementwise, compare the arrays instead
 class ForwardPass:
-    """``zs[l-1]`` and ``activations[l]`` of shape ``(n_examples, n_l)``; ``activations[0]`` is the input."""
+    """``zs[l-1]`` and ``activations[l]`` of shape ``(n_examples, n_l)``; ``activations[0]`` is the input.
+
+    In the forward pass of :meth:`CompiledNetwork.loss_and_gradient`, ``zs[l-1]`` is None where the
+    backward pass does not read it (σ' computed from ``a``): not keeping it saves memory.
+    """
 
     zs: list[np.ndarray]
     activations: list[np.ndarray]
@@ -368,7 +386,8 @@ class Gradients(PackedArrays):
     @classmethod
     def zeros_like(cls, params: Parameters) -> Gradients:
         """Zero gradients packed like ``params`` (see :class:`~symback.parameters.PackedArrays`), to
-        pass as ``out`` to :meth:`CompiledNetwork.loss_and_gradient`.
+        pass as ``out`` to :meth:`CompiledNetwork.loss_and_gradient`; in the parameters' dtype (float64
+        for integer ones), which is the gradient's when the data have that dtype too.
 
         >>> from symback import Network
         >>> params = Parameters.initialize(Network([2, 1], "sigmoid", "mse"))
@@ -376,7 +395,8 @@ class Gradients(PackedArrays):
         [0.0, 0.0, 0.0]
         """
         arrays = params.weights + params.biases
-        return cls._packed([a.shape for a in arrays], np.result_type(*arrays))
+        dtype = np.result_type(*arrays)
+        return cls._packed([np.shape(a) for a in arrays], dtype if dtype.kind in "fc" else np.float64)
 
     def as_parameters(self) -> Parameters:
         return Parameters(list(self.weights), list(self.biases))
@@ -593,6 +613,10 @@ class CompiledNetwork:
         ):
             self._terms_and_delta, (self.cost_term, self._output_delta) = _sharing_subexpressions([A, Y], fusable)
         self._masks = self._frozen_masks()
+        # z(l) is read after the forward pass only where σ' has no form in a, or the cost is evaluated in z.
+        self._needs_z = [layer.derivative is not None and layer.output_derivative is None for layer in self.layers]
+        if self._cost_in_z is not None or self._cost_in_log_a is not None:
+            self._needs_z[-1] = True
 
     def _frozen_masks(self) -> list[tuple[np.ndarray | None, np.ndarray | None]] | None:
         if not self.network.frozen:
@@ -607,13 +631,16 @@ class CompiledNetwork:
     # -- forward ----------------------------------------------------------------------------
 
     def forward(self, params: Parameters, X: np.ndarray) -> ForwardPass:
+        return self._forward(params, X, True)
+
+    def _forward(self, params: Parameters, X: np.ndarray, keep_every_z: bool) -> ForwardPass:
         a = X
         zs, activations = [], [X]
-        for kernels, W, b in zip(self.layers, params.weights, params.biases):
+        for kernels, W, b, needed in zip(self.layers, params.weights, params.biases, self._needs_z):
             z = a @ W.T
             z += b
             a = kernels.forward(z)
-            zs.append(z)
+            zs.append(z if keep_every_z or needed else None)
             activations.append(a)
         return ForwardPass(zs, activations)
 
@@ -713,8 +740,9 @@ class CompiledNetwork:
         ``out``, like NumPy's, is a :class:`Gradients` shaped like ``params`` (see
         :meth:`Gradients.zeros_like`) that receives the gradient and is returned: a training loop
         then allocates no gradient arrays, and the optimizer can update a packed one in a single pass.
+        The forward pass keeps only the ``z`` the backward pass reads (see :class:`ForwardPass`).
         """
-        forward = self.forward(params, X)
+        forward = self._forward(params, X, False)
         output = forward.output
         Y_ = Y_.astype(output.dtype, copy=False)
         delta = None
@@ -722,7 +750,8 @@ class CompiledNetwork:
             terms, delta = self._terms_and_delta(output, Y_)
         else:
             terms = self._terms(forward, Y_)
-        return self._sum_terms(terms, output.shape), self._gradient(params, forward, Y_, True, out, delta), forward
+        loss = self._sum_terms(terms, output.shape)  # first: δ(L) may be the terms' own array, scaled in place next
+        return loss, self._gradient(params, forward, Y_, True, out, delta), forward
 
     def _sum_terms(self, terms: np.ndarray, shape: tuple[int, int]) -> float:
         # One reduction over the whole (examples × outputs) array instead of two.

@@ -49,10 +49,17 @@ class Optimizer:
     def __init__(self, learning_rate: float = 0.01) -> None:
         self.learning_rate = _positive(learning_rate, "learning_rate")
         self.steps = 0
-        #: One array per slot and parameter array (views of ``_state_buffers`` once packed).
+        #: One array per slot and parameter array (views of one buffer per slot once packed).
         self.state: dict[str, list[np.ndarray]] = {}
         self._state_buffers: dict[str, np.ndarray] = {}
-        self._state_shapes: tuple[tuple[int, ...], ...] = ()
+        self._packed_state_of: dict[str, list[np.ndarray]] | None = None  # the self.state they back
+        self._fitted_state: dict[str, list[np.ndarray]] | None = None  # the self.state checked against the parameters
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The buffers are the state's own memory: a copy or a pickle keeps the per-array state only.
+        state = dict(self.__dict__)
+        state.update(_state_buffers={}, _packed_state_of=None, _fitted_state=None)
+        return state
 
     def step(self, params: Parameters, gradients: Gradients) -> None:
         self.steps += 1
@@ -61,25 +68,43 @@ class Optimizer:
             self._update(p_buffer, g_buffer, *self._packed_state(params, p_buffer))
             return
         targets, grads = _arrays(params), _arrays(gradients)
+        self._check_state(tuple(p.shape for p in targets))
         if not self.state:
             self.state = {slot: [np.zeros_like(p) for p in targets] for slot in self.slots}
         for p, g, *state in zip(targets, grads, *(self.state[slot] for slot in self.slots)):
             self._update(p, g, *state)
 
+    def _check_state(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+        """A state restored (or set) since the last check must have one array per parameter array, of its shape."""
+        if self.state is self._fitted_state:
+            return
+        for slot, arrays in self.state.items():
+            found = tuple(np.shape(a) for a in arrays)
+            if found != shapes:
+                raise SpecError(
+                    f"the {self.name} optimizer's {slot!r} state has arrays of shapes {list(found)}, "
+                    f"the parameters {list(shapes)}: it belongs to another network"
+                )
+        self._fitted_state = self.state
+
     def _packed_state(self, params: Parameters, p_buffer: np.ndarray) -> list[np.ndarray]:
-        """The state as buffers packed like ``params``; existing per-array state is copied in."""
-        buffers = [self._state_buffers.get(slot) for slot in self.slots]
-        if self._state_shapes == params._shapes and all(b is not None and b.dtype == p_buffer.dtype for b in buffers):
-            return buffers  # type: ignore[return-value]
-        self._state_buffers, self._state_shapes, state = {}, params._shapes, {}
+        """One state buffer per slot, packed like ``params``; per-array state is copied in (once)."""
+        buffers = self._state_buffers
+        if self.state is self._packed_state_of and all(
+            self.state[slot][0].base is buffers[slot] and buffers[slot].dtype == p_buffer.dtype
+            and buffers[slot].size == p_buffer.size for slot in self.slots
+        ):
+            return [buffers[slot] for slot in self.slots]
+        self._check_state(params._shapes)
+        buffers, state = {}, {}
         for slot in self.slots:
-            buffer = np.zeros_like(p_buffer)
-            views = packed_views(buffer, params._shapes)
-            for view, old in zip(views, self.state.get(slot, ())):
+            buffers[slot] = np.zeros_like(p_buffer)
+            state[slot] = packed_views(buffers[slot], params._shapes)
+            for view, old in zip(state[slot], self.state.get(slot, ())):
                 view[...] = old
-            self._state_buffers[slot], state[slot] = buffer, views
-        self.state = state
-        return list(self._state_buffers.values())
+        self.state = self._packed_state_of = self._fitted_state = state
+        self._state_buffers = buffers
+        return [buffers[slot] for slot in self.slots]
 
     def _update(self, p: np.ndarray, g: np.ndarray, *state: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -104,7 +129,6 @@ class Optimizer:
             if keys:
                 state[slot] = [np.array(values[k]) for k in keys]
         self.state = state if len(state) == len(self.slots) else {}
-        self._state_buffers = {}  # packed again, from these arrays, on the next packed step
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v:g}" for k, v in self.settings.items())

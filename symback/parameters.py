@@ -113,6 +113,13 @@ class PackedArrays:
             return self._buffer
         return None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy or a pickle holds the arrays once, unpacked (the buffer would be a second copy of them).
+        state = dict(self.__dict__)
+        for name in ("_buffer", "_views", "_shapes"):
+            state.pop(name, None)
+        return state
+
     def parts(self) -> list[np.ndarray]:
         """What a whole-model operation visits: the buffer when packed, else every weight and bias array."""
         buffer = self.buffer
@@ -230,14 +237,19 @@ class Parameters(PackedArrays):
         return None
 
     def packed(self, dtype: Any = None) -> Parameters:
-        """A packed copy (see :class:`PackedArrays`), in ``dtype`` or the arrays' common one."""
+        """A packed copy (see :class:`PackedArrays`), in ``dtype`` or else the arrays' common one."""
         arrays = self.weights + self.biases
+        if len(self.weights) != len(self.biases):
+            raise SpecError(f"{len(self.weights)} weight arrays but {len(self.biases)} bias arrays: one of each per layer")
         dtype = np.result_type(*arrays) if dtype is None else dtype
-        return Parameters._packed([a.shape for a in arrays], dtype, arrays)
+        return Parameters._packed([np.shape(a) for a in arrays], dtype, arrays)
 
     def copy(self) -> Parameters:
-        """An independent, packed copy."""
-        return self.packed()
+        """An independent copy: packed when every array has the same dtype, else each in its own."""
+        dtypes = {np.asarray(a).dtype for a in self.weights + self.biases}
+        if len(dtypes) == 1 and len(self.weights) == len(self.biases):
+            return self.packed()
+        return Parameters([np.array(w) for w in self.weights], [np.array(b) for b in self.biases])
 
     def astype(self, dtype: Any) -> Parameters:
         """A packed copy in ``dtype``."""

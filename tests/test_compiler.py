@@ -246,7 +246,8 @@ def test_float32_in_float32_out_and_close_to_float64(activation):
     compiled = CompiledNetwork(net)
     p32, d32 = params.astype(np.float32), data.astype(np.float32)
     loss, gradient, forward = compiled.loss_and_gradient(p32, d32.X, d32.Y)
-    assert all(z.dtype == np.float32 for z in forward.zs) and forward.output.dtype == np.float32
+    assert all(a.dtype == np.float32 for a in forward.activations[1:])
+    assert all(z.dtype == np.float32 for z in compiled.forward(p32, d32.X).zs)
     assert all(g.dtype == np.float32 for g in gradient.weights + gradient.biases)
     g64 = compiled.gradient(params, data)
     assert loss == pytest.approx(compiled.cost(params, data), rel=1e-5)
@@ -334,6 +335,7 @@ def test_logistic_is_the_sigmoid_symbolically():
     assert sp.simplify((logistic(x).rewrite(sp.tanh) - sigmoid).rewrite(sp.exp)) == 0
     assert sp.simplify((logistic(x).diff(x) - sp.diff(sigmoid, x)).rewrite(sp.exp)) == 0
     assert stabilize(sigmoid) == logistic(x) and stabilize(1 / (1 + sp.exp(x))) == logistic(-x)
+    assert logistic(0) == sp.Rational(1, 2) and logistic(x).is_real and logistic(x).is_positive
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -440,3 +442,18 @@ def test_frozen_parameters_get_zero_gradient_in_out():
     CompiledNetwork(net).loss_and_gradient(params, data.X, data.Y, out=out)
     assert out.weights[0][0, 1] == 0.0 and out.biases[1][0] == 0.0
     assert np.count_nonzero(out.buffer) == out.buffer.size - 2
+
+
+@pytest.mark.parametrize(
+    "activations, cost, kept",
+    [("sigmoid", "squared_error", [False, False]), (["relu", "sigmoid"], "squared_error", [True, False]),
+     ("sigmoid", "binary_cross_entropy", [False, True]), (["tanh", "softmax"], "categorical_cross_entropy", [False, True]),
+     (["softplus", "identity"], "ssr", [True, False])],
+)
+def test_the_training_forward_pass_keeps_only_the_z_it_reads(activations, cost, kept):
+    """Without the dropped z the gradient is still right: equal to the one from a full forward pass."""
+    net, params, data = _random_problem([4, 3, 2], activations, cost, seed=5)
+    compiled = CompiledNetwork(net)
+    _, gradient, forward = compiled.loss_and_gradient(params, data.X, data.Y)
+    assert [z is not None for z in forward.zs] == kept
+    assert gradient == compiled.gradient(params, data, forward=compiled.forward(params, data.X))

@@ -165,3 +165,37 @@ def test_a_replaced_array_turns_the_packed_path_off():
     g.buffer[...] = 1.0
     get_optimizer("sgd", learning_rate=0.5).step(packed, g)
     assert np.all(packed.weights[0] == _packed_and_loose()[1].weights[0] - 0.5)  # the new array was updated
+
+
+def test_a_copied_optimizer_carries_its_own_state():
+    """deepcopy and pickle keep the per-array state; the copy packs it again and goes on alike."""
+    import copy
+    import pickle
+
+    net, packed, _ = _packed_and_loose()
+    data = _problem()[2]
+    compiled = CompiledNetwork(net)
+    original = get_optimizer("momentum", learning_rate=0.05)
+    original.step(packed, compiled.gradient(packed, data))
+    for clone in (copy.deepcopy(original), pickle.loads(pickle.dumps(original))):
+        mine, theirs = packed.copy(), packed.copy()
+        reference = copy.deepcopy(original)
+        out = Gradients.zeros_like(mine)
+        for _ in range(2):
+            clone.step(mine, compiled.loss_and_gradient(mine, data.X, data.Y, out=out)[1])  # packed: one buffer
+            reference.step(theirs, compiled.gradient(theirs, data))  # per array
+        assert mine == theirs
+        for key, value in reference.state_dict().items():
+            np.testing.assert_array_equal(clone.state_dict()[key], value)
+
+
+def test_state_of_another_network_is_a_clear_error():
+    net, packed, loose = _packed_and_loose()
+    data = _problem()[2]
+    optimizer = get_optimizer("momentum", learning_rate=0.05)
+    state = {"steps": np.array(1), "velocity/0": np.zeros(1), "velocity/1": np.zeros((2, 4)),
+             "velocity/2": np.zeros(4), "velocity/3": np.zeros(2)}
+    for params in (packed, loose):
+        optimizer.load_state_dict(state)
+        with pytest.raises(SpecError, match="belongs to another network"):
+            optimizer.step(params, CompiledNetwork(net).gradient(params, data))

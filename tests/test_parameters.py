@@ -65,3 +65,14 @@ def test_a_copy_off_the_buffer_is_not_packed():
 def test_packed_views_refuse_a_buffer_of_the_wrong_size():
     with pytest.raises(ValueError, match="cannot hold"):
         packed_views(np.zeros(5), [(2, 2), (2,)])
+
+
+def test_copy_keeps_each_arrays_dtype_and_gradients_of_integers_are_float():
+    from symback.compiler import Gradients
+
+    mixed = Parameters([np.ones((2, 2), dtype=np.float32)], [np.zeros(2)])
+    copied = mixed.copy()
+    assert copied.weights[0].dtype == np.float32 and copied.biases[0].dtype == np.float64 and copied == mixed
+    assert Gradients.zeros_like(Parameters([np.ones((1, 1), dtype=int)], [np.zeros(1, dtype=int)])).buffer.dtype == np.float64
+    with pytest.raises(SpecError, match="one of each per layer"):
+        Parameters([np.ones((1, 1)), np.ones((1, 1))], [np.zeros(1)]).packed()
