@@ -218,13 +218,14 @@ _LOGISTIC_NAME = "symback_logistic"
 _EXP_FORM_FROM = 1024
 
 
-def logistic_array(x: Any) -> Any:
+def logistic_array(x: Any, out: np.ndarray | None = None) -> Any:
     """``1/(1 + e^{−x})`` elementwise, in ``x``'s float dtype, with no overflow and no warning.
 
     Two equal forms, whichever NumPy computes faster: ``tanh(x/2)/2 + 1/2`` (tanh saturates at
     ±1 instead of overflowing; float32's tanh is vectorised and beats exp) and, for large float64
     arrays, ``1/(1 + e^{−x})`` itself, where ``e^{−x}`` overflowing to ``inf`` below x ≈ −709
-    gives exactly the limit 0.  Both work in one fresh array, in place.  Both are within the dtype's
+    gives exactly the limit 0.  Both work in one array, in place: a fresh one, or ``out`` (which may
+    be ``x`` itself, float and of its shape).  Both are within the dtype's
     eps of the true value; the tanh form absolutely (in the far lower tail, σ < eps, it rounds to a
     multiple of eps/2, as every value near 1 does), the exp form relatively as well.  So a float64
     σ below ~1e-16 can differ in its last digits between a small and a large array, as BLAS's matrix
@@ -239,12 +240,12 @@ def logistic_array(x: Any) -> Any:
     if x.dtype == np.float64 and x.size >= _EXP_FORM_FROM:
         one = x.dtype.type(1)
         with np.errstate(over="ignore"):  # e^{-x} = inf is the right value here: σ = 1/(1 + inf) = 0
-            out = np.negative(x)
+            out = np.negative(x, out=out)
             np.exp(out, out=out)
         np.add(out, one, out=out)
         return np.divide(one, out, out=out)
     half = x.dtype.type(0.5)  # a scalar of x's own type: no conversion in each ufunc call
-    out = np.multiply(x, half)
+    out = np.multiply(x, half, out=out)
     if out.ndim == 0:
         return half * np.tanh(out) + half
     np.tanh(out, out=out)
@@ -461,12 +462,17 @@ def _trusted_squares(dtype: np.dtype) -> tuple[float, float]:
 class _LayerKernels:
     """σ and σ' of one layer, compiled from the activation's formula and its SymPy derivative."""
 
+    #: σ computed into z's own array, where the layer has such a kernel.
+    forward_in_place: Callable[[np.ndarray], np.ndarray] | None = None
+
     def __init__(self, activation: Activation) -> None:
         self.activation = activation
         self.derivative_expression: sp.Expr | None = None
         if activation.elementwise:
             self.stable_formula = stabilize(activation.formula)
             self.forward = elementwise([Z], self.stable_formula)
+            if self.stable_formula == logistic(Z):  # σ written over z, where z is not kept
+                self.forward_in_place = _logistic_in_place
             # σ' of the stable form: equal to activation.derivative, without its overflow.
             self.derivative = elementwise([Z], stabilize(sp.diff(self.stable_formula, Z)))
             self.derivative_expression = derivative_in_output(activation.formula)
@@ -490,6 +496,10 @@ class _LayerKernels:
         if self.derivative is not None:
             return grad_a * self.sigma_prime(z, a)
         return a * (grad_a - np.sum(grad_a * a, axis=1, keepdims=True))
+
+
+def _logistic_in_place(z: np.ndarray) -> np.ndarray:
+    return logistic_array(z, out=z)
 
 
 @lru_cache(maxsize=128)
@@ -639,8 +649,12 @@ class CompiledNetwork:
         for kernels, W, b, needed in zip(self.layers, params.weights, params.biases, self._needs_z):
             z = a @ W.T
             z += b
-            a = kernels.forward(z)
-            zs.append(z if keep_every_z or needed else None)
+            if keep_every_z or needed:
+                a = kernels.forward(z)
+                zs.append(z)
+            else:
+                a = kernels.forward(z) if kernels.forward_in_place is None else kernels.forward_in_place(z)
+                zs.append(None)
             activations.append(a)
         return ForwardPass(zs, activations)
 
