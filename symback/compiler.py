@@ -234,23 +234,29 @@ def logistic_array(x: Any, out: np.ndarray | None = None) -> Any:
     >>> logistic_array(np.array([-1000.0, 0.0, 1000.0])).tolist()
     [0.0, 0.5, 1.0]
     """
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
-    if x.dtype == np.float64 and x.size >= _EXP_FORM_FROM:
-        one = x.dtype.type(1)
+    half = _HALVES.get(x.dtype) if type(x) is np.ndarray and x.ndim else None
+    if half is None:  # a number, a 0-d or an integer array, or another float type: the general path
+        x = np.asarray(x)
+        x = x if x.dtype.kind == "f" else x.astype(np.float64)
+        if x.ndim == 0:
+            with np.errstate(over="ignore"):
+                return 1 / (1 + np.exp(-x))
+        half = x.dtype.type(0.5)
+    if half is _HALF64 and x.size >= _EXP_FORM_FROM:
         with np.errstate(over="ignore"):  # e^{-x} = inf is the right value here: σ = 1/(1 + inf) = 0
             out = np.negative(x, out=out)
             np.exp(out, out=out)
-        np.add(out, one, out=out)
-        return np.divide(one, out, out=out)
-    half = x.dtype.type(0.5)  # a scalar of x's own type: no conversion in each ufunc call
+        np.add(out, _ONE64, out=out)
+        return np.divide(_ONE64, out, out=out)
     out = np.multiply(x, half, out=out)
-    if out.ndim == 0:
-        return half * np.tanh(out) + half
     np.tanh(out, out=out)
     np.multiply(out, half, out=out)
     return np.add(out, half, out=out)
+
+
+# Scalars of the arrays' own types: no conversion of a Python float in each ufunc call.
+_HALF64, _ONE64 = np.float64(0.5), np.float64(1.0)
+_HALVES = {np.dtype(np.float64): _HALF64, np.dtype(np.float32): np.float32(0.5)}
 
 
 class softplus(sp.Function):  # noqa: N801 - a SymPy function, named like one
