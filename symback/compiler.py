@@ -237,7 +237,8 @@ def logistic_array(x: Any, out: np.ndarray | None = None) -> Any:
     half = _HALVES.get(x.dtype) if type(x) is np.ndarray and x.ndim else None
     if half is None:  # a number, a 0-d or an integer array, or another float type: the general path
         x = np.asarray(x)
-        x = x if x.dtype.kind == "f" else x.astype(np.float64)
+        if x.dtype.kind != "f":
+            x, out = x.astype(np.float64), None  # an integer array cannot hold σ
         if x.ndim == 0:
             with np.errstate(over="ignore"):
                 return 1 / (1 + np.exp(-x))

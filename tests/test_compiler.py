@@ -358,6 +358,17 @@ def test_logistic_array_equals_the_sigmoid_in_its_dtype_without_warnings(dtype, 
 
 def test_logistic_array_of_integers_is_float():
     np.testing.assert_allclose(logistic_array(np.array([0, 1])), [0.5, 1 / (1 + np.exp(-1.0))], rtol=1e-15)
+    z = np.array([0, 1])
+    np.testing.assert_allclose(logistic_array(z, out=z), [0.5, 1 / (1 + np.exp(-1.0))], rtol=1e-15)
+
+
+def test_a_network_of_integers_trains_in_float():
+    net = Network([2, 3, 1], "sigmoid", "squared_error")
+    ints = Parameters([np.ones((3, 2), dtype=int), np.ones((1, 3), dtype=int)], [np.zeros(3, dtype=int), np.zeros(1, dtype=int)])
+    loss, gradient, _ = CompiledNetwork(net).loss_and_gradient(ints, np.ones((2, 2), dtype=int), np.ones((2, 1)))
+    floats = ints.astype(np.float64)
+    assert loss == CompiledNetwork(net).cost(floats, Dataset(np.ones((2, 2)), np.ones((2, 1))))
+    assert gradient == CompiledNetwork(net).gradient(floats, Dataset(np.ones((2, 2)), np.ones((2, 1))))
 
 
 def test_sigmoid_layer_compiles_to_logistic_array():
