@@ -602,7 +602,7 @@ class CompiledNetwork:
         output = self.layers[-1]
         self._mean_outputs = cost.output_reduction == "mean"
         self._mean_examples = cost.example_reduction == "mean"
-        self.cost_term = elementwise([A, Y], stabilize(cost.term))
+        stable_term = stabilize(cost.term)
         self.cost_derivative = elementwise([A, Y], cost.derivative)
         # A cost with a log of the output is evaluated in z, where log σ(z) / log softmax(z) are stable.
         self._cost_in_z = None
@@ -615,20 +615,23 @@ class CompiledNetwork:
                 self._cost_in_log_a = lambdify([A, LOG_A, Y], term)
         # δ(L) = ∂C/∂a · σ'(a) as one expression when σ' has a proven form in a.
         self.output_delta_expression: sp.Expr | None = None
-        self._output_delta = None
         self._softmax_cross_entropy = not output.activation.elementwise and _is_cross_entropy(cost.term)
         if output.derivative_expression is not None:
             self.output_delta_expression = _shortest(cost.derivative * output.derivative_expression)
-            self._output_delta = elementwise([A, Y], self.output_delta_expression)
         # The cost terms and δ(L) of a training step as one kernel, their common subexpressions
         # (a − y for squared error) computed once; the cost and δ(L) alone share its arithmetic, bit
         # for bit.  Only where both are plain arrays in a.
         self._terms_and_delta = None
-        fusable = [stabilize(cost.term), self.output_delta_expression]
+        fusable = [stable_term, self.output_delta_expression]
         if self._cost_in_z is None and self._cost_in_log_a is None and all(
             expression is not None and expression.has(A) and not expression.has(sp.Piecewise) for expression in fusable
         ):
             self._terms_and_delta, (self.cost_term, self._output_delta) = _sharing_subexpressions([A, Y], fusable)
+        else:
+            self.cost_term = elementwise([A, Y], stable_term)
+            self._output_delta = (
+                elementwise([A, Y], self.output_delta_expression) if self.output_delta_expression is not None else None
+            )
         self._masks = self._frozen_masks()
         # z(l) is read after the forward pass only where σ' has no form in a, or the cost is evaluated in z.
         self._needs_z = [layer.derivative is not None and layer.output_derivative is None for layer in self.layers]

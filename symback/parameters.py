@@ -108,10 +108,10 @@ class PackedArrays:
         """The 1-D array every weight and bias is a view of, or None: never packed, or an array has
         been replaced (or copied off) since."""
         views = self._views
+        if not views or views[0].base is not self._buffer:
+            return None
         arrays = self.weights + self.biases
-        if views and len(arrays) == len(views) and views[0].base is self._buffer and all(map(operator.is_, arrays, views)):
-            return self._buffer
-        return None
+        return self._buffer if len(arrays) == len(views) and all(map(operator.is_, arrays, views)) else None
 
     def __getstate__(self) -> dict[str, Any]:
         # A copy or a pickle holds the arrays once, unpacked (the buffer would be a second copy of them).
