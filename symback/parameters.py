@@ -11,6 +11,13 @@
 >>> params.get(NodeRef("b", 2, 0))
 0.0
 
+A parameter is read and set by the name the user sees, too: parameters made for a network
+(``initialize``, ``zeros``, a spec's, a training result's, and their copies) know its names.
+
+>>> params.set("b(L)", 0.5)
+>>> params.get("b(L)"), params.get("w(1)_0_1") == float(params.weights[0][0, 1])
+(0.5, True)
+
 Parameters made here (``initialize``, ``zeros``, ``copy``, ``astype``) are *packed*: every array is
 a view of one 1-D :attr:`~PackedArrays.buffer`, so an optimizer updates all of them in a single
 NumPy pass rather than one pass per array.
@@ -23,7 +30,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import prod
 from typing import Any
 
@@ -171,22 +178,51 @@ class Parameters(PackedArrays):
                 biases.append(rng.uniform(-1.0, 1.0, size=fan_out).astype(dtype))
             else:
                 biases.append(np.zeros(fan_out, dtype=dtype))
-        return cls(weights, biases).packed()
+        return cls(weights, biases).packed().of(network)
 
     @classmethod
     def zeros(cls, network: Network, dtype: Any = np.float64) -> Parameters:
         sizes = network.sizes
         shapes = [(sizes[l], sizes[l - 1]) for l in range(1, len(sizes))] + [(sizes[l],) for l in range(1, len(sizes))]
-        return cls._packed(shapes, dtype)
+        return cls._packed(shapes, dtype).of(network)
 
-    def get(self, ref: NodeRef) -> float:
+    #: The network whose names :meth:`get` and :meth:`set` accept (None: only NodeRefs, or pass one).
+    network: Network | None = field(default=None, repr=False, compare=False)
+
+    def of(self, network: Network | None) -> Parameters:
+        """These parameters (not a copy), now reading names of ``network``; returns self."""
+        self.network = network
+        return self
+
+    def _ref(self, key: NodeRef | str, network: Network | None) -> NodeRef:
+        if isinstance(key, NodeRef):
+            return key
+        network = network if network is not None else self.network
+        if network is None:
+            raise SpecError(
+                f"these parameters do not know their network, so not the name {key!r}: "
+                f"pass it, params.get({key!r}, network), or attach it once with params.of(network)"
+            )
+        ref = network.resolve(key)
+        if not ref.is_parameter:
+            raise SpecError(f"{key!r} is not a weight or bias")
+        return ref
+
+    def get(self, key: NodeRef | str, network: Network | None = None) -> float:
+        """The value of one weight or bias, by NodeRef or by name (``"w5"``, ``"b(L)"``, ``"w(1)_0_1"``).
+
+        A name is looked up in ``network``, else in the network these parameters were made for.
+        """
+        ref = self._ref(key, network)
         if ref.kind == "w":
             return float(self.weights[ref.layer - 1][ref.j, ref.k])
         if ref.kind == "b":
             return float(self.biases[ref.layer - 1][ref.j])
         raise SpecError(f"{ref} is not a parameter")
 
-    def set(self, ref: NodeRef, value: float) -> None:
+    def set(self, key: NodeRef | str, value: float, network: Network | None = None) -> None:
+        """Set one weight or bias, by NodeRef or by name (see :meth:`get`)."""
+        ref = self._ref(key, network)
         if ref.kind == "w":
             self.weights[ref.layer - 1][ref.j, ref.k] = value
         elif ref.kind == "b":
@@ -242,24 +278,28 @@ class Parameters(PackedArrays):
         if len(self.weights) != len(self.biases):
             raise SpecError(f"{len(self.weights)} weight arrays but {len(self.biases)} bias arrays: one of each per layer")
         dtype = np.result_type(*arrays) if dtype is None else dtype
-        return Parameters._packed([np.shape(a) for a in arrays], dtype, arrays)
+        return Parameters._packed([np.shape(a) for a in arrays], dtype, arrays).of(self.network)
 
     def copy(self) -> Parameters:
         """An independent copy: packed when every array has the same dtype, else each in its own."""
         dtypes = {np.asarray(a).dtype for a in self.weights + self.biases}
         if len(dtypes) == 1 and len(self.weights) == len(self.biases):
             return self.packed()
-        return Parameters([np.array(w) for w in self.weights], [np.array(b) for b in self.biases])
+        return Parameters([np.array(w) for w in self.weights], [np.array(b) for b in self.biases], self.network)
 
     def astype(self, dtype: Any) -> Parameters:
         """A packed copy in ``dtype``."""
         return self.packed(dtype)
 
-    def named(self, network: Network) -> dict[str, float]:
-        """Every parameter by the name the user sees, one entry per weight and bias.
+    def named(self, network: Network | None = None) -> dict[str, float]:
+        """Every parameter by the name the user sees, one entry per weight and bias (``network``
+        defaults to the one these parameters were made for).
 
         Meant for small networks: seed 000's 625-20-20-10 would give 13,150 entries.
         """
+        network = network if network is not None else self.network
+        if network is None:
+            raise SpecError("these parameters do not know their network: pass it, params.named(network)")
         return {network.name_of(ref): self.get(ref) for ref in network.parameter_refs()}
 
     def flat(self) -> np.ndarray:

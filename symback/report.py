@@ -44,6 +44,7 @@ from .network import Network, NodeRef
 from .parameters import Parameters
 from .resources import locate
 from .steps import ChainRule, Rule, rewrite_in_terms_of, trace
+from .train import descend
 
 __all__ = [
     "FORMATS",
@@ -290,8 +291,10 @@ def descent_table(
 ) -> Descent:
     """Gradient descent on the derivation's target alone: slope, step size = slope × rate, new = old − step.
 
-    Stops when ``|step size| < tolerance`` (seed 002: "until we get step size close to 0") or after
-    ``max_steps``.  The slope is the derivation's own value at every iteration.
+    Stops at a step with ``|step size| < tolerance`` (seed 002: "until we get step size close to 0"),
+    which is shown as the last row and not taken (the rule of ``train`` and ``verify``:
+    :func:`symback.train.below_tolerance`), or after ``max_steps`` steps.  The slope is the
+    derivation's own value at every iteration.
     """
     if not learning_rate > 0 or not tolerance > 0 or max_steps < 1:
         raise SpecError("learning rate and tolerance must be positive and max steps at least 1")
@@ -299,22 +302,22 @@ def descent_table(
     if target.kind not in ("w", "b"):
         raise SpecError(f"gradient descent moves a weight or a bias, not {derivation.target_name!r}")
     current = params.copy()
-    rows = []
-    converged = False
-    for iteration in range(1, max_steps + 1):
-        old = float(current.get(target))
-        slope = derivation.value(current, data)
-        step = slope * learning_rate
-        new = old - step
-        current.set(target, new)
-        rows.append(DescentRow(iteration, _number(old), _number(slope), _number(step), _number(new)))
-        if abs(step) < tolerance:
-            converged = True
-            break
+
+    def slope(value: float) -> float:
+        current.set(target, value)
+        return derivation.value(current, data)
+
+    path = descend(float(current.get(target)), slope, learning_rate, tolerance=tolerance, max_steps=max_steps)
+    rows = tuple(
+        DescentRow(iteration, _number(s.old), _number(s.slope), _number(s.step), _number(s.new) if s.taken else "not taken")
+        for iteration, s in enumerate(path.steps, start=1)
+    )
+    converged = path.converged
+    current.set(target, path.final)
     symbol = _target_symbol(derivation)
     rule_math = Math(sp.Eq(sp.Symbol("new"), Difference(sp.Symbol("old"), sp.Symbol("eta") * Partial(
         sp.Symbol(derivation.cost_name), symbol))))
-    return Descent(Math(symbol, False), learning_rate, tolerance, tuple(rows), converged,
+    return Descent(Math(symbol, False), learning_rate, tolerance, rows, converged,
                    float(current.get(target)), _number(float(current.get(target))), rule_math)
 
 

@@ -3,7 +3,7 @@
 A :class:`Trainer` runs full-batch or mini-batch steps of an optimizer
 (:mod:`symback.optimizers`) on a :class:`~symback.compiler.CompiledNetwork`.  It
 stops after ``epochs``, when every step ``|η·∂C/∂p|`` is under ``tolerance`` (seed
-002's rule), when the loss reaches ``loss_target``, when the loss or a gradient is
+002's rule; that step is not taken, see :func:`below_tolerance`), when the loss reaches ``loss_target``, when the loss or a gradient is
 NaN/inf or ``η·max|g|`` overflows the dtype (the step is not applied: the last good
 parameters are kept), or on Ctrl-C (a checkpoint is written when a path is set, and
 ``fit`` returns normally).  A checkpoint written in the middle of an epoch holds the
@@ -18,8 +18,17 @@ is under 0.001:
 >>> spec = symback.load_spec(Path(symback.__file__).parent.parent / "examples" / "seed002.toml")
 >>> config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=1000, tolerance=0.001)
 >>> result = Trainer(spec.network, config).fit(spec.parameters, spec.data)
->>> round(result.parameters.get(spec.network.resolve("b3")), 2), result.stop_reason
-(2.61, 'tolerance')
+>>> round(result.parameters.get("b3"), 2), result.stop_reason, result.steps
+(2.61, 'tolerance', 9)
+
+The result unpacks into the trained parameters and the :class:`History`:
+
+>>> params, history = result
+>>> f"SSR {result.initial_loss:.4g} -> {result.final_loss:.3g}", len(history.loss)
+('SSR 20.42 -> 6.42e-05', 10)
+
+The tenth epoch computed a step of 0.00041, under the tolerance, and did not take it: the b3
+returned is the one whose step fell under 0.001.
 
 (seed 002 prints 2.21: it stopped after two steps, and wrote new = old + step instead of
 old − step; the README's "Training" section works it through.)
@@ -50,12 +59,16 @@ from .parameters import Parameters
 
 __all__ = [
     "Checkpoint",
+    "DescentPath",
+    "DescentStep",
     "EpochProgress",
     "History",
     "Trainer",
     "TrainingConfig",
     "TrainingResult",
+    "below_tolerance",
     "commands",
+    "descend",
     "load_checkpoint",
     "load_parameters",
     "save_checkpoint",
@@ -143,9 +156,14 @@ class TrainingConfig:
 class History:
     """Per-epoch records of a run (tuples, one entry per epoch trained).
 
-    ``gradient_norms[e]`` holds one norm per layer (weights and biases together) of the epoch's
-    last step; ``step_sizes[e]`` the largest ``|η·g|`` of that step.  ``accuracy`` and the test
-    columns are empty when the targets are not one-hot classes / there is no test set.
+    ``loss[e]`` is epoch ``e``'s running training loss, as Keras and PyTorch loops report it: the
+    mean over the epoch's examples of each batch's loss, taken at the parameters *before* that
+    batch's step (full batch: the loss at the epoch's start), and ``accuracy[e]`` likewise; the
+    loss of the parameters a run returns is :attr:`TrainingResult.final_loss`.  ``test_loss`` and
+    ``test_accuracy`` are measured *after* the epoch.  ``gradient_norms[e]`` holds one norm per
+    layer (weights and biases together) of the epoch's last gradient; ``step_sizes[e]`` the largest
+    ``|η·g|`` of it.  ``accuracy`` and the test columns are empty when the targets are not one-hot
+    classes / there is no test set.
     """
 
     loss: tuple[float, ...] = ()
@@ -177,6 +195,11 @@ class TrainingResult:
     ``stop_reason`` is one of ``epochs``, ``tolerance``, ``loss_target``, ``non_finite``, ``interrupted``.
     ``checkpoint`` is the file written at the end, None when none was asked for or it could not be
     written (``message`` then says why; the trained parameters are still here).
+
+    ``initial_loss`` and ``final_loss`` are the loss on the whole training set of the parameters this
+    run started from and of the returned ``parameters`` (``final_accuracy`` likewise, for one-hot
+    targets); ``history.loss`` is each epoch's running loss, taken during the epoch.  A result
+    unpacks as ``params, history = trainer.fit(...)``.
     """
 
     parameters: Parameters
@@ -186,10 +209,13 @@ class TrainingResult:
     epochs: int
     steps: int
     checkpoint: str | None = None
+    initial_loss: float | None = None
+    final_loss: float | None = None
+    final_accuracy: float | None = None
 
-    @property
-    def final_loss(self) -> float | None:
-        return self.history.loss[-1] if self.history.loss else None
+    def __iter__(self):
+        """``params, history = result``: the two things :meth:`Trainer.fit` returns."""
+        return iter((self.parameters, self.history))
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,87 @@ class Checkpoint:
     rng_state: dict[str, Any] | None
     history: History
     progress: EpochProgress | None = None
+
+
+def below_tolerance(step: float, tolerance: float | None) -> bool:
+    """The stopping rule of ``train``, ``report --descent`` and ``verify``: ``|step| < tolerance``.
+
+    It is tested on a step *before* taking it, and a step under the tolerance is not taken: the
+    parameters a descent returns are those at which the rule held (their own step ``η·∂C/∂p`` is
+    under the tolerance), and the step count counts the steps taken.
+
+    >>> below_tolerance(-0.0004, 0.001), below_tolerance(0.002, 0.001), below_tolerance(0.0, None)
+    (True, False, False)
+    """
+    return tolerance is not None and abs(step) < tolerance
+
+
+@dataclass(frozen=True)
+class DescentStep:
+    """One iteration of gradient descent on one number: ``step = η·slope``, ``new = old − step``.
+
+    ``taken`` is False for the step that ends a descent unapplied: under the tolerance, or not finite.
+    """
+
+    old: float
+    slope: float
+    step: float
+    taken: bool = True
+
+    @property
+    def new(self) -> float:
+        return self.old - self.step if self.taken else self.old
+
+
+@dataclass(frozen=True)
+class DescentPath:
+    """Every step of :func:`descend`; ``converged`` when it ended by the tolerance rule."""
+
+    start: float
+    steps: tuple[DescentStep, ...]
+    converged: bool
+
+    @property
+    def final(self) -> float:
+        return self.steps[-1].new if self.steps else self.start
+
+    @property
+    def taken(self) -> int:
+        return sum(step.taken for step in self.steps)
+
+    @property
+    def last_step(self) -> float:
+        return self.steps[-1].step
+
+
+def descend(
+    value: float,
+    slope: Callable[[float], float],
+    learning_rate: float,
+    *,
+    tolerance: float | None = None,
+    max_steps: int,
+) -> DescentPath:
+    """Plain gradient descent on one parameter, the loop shared by ``report --descent`` and ``verify``.
+
+    ``slope(v)`` is ∂C/∂p at p = v.  At most ``max_steps`` steps are taken; the descent stops early,
+    *without* taking it, at a step under ``tolerance`` (:func:`below_tolerance`) or a non-finite one.
+
+    >>> path = descend(0.0, lambda b: 6 * (b - 2.5), 0.1, tolerance=0.001, max_steps=100)
+    >>> path.converged, path.taken, round(path.final, 4), path.steps[-1].taken
+    (True, 8, 2.4984, False)
+    """
+    start, steps, converged = value, [], False
+    for _ in range(max_steps):
+        gradient = float(slope(value))
+        step = learning_rate * gradient
+        if below_tolerance(step, tolerance) or not np.isfinite(step):
+            converged = bool(np.isfinite(step))
+            steps.append(DescentStep(value, gradient, step, taken=False))
+            break
+        steps.append(DescentStep(value, gradient, step))
+        value = value - step
+    return DescentPath(start, tuple(steps), converged)
 
 
 class _Stop(Exception):
@@ -306,6 +413,7 @@ class Trainer:
         train = train.astype(dtype)
         test = test.astype(dtype) if test is not None else None
         test_labels = _labels(test)
+        train_labels = _labels(train)
         gradients = Gradients.zeros_like(params)  # every step writes here: no gradient arrays allocated
         classes = train.is_classification
         limit = float(np.finfo(dtype).max)
@@ -331,75 +439,91 @@ class Trainer:
         interrupted = threading.Event()
         restore = _catch_sigint(interrupted)
         reason, message = "epochs", f"trained {config.epochs} epoch(s)"
+        def quiet() -> Any:
+            return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+        with quiet():  # one forward pass each way: the loss of the parameters the run starts from and returns
+            initial_loss, _ = self._test_metrics(params, train, train_labels)
         try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-                while epoch < config.epochs:
-                    started = time.perf_counter()
-                    X, Y = train.X, train.Y
-                    if config.shuffle and batch < n:
-                        order = rng.permutation(n)
-                        X, Y = X[order], Y[order]
-                    for begin in range(offset, n, batch):
-                        xb, yb = X[begin : begin + batch], Y[begin : begin + batch]
-                        loss, gradients, forward = self.compiled.loss_and_gradient(params, xb, yb, out=gradients)
-                        # One pass: NaN and inf propagate through max, so a non-finite peak is a bad gradient.
-                        peak = _peak(gradients)
-                        if not (np.isfinite(loss) and np.isfinite(peak)):
-                            what = "loss" if not np.isfinite(loss) else "gradient"
-                            raise _Stop(
-                                "non_finite",
-                                f"the {what} became {_bad_value(loss, gradients)} at epoch {epoch + 1}, step {steps + 1}; "
-                                "stopped and kept the parameters of the last good step "
-                                "(try a smaller learning rate or clip_norm)",
-                            )
-                        if config.clip_value is not None or config.clip_norm is not None:
-                            _clip(gradients, config.clip_value, config.clip_norm)
+            try:
+                with quiet():
+                    converged = False
+                    while epoch < config.epochs:
+                        started = time.perf_counter()
+                        X, Y = train.X, train.Y
+                        if config.shuffle and batch < n:
+                            order = rng.permutation(n)
+                            X, Y = X[order], Y[order]
+                        for begin in range(offset, n, batch):
+                            xb, yb = X[begin : begin + batch], Y[begin : begin + batch]
+                            loss, gradients, forward = self.compiled.loss_and_gradient(params, xb, yb, out=gradients)
+                            # One pass: NaN and inf propagate through max, so a non-finite peak is a bad gradient.
                             peak = _peak(gradients)
-                        step_size = config.learning_rate * peak
-                        if not step_size <= limit:  # the update itself would overflow to ±inf
-                            raise _Stop(
-                                "non_finite",
-                                f"the step η·max|g| = {step_size:.3g} overflows {config.dtype} at epoch {epoch + 1}, "
-                                f"step {steps + 1}; stopped and kept the parameters of the last good step "
-                                "(try a smaller learning rate or clip_norm)",
-                            )
-                        optimizer.step(params, gradients)
-                        steps += 1
-                        total += loss * (len(xb) if self.compiled._mean_examples else 1)
-                        if classes:
-                            correct += int(np.count_nonzero(forward.output.argmax(axis=1) == yb.argmax(axis=1)))
-                        offset = begin + batch
-                        if interrupted.is_set() and offset < n:
+                            if not (np.isfinite(loss) and np.isfinite(peak)):
+                                what = "loss" if not np.isfinite(loss) else "gradient"
+                                raise _Stop(
+                                    "non_finite",
+                                    f"the {what} became {_bad_value(loss, gradients)} at epoch {epoch + 1}, step {steps + 1}; "
+                                    "stopped and kept the parameters of the last good step "
+                                    "(try a smaller learning rate or clip_norm)",
+                                )
+                            if config.clip_value is not None or config.clip_norm is not None:
+                                _clip(gradients, config.clip_value, config.clip_norm)
+                                peak = _peak(gradients)
+                            step_size = config.learning_rate * peak
+                            last = begin + batch >= n
+                            if last and below_tolerance(step_size, config.tolerance):
+                                converged = True  # this step is not taken (see below_tolerance)
+                            elif not step_size <= limit:  # the update itself would overflow to ±inf
+                                raise _Stop(
+                                    "non_finite",
+                                    f"the step η·max|g| = {step_size:.3g} overflows {config.dtype} at epoch {epoch + 1}, "
+                                    f"step {steps + 1}; stopped and kept the parameters of the last good step "
+                                    "(try a smaller learning rate or clip_norm)",
+                                )
+                            if not converged:
+                                optimizer.step(params, gradients)
+                                steps += 1
+                            total += loss * (len(xb) if self.compiled._mean_examples else 1)
+                            if classes:
+                                correct += int(np.count_nonzero(forward.output.argmax(axis=1) == yb.argmax(axis=1)))
+                            offset = begin + batch
+                            if interrupted.is_set() and offset < n:
+                                raise KeyboardInterrupt
+                        epoch += 1
+                        epoch_loss = total / n if self.compiled._mean_examples else total
+                        records.add_epoch(
+                            epoch_loss, gradients.layer_norms(), step_size, correct / n if classes else None,
+                            self._test_metrics(params, test, test_labels), seconds + time.perf_counter() - started,
+                        )
+                        epoch_state = rng.bit_generator.state
+                        offset, total, correct, seconds = 0, 0.0, 0, 0.0
+                        started = time.perf_counter()
+                        bar.update(epoch, epoch_loss)
+                        if config.checkpoint and config.checkpoint_every and epoch % config.checkpoint_every == 0:
+                            try:
+                                save()
+                            except SymbackError:
+                                pass  # the final save tries again and reports a failure in the result's message
+                        if callback is not None:
+                            callback(epoch, records.freeze())
+                        if interrupted.is_set():
                             raise KeyboardInterrupt
-                    epoch += 1
-                    epoch_loss = total / n if self.compiled._mean_examples else total
-                    records.add_epoch(
-                        epoch_loss, gradients.layer_norms(), step_size, correct / n if classes else None,
-                        self._test_metrics(params, test, test_labels), seconds + time.perf_counter() - started,
-                    )
-                    epoch_state = rng.bit_generator.state
-                    offset, total, correct, seconds = 0, 0.0, 0, 0.0
-                    started = time.perf_counter()
-                    bar.update(epoch, epoch_loss)
-                    if config.checkpoint and config.checkpoint_every and epoch % config.checkpoint_every == 0:
-                        try:
-                            save()
-                        except SymbackError:
-                            pass  # the final save tries again and reports a failure in the result's message
-                    if callback is not None:
-                        callback(epoch, records.freeze())
-                    if interrupted.is_set():
-                        raise KeyboardInterrupt
-                    if config.tolerance is not None and step_size < config.tolerance:
-                        raise _Stop("tolerance", f"every step |η·g| was under {config.tolerance:g} (largest {step_size:.3g})")
-                    if config.loss_target is not None and epoch_loss <= config.loss_target:
-                        raise _Stop("loss_target", f"loss {epoch_loss:.6g} reached the target {config.loss_target:g}")
-        except _Stop as stop:
-            reason, message = stop.reason, stop.message
-        except KeyboardInterrupt:
-            reason, message = "interrupted", f"interrupted after {epoch} epoch(s), {steps} step(s)"
-            if offset:
-                message += f" and {offset} of the {n} examples of epoch {epoch + 1}"
+                        if converged:
+                            raise _Stop(
+                                "tolerance",
+                                f"every step |η·g| was under {config.tolerance:g} (largest {step_size:.3g}; not taken)",
+                            )
+                        if config.loss_target is not None and epoch_loss <= config.loss_target:
+                            raise _Stop("loss_target", f"loss {epoch_loss:.6g} reached the target {config.loss_target:g}")
+            except _Stop as stop:
+                reason, message = stop.reason, stop.message
+            except KeyboardInterrupt:
+                reason, message = "interrupted", f"interrupted after {epoch} epoch(s), {steps} step(s)"
+                if offset:
+                    message += f" and {offset} of the {n} examples of epoch {epoch + 1}"
+            with quiet():  # still under the Ctrl-C flag: a second Ctrl-C here cannot lose the run
+                final_loss, final_accuracy = self._test_metrics(params, train, train_labels)
         finally:
             restore()
             bar.close()
@@ -412,7 +536,10 @@ class Trainer:
             else:
                 if reason == "interrupted":
                     message += f"; checkpoint saved to {saved}"
-        return TrainingResult(params, records.freeze(), reason, message, epoch - start_epoch, steps, saved)
+        return TrainingResult(
+            params.of(self.network), records.freeze(), reason, message, epoch - start_epoch, steps, saved,
+            initial_loss, final_loss, final_accuracy,
+        )
 
     def _test_metrics(
         self, params: Parameters, test: Dataset | None, labels: np.ndarray | None
@@ -721,15 +848,15 @@ def _run_train(args: Any) -> int:
     history = result.history
     print(f"stopped     {result.stop_reason}: {result.message}")
     print(f"epochs      {result.epochs} this run, {len(history.loss)} in all; {result.steps} step(s) in all")
-    if history.loss:
-        print(f"loss        {history.loss[0]:.6g} -> {history.loss[-1]:.6g}")
-    if history.accuracy:
-        print(f"accuracy    {history.accuracy[-1]:.2%} (train, during the last epoch)")
+    if result.final_loss is not None:  # both on the whole training set: where this run started, what it returns
+        print(f"loss        {result.initial_loss:.6g} -> {result.final_loss:.6g} (training set, start -> end)")
+    if result.final_accuracy is not None:
+        print(f"accuracy    {result.final_accuracy:.2%} (training set, at the end)")
     if history.test_accuracy:
         print(f"test        loss {history.test_loss[-1]:.6g}, accuracy {history.test_accuracy[-1]:.2%}")
     if spec.network.n_weights + spec.network.n_biases <= 30:
         trainable = {spec.network.name_of(ref) for ref in spec.network.parameter_refs() if ref not in spec.network.frozen}
-        for name, value in result.parameters.named(spec.network).items():
+        for name, value in result.parameters.named().items():
             if name in trainable:
                 print(f"{name:<11} {value:.6g}")
     if result.checkpoint is not None:

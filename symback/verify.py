@@ -73,6 +73,7 @@ from .errors import SpecError, SymbackError
 from .files import write_atomic
 from .network import Network, NodeRef
 from .parameters import Parameters
+from .train import descend
 
 __all__ = [
     "CARRIED",
@@ -390,18 +391,19 @@ class _Engine:
     def descend(self, params: Parameters, claim: UpdateClaim) -> tuple[float, int, float, bool]:
         """Gradient descent on one parameter: (final value, steps taken, last step, whether it stopped by the rule)."""
         params = params.copy()
-        ref, rate = claim.parameter, claim.learning_rate
+        ref = claim.parameter
         limit = claim.steps if claim.steps is not None else claim.max_steps
-        step = float("nan")
-        for taken in range(1, limit + 1):
-            # Each step is the compiled, vectorised gradient over every example.
-            step = rate * self.slope(params, ref)
-            params.set(ref, params.get(ref) - step)
-            if not np.isfinite(step):
-                return params.get(ref), taken, step, False
-            if claim.until_step_below is not None and abs(step) < claim.until_step_below:
-                return params.get(ref), taken, step, True
-        return params.get(ref), limit, step, claim.until_step_below is None
+
+        def slope(value: float) -> float:  # the compiled, vectorised gradient over every example
+            params.set(ref, value)
+            return self.slope(params, ref)
+
+        # The loop of train and report --descent: a step under the tolerance ends it untaken.
+        path = descend(params.get(ref), slope, claim.learning_rate, tolerance=claim.until_step_below, max_steps=limit)
+        if not path.steps:
+            return path.final, 0, float("nan"), claim.until_step_below is None
+        stopped = path.converged or (claim.until_step_below is None and path.steps[-1].taken)
+        return path.final, path.taken, path.last_step, stopped
 
     def derivation_text(self, expression: sp.Expr, params: Parameters | None) -> str:
         """The chain-rule derivation of the first ∂cost/∂(w, b, z or a) in ``expression``."""
@@ -622,11 +624,13 @@ class _Judge:
             author_new = self.engine.descend(author_params, claim)[0] if author_taint or _differ(
                 self.true.params, author_params) else true_new
             rule = (f"{claim.steps} step(s)" if claim.steps is not None
-                    else f"until |step| < {claim.until_step_below:g}")
+                    else f"until |step| < {claim.until_step_below:g} (that step not taken)")
+            last_text = (f"then the step {_show(last)}, under the tolerance, not taken"
+                         if claim.until_step_below is not None and stopped else f"last step {_show(last)}")
             extra = (f"gradient descent on {name} with learning rate {rate:g}, {rule}: {taken} step(s) from "
-                     f"{name} = {_show(true_old)}, last step {_show(last)}, {name} = {_show(true_new)}")
+                     f"{name} = {_show(true_old)}, {last_text}, {name} = {_show(true_new)}")
             if not stopped:
-                why = (f"the descent diverged after {taken} step(s) (the step became {last})"
+                why = (f"the descent diverged after {taken} step(s) (the next step became {last})"
                        if not np.isfinite(last)
                        else f"the descent did not reach |step| < {claim.until_step_below:g} in {taken} steps")
                 check = Check("new", claim.new.text if claim.new else "", UNJUDGED, _show(true_new), why)
