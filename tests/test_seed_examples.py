@@ -40,15 +40,16 @@ def test_seed002_slope_by_hand_and_by_symback(seed002):
     assert "∂SSR/∂b3 = ∂SSR/∂predicted · ∂predicted/∂z(L) · ∂z(L)/∂b3" in printed
 
 
-def test_seed002_descent_on_b3_ends_at_2_61_after_10_iterations(seed002):
+def test_seed002_descent_on_b3_ends_at_2_61_after_9_steps(seed002):
     results, printed, _ = seed002
     assert round(results["b3"], 2) == 2.61
-    assert results["iterations"] == 10
+    assert results["iterations"] == 9  # the tenth step, under 0.001, is computed and not taken
     rows = results["descent"]
     # new = old − slope·η: the first step goes up to +1.57 (the seed wrote −1.57).
     assert rows[0]["new"] == pytest.approx(1.5655, abs=5e-5)
     assert all(r["new"] == pytest.approx(r["old"] - 0.1 * r["slope"]) for r in rows)
-    assert abs(rows[-1]["step"]) < 0.001 <= abs(rows[-2]["step"])
+    assert abs(results["stop"]["step"]) < 0.001 <= abs(rows[-1]["step"])
+    assert results["stop"]["old"] == results["b3"]
     assert results["b3"] == pytest.approx(results["b3 optimum"], abs=0.001)
     # The seed's 2.196 is two steps of this descent.
     assert results["second step"]["new"] == pytest.approx(2.1917, abs=5e-5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -418,3 +419,156 @@ def test_digits_short_run_reaches_a_meaningful_accuracy():
     result = Trainer(spec.network, config).fit(spec.parameters, train, test)
     assert result.history.test_accuracy[-1] >= 0.85  # chance is 0.10
     assert result.history.loss[-1] < 0.5 * result.history.loss[0]
+
+
+# -- the loss reported is the loss of the returned parameters (issue 11 §2) ---------------------------
+
+# Matt Mazur's 2-2-2 worked example ("A Step by Step Backpropagation Example"): sigmoid, ½Σ(t − o)²,
+# η = 0.5, weights only; its total error is 0.298371109 before the first step and 0.291027924 after.
+MAZUR = """
+[network]
+layers = [2, 2, 2]
+activations = "sigmoid"
+cost = "half_squared_error"
+frozen = ["b(1)_0", "b(1)_1", "b(2)_0", "b(2)_1"]
+
+[names]
+"w(2)_0_0" = "w5"
+
+[parameters]
+"w(1)" = [[0.15, 0.20], [0.25, 0.30]]
+"b(1)" = [0.35, 0.35]
+"w(2)" = [[0.40, 0.45], [0.50, 0.55]]
+"b(2)" = [0.60, 0.60]
+
+[data]
+x = [[0.05, 0.10]]
+y = [[0.01, 0.99]]
+"""
+
+
+@pytest.fixture()
+def mazur(tmp_path):
+    path = tmp_path / "mazur.toml"
+    path.write_text(MAZUR, encoding="utf-8")
+    return path
+
+
+def test_one_step_reports_the_loss_after_the_step(mazur):
+    spec = symback.load_spec(mazur)
+    result = Trainer(spec.network, TrainingConfig(learning_rate=0.5, epochs=1)).fit(spec.parameters, spec.data)
+    assert result.steps == 1
+    assert result.initial_loss == pytest.approx(0.298371109, abs=1e-9)
+    # was 0.298371, the loss before the step; Mazur's 0.291027924 carries his rounded intermediates
+    assert result.final_loss == pytest.approx(0.291027924, abs=5e-7)
+    assert round(result.final_loss, 6) == 0.291028
+    # Independently: the cost of the returned parameters, one forward pass of the reference kernels.
+    compiled = CompiledNetwork(spec.network)
+    forward = compiled.forward(result.parameters, spec.data.X)
+    assert result.final_loss == compiled.cost(result.parameters, spec.data, forward)
+    # The history's column is the running loss, taken before each step: here the starting loss.
+    assert result.history.loss == (result.initial_loss,)
+    assert result.parameters.get("w5") == pytest.approx(0.35891648, abs=1e-8)  # Mazur's w5⁺
+
+
+def test_cli_prints_the_loss_before_and_after(mazur, capsys):
+    assert main(["train", str(mazur), "--epochs", "1", "--learning-rate", "0.5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "loss        0.298371 -> 0.291028" in out
+    assert "w5          0.358916" in out
+
+
+def test_final_loss_and_accuracy_of_a_mini_batch_run_are_those_of_the_returned_parameters():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 3))
+    Y = np.eye(2)[(X[:, 0] > 0).astype(int)]
+    net = Network([3, 4, 2], ["tanh", "softmax"], "categorical_cross_entropy")
+    result = Trainer(net, TrainingConfig(learning_rate=0.3, epochs=3, batch_size=8)).fit(
+        Parameters.initialize(net, seed=1), Dataset(X, Y)
+    )
+    assert Trainer(net).evaluate(result.parameters, Dataset(X, Y)) == {
+        "loss": result.final_loss, "accuracy": result.final_accuracy}
+    assert result.final_loss != result.history.loss[-1]  # the running loss is another number, and named so
+
+
+def test_resume_reports_the_same_final_loss_as_a_straight_run(tmp_path):
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.normal(size=(10, 2)), rng.uniform(size=(10, 1)))
+    net = Network([2, 3, 1], "sigmoid", "mse")
+    params = Parameters.initialize(net, seed=2)
+    config = TrainingConfig(learning_rate=0.5, epochs=4, batch_size=3, checkpoint=str(tmp_path / "c.npz"))
+    straight = Trainer(net, replace(config, checkpoint=None)).fit(params, data)
+    Trainer(net, replace(config, epochs=2)).fit(params, data)
+    resumed = Trainer(net, config).fit(params, data, resume=tmp_path / "c.npz")
+    assert resumed.final_loss == straight.final_loss and resumed.parameters == straight.parameters
+
+
+# -- documented API: the result unpacks; parameters by name (issue 11) --------------------------------
+
+
+def test_fit_result_unpacks_into_parameters_and_history(seed002):
+    config = TrainingConfig(learning_rate=0.1, epochs=3)
+    result = Trainer(seed002.network, config).fit(seed002.parameters, seed002.data)
+    params, history = result
+    assert params is result.parameters and history is result.history and len(history.loss) == 3
+
+
+def test_parameters_by_name(seed002):
+    result = Trainer(seed002.network, TrainingConfig(epochs=1)).fit(seed002.parameters, seed002.data)
+    assert result.parameters.get("b3") == result.parameters.biases[1][0]
+    assert seed002.parameters.get("w1") == 3.34 and seed002.parameters.copy().get("w4") == -2.30
+    assert result.parameters.named()["b3"] == result.parameters.get("b3")
+    params = result.parameters.copy()
+    params.set("b3", 1.5)
+    assert params.get("b(L)") == 1.5
+    bare = Parameters([w.copy() for w in params.weights], [b.copy() for b in params.biases])
+    with pytest.raises(SpecError, match=r"do not know their network.*params.get\('b3', network\)"):
+        bare.get("b3")
+    assert bare.get("b3", seed002.network) == 1.5 and bare.of(seed002.network).get("b3") == 1.5
+    with pytest.raises(SymbackError, match="w99"):
+        params.get("w99")
+    with pytest.raises(SpecError, match="not a weight or bias"):
+        params.get("predicted")
+
+
+# -- the tolerance rule: a step under it is not taken; train, report --descent and verify agree -------
+
+
+def test_tolerance_stop_does_not_take_the_step_under_the_tolerance(seed002):
+    config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=1000, tolerance=0.001)
+    result = Trainer(seed002.network, config).fit(seed002.parameters, seed002.data)
+    assert result.stop_reason == "tolerance" and result.steps == 9 and len(result.history.loss) == 10
+    # The returned b3 is the one at which the rule held: its own step is under the tolerance ...
+    slope = CompiledNetwork(seed002.network).gradient(result.parameters, seed002.data).biases[1][0]
+    assert abs(0.1 * slope) < 0.001 and abs(0.1 * slope) == pytest.approx(result.history.step_sizes[-1])
+    # ... and nine steps of plain gradient descent, by hand, give it exactly.
+    b3 = 0.0
+    compiled = CompiledNetwork(seed002.network)
+    params = seed002.parameters.copy()
+    for _ in range(9):
+        params.set("b3", b3)
+        b3 -= 0.1 * compiled.gradient(params, seed002.data).biases[1][0]
+    assert result.parameters.get("b3") == b3
+
+
+def test_train_report_descent_and_verify_stop_at_the_same_step(seed002, tmp_path):
+    from symback.claims import load_claims
+    from symback.derivation import derive
+    from symback.report import descent_table
+    from symback.verify import verify
+
+    config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=1000, tolerance=0.001)
+    trained = Trainer(seed002.network, config).fit(seed002.parameters, seed002.data)
+    table = descent_table(derive(seed002.network, "b3"), seed002.parameters, seed002.data,
+                          learning_rate=0.1, tolerance=0.001, max_steps=1000)
+    assert table.converged and len(table.rows) == trained.steps + 1 and table.rows[-1].new == "not taken"
+    assert table.final == trained.parameters.get("b3")
+    claims = tmp_path / "claims.toml"
+    claims.write_text(
+        f'spec = "{(EXAMPLES / "seed002.toml").as_posix()}"\n\n[[claim]]\nupdate = "b3"\nlearning_rate = 0.1\n'
+        'at = { b3 = 0 }\nuntil_step_below = 0.001\nnew = "2.6085"\n',
+        encoding="utf-8",
+    )
+    report = verify(load_claims(claims))
+    assert report.verdicts[0].status == "right", report.text()
+    assert f"{trained.steps} step(s) from b3 = 0" in report.text() and "not taken" in report.text()
