@@ -234,12 +234,7 @@ def _pictures(
     history = training.history
     layers = [f"layer {network.layer_label(l)}" for l in range(1, network.depth + 1)]
     figures = {
-        "loss.png": ("loss per epoch", plots.loss_curves({"training": history.loss, "test": history.test_loss})),
-        "gradient-norms.png": (
-            "gradient norm per layer",
-            plots.gradient_norm_curves({name: [row[i] for row in history.gradient_norms] for i, name in enumerate(layers)}),
-        ),
-        "dials.png": ("the dials to turn next", plots.dials_chart(dials)),
+        **plots.training_figures(history, layers, dials),
         "weights.png": ("first-layer weights as 25×25 images", plots.weight_maps(params.weights[0])),
         "gradients.png": (
             "first-layer gradients ∂C/∂w(L-2)_jk as 25×25 images",

@@ -34,6 +34,7 @@ __all__ = [
     "have_matplotlib",
     "loss_curves",
     "save_png",
+    "training_figures",
     "weight_maps",
 ]
 
@@ -72,41 +73,46 @@ def _png(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
-def loss_curves(
-    curves: Mapping[str, Sequence[float]], *, title: str = "loss per epoch", ylabel: str = "loss", log: bool = True
-) -> bytes:
-    """One line per run (label -> loss per epoch), side by side on shared axes."""
-    figure = _figure()
+def _curves_figure(curves: Mapping[str, Sequence[float]], *, title: str, ylabel: str, log: bool | None,
+                   floor: float | None = None) -> Any:
+    """Epochs along x (whole-number ticks), one line per label, and a legend *below* the axes (it
+    never covers a curve, however many runs there are).  ``log`` None: log scale, always."""
+    try:
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        raise MissingExtraError(PLOT_HINT) from None
+    columns = min(len(curves), 3) or 1
+    legend_rows = math.ceil(len(curves) / columns) if len(curves) > 1 else 0
+    figure = _figure(6.4, 4.0 + 0.25 * legend_rows)
     axes = figure.add_subplot()
     for label, values in curves.items():
         values = np.asarray(values, dtype=float)
+        if floor is not None:
+            values = np.maximum(values, floor)
         axes.plot(np.arange(1, len(values) + 1), values, label=label, linewidth=1.6)
     positive = all(np.all(np.asarray(v, dtype=float) > 0) for v in curves.values() if len(v))
-    if log and positive:
+    if log is None or (log and positive):
         axes.set_yscale("log")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
-    if len(curves) > 1:
-        axes.legend(fontsize="small")
-    return _png(figure)
+    if legend_rows:
+        figure.legend(loc="outside lower center", ncols=columns, fontsize="small", frameon=False)
+    return figure
+
+
+def loss_curves(
+    curves: Mapping[str, Sequence[float]], *, title: str = "loss per epoch", ylabel: str = "loss", log: bool = True
+) -> bytes:
+    """One line per run (label -> loss per epoch), side by side on shared axes."""
+    return _png(_curves_figure(curves, title=title, ylabel=ylabel, log=log))
 
 
 def gradient_norm_curves(norms: Mapping[str, Sequence[float]], *, title: str = "gradient norm per layer") -> bytes:
     """Per-layer ‖∂C/∂W(l)‖ per epoch on a log scale: vanishing gradients fall, exploding ones climb."""
-    figure = _figure()
-    axes = figure.add_subplot()
-    for label, values in norms.items():
-        values = np.maximum(np.asarray(values, dtype=float), 1e-300)
-        axes.plot(np.arange(1, len(values) + 1), values, label=label, linewidth=1.6)
-    axes.set_yscale("log")
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("‖∂C/∂W‖")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize="small")
-    return _png(figure)
+    return _png(_curves_figure(norms, title=title, ylabel="‖∂C/∂W‖", log=None, floor=1e-300))
 
 
 def dials_chart(dials: Sequence[Any], *, title: str = "dials to turn (largest |∂C/∂p| first)") -> bytes:
@@ -143,6 +149,20 @@ def weight_maps(maps: np.ndarray, *, image_shape: tuple[int, int] = (25, 25), ti
         figure.colorbar(image, ax=figure.axes, shrink=0.6)
     figure.suptitle(title)
     return _png(figure)
+
+
+def training_figures(history: Any, layers: Sequence[str], dials: Sequence[Any]) -> dict[str, tuple[str, bytes]]:
+    """The pictures of one training run, file name -> (caption, PNG): ``loss.png`` (the training
+    and test loss per epoch), ``gradient-norms.png`` (one curve per layer, ``layers`` naming them)
+    and ``dials.png`` (``dials``, e.g. :func:`symback.dials.rank_dials` at the trained parameters).
+    ``history`` is a :class:`symback.train.History`."""
+    losses = {"training": history.loss, "test": history.test_loss}
+    norms = {name: [row[i] for row in history.gradient_norms] for i, name in enumerate(layers)}
+    return {
+        "loss.png": ("loss per epoch", loss_curves({k: v for k, v in losses.items() if len(v)})),
+        "gradient-norms.png": ("gradient norm per layer", gradient_norm_curves(norms)),
+        "dials.png": ("the dials to turn next", dials_chart(dials)),
+    }
 
 
 def data_uri(png: bytes) -> str:

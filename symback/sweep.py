@@ -96,7 +96,11 @@ class Run:
 class RunResult:
     """What one run measured: the loss per epoch, final metrics, time and why it stopped.
 
-    ``gradient_norms[e]`` holds one ‖∂C/∂W(l), ∂C/∂b(l)‖ per layer of epoch ``e``'s last step (after clipping).
+    ``loss`` is each epoch's running loss (:attr:`symback.train.History.loss`); ``final_loss`` and
+    ``accuracy`` are those of the parameters the run ended with, on the whole training set (a run
+    whose last parameters give a non-finite loss keeps its last finished epoch's loss; a hand-made
+    result without ``final_loss`` takes it too).  ``gradient_norms[e]`` holds one ‖∂C/∂W(l), ∂C/∂b(l)‖
+    per layer of epoch ``e``'s last step (after clipping).
     """
 
     run: Run
@@ -110,11 +114,11 @@ class RunResult:
     message: str
     gradient_norms: tuple[tuple[float, ...], ...] = ()
     activations: str = ""  # the hidden layers' activation(s) actually trained, e.g. "sigmoid"
+    final_loss: float | None = None
 
-    @property
-    def final_loss(self) -> float | None:
-        """The loss of the last finished epoch (None when the first epoch already failed)."""
-        return self.loss[-1] if self.loss else None
+    def __post_init__(self) -> None:
+        if (self.final_loss is None or not math.isfinite(self.final_loss)) and self.loss:
+            object.__setattr__(self, "final_loss", self.loss[-1])
 
     def row(self) -> dict[str, Any]:
         run = self.run
@@ -342,7 +346,7 @@ def run_sweep(
             run,
             history.loss,
             history.test_loss[-1] if history.test_loss else None,
-            history.accuracy[-1] if history.accuracy else None,
+            fit.final_accuracy,
             history.test_accuracy[-1] if history.test_accuracy else None,
             len(history.loss),
             seconds,
@@ -350,6 +354,7 @@ def run_sweep(
             fit.message,
             history.gradient_norms,
             _hidden_activations(net),
+            fit.final_loss,
         )
         results.append(result)
         if stream is not None:
@@ -474,7 +479,9 @@ def _finite(value: Any) -> Any:
 
 def _configure_sweep(parser: Any) -> None:
     parser.add_argument("spec", help="TOML spec file ([training] gives shared settings, [sweep] the grid)")
-    parser.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="folder for sweep.md/.csv/.json/.png")
+    # -o/--output as in every other command; --out, this command's first spelling, still works.
+    parser.add_argument("-o", "--output", "--out", dest="output", required=True, metavar="OUTDIR",
+                        help="folder for sweep.md/.csv/.json/.png")
     parser.add_argument("--learning-rate", type=float, nargs="+", metavar="η", help="learning rates to try")
     parser.add_argument("--activation", nargs="+", metavar="NAME",
                         help="hidden-layer activations to try (the output layer keeps its own)")
@@ -523,7 +530,7 @@ def _run_sweep_command(args: Any) -> int:
     train, test = training_data(spec, config)
     print(f"sweep: {len(runs)} run(s) of {spec.network!r}")
     result = run_sweep(spec.network, spec.parameters, train, runs, test=test, config=config, stream=sys.stdout)
-    files = write_sweep(result, args.out)
+    files = write_sweep(result, args.output)
     print()
     print(result.markdown(), end="")
     best = result.best()

@@ -803,6 +803,9 @@ def _configure_train(parser: Any) -> None:
     parser.add_argument("--save", metavar="PATH", help="write the trained parameters (.npz; also the Ctrl-C checkpoint)")
     parser.add_argument("--resume", metavar="PATH", help="continue from a checkpoint written by --save")
     parser.add_argument("--init-from", metavar="PATH", help="start from parameters in an .npz")
+    parser.add_argument(
+        "--plots", metavar="DIR", help="write loss.png, gradient-norms.png and dials.png here (needs matplotlib)"
+    )
     bar = parser.add_mutually_exclusive_group()
     bar.add_argument("--progress", action="store_true", default=None, help="always show the progress bar")
     bar.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -839,6 +842,13 @@ def _run_train(args: Any) -> int:
         if Path(args.save).is_dir():  # found now, not after the training it would have lost
             raise SpecError(f"--save {args.save!r} is a folder; give a file name such as {str(Path(args.save) / 'model.npz')!r}")
         config = replace(config, checkpoint=args.save)
+    if args.plots:  # both found now, not after the training they would have followed
+        from . import plots
+
+        if not plots.have_matplotlib():
+            raise plots.MissingExtraError(f"--plots: {plots.PLOT_HINT}")
+        if Path(args.plots).exists() and not Path(args.plots).is_dir():
+            raise SpecError(f"--plots {args.plots!r} is a file; give a folder for the pictures")
     train, test = training_data(spec, config)
     params = spec.parameters
     if args.init_from:
@@ -861,10 +871,32 @@ def _run_train(args: Any) -> int:
                 print(f"{name:<11} {value:.6g}")
     if result.checkpoint is not None:
         print(f"saved       {result.checkpoint}")
+    if args.plots:
+        print(f"plots       {', '.join(str(p) for p in _write_plots(args.plots, trainer, result, train))}")
     status = 130 if result.stop_reason == "interrupted" else (1 if result.stop_reason == "non_finite" else 0)
     if args.save and result.checkpoint is None:
         status = status or 1  # the message above says why the file was not written
     return status
+
+
+def _write_plots(folder: str, trainer: Trainer, result: TrainingResult, train: Dataset) -> list[Path]:
+    """``train --plots``: the loss curve, per-layer gradient norms and the dials at the trained parameters."""
+    from . import plots
+    from .dials import rank_dials
+
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpecError(f"cannot create the --plots folder {folder!r}: {error}") from None
+    network = trainer.network
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        gradients = trainer.compiled.gradient(result.parameters, train.astype(result.parameters.weights[0].dtype),
+                                              respect_frozen=False)
+    dials = rank_dials(network, result.parameters, gradients=gradients, learning_rate=trainer.config.learning_rate,
+                       top=12)
+    layers = [f"layer {network.layer_label(layer)}" for layer in range(1, network.depth + 1)]
+    return [plots.save_png(png, out / name) for name, (_, png) in plots.training_figures(result.history, layers, dials).items()]
 
 
 def commands() -> dict[str, Any]:

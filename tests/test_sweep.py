@@ -355,3 +355,21 @@ def test_cli_sweep_ctrl_c_writes_what_finished_and_exits_130(tmp_path, capsys, m
     assert [row["activation"] for row in rows] == ["sigmoid"]
     assert "interrupted" in (tmp_path / "o" / "sweep.md").read_text(encoding="utf-8")
     capsys.readouterr()
+
+
+def test_every_command_spells_its_output_option_alike():
+    """-o, --output and --out name the same option in every command that writes a file or folder."""
+    from symback.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    with_output = {name: sub for name, sub in commands.items()
+                   if any(action.dest in ("output", "out") for action in sub._actions)}
+    assert {"sweep", "report", "verify", "demo"} <= set(with_output)
+    for name, sub in with_output.items():
+        required = [a for a in sub._actions if a.required and a.dest != "output" and not a.option_strings]
+        positional = ["x"] * len(required)
+        extra = ["--wrt", "b3"] if name == "report" else []
+        values = {spelling: vars(sub.parse_args([*positional, *extra, spelling, "DEST"])) for spelling in
+                  ("-o", "--output", "--out")}
+        assert all(v.get("output") == "DEST" for v in values.values()), (name, values)
