@@ -230,7 +230,7 @@ def test_tables_agree_with_the_runs_and_the_picture_is_real(problem, tmp_path):
 
     png = files.picture.read_bytes()
     width, height, _, _ = png_pixels(png)
-    assert (width, height) == (640, 400) and distinct_colours(png) > 10
+    assert width == 640 and 400 < height <= 450 and distinct_colours(png) > 10  # the legend below the axes
 
 
 def test_without_matplotlib_the_tables_are_written_and_the_note_names_the_extra(problem, tmp_path, monkeypatch):

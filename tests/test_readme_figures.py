@@ -1,0 +1,54 @@
+"""The README's figures are what their scripts give: every phrase of scripts/readme_figures.py is in the README.
+
+Each group reruns its example script in full (the README quotes the full runs, not the fast modes);
+a number changed on either side fails here, naming the phrase the README should hold.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from .conftest import ROOT
+
+
+def _figures():
+    name = "symback_readme_figures"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "readme_figures.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+FIGURES = _figures().FIGURES
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if f.slow else n for n, f in FIGURES.items()]
+)
+def test_the_readme_quotes_what_the_script_gives(name):
+    phrases, absent = _figures().missing(name)
+    assert phrases
+    assert not absent, f"README.md lacks, from {FIGURES[name].source}:\n" + "\n".join(absent)
+
+
+def test_a_changed_number_is_caught():
+    """The check is not vacuous: a README with one digit changed fails it."""
+    figures = _figures()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    phrases, absent = figures.missing("seed002", readme)
+    assert not absent
+    changed = readme.replace("**b3 = 2.6085**", "**b3 = 2.6089**")
+    assert changed != readme
+    assert figures.missing("seed002", changed)[1] == [p for p in phrases if "**b3 = 2.6085**" in p]
+
+
+def test_numbers_are_written_the_readme_way():
+    figures = _figures()
+    assert figures.sci(4.87e-05) == "4.9·10⁻⁵" and figures.sci(838.2, 3) == "8.38·10²"
+    assert figures.percent(0.9214) == "92.1 %" and figures.minus("-1.57") == "−1.57"
+    assert figures.normalise("a\n  b") == "a b"
