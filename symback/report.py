@@ -624,7 +624,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--form", choices=("auto", "explicit", "indexed"), default="auto")
     parser.add_argument("--descent", action="store_true", help="add the gradient-descent iteration table")
     parser.add_argument("--learning-rate", type=float, default=0.1, help="for --descent (default 0.1)")
-    parser.add_argument("--tolerance", type=float, default=1e-3, help="stop when |step size| < this (default 1e-3)")
+    parser.add_argument("--tolerance", type=float, default=1e-3, help="stop at a step with |step size| < this, not taking it (default 1e-3)")
     parser.add_argument("--max-steps", type=int, default=1000, help="most iterations for --descent (default 1000)")
 
 

@@ -439,8 +439,8 @@ def _hidden_activations(network: Network) -> str:
 
 
 def _summary_line(result: RunResult) -> str:
-    loss = result.loss
-    text = f"loss {loss[0]:.4g} -> {loss[-1]:.4g}" if loss else "no epoch finished"
+    # The loss of the parameters the run ended with (a diverged run: its last finished epoch's).
+    text = f"final loss {result.final_loss:.4g}" if result.loss else "no epoch finished"
     if result.test_accuracy is not None:
         text += f", test accuracy {result.test_accuracy:.1%}"
     elif result.accuracy is not None:

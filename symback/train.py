@@ -83,8 +83,9 @@ class TrainingConfig:
     """Settings of a training run (the ``[training]`` section of a spec).
 
     ``batch_size`` None means full batch.  ``tolerance`` stops when every ``|η·g|`` of the epoch's
-    last step is below it; ``loss_target`` when the epoch's loss is at or below it.  ``progress``
-    None shows a bar only when stderr is a terminal.  ``checkpoint`` is the file written at the end
+    last step is below it, without taking that step (:func:`below_tolerance`); ``loss_target`` when
+    the epoch's (running) loss is at or below it.  ``progress`` None shows a bar only when stderr is
+    a terminal.  ``checkpoint`` is the file written at the end
     of the run, on Ctrl-C, and every ``checkpoint_every`` epochs.
     """
 
@@ -371,7 +372,8 @@ class Trainer:
         callback: Callable[[int, History], None] | None = None,
         resume: str | Path | Checkpoint | None = None,
     ) -> TrainingResult:
-        """Train a copy of ``params`` on ``train`` (the caller's Parameters are not changed).
+        """Train a copy of ``params`` on ``train`` (the caller's Parameters are not changed); returns a
+        :class:`TrainingResult`, which unpacks as ``params, history = trainer.fit(...)``.
 
         ``callback(epoch, history)`` runs after every epoch; it may raise KeyboardInterrupt,
         which is handled like Ctrl-C.  ``resume`` continues from a checkpoint (its parameters,
@@ -796,7 +798,7 @@ def _configure_train(parser: Any) -> None:
     parser.add_argument("--learning-rate", type=float, help="η")
     parser.add_argument("--optimizer", help="sgd, momentum, rmsprop or adam")
     parser.add_argument("--batch-size", type=int, help="examples per step (default: all)")
-    parser.add_argument("--tolerance", type=float, help="stop when every |η·gradient| is below this")
+    parser.add_argument("--tolerance", type=float, help="stop at a step whose every |η·gradient| is below this (not taking it)")
     parser.add_argument("--seed", type=int, help="shuffling seed")
     parser.add_argument("--dataset", help="train on a shipped data set instead of [data] (e.g. digits)")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), help="float64 (default) or float32")

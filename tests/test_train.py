@@ -572,3 +572,17 @@ def test_train_report_descent_and_verify_stop_at_the_same_step(seed002, tmp_path
     report = verify(load_claims(claims))
     assert report.verdicts[0].status == "right", report.text()
     assert f"{trained.steps} step(s) from b3 = 0" in report.text() and "not taken" in report.text()
+
+
+def test_descend_stops_untaken_at_a_non_finite_step_and_runs_out_at_max_steps():
+    from symback.train import descend
+
+    path = descend(1.5, lambda v: 1.0 if v > 0 else float("inf"), 1.0, tolerance=1e-3, max_steps=10)
+    assert not path.converged and not path.steps[-1].taken and not np.isfinite(path.last_step)
+    assert path.final == -0.5 and path.taken == 2 == len(path.steps) - 1
+    slow = descend(0.0, lambda v: v - 1.0, 0.01, tolerance=1e-9, max_steps=5)
+    assert not slow.converged and slow.taken == 5 and all(s.taken for s in slow.steps)
+    assert slow.final == pytest.approx(1 - 0.99 ** 5)
+    fixed = descend(0.0, lambda v: v - 1.0, 0.5, max_steps=3)  # no tolerance: exactly max_steps steps
+    assert fixed.taken == 3 and fixed.final == 0.875 and not fixed.converged
+    assert descend(2.0, lambda v: 0.0, 0.1, tolerance=1e-3, max_steps=4).final == 2.0  # already there: no step
