@@ -98,6 +98,8 @@ def _seed002() -> list[str]:
     right, wrong = statuses.count("right"), statuses.count("wrong")
     steps, b3, optimum = results["iterations"], results["b3"], results["b3 optimum"]
     slope = minus(f"{results['slope']:.6f}")
+    first = results["descent"][0]
+    first_slope, first_step = minus(f"{first['slope']:.1f}"), minus(f"{first['step']:.2f}")
     return [
         f"({right} lines right, {wrong} wrong,",
         f"({right} right, {wrong} wrong)",
@@ -107,6 +109,8 @@ def _seed002() -> list[str]:
         f"both {slope} (the seed: −15.7)",
         f"descent on b3 alone, {steps} steps to b3 = {b3:.4f} (the exact minimum, the mean residual, is {optimum:.4f};",
         f"SSR {results['ssr before']:.2f} → {sci(results['ssr all'])} in {results['steps all']} steps",
+        f"Seed 002's ∂SSR/∂b3 is {first_slope}; with learning rate 0.1 the step size is {first_step} and the new b3 is "
+        f"0 − ({first_step}) = {first['new']:.2f}",
     ]
 
 

@@ -106,6 +106,9 @@ def test_every_run_is_exactly_the_trainer_run_with_those_settings(problem):
         assert item.loss == alone.history.loss  # same start, same shuffles: identical numbers
         assert item.gradient_norms == alone.history.gradient_norms
         assert item.test_accuracy == alone.history.test_accuracy[-1]
+        # The final loss and accuracy are those of the parameters the run returned, not the running ones.
+        assert item.final_loss == alone.final_loss != alone.history.loss[-1]
+        assert item.accuracy == alone.final_accuracy
         assert item.epochs == 6 and item.stop_reason == "epochs" and item.seconds > 0
     for a, b in zip(params.weights + params.biases, before.weights + before.biases):
         np.testing.assert_array_equal(a, b)  # the caller's parameters are untouched
