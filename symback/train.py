@@ -441,12 +441,13 @@ class Trainer:
         interrupted = threading.Event()
         restore = _catch_sigint(interrupted)
         reason, message = "epochs", f"trained {config.epochs} epoch(s)"
+
         def quiet() -> Any:
             return np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
 
-        with quiet():  # one forward pass each way: the loss of the parameters the run starts from and returns
-            initial_loss, _ = self._test_metrics(params, train, train_labels)
-        try:
+        try:  # the outer try restores the Ctrl-C handler whatever happens
+            with quiet():  # one forward pass each way: the loss of the parameters the run starts from and returns
+                initial_loss, _ = self._test_metrics(params, train, train_labels)
             try:
                 with quiet():
                     converged = False
