@@ -117,9 +117,17 @@ class Derivation:
         """How the examples combine: ``"sum"`` (Σ_i) or ``"mean"`` (1/n Σ_i)."""
         return self.network.cost.example_reduction
 
+    @property
+    def entries(self) -> tuple[NodeRef, ...]:
+        """The entries of the target: several for a tied parameter (see :meth:`Network.tied`), else the target."""
+        return self.network.tied(self.target) if self.target.is_parameter else (self.target,)
+
     @cached_property
     def indexed_product(self) -> sp.Expr:
-        """``Σ_{paths} Π factors`` in index form."""
+        """``Σ_{paths} Π factors`` in index form; for a tied parameter, the sum of its entries' products
+        (each with the entry's own indices)."""
+        if len(self.entries) > 1:
+            return sp.Add(*(_entry_product(self.network, entry) for entry in self.entries))
         body = sp.Mul(*(factor.derivative for factor in self.chain))
         return sp.Sum(body, *self.sum_indices) if self.sum_indices else body
 
@@ -204,7 +212,23 @@ class Derivation:
         return values
 
     def _indexed_examples(self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any) -> np.ndarray:
-        t = self.target
+        # A tied parameter's derivative is the sum of its entries' partials.
+        return sum(self._entry_examples(compiled, params, data, forward, t) for t in self.entries)
+
+    def entry_partials(self, params: Parameters, data: Dataset) -> list[tuple[str, float]]:
+        """Each entry's own partial ``∂C/∂entry`` (canonical name, value), summed or averaged over the
+        examples; for a tied parameter their sum is its derivative, :meth:`value`."""
+        compiled = compile_network(self.network)
+        forward = compiled.forward(params, data.X)
+        reduce = np.sum if self.reduction == "sum" else np.mean
+        return [
+            (self.network.canonical_name(t), float(reduce(self._entry_examples(compiled, params, data, forward, t))))
+            for t in self.entries
+        ]
+
+    def _entry_examples(
+        self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any, t: NodeRef
+    ) -> np.ndarray:
         if t.kind == "a" and t.layer == self.network.depth:
             return compiled.output_gradient(forward, data.Y)[:, t.j]
         deltas = compiled.deltas(params, data, forward)
@@ -240,6 +264,8 @@ class Derivation:
             },
             "examples_reduction": self.reduction,
         }
+        if len(self.entries) > 1:  # one shared parameter: its derivative is the sum of its entries' partials
+            result["tied"] = {"entries": [self.network.canonical_name(t) for t in self.entries]}
         if self.paths is not None:
             result["paths"] = [[_factor_dict(f) for f in path] for path in self.paths]
         # The ordered factors: the single path's in the user's names, else the index form's (Σ over paths).
@@ -250,6 +276,8 @@ class Derivation:
         if params is not None and data is not None:
             evaluation = self.evaluate(params, data)
             result["value"] = evaluation.value
+            if len(self.entries) > 1:
+                result["tied"]["partials"] = [value for _, value in self.entry_partials(params, data)]
             result["examples"] = [float(v) for v in evaluation.examples]
             if evaluation.factors:
                 result["factor_values"] = [[[float(x) for x in values] for values in path] for path in evaluation.factors]
@@ -262,6 +290,7 @@ class Derivation:
         """The derivation as readable text, with numbers when ``params`` and ``data`` are given."""
         C, target = self.cost_name, self.target_name
         lines = [f"∂{C}/∂{target}  ({self.form} form, network {'-'.join(map(str, self.network.sizes))})", ""]
+        lines += self._tie_lines(params, data)
         lines.append("chain rule, index form:")
         lines.append(f"  ∂{C}/∂{self.indexed_target} = {self.chain_notation(indexed=True)}")
         width = max(len(f.notation) for f in self.chain)
@@ -289,6 +318,24 @@ class Derivation:
                 lines.append(f"  example {number}: {value:.6g}")
             lines.append(f"value:       ∂{C}/∂{target} = {evaluation.value:.6g}")
         return "\n".join(lines)
+
+    def _tie_lines(self, params: Parameters | None, data: Dataset | None) -> list[str]:
+        """For a tied parameter: its derivative as the sum of its entries' partials (with their values)."""
+        if len(self.entries) < 2:
+            return []
+        C, target = self.cost_name, self.target_name
+        names = [self.network.canonical_name(t) for t in self.entries]
+        lines = [
+            f"tied: {target} is one parameter shared by {', '.join(names)}; its derivative is the sum of theirs:",
+            f"  ∂{C}/∂{target} = " + " + ".join(f"∂{C}/∂{name}" for name in names),
+        ]
+        if self.paths is not None:
+            lines.append(f"  (each path below ends at the z of one of these entries, where {target} enters)")
+        if params is not None and data is not None:
+            partials = self.entry_partials(params, data)
+            lines.append("  = " + " + ".join(f"{value:.6g}" for _, value in partials)
+                         + f" = {sum(value for _, value in partials):.6g}")
+        return [*lines, ""]
 
     def __str__(self) -> str:
         return self.text()
@@ -339,6 +386,8 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     if form not in ("auto", "explicit", "indexed"):
         raise SpecError(f"form must be 'auto', 'explicit' or 'indexed', not {form!r}")
     target = network.resolve(wrt)
+    if target.is_parameter:  # an entry of a tied parameter stands for the parameter, its first entry
+        target = network.tied(target)[0]
     if target.kind not in ("w", "b", "z", "a"):
         raise SpecError(
             f"derivatives are taken with respect to weights, biases, z and a; {network.name_of(target)!r} is not one"
@@ -349,6 +398,15 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     model = explicit_model(network)
     paths = _explicit_paths(model, target)
     return Derivation(network, target, chain, sums, indexed_target, paths, model)
+
+
+def _entry_product(network: Network, entry: NodeRef) -> sp.Expr:
+    """The index-form product of one entry of a tied parameter, its own indices fixed (``j`` → 0, …)."""
+    chain, sums, indexed = _indexed_chain(IndexedModel(network), entry)
+    body = sp.Mul(*(factor.derivative for factor in chain))
+    product = sp.Sum(body, *sums) if sums else body
+    own = dict(zip(indexed.indices, (entry.j, entry.k), strict=False)) if isinstance(indexed, sp.Indexed) else {}
+    return product.xreplace({index: sp.Integer(value) for index, value in own.items()})
 
 
 def _explicit_is_small(network: Network, target: NodeRef) -> bool:
