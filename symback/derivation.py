@@ -319,22 +319,28 @@ class Derivation:
             lines.append(f"value:       ∂{C}/∂{target} = {evaluation.value:.6g}")
         return "\n".join(lines)
 
-    def _tie_lines(self, params: Parameters | None, data: Dataset | None) -> list[str]:
-        """For a tied parameter: its derivative as the sum of its entries' partials (with their values)."""
+    def tie_summary(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
+        """For a tied parameter, one sentence: its derivative is the sum of its entries' partials (with
+        their values when ``params`` and ``data`` are given); ``""`` for anything else."""
         if len(self.entries) < 2:
-            return []
+            return ""
         C, target = self.cost_name, self.target_name
         names = [self.network.canonical_name(t) for t in self.entries]
-        lines = [
-            f"tied: {target} is one parameter shared by {', '.join(names)}; its derivative is the sum of theirs:",
-            f"  ∂{C}/∂{target} = " + " + ".join(f"∂{C}/∂{name}" for name in names),
-        ]
-        if self.paths is not None:
-            lines.append(f"  (each path below ends at the z of one of these entries, where {target} enters)")
+        text = (f"{target} is one parameter shared by {', '.join(names)}; its derivative is the sum of their "
+                f"partials: ∂{C}/∂{target} = " + " + ".join(f"∂{C}/∂{name}" for name in names))
         if params is not None and data is not None:
             partials = self.entry_partials(params, data)
-            lines.append("  = " + " + ".join(f"{value:.6g}" for _, value in partials)
-                         + f" = {sum(value for _, value in partials):.6g}")
+            text += " = " + " + ".join(f"{value:.6g}" for _, value in partials)
+            text += f" = {sum(value for _, value in partials):.6g}"
+        return text
+
+    def _tie_lines(self, params: Parameters | None, data: Dataset | None) -> list[str]:
+        summary = self.tie_summary(params, data)
+        if not summary:
+            return []
+        lines = [f"tied: {summary}"]
+        if self.paths is not None:
+            lines.append(f"  (each path below ends at the z of one of these entries, where {self.target_name} enters)")
         return [*lines, ""]
 
     def __str__(self) -> str:

@@ -207,10 +207,19 @@ def _network_part(network: Network) -> dict[str, Any]:
         "activations": tuple((label(l), a.label) for l, a in enumerate(network.activations, 1)),
         "cost": f"{network.cost.label} (outputs: {network.cost.output_reduction}, examples: "
         f"{network.cost.example_reduction})",
-        "parameter_count": f"{network.n_parameters:,} ({network.n_weights:,} weights, {network.n_biases:,} biases)",
+        "parameter_count": f"{network.n_parameters:,} ({network.n_weights:,} weights, {network.n_biases:,} biases)"
+        + _tied_count(network),
         "notation": tuple(notation),
         "forward": tuple(forward),
     }
+
+
+def _tied_count(network: Network) -> str:
+    """``; 10 free: b1 shared by 2 entries, …`` for a network with tied parameters (else nothing)."""
+    if not network.ties:
+        return ""
+    shared = ", ".join(f"{name} shared by {len(members)} entries" for name, members in network.ties.items())
+    return f"; {network.n_free_parameters:,} free: {shared}"
 
 
 def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
@@ -304,7 +313,7 @@ def descent_table(
     current = params.copy()
 
     def slope(value: float) -> float:
-        current.set(target, value)
+        current.set(target, value, derivation.network)  # a tied parameter: all its entries
         return derivation.value(current, data)
 
     path = descend(float(current.get(target)), slope, learning_rate, tolerance=tolerance, max_steps=max_steps)
@@ -313,7 +322,7 @@ def descent_table(
         for iteration, s in enumerate(path.steps, start=1)
     )
     converged = path.converged
-    current.set(target, path.final)
+    current.set(target, path.final, derivation.network)
     symbol = _target_symbol(derivation)
     rule_math = Math(sp.Eq(sp.Symbol("new"), Difference(sp.Symbol("old"), sp.Symbol("eta") * Partial(
         sp.Symbol(derivation.cost_name), symbol))))
@@ -366,6 +375,9 @@ def build_report(
         if descent is not None:
             descent_part = descent_table(derivation, params, data, **descent)
     notes = []
+    if derivation.tie_summary():
+        notes.append(derivation.tie_summary(params, data) if params is not None and data is not None
+                     else derivation.tie_summary())
     if derivation.form == "indexed":
         notes.append("Index form: one generic neuron per layer; its size does not grow with layer width.")
     return Report(

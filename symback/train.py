@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .compiler import CompiledNetwork, Gradients
+from .compiler import CompiledNetwork, Gradients, Ties
 from .data import Dataset
 from .errors import SpecError, SymbackError
 from .files import read_npz, write_atomic
@@ -471,7 +471,7 @@ class Trainer:
                                     "(try a smaller learning rate or clip_norm)",
                                 )
                             if config.clip_value is not None or config.clip_norm is not None:
-                                _clip(gradients, config.clip_value, config.clip_norm)
+                                _clip(gradients, config.clip_value, config.clip_norm, self.compiled.ties)
                                 peak = _peak(gradients)
                             step_size = config.learning_rate * peak
                             last = begin + batch >= n
@@ -617,14 +617,16 @@ def _bad_value(loss: float, gradients: Gradients) -> str:
     return "non-finite"
 
 
-def _clip(gradients: Gradients, clip_value: float | None, clip_norm: float | None) -> None:
-    """Clip in place: each entry to [−clip_value, clip_value], then the whole vector to norm ≤ clip_norm."""
+def _clip(gradients: Gradients, clip_value: float | None, clip_norm: float | None, ties: Ties | None = None) -> None:
+    """Clip in place: each entry to [−clip_value, clip_value], then the whole vector to norm ≤ clip_norm
+    (the norm over the free parameters: a tied one counts once, as PyTorch counts a shared tensor)."""
     arrays = gradients.parts()
     if clip_value is not None:
         for g in arrays:
             np.clip(g, -clip_value, clip_value, out=g)
     if clip_norm is not None:
-        norm = gradients.norm()  # summed in float64: a float32 sum of squares can overflow to inf
+        # Summed in float64: a float32 sum of squares can overflow to inf.
+        norm = gradients.norm() if ties is None else ties.norm(gradients)
         if norm > clip_norm:
             for g in arrays:
                 g *= clip_norm / norm
@@ -708,7 +710,9 @@ def _read_parameters(archive: Mapping[str, np.ndarray], network: Network, where:
             into.append(array)
     if f"W{network.depth + 1}" in archive:
         raise SpecError(f"{where}: has more layers than the network ({network.depth})")
-    return Parameters(weights, biases)
+    params = Parameters(weights, biases)
+    params.check_tied(network, f"{where}: ")  # saved for another network, or edited by hand
+    return params
 
 
 def load_parameters(path: str | Path, network: Network) -> Parameters:
