@@ -425,3 +425,29 @@ value = "0.0187412"
     assert f"{derive(moved.network, 'b1').value(moved.parameters, moved.data):.6g}" == "0.0187412"
     assert f"{derive(moved.network, 'b1').value(alone, moved.data):.6g}" == "0.0187324"
     assert statuses == ["right", "right", "right"], report.text()
+
+
+def test_readme_paragraph_quotes_what_the_example_gives(mazur, capsys):
+    from symback.cli import main
+
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("### Tied (shared) parameters"):readme.index("## How it works")]
+    block = paragraph.split("```\n")[1]
+    command, *shown = block.rstrip("\n").split("\n")
+    assert command == "$ symback derive examples/mazur_222.toml --wrt b1"
+    assert main(["derive", str(MAZUR), "--wrt", "b1"]) == 0
+    assert capsys.readouterr().out.split("\n")[: len(shown)] == shown
+    net, params, data = mazur.network, mazur.parameters, mazur.data
+    compiled = compile_network(net)
+    result = Trainer(net, TrainingConfig.from_section(mazur.sections["training"], progress=False)).fit(params, data)
+    figures = {
+        "E = {:.9f}": compiled.cost(params, data),
+        "∂E/∂w5 = {:.9f}": compiled.gradient(params, data).weights[1][0, 0],
+        "w5 = {:.8f}": result.parameters.weights[1][0, 0],
+        "w1 = {:.9f}": result.parameters.weights[0][0, 0],
+        "and E = {:.9f}": compiled.cost(result.parameters, data),
+        "agree to {:.6f}": compiled.cost(result.parameters, data),
+    }
+    text = " ".join(paragraph.split())
+    for pattern, value in figures.items():
+        assert pattern.format(value) in text
