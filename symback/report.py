@@ -432,11 +432,13 @@ def _check_rows(network: Network, params: Parameters, data: Dataset) -> list[Che
     compiled = compile_network(network)
     gradient = compiled.gradient(params, data)
     rows = []
+    shown: set[NodeRef] = set()  # a tied parameter is one row, whichever of its entries comes up
     for layer in range(1, network.depth + 1):
         n, m = network.sizes[layer], network.sizes[layer - 1]
         for ref in (NodeRef("w", layer, 0, 0), NodeRef("w", layer, n - 1, m - 1), NodeRef("b", layer, n - 1)):
-            if network.is_frozen(ref):
+            if network.is_frozen(ref) or network.tied(ref)[0] in shown:
                 continue
+            shown.add(network.tied(ref)[0])
             index_value = _index_form_value(derive(network, ref, form="indexed"), params, data)
             matrix_value = float(gradient.weights[layer - 1][ref.j, ref.k] if ref.kind == "w"
                                  else gradient.biases[layer - 1][ref.j])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mpmath import mp, mpf
 
 import symback
@@ -451,3 +453,48 @@ def test_readme_paragraph_quotes_what_the_example_gives(mazur, capsys):
     text = " ".join(paragraph.split())
     for pattern, value in figures.items():
         assert pattern.format(value) in text
+
+
+def test_network_report_checks_a_tied_parameter_once():
+    from symback.report import _check_rows
+
+    sizes, names = TIES["two ties"]
+    net, params, data = _tied_setup(sizes, names)
+    rows = _check_rows(net, params, data)
+    shown = [str(row.parameter.expr) for row in rows]
+    assert shown.count("q") == 1 and shown.count("p") == 1  # w(L)_0_0 and w(L)_1_2 are both q
+    for row in rows:
+        assert float(row.difference) < 1e-12
+
+
+@st.composite
+def tied_networks(draw):
+    """A small network and one or two ties drawn among its weights and biases (any layers, kinds)."""
+    depth = draw(st.integers(1, 3))
+    sizes = [draw(st.integers(1, 3)) for _ in range(depth + 1)]
+    refs = list(Network(sizes).parameter_refs())
+    chosen = draw(st.lists(st.sampled_from(refs), min_size=2, max_size=min(6, len(refs)), unique=True))
+    split = draw(st.integers(2, max(2, len(chosen) - 2))) if len(chosen) >= 4 else len(chosen)
+    groups = [chosen[:split], chosen[split:]] if len(chosen) - split >= 2 else [chosen]
+    probe = Network(sizes)
+    names = {probe.canonical_name(ref): f"t{number}" for number, group in enumerate(groups) for ref in group}
+    return Network(sizes, "sigmoid", "squared_error", names=names)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network=tied_networks(), seed=st.integers(0, 2**16))
+def test_random_ties_match_torch_elementwise(network, seed):
+    torch = require_module("torch")
+    rng = np.random.default_rng(seed)
+    params = Parameters.initialize(network, "normal", seed=seed)
+    data = Dataset.from_arrays(rng.normal(size=(4, network.sizes[0])), rng.uniform(0, 1, size=(4, network.sizes[-1])))
+    gradient = compile_network(network).gradient(params, data)
+    leaves, shared, forward = _torch_shared(torch, network, params, data, activation=torch.sigmoid)
+    forward().backward()
+    for name, members in network.ties.items():
+        expected = float(shared[name].grad)
+        floor = 1e-12 * max(1.0, abs(expected))
+        for ref in members:
+            entry = gradient.weights[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else gradient.biases[ref.layer - 1][ref.j]
+            assert abs(entry - expected) <= 1e-11 * max(abs(expected), floor) + floor
+        assert derive(network, name).value(params, data) == pytest.approx(expected, rel=1e-11, abs=1e-14)
