@@ -20,7 +20,7 @@ from symback.compiler import Gradients, compile_network
 from symback.dials import rank_dials
 from symback.errors import SpecError
 from symback.network import NodeRef
-from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters, save_checkpoint, save_parameters
+from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters, save_parameters
 from symback.verify import _finite_differences, gradient_check
 
 from .conftest import EXAMPLES
@@ -60,6 +60,17 @@ def _mazur_by_hand(bias_steps: bool = False) -> dict[str, mpf]:
     after = forward(new_W1, new_b1, new_W2, new_b2)[2]
     return {"E": E, "dE/dw5": gW2[0][0], "dE/db1": sum(d1), "dE/db2": sum(d2), "w5": new_W2[0][0],
             "w1": new_W1[0][0], "b1": new_b1, "E after": after}
+
+
+def _entry(gradient: Gradients, ref: NodeRef) -> float:
+    if ref.kind == "w":
+        return float(gradient.weights[ref.layer - 1][ref.j, ref.k])
+    return float(gradient.biases[ref.layer - 1][ref.j])
+
+
+def _unfrozen(net: Network) -> Network:
+    """The same network, names and ties with nothing frozen."""
+    return Network(net.sizes, net.activations, net.cost, names={net.canonical_name(r): n for r, n in net.names.items()})
 
 
 # -- Mazur's published numbers ----------------------------------------------------------------------
@@ -117,7 +128,7 @@ def test_mazur_one_training_step(mazur):
     assert f"{after:.6f}" == f"{0.291027924:.6f}" == "0.291028"
     assert abs(after - 0.291027924) == pytest.approx(1.5e-7, abs=0.01e-7)
     # The tied bias, trained: both entries move by the same step, η·(sum of the entries' partials).
-    free = symback.Network(net.sizes, net.activations, net.cost, names={net.canonical_name(r): n for r, n in net.names.items()})
+    free = _unfrozen(net)
     result = Trainer(free, config).fit(params, data)
     hand = _mazur_by_hand(bias_steps=True)
     assert result.parameters.biases[0].tolist() == [pytest.approx(float(hand["b1"]), rel=1e-14)] * 2
@@ -199,7 +210,7 @@ def test_tied_gradient_is_the_central_difference_of_the_shared_value(case):
         numeric = (_cost_with_shared(net, params, data, name, value + h)
                    - _cost_with_shared(net, params, data, name, value - h)) / (2 * h)
         for ref in members:  # every entry holds the shared parameter's derivative
-            entry = gradient.weights[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else gradient.biases[ref.layer - 1][ref.j]
+            entry = _entry(gradient, ref)
             assert entry == pytest.approx(numeric, rel=1e-7, abs=1e-10)
         assert derive(net, name).value(params, data) == pytest.approx(numeric, rel=1e-7, abs=1e-10)
         assert derive(net, name, form="indexed").value(params, data) == pytest.approx(numeric, rel=1e-7, abs=1e-10)
@@ -217,7 +228,8 @@ def _torch_shared(torch, net, params, data, activation=None, cost=None):
     """Weight and bias tensors in which every tied entry reads one shared scalar tensor, and the cost."""
     activation = activation or torch.tanh
     leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in params.weights + params.biases]
-    shared = {name: torch.tensor(params.get(m[0]), dtype=torch.float64, requires_grad=True) for name, m in net.ties.items()}
+    shared = {name: torch.tensor(params.get(members[0]), dtype=torch.float64, requires_grad=True)
+              for name, members in net.ties.items()}
 
     def forward():
         arrays = list(leaves)
@@ -246,15 +258,14 @@ def test_tied_gradient_matches_torch_with_one_shared_tensor(case):
     forward().backward()
     for name, members in net.ties.items():
         for ref in members:
-            entry = gradient.weights[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else gradient.biases[ref.layer - 1][ref.j]
+            entry = _entry(gradient, ref)
             assert entry == pytest.approx(float(shared[name].grad), rel=1e-12, abs=1e-15)
     tied = {ref for members in net.ties.values() for ref in members}
     for ref in net.parameter_refs():
         if ref not in tied:
             index = ref.layer - 1 if ref.kind == "w" else net.depth + ref.layer - 1
             position = (ref.j, ref.k) if ref.kind == "w" else ref.j
-            ours = gradient.weights[index][position] if ref.kind == "w" else gradient.biases[index - net.depth][position]
-            assert ours == pytest.approx(float(leaves[index].grad[position]), rel=1e-12, abs=1e-15)
+            assert _entry(gradient, ref) == pytest.approx(float(leaves[index].grad[position]), rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize(("optimizer", "torch_optimizer"), [("sgd", "SGD"), ("adam", "Adam")])
@@ -346,13 +357,13 @@ def test_files_keep_a_tied_parameter_in_each_entry(tmp_path, mazur):
     with pytest.raises(SpecError, match="p.npz: tied parameter 'b1' has different values"):
         load_parameters(path, net)
     # A checkpoint resumes with the entries (and Adam's state for them) equal.
-    free = symback.Network(net.sizes, net.activations, net.cost, names={net.canonical_name(r): n for r, n in net.names.items()})
+    free = _unfrozen(net)
     checkpoint = tmp_path / "c.npz"
     config = TrainingConfig(optimizer="adam", learning_rate=0.1, epochs=3, checkpoint=str(checkpoint), progress=False)
     first = Trainer(free, config).fit(params, data)
-    again = Trainer(free, TrainingConfig(optimizer="adam", learning_rate=0.1, epochs=6, progress=False)).fit(
-        params, data, resume=load_checkpoint(checkpoint, free))
-    straight = Trainer(free, TrainingConfig(optimizer="adam", learning_rate=0.1, epochs=6, progress=False)).fit(params, data)
+    longer = TrainingConfig(optimizer="adam", learning_rate=0.1, epochs=6, progress=False)
+    again = Trainer(free, longer).fit(params, data, resume=load_checkpoint(checkpoint, free))
+    straight = Trainer(free, longer).fit(params, data)
     assert first.parameters.biases[0][0] == first.parameters.biases[0][1]
     assert again.parameters == straight.parameters
     assert again.parameters.biases[1][0] == again.parameters.biases[1][1]
@@ -495,6 +506,6 @@ def test_random_ties_match_torch_elementwise(network, seed):
         expected = float(shared[name].grad)
         floor = 1e-12 * max(1.0, abs(expected))
         for ref in members:
-            entry = gradient.weights[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else gradient.biases[ref.layer - 1][ref.j]
+            entry = _entry(gradient, ref)
             assert abs(entry - expected) <= 1e-11 * max(abs(expected), floor) + floor
         assert derive(network, name).value(params, data) == pytest.approx(expected, rel=1e-11, abs=1e-14)
