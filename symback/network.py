@@ -88,7 +88,8 @@ class Network:
         names: the user's own names, ``{"w(1)_0_0": "w1", "a(L)": "predicted", ...}``.
             Keys are canonical names (absolute ``w(1)`` or relative ``w(L-1)`` layers);
             ``"output"``, ``"target"``, ``"input"`` and ``"cost"`` name the whole
-            output activation, target, input and cost.
+            output activation, target, input and cost.  One name given to several
+            weights or biases ties them into one shared parameter (see :meth:`tied`).
         frozen: parameters that are not trained (names; ``w(1)_*`` for a whole layer).
         trainable: alternatively, the only parameters that are trained.
 

@@ -926,13 +926,17 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
     # A tied parameter is one tensor, read by each of its entries: autograd sums its partials itself.
     groups = list(network.ties.values())
     shared = torch.tensor([params.get(members[0]) for members in groups], dtype=torch.float64, requires_grad=True)
-    used_weights, used_biases = list(weights), list(biases)
+    owners = [np.full(np.shape(array), -1) for array in params.weights + params.biases]  # the tie of each entry
     for group, members in enumerate(groups):
         for ref in members:
-            used = used_weights if ref.kind == "w" else used_biases
-            mask = torch.zeros(used[ref.layer - 1].shape, dtype=torch.float64)
-            mask[(ref.j, ref.k) if ref.kind == "w" else (ref.j,)] = 1.0
-            used[ref.layer - 1] = used[ref.layer - 1] * (1 - mask) + shared[group] * mask
+            owner = owners[ref.layer - 1] if ref.kind == "w" else owners[network.depth + ref.layer - 1]
+            owner[(ref.j, ref.k) if ref.kind == "w" else ref.j] = group
+    used = [
+        leaf if (owner < 0).all() else torch.where(
+            torch.from_numpy(owner >= 0), shared[torch.from_numpy(np.maximum(owner, 0))], leaf)
+        for leaf, owner in zip(weights + biases, owners)
+    ]
+    used_weights, used_biases = used[: network.depth], used[network.depth :]
     a = torch.tensor(data.X, dtype=torch.float64)
     for activation, W, b in zip(network.activations, used_weights, used_biases):
         z = a @ W.T + b

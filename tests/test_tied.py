@@ -21,7 +21,7 @@ from symback.dials import rank_dials
 from symback.errors import SpecError
 from symback.network import NodeRef
 from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters, save_parameters
-from symback.verify import _finite_differences, gradient_check
+from symback.verify import _finite_differences, _torch_gradient, gradient_check
 
 from .conftest import EXAMPLES
 from .tools import require_module
@@ -256,10 +256,12 @@ def test_tied_gradient_matches_torch_with_one_shared_tensor(case):
     gradient = compile_network(net).gradient(params, data)
     leaves, shared, forward = _torch_shared(torch, net, params, data)
     forward().backward()
+    checked = _torch_gradient(net, params, data)  # symback check's own PyTorch column
     for name, members in net.ties.items():
         for ref in members:
-            entry = _entry(gradient, ref)
-            assert entry == pytest.approx(float(shared[name].grad), rel=1e-12, abs=1e-15)
+            assert _entry(gradient, ref) == pytest.approx(float(shared[name].grad), rel=1e-12, abs=1e-15)
+            column = Gradients([w for w, _ in checked], [b for _, b in checked])
+            assert _entry(column, ref) == pytest.approx(float(shared[name].grad), rel=1e-12, abs=1e-15)
     tied = {ref for members in net.ties.values() for ref in members}
     for ref in net.parameter_refs():
         if ref not in tied:
