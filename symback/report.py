@@ -215,11 +215,13 @@ def _network_part(network: Network) -> dict[str, Any]:
 
 
 def _tied_count(network: Network) -> str:
-    """``; 10 free: b1 shared by 2 entries, …`` for a network with tied parameters (else nothing)."""
+    """``; 10 free, tied: b1 = b(L-1)_0, b(L-1)_1; …`` for a network with tied parameters (else nothing)."""
     if not network.ties:
         return ""
-    shared = ", ".join(f"{name} shared by {len(members)} entries" for name, members in network.ties.items())
-    return f"; {network.n_free_parameters:,} free: {shared}"
+    shared = "; ".join(
+        f"{name} = {', '.join(map(network.canonical_name, members))}" for name, members in network.ties.items()
+    )
+    return f"; {network.n_free_parameters:,} free, tied: {shared}"
 
 
 def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:

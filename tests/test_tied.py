@@ -19,6 +19,7 @@ from symback import Dataset, Network, Parameters, derive
 from symback.compiler import Gradients, compile_network
 from symback.dials import rank_dials
 from symback.errors import SpecError
+from symback.sweep import with_hidden_activation
 from symback.network import NodeRef
 from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters, save_parameters
 from symback.verify import _finite_differences, _torch_gradient, gradient_check
@@ -384,7 +385,8 @@ def test_summary_report_and_dials_show_a_tied_parameter_once(mazur, tmp_path):
     from symback.report import write_report
 
     text = write_report(derive(net, "b1"), tmp_path / "b1.md", params=params, data=data).read_text()
-    assert "10 free: b1 shared by 2 entries, b2 shared by 2 entries" in text
+    assert r"10 free, tied: b1 = b\(L-1\)\_0, b\(L-1\)\_1; b2 = b\(L\)\_0, b\(L\)\_1" in text
+    assert with_hidden_activation(net, "tanh").ties == net.ties  # a sweep keeps the ties
     assert r"b1 is one parameter shared by b\(L-1\)\_0, b\(L-1\)\_1" in text  # Markdown-escaped
     assert r"= 0.00877135 \+ 0.00995425 = 0.0187256" in text
 
