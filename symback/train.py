@@ -411,6 +411,7 @@ class Trainer:
                 rng.bit_generator.state = checkpoint.rng_state
             epoch, steps = checkpoint.epoch, checkpoint.steps
             records = _Records.of(checkpoint.history)
+        params.check_tied(self.network)  # a tied parameter's entries must start equal to stay one parameter
         params = params.astype(dtype)  # a copy: the caller's values stay as they were
         train = train.astype(dtype)
         test = test.astype(dtype) if test is not None else None

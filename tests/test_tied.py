@@ -335,6 +335,9 @@ def test_parameters_by_name_set_every_entry_and_unequal_values_are_refused():
     with pytest.raises(SpecError, match=r"tied parameter 'b1' has different values in its entries: "
                                         r"b\(L-1\)_0 = 0.1, b\(L-1\)_1 = 0.2"):
         params.update(net, {"b(1)": [0.1, 0.2]})
+    params.biases[0][:] = [0.1, 0.2]  # set by hand, around the checks: training refuses to start
+    with pytest.raises(SpecError, match="tied parameter 'b1' has different values"):
+        Trainer(net, TrainingConfig(epochs=1, progress=False)).fit(params, Dataset.from_arrays([[0.0, 1.0]], [0.5]))
 
 
 def test_frozen_and_trainable_take_a_tied_parameter_whole():
