@@ -47,6 +47,9 @@ PATH_LIMIT = 4096
 #: Expressions larger than this many operations are not passed to ``sympy.simplify``.
 SIMPLIFY_LIMIT = 400
 
+#: Most entries of a tied parameter named one by one in its derivation's text.
+_TIE_SHOWN = 8
+
 # Letters for the neurons of the layers above the target (j, k belong to the target).
 _PATH_LETTERS = ("q", "r", "s", "t", "u", "v", "p", "m", "n", "l")
 
@@ -127,7 +130,7 @@ class Derivation:
         """``Σ_{paths} Π factors`` in index form; for a tied parameter, the sum of its entries' products
         (each with the entry's own indices)."""
         if len(self.entries) > 1:
-            return sp.Add(*(_entry_product(self.network, entry) for entry in self.entries))
+            return _tied_product(self.network, self.entries)
         body = sp.Mul(*(factor.derivative for factor in self.chain))
         return sp.Sum(body, *self.sum_indices) if self.sum_indices else body
 
@@ -326,12 +329,16 @@ class Derivation:
             return ""
         C, target = self.cost_name, self.target_name
         names = [self.network.canonical_name(t) for t in self.entries]
-        text = (f"{target} is one parameter shared by {', '.join(names)}; its derivative is the sum of their "
-                f"partials: ∂{C}/∂{target} = " + " + ".join(f"∂{C}/∂{name}" for name in names))
+        many = len(names) > _TIE_SHOWN  # a long tie is shown by its ends and its count
+        listed = f"{', '.join(names[:3])}, …, {names[-1]} ({len(names)} entries)" if many else ", ".join(names)
+        text = f"{target} is one parameter shared by {listed}; its derivative is the sum of their partials: "
+        text += (f"∂{C}/∂{target} = Σ over the {len(names)} entries of ∂{C}/∂entry" if many
+                 else f"∂{C}/∂{target} = " + " + ".join(f"∂{C}/∂{name}" for name in names))
         if params is not None and data is not None:
-            partials = self.entry_partials(params, data)
-            text += " = " + " + ".join(f"{value:.6g}" for _, value in partials)
-            text += f" = {sum(value for _, value in partials):.6g}"
+            partials = [value for _, value in self.entry_partials(params, data)]
+            shown = [f"{value:.6g}" for value in partials]
+            text += " = " + " + ".join(shown if not many else [*shown[:3], "…", shown[-1]])
+            text += f" = {sum(partials):.6g}"
         return text
 
     def _tie_lines(self, params: Parameters | None, data: Dataset | None) -> list[str]:
@@ -406,13 +413,25 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     return Derivation(network, target, chain, sums, indexed_target, paths, model)
 
 
-def _entry_product(network: Network, entry: NodeRef) -> sp.Expr:
-    """The index-form product of one entry of a tied parameter, its own indices fixed (``j`` → 0, …)."""
-    chain, sums, indexed = _indexed_chain(IndexedModel(network), entry)
-    body = sp.Mul(*(factor.derivative for factor in chain))
-    product = sp.Sum(body, *sums) if sums else body
-    own = dict(zip(indexed.indices, (entry.j, entry.k), strict=False)) if isinstance(indexed, sp.Indexed) else {}
-    return product.xreplace({index: sp.Integer(value) for index, value in own.items()})
+def _tied_product(network: Network, entries: tuple[NodeRef, ...]) -> sp.Expr:
+    """The index-form derivative of a tied parameter: the sum of its entries' products, each at its own
+    indices.  Entries of one kind and layer share one chain (derived once); a layer's whole set of
+    biases is summed over ``j`` rather than written out entry by entry."""
+    im = IndexedModel(network)
+    terms = []
+    for (kind, layer), group in itertools.groupby(entries, key=lambda ref: (ref.kind, ref.layer)):
+        group = list(group)
+        chain, sums, indexed = _indexed_chain(im, group[0])
+        body = sp.Mul(*(factor.derivative for factor in chain))
+        product = sp.Sum(body, *sums) if sums else body
+        own = indexed.indices if isinstance(indexed, sp.Indexed) else ()
+        if kind == "b" and len(group) == network.sizes[layer] > 1:
+            terms.append(sp.Sum(product, (own[0], 0, network.sizes[layer] - 1)))
+            continue
+        for entry in group:
+            fixed = dict(zip(own, (entry.j, entry.k), strict=False))
+            terms.append(product.xreplace({index: sp.Integer(value) for index, value in fixed.items()}))
+    return sp.Add(*terms)
 
 
 def _explicit_is_small(network: Network, target: NodeRef) -> bool:

@@ -456,8 +456,9 @@ def _index_form_value(derivation: Derivation, params: Parameters, data: Dataset)
     target = derivation.target
     indexed = derivation.indexed_target
     fix = {}
-    for index, value in zip(indexed.indices, (target.j, target.k), strict=False):
-        fix[index] = value
+    if len(derivation.entries) == 1:  # a tied parameter's product has each entry's indices fixed already
+        for index, value in zip(indexed.indices, (target.j, target.k), strict=False):
+            fix[index] = value
     expr = derivation.indexed_product.xreplace(fix).doit()
     forward = compile_network(network).forward(params, data.X)
     arrays: dict[sp.IndexedBase, Callable[[tuple[int, ...]], Any]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mpmath import mp, mpf
@@ -19,6 +20,7 @@ from symback import Dataset, Network, Parameters, derive
 from symback.compiler import Gradients, compile_network
 from symback.dials import rank_dials
 from symback.errors import SpecError
+from symback.report import _index_form_value
 from symback.sweep import with_hidden_activation
 from symback.network import NodeRef
 from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters, save_parameters
@@ -157,8 +159,10 @@ def test_mazur_tied_bias_derivative_is_the_sum_of_its_entries(mazur):
     assert "b1 is one parameter shared by b(L-1)_0, b(L-1)_1" in text
     assert "∂E/∂b1 = ∂E/∂b(L-1)_0 + ∂E/∂b(L-1)_1 = 0.00877135 + 0.00995425 = 0.0187256" in text
     assert explicit.to_dict(params, data)["tied"]["entries"] == ["b(L-1)_0", "b(L-1)_1"]
-    # The index form's product is the sum of the entries' products, each at its own index.
-    assert indexed.indexed_product.is_Add and len(indexed.indexed_product.args) == 2
+    # The index form's product: a layer's whole set of biases summed over j, as the report evaluates it.
+    assert isinstance(indexed.indexed_product, sp.Sum)
+    assert [str(limit[0]) for limit in indexed.indexed_product.limits] == ["q", "j"]
+    assert _index_form_value(indexed, params, data) == pytest.approx(float(hand["dE/db1"]), rel=1e-14)
 
 
 # -- gradients against independent oracles ------------------------------------------------------------
@@ -481,6 +485,9 @@ def test_network_report_checks_a_tied_parameter_once():
     rows = _check_rows(net, params, data)
     shown = [str(row.parameter.expr) for row in rows]
     assert shown.count("q") == 1 and shown.count("p") == 1  # w(L)_0_0 and w(L)_1_2 are both q
+    for case in ("bias per layer", "weights across layers", "weight and bias", "in one neuron"):
+        net, params, data = _tied_setup(*TIES[case])
+        rows += _check_rows(net, params, data)
     for row in rows:
         assert float(row.difference) < 1e-12
 
@@ -516,3 +523,18 @@ def test_random_ties_match_torch_elementwise(network, seed):
             entry = _entry(gradient, ref)
             assert abs(entry - expected) <= 1e-11 * max(abs(expected), floor) + floor
         assert derive(network, name).value(params, data) == pytest.approx(expected, rel=1e-11, abs=1e-14)
+
+
+def test_a_long_tie_is_shown_by_its_ends_and_derived_once_per_layer():
+    net = Network([3, 12, 1], "sigmoid", "squared_error", names={f"b(1)_{j}": "c" for j in range(12)})
+    rng = np.random.default_rng(2)
+    params = Parameters.initialize(net, seed=2)
+    data = Dataset.from_arrays(rng.normal(size=(5, 3)), rng.uniform(size=(5, 1)))
+    derivation = derive(net, "c", form="indexed")
+    summary = derivation.tie_summary(params, data)
+    assert summary.startswith("c is one parameter shared by b(L-1)_0, b(L-1)_1, b(L-1)_2, …, b(L-1)_11 (12 entries)")
+    assert "∂C/∂c = Σ over the 12 entries of ∂C/∂entry = " in summary
+    assert summary.endswith(f" = {derivation.value(params, data):.6g}")
+    assert derivation.indexed_product.limits[-1][1:] == (0, 11)  # one Σ over j, not 12 terms
+    numeric = compile_network(net).gradient(params, data).biases[0]
+    assert numeric.tolist() == [pytest.approx(derivation.value(params, data), rel=1e-13)] * 12
