@@ -330,7 +330,7 @@ class Derivation:
         C, target = self.cost_name, self.target_name
         names = [self.network.canonical_name(t) for t in self.entries]
         many = len(names) > _TIE_SHOWN  # a long tie is shown by its ends and its count
-        listed = f"{', '.join(names[:3])}, …, {names[-1]} ({len(names)} entries)" if many else ", ".join(names)
+        listed = self.network.entries_text(self.network.name_of(self.target), _TIE_SHOWN)
         text = f"{target} is one parameter shared by {listed}; its derivative is the sum of their partials: "
         text += (f"∂{C}/∂{target} = Σ over the {len(names)} entries of ∂{C}/∂entry" if many
                  else f"∂{C}/∂{target} = " + " + ".join(f"∂{C}/∂{name}" for name in names))

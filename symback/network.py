@@ -190,6 +190,18 @@ class Network:
         """
         return self._tie_of.get(ref, (ref,))  # type: ignore[attr-defined]
 
+    def entries_text(self, name: str, limit: int = 8) -> str:
+        """The entries of the tied parameter ``name`` by canonical name; past ``limit``, its ends and count.
+
+        >>> net = Network([1, 12, 1], names={f"b(1)_{j}": "c" for j in range(12)})
+        >>> net.entries_text("c")
+        'b(L-1)_0, b(L-1)_1, b(L-1)_2, …, b(L-1)_11 (12 entries)'
+        """
+        names = [self.canonical_name(ref) for ref in self.ties[name]]
+        if len(names) <= limit:
+            return ", ".join(names)
+        return f"{', '.join(names[:3])}, …, {names[-1]} ({len(names)} entries)"
+
     def activation(self, layer: int) -> Activation:
         """The activation of ``layer`` (1 … L)."""
         return self.activations[layer - 1]
@@ -272,11 +284,12 @@ class Network:
         ]
         if self.ties:
             lines[-1] += f"; {self.n_free_parameters:,} free"
-            lines.append("tied        " + "; ".join(
-                f"{name} = {', '.join(map(self.canonical_name, members))}" for name, members in self.ties.items()
-            ))
+            lines.append("tied        " + "; ".join(f"{name} = {self.entries_text(name)}" for name in self.ties))
         if self.frozen:
             lines.append(f"frozen      {len(self.frozen):,}")
+            tied_frozen = sum(len(m) - 1 for m in self.ties.values() if m[0] in self.frozen)
+            if tied_frozen:
+                lines[-1] += f" entries ({len(self.frozen) - tied_frozen:,} parameters)"
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -218,9 +218,7 @@ def _tied_count(network: Network) -> str:
     """``; 10 free, tied: b1 = b(L-1)_0, b(L-1)_1; …`` for a network with tied parameters (else nothing)."""
     if not network.ties:
         return ""
-    shared = "; ".join(
-        f"{name} = {', '.join(map(network.canonical_name, members))}" for name, members in network.ties.items()
-    )
+    shared = "; ".join(f"{name} = {network.entries_text(name)}" for name in network.ties)
     return f"; {network.n_free_parameters:,} free, tied: {shared}"
 
 

@@ -384,6 +384,7 @@ def test_summary_report_and_dials_show_a_tied_parameter_once(mazur, tmp_path):
     summary = net.summary()
     assert "parameters  12 (8 weights, 4 biases); 10 free" in summary
     assert "tied        b1 = b(L-1)_0, b(L-1)_1; b2 = b(L)_0, b(L)_1" in summary
+    assert "frozen      4 entries (2 parameters)" in summary
     gradients = compile_network(net).gradient(params, data, respect_frozen=False)
     dials = rank_dials(net, params, gradients=gradients, top=20)
     names = [dial.name for dial in dials]
