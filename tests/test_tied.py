@@ -130,6 +130,11 @@ def test_mazur_one_training_step(mazur):
     assert f"{after:.9f}" == "0.291027774"
     assert f"{after:.6f}" == f"{0.291027924:.6f}" == "0.291028"
     assert abs(after - 0.291027924) == pytest.approx(1.5e-7, abs=0.01e-7)
+    # The post's own updated weights, as it prints them (9 digits), give 0.291027774 too.
+    printed = mazur.parameters.copy()
+    printed.update(net, {"w1": 0.149780716, "w2": 0.19956143, "w3": 0.24975114, "w4": 0.29950229,
+                         "w5": 0.35891648, "w6": 0.408666186, "w7": 0.511301270, "w8": 0.561370121})
+    assert f"{compile_network(net).cost(printed, data):.9f}" == "0.291027774"
     # The tied bias, trained: both entries move by the same step, η·(sum of the entries' partials).
     free = _unfrozen(net)
     result = Trainer(free, config).fit(params, data)
@@ -336,6 +341,11 @@ def test_parameters_by_name_set_every_entry_and_unequal_values_are_refused():
     params.update(net, {"b(1)_1": 0.5})  # an entry's canonical name is the shared parameter too
     assert params.biases[0].tolist() == [0.5, 0.5]
     params.update(net, {"b(1)": [0.75, 0.75]})
+    params.set("b1", 0.125)  # by name, on parameters that know their network: the whole parameter
+    assert params.biases[0].tolist() == [0.125, 0.125]
+    params.set(NodeRef("b", 1, 1), 0.375)  # an entry's NodeRef too
+    assert params.biases[0].tolist() == [0.375, 0.375] and params.get("b1") == 0.375
+    params.update(net, {"b(1)": [0.75, 0.75]})
     with pytest.raises(SpecError, match=r"tied parameter 'b1' has different values in its entries: "
                                         r"b\(L-1\)_0 = 0.1, b\(L-1\)_1 = 0.2"):
         params.update(net, {"b(1)": [0.1, 0.2]})
@@ -446,7 +456,7 @@ value = "0.0187412"
     alone = moved.parameters.copy()
     new = 0.35 - 0.5 * 0.018725609394704128
     moved.parameters.set_tied(moved.network, moved.network.resolve("b1"), new)
-    alone.set(moved.network.resolve("b1"), new)
+    alone.biases[0][0] = new  # one entry alone: through the array (set() moves the whole parameter)
     assert f"{derive(moved.network, 'b1').value(moved.parameters, moved.data):.6g}" == "0.0187412"
     assert f"{derive(moved.network, 'b1').value(alone, moved.data):.6g}" == "0.0187324"
     assert statuses == ["right", "right", "right"], report.text()
