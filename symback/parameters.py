@@ -28,6 +28,7 @@ NumPy pass rather than one pass per array.
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -338,6 +339,15 @@ class Parameters(PackedArrays):
     def flat(self) -> np.ndarray:
         """All parameters as one vector, in :meth:`Network.parameter_refs` order."""
         return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(self.weights, self.biases)])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Parameters:
+        # The network is immutable and can be large (its frozen set names every frozen parameter): a
+        # deep copy shares it, as copy() does, and copies the arrays (unpacked, see __getstate__).
+        memo.setdefault(id(self.network), self.network)
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__getstate__(), memo))
+        return clone
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Parameters) or len(self.weights) != len(other.weights):
