@@ -6,22 +6,14 @@ a number changed on either side fails here, naming the phrase the README should 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
 from .conftest import ROOT
+from .tools import load_script
 
 
 def _figures():
-    name = "symback_readme_figures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "readme_figures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("readme_figures")
 
 
 FIGURES = _figures().FIGURES
