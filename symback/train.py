@@ -550,12 +550,18 @@ class Trainer:
     ) -> tuple[float, float | None] | None:
         if test is None:
             return None
-        forward = self.compiled.forward(params, test.X)
-        loss = self.compiled.cost(params, test, forward)
-        accuracy = None
-        if labels is not None:
-            accuracy = float(np.mean(forward.output.argmax(axis=1) == labels))
-        return loss, accuracy
+        # In slices: one forward pass over a whole (training) set would hold every example's z and a
+        # at once, far more than a mini-batch step does.  The reduction is over all examples at once.
+        costs, correct = [], 0
+        for begin in range(0, len(test) or 1, _EVALUATION_ROWS):
+            rows = slice(begin, begin + _EVALUATION_ROWS)
+            part = Dataset(test.X[rows], test.Y[rows])
+            forward = self.compiled.forward(params, part.X)
+            costs.append(self.compiled.example_costs(params, part, forward))
+            if labels is not None:
+                correct += int(np.count_nonzero(forward.output.argmax(axis=1) == labels[rows]))
+        loss = float(self.compiled._reduce(np.concatenate(costs)))
+        return loss, (correct / len(test) if labels is not None and len(test) else None)
 
     def evaluate(self, params: Parameters, data: Dataset) -> dict[str, float]:
         """Loss (and accuracy for one-hot targets) of ``params`` on ``data``."""
@@ -566,6 +572,10 @@ class Trainer:
         if metrics[1] is not None:
             out["accuracy"] = metrics[1]
         return out
+
+
+#: Examples per forward pass when a loss or accuracy is measured (not trained on): a bounded memory.
+_EVALUATION_ROWS = 1024
 
 
 class _Records:
