@@ -325,29 +325,29 @@ def _resolve_target(path: Path, what: str) -> Path:
     return path
 
 
-def check_output(path: str | os.PathLike[str], what: str, suffixes: Iterable[str] = ()) -> Path:
+def check_output(path: str | os.PathLike[str], what: str = "", suffixes: Iterable[str] = ()) -> Path:
     """Refuse an output path before the work that would fill it: a bad name, a wrong extension, a folder,
-    a device or other non-regular file.  Returns the path.
+    a device or other non-regular file.  Returns the path; ``what`` (e.g. ``"--save "``) starts the message.
 
-    >>> check_output("spec.toml", "--save", [".npz"])
+    >>> check_output("spec.toml", "--save ", [".npz"])
     Traceback (most recent call last):
     ...
-    symback.errors.SymbackError: --save 'spec.toml': the file name must end in .npz
+    symback.errors.SymbackError: cannot write --save 'spec.toml': the file name must end in .npz
     """
-    name = _check_name(path, what)
+    name = _check_name(path, what.strip() or "output file")
     target = Path(name)
     wanted = tuple(suffixes)
     if len(os.fsencode(target.name)) > 255:
-        raise SymbackError(f"{what} {name!r}: the file name is longer than 255 bytes")
+        raise SymbackError(f"cannot write {what}{name!r}: the file name is longer than 255 bytes")
     try:
         if target.is_dir():
             example = str(target / ("model" + (wanted[0] if wanted else "")))
-            raise SymbackError(f"{what} {name!r} is a folder; give a file name such as {example!r}")
+            raise SymbackError(f"cannot write {what}{name!r}: it is a folder; give a file name such as {example!r}")
     except OSError as error:  # a name too long for the file system, a loop of links
-        raise SymbackError(f"{what} {name!r}: {error.strerror or error}") from None
+        raise SymbackError(f"cannot write {what}{name!r}: {error.strerror or error}") from None
     if wanted and not name.lower().endswith(wanted):
-        raise SymbackError(f"{what} {name!r}: the file name must end in {' or '.join(wanted)}")
-    _resolve_target(target, f"{what} ")
+        raise SymbackError(f"cannot write {what}{name!r}: the file name must end in {' or '.join(wanted)}")
+    _resolve_target(target, what)
     return target
 
 
@@ -365,7 +365,7 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike[str], payload: bytes | str) -> Path:
+def write_atomic(path: str | os.PathLike[str], payload: bytes | bytearray | memoryview | str) -> Path:
     """Write ``payload`` (text is UTF-8 encoded) to ``path`` atomically; returns the path.
 
     Raises SymbackError naming the file when its folder cannot be written or ``path`` exists and is

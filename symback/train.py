@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import sys
 import threading
@@ -52,7 +53,7 @@ import numpy as np
 from .compiler import CompiledNetwork, Gradients, Ties
 from .data import Dataset
 from .errors import SpecError, SymbackError
-from .files import read_npz, write_atomic
+from .files import MAX_ARRAY_BYTES, check_output, read_npz, write_atomic
 from .network import Network
 from .optimizers import Optimizer, _arrays, get_optimizer
 from .parameters import Parameters
@@ -76,6 +77,8 @@ __all__ = [
 ]
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
+#: How a result's message says the checkpoint could not be written (the CLI reports that part on stderr).
+_NOT_SAVED = "; the checkpoint was not saved: "
 
 
 @dataclass(frozen=True)
@@ -536,7 +539,7 @@ class Trainer:
             try:
                 saved = save()
             except SymbackError as error:
-                message += f"; the checkpoint was not saved: {error}"
+                message += f"{_NOT_SAVED}{error}"
             else:
                 if reason == "interrupted":
                     message += f"; checkpoint saved to {saved}"
@@ -695,15 +698,37 @@ def _parameter_arrays(params: Parameters) -> dict[str, np.ndarray]:
 
 
 def _atomic_savez(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """An ``.npz`` archive written atomically: never half a file, even on Ctrl-C."""
+    """An ``.npz`` archive written atomically: never half a file, even on Ctrl-C.
+
+    ``path`` must end in ``.npz`` (a spec or report given by mistake is never overwritten with an
+    archive) and must not be a folder, a device or another non-regular file.
+    """
+    check_output(path, "", [".npz"])
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getbuffer())
 
 
 def save_parameters(path: str | Path, params: Parameters) -> None:
     """Parameters as ``W1, b1, W2, b2, ...`` in an ``.npz`` (written atomically)."""
     _atomic_savez(path, _parameter_arrays(params))
+
+
+#: Room in a checkpoint besides parameter-sized arrays: history and metadata (256 MiB).
+_CHECKPOINT_EXTRA_BYTES = 256 * 2**20
+#: Parameter-sized float64 arrays a checkpoint may hold: the parameters and up to three optimizer slots.
+_CHECKPOINT_COPIES = 4
+#: The longest metadata text (JSON) a checkpoint may hold.
+_META_CHARS = 2**20
+
+
+def _archive_limit(network: Network) -> int:
+    """How many bytes a parameter file or checkpoint of ``network`` can reasonably expand to.
+
+    A file far larger than its network (an archive that expands to gigabytes) is refused before
+    it is expanded, rather than exhausting memory.
+    """
+    return min(MAX_ARRAY_BYTES, _CHECKPOINT_COPIES * 8 * network.n_parameters + _CHECKPOINT_EXTRA_BYTES)
 
 
 def _read_parameters(archive: Mapping[str, np.ndarray], network: Network, where: str) -> Parameters:
@@ -728,7 +753,7 @@ def _read_parameters(archive: Mapping[str, np.ndarray], network: Network, where:
 
 def load_parameters(path: str | Path, network: Network) -> Parameters:
     """Parameters saved by :func:`save_parameters` (or a checkpoint), checked against the network's shapes."""
-    return _read_parameters(read_npz(path, "parameter file"), network, str(path))
+    return _read_parameters(read_npz(path, "parameter file", limit=_archive_limit(network)), network, str(path))
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -749,23 +774,70 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     _atomic_savez(path, arrays)
 
 
+class _Damaged(Exception):
+    """A part of a checkpoint that is not what :func:`save_checkpoint` writes (the reason, for the message)."""
+
+
+def _check_history(archive: Mapping[str, np.ndarray]) -> None:
+    for f in fields(History):
+        array = archive.get(f"history/{f.name}")
+        if array is None:
+            continue
+        rows = 2 if f.name == "gradient_norms" and array.size else 1
+        if array.ndim != rows or array.dtype.kind not in "fiu":
+            raise _Damaged(f"history: history/{f.name} must be a {rows}-d array of numbers, not {array.ndim}-d {array.dtype}")
+
+
+def _check_optimizer_state(archive: Mapping[str, np.ndarray], n_arrays: int) -> dict[str, np.ndarray]:
+    state = {k.split("/", 1)[1]: v for k, v in archive.items() if k.startswith("optimizer/")}
+    slots: dict[str, list[int]] = {}
+    for key, value in state.items():
+        if key == "steps":
+            if value.ndim != 0 or value.dtype.kind not in "iu" or int(value) < 0:
+                raise _Damaged("optimizer state: optimizer/steps must be one whole number >= 0")
+            continue
+        match = re.fullmatch(r"([A-Za-z_]\w{0,63})/(\d{1,9})", key)
+        if match is None:
+            raise _Damaged(f"optimizer state: {'optimizer/' + key!r} is not a state array's name (slot/index)")
+        if value.dtype.kind != "f":
+            raise _Damaged(f"optimizer state: optimizer/{key} must hold floating-point numbers")
+        slots.setdefault(match.group(1), []).append(int(match.group(2)))
+    for slot, indices in slots.items():
+        if sorted(indices) != list(range(n_arrays)):
+            raise _Damaged(f"optimizer state: slot {slot!r} needs arrays 0 to {n_arrays - 1}, has {sorted(indices)[:10]}")
+    return state
+
+
 def load_checkpoint(path: str | Path, network: Network) -> Checkpoint:
     """A checkpoint written by :func:`save_checkpoint`.
 
     A plain parameter file (no training state) is refused, naming ``--init-from`` as the way to start from it.
+    Anything else that is not what :func:`save_checkpoint` writes is a one-line SpecError naming the file.
     """
-    archive = read_npz(path, "checkpoint")
+    archive = read_npz(path, "checkpoint", limit=_archive_limit(network))
     params = _read_parameters(archive, network, str(path))
     if "meta" not in archive:
         raise SpecError(f"{path}: holds parameters but no training state; load it with --init-from, not --resume")
-    damaged = SpecError(f"{path}: damaged checkpoint metadata")
     try:
-        meta = json.loads(str(archive["meta"]))
+        return _read_checkpoint(archive, params, network)
+    except _Damaged as error:
+        raise SpecError(f"{path}: damaged checkpoint {error}") from None
+
+
+def _read_checkpoint(archive: Mapping[str, np.ndarray], params: Parameters, network: Network) -> Checkpoint:
+    text = archive["meta"]
+    if text.ndim != 0 or text.dtype.kind != "U" or len(str(text)) > _META_CHARS:
+        raise _Damaged(f"metadata: meta must be one JSON text of at most {_META_CHARS} characters")
+    damaged = _Damaged("metadata: not what symback writes")
+    try:
+        meta = json.loads(str(text))
         optimizer, epoch, steps = meta["optimizer"], meta["epoch"], meta["steps"]
         rng_state = meta.get("rng_state")
         progress = meta.get("progress")
         if progress is not None:
             progress = EpochProgress(**progress)
+    except RecursionError:
+        raise _Damaged("metadata: nested too deeply") from None
     except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, not an object, a key missing
         raise damaged from None
     counts = [epoch, steps] + ([] if progress is None else [progress.offset, progress.correct, progress.batch_size,
@@ -780,9 +852,10 @@ def load_checkpoint(path: str | Path, network: Network) -> Checkpoint:
     if rng_state is not None:
         try:  # a state the generator refuses is damage too, found now rather than when training starts
             np.random.default_rng().bit_generator.state = rng_state
-        except (ValueError, TypeError, KeyError):
-            raise damaged from None
-    state = {k.split("/", 1)[1]: v for k, v in archive.items() if k.startswith("optimizer/")}
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+            raise _Damaged("metadata: the shuffling (RNG) state is not one NumPy accepts") from None
+    _check_history(archive)
+    state = _check_optimizer_state(archive, 2 * network.depth)
     return Checkpoint(params, optimizer, state, epoch, steps, rng_state, History.from_arrays(archive), progress)
 
 
@@ -857,8 +930,7 @@ def _run_train(args: Any) -> int:
         progress=False if args.quiet else args.progress,
     )
     if args.save:
-        if Path(args.save).is_dir():  # found now, not after the training it would have lost
-            raise SpecError(f"--save {args.save!r} is a folder; give a file name such as {str(Path(args.save) / 'model.npz')!r}")
+        check_output(args.save, "--save ", [".npz"])  # found now, not after the training it would have lost
         config = replace(config, checkpoint=args.save)
     if args.plots:  # both found now, not after the training they would have followed
         from . import plots
@@ -874,7 +946,8 @@ def _run_train(args: Any) -> int:
     trainer = Trainer(spec.network, config)
     result = trainer.fit(params, train, test, resume=args.resume)
     history = result.history
-    print(f"stopped     {result.stop_reason}: {result.message}")
+    stop_message, _, save_error = result.message.partition(_NOT_SAVED)
+    print(f"stopped     {result.stop_reason}: {stop_message}")
     print(f"epochs      {result.epochs} this run, {len(history.loss)} in all; {result.steps} step(s) in all")
     if result.final_loss is not None:  # both on the whole training set: where this run started, what it returns
         print(f"loss        {result.initial_loss:.6g} -> {result.final_loss:.6g} (training set, start -> end)")
@@ -893,7 +966,8 @@ def _run_train(args: Any) -> int:
         print(f"plots       {', '.join(str(p) for p in _write_plots(args.plots, trainer, result, train))}")
     status = 130 if result.stop_reason == "interrupted" else (1 if result.stop_reason == "non_finite" else 0)
     if args.save and result.checkpoint is None:
-        status = status or 1  # the message above says why the file was not written
+        print(f"symback: error: the trained parameters were not saved: {save_error or 'no file was written'}", file=sys.stderr)
+        status = status or 2
     return status
 
 

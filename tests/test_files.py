@@ -1,14 +1,20 @@
-"""Atomic writes: complete files with ordinary permissions, nothing left behind on failure."""
+"""files: bounded reading of regular files only, .npz archives checked before allocating, atomic writes."""
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import stat
+import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from symback.errors import SymbackError
-from symback.files import write_atomic
+from symback.cli import main
+from symback.errors import SpecError, SymbackError
+from symback.files import MAX_TEXT_BYTES, check_output, read_bytes, read_npz, read_text, write_atomic
 
 
 def test_writes_text_and_bytes_with_ordinary_permissions(tmp_path):
@@ -50,11 +56,6 @@ def test_a_folder_in_the_way_is_one_line(tmp_path):
 
 
 def test_read_npz_turns_every_bad_file_into_one_line(tmp_path):
-    import numpy as np
-
-    from symback.errors import SpecError
-    from symback.files import read_npz
-
     good = tmp_path / "good.npz"
     np.savez(good, W1=np.eye(2), b1=np.zeros(2))
     arrays = read_npz(good, "parameter file")
@@ -78,16 +79,6 @@ def test_read_npz_turns_every_bad_file_into_one_line(tmp_path):
 
 
 # -- reading within bounds (issue 11) ---------------------------------------------------------
-
-import io
-import zipfile
-from pathlib import Path
-
-import numpy as np
-
-from symback.cli import main
-from symback.errors import SpecError
-from symback.files import MAX_TEXT_BYTES, check_output, read_bytes, read_npz, read_text
 
 SEED002 = Path(__file__).resolve().parent.parent / "examples" / "seed002.toml"
 needs_dev_zero = pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
@@ -277,7 +268,7 @@ def test_a_long_name_works_up_to_the_file_system_limit_and_is_one_line_past_it(t
         write_atomic(tmp_path / ("m" * 296 + ".npz"), b"x")
     _one_line(error)
     with pytest.raises(SymbackError, match="longer than 255 bytes"):
-        check_output(tmp_path / ("m" * 296 + ".npz"), "--save", [".npz"])
+        check_output(tmp_path / ("m" * 296 + ".npz"), "--save ", [".npz"])
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
@@ -307,7 +298,20 @@ def test_the_file_and_its_folder_are_flushed_before_and_after_the_rename(tmp_pat
 
 def test_check_output_refuses_a_wrong_extension_and_a_folder(tmp_path):
     with pytest.raises(SymbackError, match="must end in .npz"):
-        check_output(tmp_path / "spec.toml", "--save", [".npz"])
+        check_output(tmp_path / "spec.toml", "--save ", [".npz"])
     with pytest.raises(SymbackError, match="is a folder"):
-        check_output(tmp_path, "--save", [".npz"])
-    assert check_output(tmp_path / "MODEL.NPZ", "--save", [".npz"]) == tmp_path / "MODEL.NPZ"
+        check_output(tmp_path, "--save ", [".npz"])
+    assert check_output(tmp_path / "MODEL.NPZ", "--save ", [".npz"]) == tmp_path / "MODEL.NPZ"
+
+
+def test_every_html_page_symback_writes_forbids_scripts(tmp_path, capsys):
+    """The verify page carries the same Content-Security-Policy as the report and the demo."""
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    policy = re.compile(r'<meta http-equiv="Content-Security-Policy" content="default-src \'none\';[^"]*">')
+    for template in sorted(templates.glob("*.html.j2")):
+        head = template.read_text(encoding="utf-8").split("</head>")[0]
+        assert policy.search(head), template.name
+    out = tmp_path / "verdicts.html"
+    main(["verify", str(SEED002.parent / "seed002_claims.toml"), "--format", "html", "-o", str(out)])
+    capsys.readouterr()
+    assert policy.search(out.read_text(encoding="utf-8").split("</head>")[0])

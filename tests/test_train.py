@@ -247,14 +247,21 @@ def test_cli_refuses_a_folder_as_save_path_before_training(tmp_path, capsys):
     assert "stopped" not in captured.out  # refused before any training
 
 
-def test_cli_prints_the_trained_result_when_the_save_fails(tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
+def test_cli_prints_the_trained_result_when_the_save_fails(tmp_path, capsys, monkeypatch):
+    import symback.train
+
+    def full_disk(path, payload):
+        raise SymbackError(f"cannot write {str(path)!r}: No space left on device")
+
+    monkeypatch.setattr(symback.train, "write_atomic", full_disk)
     status = main(["train", str(EXAMPLES / "seed002.toml"), "--learning-rate", "0.1", "--tolerance", "0.001",
-                   "--epochs", "1000", "--save", str(blocker / "b3.npz"), "--quiet"])
-    printed = capsys.readouterr().out
-    assert status == 1
-    assert "stopped     tolerance" in printed and "the checkpoint was not saved: cannot write" in printed
+                   "--epochs", "1000", "--save", str(tmp_path / "b3.npz"), "--quiet"])
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert status == 2
+    assert "stopped     tolerance" in printed and "not saved" not in printed  # the error goes to stderr
+    assert captured.err.startswith("symback: error: the trained parameters were not saved: cannot write")
+    assert captured.err.count("\n") == 1
     b3_line = next(line for line in printed.splitlines() if line.startswith("b3 "))
     assert float(b3_line.split()[1]) == pytest.approx(2.61, abs=0.005)  # the result is still shown
     assert "saved  " not in printed
