@@ -46,6 +46,7 @@ from typing import Any
 
 import sympy as sp
 
+from .data import loads_with_data_arrays
 from .errors import FormulaError, SpecError, SymbackError
 from .files import read_text
 from .formula import CONSTANTS, FUNCTIONS, parse_formula
@@ -450,7 +451,7 @@ def claims_from_text(text: str, *, base: Path | None = None, path: Path | None =
     """Parse the TOML text of a claims file (``spec = ...`` is resolved relative to ``base``)."""
     try:
         # Floats as Decimal keep the digits the author wrote (-15.70 has four significant digits).
-        raw = tomllib.loads(text, parse_float=Decimal)
+        raw = loads_with_data_arrays(text, lambda rest: tomllib.loads(rest, parse_float=Decimal))
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"invalid TOML: {error}") from None
     unknown = sorted(set(raw) - _TOP_KEYS)

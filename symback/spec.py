@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import Dataset
+from .data import Dataset, loads_with_data_arrays
 from .errors import SpecError, SymbackError
 from .files import read_text
 from .network import Network
@@ -102,7 +102,7 @@ def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     text = read_text(path, "spec file")
     try:
-        raw = tomllib.loads(text)
+        raw = loads_with_data_arrays(text, tomllib.loads)  # [data] arrays read by NumPy
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: invalid TOML: {error}") from None
     try:

@@ -11,6 +11,8 @@ from symback.data import Dataset, Scaler, load_csv, load_npz, one_hot, train_tes
 from symback.datasets import digits_arrays, get_dataset, load_digits
 from symback.errors import SpecError, SymbackError
 
+EXAMPLES_DIR = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
+
 
 def test_one_hot_and_errors():
     np.testing.assert_array_equal(one_hot([1, 0, 2]), [[0, 1, 0], [1, 0, 0], [0, 0, 1]])
@@ -142,3 +144,121 @@ def test_shipped_digits():
     assert get_dataset("digits") is load_digits
     with pytest.raises(SymbackError, match="unknown dataset 'cifar'"):
         get_dataset("cifar")
+
+
+# -- [data] arrays read in bulk: the same numbers as tomllib, or tomllib itself -------------------
+
+import tomllib  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from symback.data import loads_with_data_arrays  # noqa: E402
+
+
+def _both(text: str):
+    """(bulk, tomllib) readings of ``text``; the bulk reader must never raise where tomllib does not."""
+    try:
+        expected = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        with pytest.raises(tomllib.TOMLDecodeError):
+            loads_with_data_arrays(text, tomllib.loads)
+        return None, None
+    return loads_with_data_arrays(text, tomllib.loads), expected
+
+
+def _same_numbers(got, expected) -> bool:
+    got, expected = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    return got.shape == expected.shape and np.array_equal(got.view(np.int64), expected.view(np.int64))
+
+
+toml_numbers = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**30), 10**30).map(str),
+    st.sampled_from(["0", "-0", "+0", "-0.0", "+1", "1e5", "1E-05", "0.5e+3", "01", ".5", "5.", "1.e3", "1_000",
+                     "inf", "nan", "0x1f", "1e", "--1", "1.2.3", "", "5e-324", "2.4703282292062327e-324"]),
+)
+separators = st.sampled_from([", ", ",", " , ", ",\n  ", ",\r\n", ",\r", " ,\t", ", # note\n", ",,"])
+
+
+@st.composite
+def toml_arrays(draw):
+    width = draw(st.integers(1, 4))
+    def row():
+        items = draw(st.lists(toml_numbers, min_size=width, max_size=width + draw(st.sampled_from([0, 0, 0, 1]))))
+        trail = draw(st.sampled_from(["", "", ","]))
+        return "[" + draw(separators).join(items) + trail + "]"
+    if draw(st.booleans()):
+        return row()
+    rows = [row() for _ in range(draw(st.integers(1, 4)))]
+    return "[" + draw(separators).join(rows) + draw(st.sampled_from(["", ",", "\n"])) + "]"
+
+
+@settings(max_examples=300, deadline=None)
+@given(toml_arrays(), toml_arrays(), st.sampled_from(["", "# head\n", 'title = """\n[data]\nx = [1]\n"""\n']))
+def test_bulk_reading_equals_tomllib_bit_for_bit_or_falls_back(x, y, prefix):
+    text = f"{prefix}[data]\nx = {x}\n\ny = {y}  # trailing comment\n"
+    got, expected = _both(text)
+    if expected is None:
+        return
+    for key in ("x", "y"):
+        value = got["data"][key]
+        if isinstance(value, np.ndarray):  # read in bulk: exactly tomllib's numbers, as float64
+            assert _same_numbers(value, expected["data"][key]), (key, text)
+        else:
+            assert repr(value) == repr(expected["data"][key])  # repr: nan equals nan
+    assert {k: v for k, v in got.items() if k != "data"} == {k: v for k, v in expected.items() if k != "data"}
+
+
+def test_plain_arrays_are_read_in_bulk_and_everything_else_by_tomllib():
+    raw = loads_with_data_arrays("[data]\nx = [[1, 2.5], [3, -4e-1],]\ny = [0, 1,]\n", tomllib.loads)
+    assert isinstance(raw["data"]["x"], np.ndarray) and raw["data"]["x"].tolist() == [[1.0, 2.5], [3.0, -0.4]]
+    assert isinstance(raw["data"]["y"], np.ndarray) and raw["data"]["y"].tolist() == [0.0, 1.0]
+    for text in (
+        "[data]\nx = [1_000, 2]\ny = [1, 2]\n",  # underscores
+        "[data]\nx = [1, 2, # a comment\n]\ny = [1, 2]\n",  # a comment inside
+        "[data]\nx = [[1, 2], [3]]\ny = [1, 2]\n",  # ragged: tomllib, then Dataset says so
+        "[data]\nx = [1, [2, 3]]\ny = [1, 2]\n",  # mixed nesting
+        "[data]\nx = [[[1]]]\ny = [1]\n",  # three deep
+        "[data]\nx = [-0, 1]\ny = [1, 2]\n",  # the integer -0 is 0, float('-0') is -0.0
+        'title = """\n[data]\nx = [9]\n"""\n[data]\nx = [1]\ny = [2]\n',  # the first [data] is inside a string
+    ):
+        got, expected = _both(text)
+        assert not isinstance(got["data"]["x"], np.ndarray) and got == expected, text
+
+
+def test_errors_keep_tomllib_line_numbers():
+    text = "[data]\nx = [\n1,\n2,\n3]\ny = [1, 2, 3]\nbroken = \n"
+    with pytest.raises(tomllib.TOMLDecodeError) as bulk:
+        loads_with_data_arrays(text, tomllib.loads)
+    with pytest.raises(tomllib.TOMLDecodeError) as plain:
+        tomllib.loads(text)
+    assert str(bulk.value) == str(plain.value)
+
+
+def test_claims_files_read_data_in_bulk_with_decimal_floats(tmp_path):
+    from symback.claims import load_claims
+
+    text = (EXAMPLES_DIR / "seed002_claims.toml").read_text(encoding="utf-8")
+    head, claims = text.split("[[claim]]", 1)
+    data = "[data]\nx = [0, 0.5, 1]\ny = [0, 1, 0]\n"
+    path = tmp_path / "claims.toml"
+    path.write_text(head.replace('spec = "seed002.toml"', f'spec = "{(EXAMPLES_DIR / "seed002.toml").as_posix()}"')
+                    + data + "[[claim]]" + claims, encoding="utf-8")
+    loaded = load_claims(path)
+    assert loaded.spec.data.X.ravel().tolist() == [0.0, 0.5, 1.0]
+    raw = loads_with_data_arrays(data + "v = 0.10\n", lambda rest: tomllib.loads(rest, parse_float=Decimal))
+    assert raw["data"]["v"] == Decimal("0.10") and isinstance(raw["data"]["x"], np.ndarray)
+
+
+def test_a_large_data_array_loads_as_tomllib_would(tmp_path):
+    from symback.spec import load_spec
+
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((2000, 3)), rng.standard_normal(2000)
+    rows = ",\n".join("[" + ", ".join(map(repr, row)) + "]" for row in x.tolist())
+    path = tmp_path / "big.toml"
+    path.write_text(f"[network]\nlayers = [3, 2, 1]\n[data]\nx = [{rows}]\ny = [{', '.join(map(repr, y.tolist()))}]\n")
+    data = load_spec(path).data
+    assert np.array_equal(data.X, x) and np.array_equal(data.Y.ravel(), y)
