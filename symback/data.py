@@ -14,6 +14,7 @@ array([[0., 0., 1.],
 from __future__ import annotations
 
 import csv
+import io
 import re
 import secrets
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
-from .files import MAX_ARRAY_BYTES, read_npz, read_text
+from .files import read_npz, read_text
 
 __all__ = [
     "SCALERS",
@@ -183,13 +184,11 @@ def load_csv(
     column holds class numbers and becomes one-hot rows.
     """
     path = Path(path)
+    text = read_text(path, "data file")  # a regular file of at most MAX_TEXT_BYTES, never a device
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            rows = [(reader.line_num, row) for row in reader if row]
-    except FileNotFoundError:
-        raise SpecError(f"data file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        rows = [(reader.line_num, row) for row in reader if row]
+    except csv.Error as error:
         raise SpecError(f"cannot read data file {str(path)!r}: {error}") from None
     if not rows:
         raise SpecError(f"{path}: no rows")
@@ -209,12 +208,16 @@ def load_csv(
         raise SpecError(f"{path}: the header names {len(header)} column(s) but the rows have {width}")
     if width < 2:
         raise SpecError(f"{path}: needs at least one input column and a target column")
-    table = np.empty((len(rows), width))
-    for index, (line, row) in enumerate(rows):
-        try:
-            table[index] = [float(cell) for cell in row]
-        except ValueError as error:
-            raise SpecError(f"{path}: line {line}: non-numeric value: {error}") from None
+    try:  # NumPy converts the whole table at once; the line at fault is looked for only on failure
+        table = np.array([row for _, row in rows], dtype=np.float64)
+    except ValueError:
+        converted = []
+        for line, row in rows:
+            try:
+                converted.append([float(cell) for cell in row])
+            except ValueError as error:
+                raise SpecError(f"{path}: line {line}: non-numeric value: {error}") from None
+        table = np.array(converted, dtype=np.float64)
     if isinstance(target, str):
         if header is None or target not in header:
             raise SpecError(f"{path}: no column named {target!r}")

@@ -262,3 +262,15 @@ def test_a_large_data_array_loads_as_tomllib_would(tmp_path):
     path.write_text(f"[network]\nlayers = [3, 2, 1]\n[data]\nx = [{rows}]\ny = [{', '.join(map(repr, y.tolist()))}]\n")
     data = load_spec(path).data
     assert np.array_equal(data.X, x) and np.array_equal(data.Y.ravel(), y)
+
+
+def test_csv_is_read_through_the_bounded_reader(tmp_path):
+    import os
+
+    with pytest.raises(SpecError, match="is a fifo"):
+        fifo = tmp_path / "pipe.csv"
+        os.mkfifo(fifo)
+        load_csv(fifo)  # an open() would wait for a writer forever
+    (tmp_path / "marked.csv").write_bytes(b"\xef\xbb\xbfx,y\n1,2\n3,4\n")
+    data = load_csv(tmp_path / "marked.csv", target="y")  # the byte-order mark does not hide the header name
+    assert data.X.ravel().tolist() == [1.0, 3.0] and data.Y.ravel().tolist() == [2.0, 4.0]
