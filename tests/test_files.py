@@ -14,7 +14,7 @@ import pytest
 
 from symback.cli import main
 from symback.errors import SpecError, SymbackError
-from symback.files import MAX_TEXT_BYTES, check_output, read_bytes, read_npz, read_text, write_atomic
+from symback.files import MAX_ARRAY_BYTES, MAX_TEXT_BYTES, check_output, read_bytes, read_npz, read_text, write_atomic
 
 
 def test_writes_text_and_bytes_with_ordinary_permissions(tmp_path):
@@ -112,7 +112,9 @@ def test_a_file_over_the_limit_is_refused(tmp_path):
     assert read_bytes(big, "spec file", limit=2000) == b"#" * 2000
     with pytest.raises(SpecError, match="larger than the 1000 bytes symback reads"):
         read_bytes(big, "spec file", limit=1000)
-    assert MAX_TEXT_BYTES == 256 * 2**20  # the README's documented limit
+    assert MAX_TEXT_BYTES == 256 * 2**20 and MAX_ARRAY_BYTES == 4 * 2**30  # the README's documented limits
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "up to 256 MiB of UTF-8 TOML" in readme and "`.npz` archives up to 4 GiB" in readme
 
 
 def test_a_nul_in_a_path_is_one_line():
