@@ -20,6 +20,7 @@ from symback.errors import SpecError
 from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters
 
 from .conftest import EXAMPLES
+from .test_files import char_device
 
 SEED002 = str(EXAMPLES / "seed002.toml")
 
@@ -149,7 +150,7 @@ def test_save_refuses_a_fifo_or_a_link_to_a_device(tmp_path, capsys):
     fifo = tmp_path / "pipe.npz"
     os.mkfifo(fifo)
     link = tmp_path / "null.npz"
-    link.symlink_to(os.devnull)
+    link.symlink_to(char_device(tmp_path))  # never the system's /dev/null: a regression would replace it
     for target, kind in ((fifo, "fifo"), (link, "symbolic link to a character device")):
         status, out, err = _train(["--save", str(target)], capsys)
         assert status == 2 and "stopped" not in out and err.count("\n") == 1 and kind in err, err
@@ -169,3 +170,58 @@ def test_save_then_resume_round_trips(tmp_path, capsys):
     status, out, err = _train(["--resume", str(path), "--save", str(path), "--epochs", "4"], capsys)
     assert status == 0 and err == "" and "4 in all" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+# -- fuzzing: a damaged checkpoint loads or is one line naming the file, never another exception ----
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**70), 10**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+meta_keys = st.sampled_from(["optimizer", "epoch", "steps", "rng_state", "progress", "format"])
+
+
+def _loads_or_one_line(path, net) -> None:
+    try:
+        load_checkpoint(path, net)
+    except SpecError as error:
+        assert str(error) and "\n" not in str(error)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_flipped_bytes_load_or_are_one_line(tmp_path, good, net, flips):
+    data = bytearray(good.read_bytes())
+    for where, byte in flips:
+        data[int(where * (len(data) - 1))] = byte
+    path = tmp_path / "fuzzed.npz"
+    path.write_bytes(bytes(data))
+    _loads_or_one_line(path, net)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(meta_keys, json_values, max_size=4), st.booleans())
+def test_any_metadata_loads_or_is_one_line(tmp_path, good, net, changes, replace_all):
+    arrays = _arrays(good)
+    meta = {} if replace_all else json.loads(str(arrays["meta"]))
+    meta.update(changes)
+    path = tmp_path / "meta.npz"
+    np.savez(path, **{**arrays, "meta": np.array(json.dumps(meta))})
+    _loads_or_one_line(path, net)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.sampled_from(["history/loss", "history/gradient_norms", "optimizer/m/0", "optimizer/steps", "optimizer/q/7",
+                     "W1", "b2", "meta"]),
+    st.sampled_from([np.array(1.5), np.zeros((2, 2, 2)), np.array(["x"]), np.array([True]), np.zeros(0),
+                     np.array([np.nan]), np.arange(3), np.zeros((1, 2), dtype=np.float32)]),
+)
+def test_any_array_in_any_slot_loads_or_is_one_line(tmp_path, good, net, key, value):
+    path = tmp_path / "arrays.npz"
+    np.savez(path, **{**_arrays(good), key: value})
+    _loads_or_one_line(path, net)

@@ -232,15 +232,25 @@ def test_a_damaged_member_crc_is_one_line(tmp_path):
 # -- writing: targets, names, stale temporaries ------------------------------------------------
 
 
-@pytest.mark.skipif(not Path("/dev/null").exists(), reason="no /dev/null")
+def char_device(folder: Path) -> Path:
+    """A device node like /dev/null, in ``folder``: a test that went wrong replaces it, never the system's."""
+    node = folder / "null-device"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (OSError, AttributeError):
+        pytest.skip("cannot create a device node here (needs root)")
+    return node
+
+
 def test_a_device_target_is_refused_not_replaced(tmp_path):
+    device = char_device(tmp_path)
     link = tmp_path / "null.html"
-    link.symlink_to("/dev/null")
-    for target in (Path("/dev/null"), link):
+    link.symlink_to(device)
+    for target in (device, link):
         with pytest.raises(SymbackError, match="character device, not") as error:
             write_atomic(target, "x")
         _one_line(error)
-    assert Path("/dev/null").is_char_device() and link.is_symlink()
+    assert device.is_char_device() and link.is_symlink()
 
 
 def test_a_fifo_target_is_refused(tmp_path):
