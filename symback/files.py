@@ -104,7 +104,11 @@ def open_regular(path: str | os.PathLike[str], what: str, *, limit: int) -> IO[b
     """
     name = _check_name(path, what)
     try:
-        # O_NONBLOCK: opening a fifo for reading would otherwise wait for a writer forever.
+        # Refused before opening: opening some devices (a tape, a terminal) already does something.
+        info = os.stat(name)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{what} {name!r} is {_kind(info.st_mode)}, not a regular file")
+        # O_NONBLOCK: should it have become a fifo since, opening it must not wait for a writer forever.
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise SpecError(f"{what} {name!r} not found") from None
