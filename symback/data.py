@@ -17,6 +17,7 @@ import csv
 import io
 import re
 import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,14 +270,16 @@ def _matrix(values: Any, what: str, dtype: Any) -> np.ndarray:
 # tomllib reads numbers one Python object at a time (a 75 MB array took 37 s; claims files, parsed
 # with Decimal floats, need about 100 bytes a number on top).  A [data] table's x and y are usually
 # long arrays of plain numbers: those are checked against TOML's grammar for decimal numbers with
-# whole-array NumPy operations, converted by Python's float() (correctly rounded, as tomllib's),
-# and replaced by a placeholder before the rest of the file goes through tomllib.  Anything else
+# whole-array NumPy operations, converted by NumPy's text parser (correctly rounded, as tomllib's
+# float(); no Python object per number), and replaced by a placeholder before the rest of the file goes through tomllib.  Anything else
 # (comments inside the array, underscores, inf, hex, ragged rows, mixed nesting, a [data] written
 # as dotted keys or an inline table) is left to tomllib as before.
 #
 # Why the checks below suffice: once only digits, "eE+-.", commas, brackets and TOML whitespace
-# remain, Python's float() accepts exactly TOML's decimal numbers except ".5", "5.", "1.e3"
-# (a dot not between digits) and "01" (a leading zero): those are refused here.  TOML's integer
+# remain, a C strtod (NumPy's parser, as Python's float()) reads exactly TOML's decimal numbers
+# except ".5", "5.", "1.e3" (a dot not between digits) and "01" (a leading zero): those are
+# refused here; anything it cannot read to the next comma ("1 2", "1e", an empty element) makes
+# NumPy raise, and the count of numbers must match the count of commas.  TOML's integer
 # -0 is 0 but float("-0") is -0.0, so "-0" is left to tomllib.
 
 _ARRAY_TEXT = b"0123456789eE+-.,[] \t\r\n"
@@ -333,12 +336,16 @@ def _numeric_array(text: bytes) -> np.ndarray | None:
         if widths.size == 0 or np.any(widths != widths[0]):
             return None  # ragged rows: tomllib and Dataset say so
         shape = (widths.size, int(widths[0]))
-    tokens = text.translate(_UNBRACKET).split(b",")
-    if len(tokens) != int(np.prod(shape)):
-        return None  # numbers beside the rows: each adds a piece the rows do not count
-    try:
-        values = np.fromiter(map(float, tokens), dtype=np.float64, count=len(tokens))
-    except ValueError:  # "1 2", an empty element or row, "1e": invalid TOML or empty, said by the ordinary path
+    count = int(np.prod(shape))
+    if commas.size + 1 != count:
+        return None  # numbers beside the rows: each adds a comma the rows do not count
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # NumPy < 2.3 warned where it now raises
+        try:
+            values = np.fromstring(text.translate(_UNBRACKET), dtype=np.float64, sep=",")
+        except (ValueError, DeprecationWarning):  # "1 2", an empty element or row, "1e": the ordinary path says
+            return None
+    if values.size != count:
         return None
     return values.reshape(shape)
 
