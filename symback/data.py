@@ -278,8 +278,9 @@ def _matrix(values: Any, what: str, dtype: Any) -> np.ndarray:
 # Why the checks below suffice: once only digits, "eE+-.", commas, brackets and TOML whitespace
 # remain, a C strtod (NumPy's parser, as Python's float()) reads exactly TOML's decimal numbers
 # except ".5", "5.", "1.e3" (a dot not between digits) and "01" (a leading zero): those are
-# refused here; anything it cannot read to the next comma ("1 2", "1e", an empty element) makes
-# NumPy raise, and the count of numbers must match the count of commas.  TOML's integer
+# refused here; anything it cannot read to the next comma ("1 2", "1e") makes NumPy raise, and
+# the count of numbers must match the count of commas.  Empty places ("[]", "[, 1]") are refused
+# first: NumPy reads an empty element at either end as -1.  TOML's integer
 # -0 is 0 but float("-0") is -0.0, so "-0" is left to tomllib.
 
 _ARRAY_TEXT = b"0123456789eE+-.,[] \t\r\n"
@@ -304,6 +305,20 @@ _AFTER_NUMBER = _byte_set(b"], \t\r\n")
 _NUMBER_CHAR = _byte_set(b"0123456789eE+-.")
 
 
+def _elements_present(text: bytes) -> bool:
+    """Every "[" opens a row or a number, every "]" closes one, every "," stands between two: no empty places."""
+    codes = np.frombuffer(text.translate(None, b" \t\r\n"), dtype=np.uint8)
+    opens, closes, commas = (np.flatnonzero(codes == ord(c)) for c in "[],")
+    after_open, before_close = codes[opens + 1], codes[closes - 1]
+    before_comma, after_comma = codes[commas - 1], codes[commas + 1]
+    return bool(
+        np.all(_NUMBER_CHAR[after_open] | (after_open == ord("[")))
+        and np.all(_NUMBER_CHAR[before_close] | (before_close == ord("]")))
+        and np.all(_NUMBER_CHAR[before_comma] | (before_comma == ord("]")))
+        and np.all(_NUMBER_CHAR[after_comma] | (after_comma == ord("[")))
+    )
+
+
 def _numeric_array(text: bytes) -> np.ndarray | None:
     """A TOML array (bytes, from "[" to its "]") of plain numbers, 1-d or 2-d of equal rows, as float64.
 
@@ -317,6 +332,8 @@ def _numeric_array(text: bytes) -> np.ndarray | None:
     rows = len(brackets) // 2 - 1
     if brackets != b"[]" and brackets != b"[" + b"[]" * rows + b"]":
         return None  # nested deeper, or not one array
+    if not _elements_present(text):
+        return None  # an empty array, row or element: NumPy would read it as -1
     dots = np.flatnonzero(codes == ord("."))
     if not (np.all(_DIGIT[codes[dots - 1]]) and np.all(_DIGIT[codes[dots + 1]])):
         return None
