@@ -152,12 +152,16 @@ def lambdify(
 @lru_cache(maxsize=1024)
 def _expression_kernel(expression: sp.Expr) -> tuple[tuple[sp.Symbol, ...], Callable[..., Any]]:
     symbols = tuple(sorted(expression.free_symbols, key=str))
-    return symbols, lambdify(symbols, expression)
+    return symbols, lambdify(symbols, stabilize(expression))
 
 
 def evaluate(expression: sp.Expr, environment: Mapping[sp.Symbol, Any], n: int) -> np.ndarray:
     """``expression`` at every example: ``environment`` maps each free symbol to a number or an
     ``(n,)`` array; the result is an ``(n,)`` float array.
+
+    The expression is evaluated in its :func:`stabilize` form, as the compiled network's kernels
+    are: a sigmoid and its derivative at large ``|z|`` stay exact to rounding (see
+    :func:`~symback.derivation.activations_in_z` for expressions in a layer's output ``a``).
 
     The lambdified function is cached per expression, so a loop (gradient descent in a report,
     the lines of a worked example) compiles each expression once.

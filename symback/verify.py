@@ -68,7 +68,7 @@ from .claims import (
 )
 from .compiler import CompiledNetwork, compile_network, evaluate, lambdify
 from .data import Dataset
-from .derivation import derive
+from .derivation import activations_in_z, derive
 from .errors import SpecError, SymbackError
 from .files import write_atomic
 from .network import Network, NodeRef
@@ -361,9 +361,10 @@ class _Engine:
         environment = self.environment(params)
         n = len(self.data)
         reduce = np.sum if self.network.cost.example_reduction == "sum" else np.mean
+        in_z = activations_in_z(self.model)  # a = σ(z) written out: stable where a rounds to 0 or 1
         replacements: dict[sp.Expr, sp.Expr] = {}
         for derivative in expression.atoms(sp.Derivative):
-            inner = self.partial(derivative.expr, derivative.variables[0])
+            inner = self.partial(derivative.expr, derivative.variables[0]).xreplace(in_z)
             wrt = self.model.refs[derivative.variables[0]]
             if derivative.expr == self.cost and wrt.kind in ("w", "b"):
                 # A parameter is shared by every example: its derivative is the total (Σ or mean).
@@ -374,7 +375,7 @@ class _Engine:
                 replacements[derivative] = inner
         if example is not None and example >= n:
             raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
-        expression = expression.xreplace(replacements)
+        expression = expression.xreplace(replacements).xreplace(in_z)
         values = evaluate(expression, environment, n)
         if not (expression.free_symbols & self._per_example):
             return float(values[0])
