@@ -76,6 +76,8 @@ __all__ = [
 
 #: Stands for ``log(a)`` of a softmax output: the cost is evaluated with log-softmax in its place.
 LOG_A = sp.Symbol("log_a", real=True)
+#: Stands for ``1 − a = σ(−z)`` of a sigmoid layer, kept exact by :func:`logistic_pair`.
+COMPLEMENT = sp.Symbol("c", real=True)
 
 
 class _NumPyPrinter(NumPyPrinter):
@@ -287,6 +289,8 @@ def logistic_pair(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> a.tolist(), c.tolist()
     ([4.24835425529159e-18, 0.5, 1.0], [1.0, 0.5, 4.248354255291589e-18])
     """
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)  # an integer array cannot hold σ
     one, low = _constants(z.dtype)
     if z.size and z.min() >= low:
         u = np.negative(z, out=z)
@@ -650,16 +654,24 @@ def _shortest(expression: sp.Expr) -> sp.Expr:
 class ForwardPass:
     """``zs[l-1]`` and ``activations[l]`` of shape ``(n_examples, n_l)``; ``activations[0]`` is the input.
 
+    A sigmoid layer also keeps ``complements[l-1] = σ(−z) = 1 − a``, computed without cancellation:
+    its σ' is ``a·(1 − a)`` from these two, exact to rounding at saturated units too.
+
     In the forward pass of :meth:`CompiledNetwork.loss_and_gradient`, ``zs[l-1]`` is None where the
     backward pass does not read it (σ' computed from ``a``): not keeping it saves memory.
     """
 
     zs: list[np.ndarray]
     activations: list[np.ndarray]
+    #: ``σ(−z(l)) = 1 − a(l)`` of each sigmoid layer, exact where ``a`` rounds to 1 (None for the others).
+    complements: list[np.ndarray | None] | None = None
 
     @property
     def output(self) -> np.ndarray:
         return self.activations[-1]
+
+    def complement(self, index: int) -> np.ndarray | None:
+        return None if self.complements is None else self.complements[index]
 
 
 @dataclass(frozen=True, eq=False)
@@ -752,46 +764,60 @@ def _trusted_squares(dtype: np.dtype) -> tuple[float, float]:
 
 
 class _LayerKernels:
-    """σ and σ' of one layer, compiled from the activation's formula and its SymPy derivative."""
+    """σ and σ' of one layer, compiled from the activation's formula and its SymPy derivative.
 
-    #: σ computed into z's own array, where the layer has such a kernel.
-    forward_in_place: Callable[[np.ndarray], np.ndarray] | None = None
+    σ' is computed where it is exact to rounding: from ``a`` and ``1 − a = σ(−z)`` for a sigmoid
+    (both kept by the forward pass), from ``a`` alone where SymPy proves σ' a monomial ``k·aⁿ`` (a
+    relative error of ``a`` then grows only n-fold), else from ``z`` by the :func:`stabilize` form of
+    the derivative.  A polynomial such as tanh's ``1 − a²`` is not used: where ``a`` rounds to ±1 it
+    loses every digit (tanh'(20) = 1.7e-17, not 0).
+    """
+
+    #: Whether the forward pass keeps ``σ(−z)`` (a sigmoid layer).
+    complement = False
 
     def __init__(self, activation: Activation) -> None:
         self.activation = activation
         self.derivative_expression: sp.Expr | None = None
+        self.output_derivative = None
         if activation.elementwise:
             self.stable_formula = stabilize(activation.formula)
             self.forward = elementwise([Z], self.stable_formula)
-            if self.stable_formula == logistic(Z):  # σ written over z, where z is not kept
-                self.forward_in_place = _logistic_in_place
+            self.complement = self.stable_formula == logistic(Z)
             # σ' of the stable form: equal to activation.derivative, without its overflow.
             self.derivative = elementwise([Z], stabilize(sp.diff(self.stable_formula, Z)))
             self.derivative_expression = derivative_in_output(activation.formula)
-            self.output_derivative = (
-                elementwise([A], self.derivative_expression) if self.derivative_expression is not None else None
-            )
+            if self.derivative_expression is not None and _is_monomial(self.derivative_expression):
+                self.output_derivative = elementwise([A], self.derivative_expression)
         else:
             self.stable_formula = None
             self.forward = _softmax
             self.derivative = None
-            self.output_derivative = None
 
-    def sigma_prime(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """σ'(z), from the output ``a`` when that form was proven."""
+    def forward_pair(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """σ(z) and, for a sigmoid, σ(−z) (in z's own array: the caller passes a copy to keep z)."""
+        if self.complement:
+            return logistic_pair(z)
+        return self.forward(z), None
+
+    def sigma_prime(self, z: np.ndarray, a: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """σ'(z): ``a·c`` for a sigmoid (``c = σ(−z)``), from the output ``a`` when a monomial, else from z."""
+        if c is not None:
+            return a * c
         if self.output_derivative is not None:
             return self.output_derivative(a)
         return self.derivative(z)
 
-    def backward(self, grad_a: np.ndarray, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def backward(self, grad_a: np.ndarray, z: np.ndarray, a: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         """``∂C/∂z`` from ``∂C/∂a``: elementwise σ'(z), or the softmax Jacobian a_j(δ_ij − a_i) contracted."""
         if self.derivative is not None:
-            return grad_a * self.sigma_prime(z, a)
+            return grad_a * self.sigma_prime(z, a, c)
         return a * (grad_a - np.sum(grad_a * a, axis=1, keepdims=True))
 
 
-def _logistic_in_place(z: np.ndarray) -> np.ndarray:
-    return logistic_array(z, out=z)
+def _is_monomial(expression: sp.Expr) -> bool:
+    """``k·aⁿ``: its relative error is n times that of ``a``, wherever ``a`` is."""
+    return expression.is_polynomial(A) and len(sp.Poly(expression, A).terms()) == 1
 
 
 @lru_cache(maxsize=128)
@@ -801,22 +827,40 @@ def _layer_kernels(activation: Activation) -> _LayerKernels:
 
 
 @lru_cache(maxsize=64)
+def _delta_with_complement(derivative: sp.Expr) -> sp.Expr | None:
+    """δ = ∂C/∂a · σ'(z) of a sigmoid output in ``a = σ(z)``, ``c = σ(−z)`` and ``y``, or None.
+
+    Worked out in z by :func:`stabilize` (``1 − σ(z)`` → σ(−z), quotients cancelled against
+    σ' = σ(z)σ(−z)), then written in a and c.  Not simplified further: expanding
+    ``−y·c + (1 − y)·a`` would bring back the cancellation of ``a − y`` at y = 1.
+    """
+    sigma = logistic(Z)
+    expression = stabilize(derivative.subs(A, sigma) * sigma * logistic(-Z))
+    expression = sp.factor_terms(expression.xreplace({sigma: A, logistic(-Z): COMPLEMENT}))
+    return None if expression.has(Z) else expression
+
+
+@lru_cache(maxsize=64)
 def _cost_in_z(term: sp.Expr, formula: sp.Expr) -> sp.Expr:
     """The cost term with a = σ(z) substituted and logs expanded: log σ(z) becomes −softplus(−z)."""
     return stabilize(sp.expand_log(sp.simplify(term.subs(A, formula)), force=True))
 
 
 def _sharing_subexpressions(
-    arguments: Sequence[sp.Symbol], expressions: Sequence[sp.Expr]
+    arguments: Sequence[sp.Symbol],
+    expressions: Sequence[sp.Expr],
+    alone_arguments: Sequence[Sequence[sp.Symbol]] | None = None,
 ) -> tuple[Callable[..., list[Any]], list[Callable[..., Any]]]:
     """One kernel computing all ``expressions`` with their common subexpressions once, and one
-    kernel for each alone that evaluates it by the very same steps (so the same bits)."""
+    kernel for each alone (taking its own ``alone_arguments``, by default ``arguments``) that
+    evaluates it by the very same steps (so the same bits)."""
+    alone_arguments = alone_arguments or [arguments] * len(expressions)
     replacements, reduced = sp.cse(list(expressions))
     together = lambdify(arguments, list(expressions), cse=lambda _: (replacements, reduced))
     alone = []
-    for expression, r in zip(expressions, reduced):
+    for expression, r, own in zip(expressions, reduced, alone_arguments):
         needed = _needed_replacements(replacements, r)
-        alone.append(lambdify(arguments, expression, cse=lambda _, needed=needed, r=r: (needed, r)))
+        alone.append(lambdify(own, expression, cse=lambda _, needed=needed, r=r: (needed, r)))
     return together, alone
 
 
@@ -898,10 +942,15 @@ class CompiledNetwork:
             else:
                 term = cost.term.subs(sp.log(A), LOG_A)
                 self._cost_in_log_a = lambdify([A, LOG_A, Y], term)
-        # δ(L) = ∂C/∂a · σ'(a) as one expression when σ' has a proven form in a.
+        # δ(L) = ∂C/∂a · σ' as one expression: in a and c = 1 − a = σ(−z) for a sigmoid output (binary
+        # cross-entropy's cancels to −y·c + (1 − y)·a, exact where a rounds to 1), in a where σ' is a
+        # monomial in a.
         self.output_delta_expression: sp.Expr | None = None
         self._softmax_cross_entropy = not output.activation.elementwise and _is_cross_entropy(cost.term)
-        if output.derivative_expression is not None:
+        delta_arguments = [A, COMPLEMENT, Y] if output.complement else [A, Y]
+        if output.complement:
+            self.output_delta_expression = _delta_with_complement(cost.derivative)
+        elif output.output_derivative is not None:
             self.output_delta_expression = _shortest(cost.derivative * output.derivative_expression)
         # The cost terms and δ(L) of a training step as one kernel, their common subexpressions
         # (a − y for squared error) computed once; the cost and δ(L) alone share its arithmetic, bit
@@ -911,17 +960,24 @@ class CompiledNetwork:
         if self._cost_in_z is None and self._cost_in_log_a is None and all(
             expression is not None and expression.has(A) and not expression.has(sp.Piecewise) for expression in fusable
         ):
-            self._terms_and_delta, (self.cost_term, self._output_delta) = _sharing_subexpressions([A, Y], fusable)
+            self._terms_and_delta, (self.cost_term, self._output_delta) = _sharing_subexpressions(
+                delta_arguments, fusable, [[A, Y], delta_arguments]
+            )
         else:
             self.cost_term = elementwise([A, Y], stable_term)
             self._output_delta = (
-                elementwise([A, Y], self.output_delta_expression) if self.output_delta_expression is not None else None
+                elementwise(delta_arguments, self.output_delta_expression)
+                if self.output_delta_expression is not None
+                else None
             )
         self._masks = self._frozen_masks()
         #: The tied parameters' entries (None when nothing is tied): their gradients are summed.
         self.ties = Ties(network) if network.ties else None
-        # z(l) is read after the forward pass only where σ' has no form in a, or the cost is evaluated in z.
-        self._needs_z = [layer.derivative is not None and layer.output_derivative is None for layer in self.layers]
+        # z(l) is read after the forward pass only where σ' is computed from it, or the cost is evaluated in z.
+        self._needs_z = [
+            layer.derivative is not None and layer.output_derivative is None and not layer.complement
+            for layer in self.layers
+        ]
         if self._cost_in_z is not None or self._cost_in_log_a is not None:
             self._needs_z[-1] = True
 
@@ -942,18 +998,19 @@ class CompiledNetwork:
 
     def _forward(self, params: Parameters, X: np.ndarray, keep_every_z: bool) -> ForwardPass:
         a = X
-        zs, activations = [], [X]
+        zs, activations, complements = [], [X], []
         for kernels, W, b, needed in zip(self.layers, params.weights, params.biases, self._needs_z):
             z = a @ W.T
             z += b
-            if keep_every_z or needed:
-                a = kernels.forward(z)
-                zs.append(z)
+            keep = keep_every_z or needed
+            if kernels.complement:  # σ(−z) is written over z where z is not kept
+                a, c = kernels.forward_pair(z.copy() if keep else z)
             else:
-                a = kernels.forward(z) if kernels.forward_in_place is None else kernels.forward_in_place(z)
-                zs.append(None)
+                a, c = kernels.forward(z), None
+            zs.append(z if keep else None)
             activations.append(a)
-        return ForwardPass(zs, activations)
+            complements.append(c)
+        return ForwardPass(zs, activations, complements)
 
     def predict(self, params: Parameters, X: np.ndarray) -> np.ndarray:
         return self.forward(params, X).output
@@ -994,13 +1051,15 @@ class CompiledNetwork:
         out = forward.output
         Y_ = Y_.astype(out.dtype, copy=False)
         if self._output_delta is not None:
+            if self.layers[-1].complement:
+                return self._output_delta(out, forward.complement(-1), Y_)
             return self._output_delta(out, Y_)
         if self._softmax_cross_entropy:
             # Σ_j (−y_j/a_j)·a_j(δ_ij − a_i) = a_i·Σy − y_i: no division by a probability that may be 0.
             delta = out * Y_.sum(axis=1, keepdims=True)
             delta -= Y_
             return delta
-        return self.layers[-1].backward(self.cost_derivative(out, Y_), forward.zs[-1], out)
+        return self.layers[-1].backward(self.cost_derivative(out, Y_), forward.zs[-1], out, forward.complement(-1))
 
     def deltas(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> list[np.ndarray]:
         """``δ(l) = ∂C_i/∂z(l)`` per example (rows), by BP1 and BP2, before the reduction over examples."""
@@ -1025,11 +1084,16 @@ class CompiledNetwork:
         for index in range(L - 2, -1, -1):
             grad_a = delta @ params.weights[index + 1]
             layer = self.layers[index]
-            if layer.derivative is not None:
-                grad_a *= layer.sigma_prime(forward.zs[index], forward.activations[index + 1])
+            a, c = forward.activations[index + 1], forward.complement(index)
+            if c is not None:  # σ' = a·c, multiplied in place: no temporary
+                grad_a *= a
+                grad_a *= c
+                delta = grad_a
+            elif layer.derivative is not None:
+                grad_a *= layer.sigma_prime(forward.zs[index], a)
                 delta = grad_a
             else:
-                delta = layer.backward(grad_a, forward.zs[index], forward.activations[index + 1])
+                delta = layer.backward(grad_a, forward.zs[index], a)
             deltas[index] = delta
         return deltas
 
@@ -1058,7 +1122,10 @@ class CompiledNetwork:
         Y_ = Y_.astype(output.dtype, copy=False)
         delta = None
         if self._terms_and_delta is not None:
-            terms, delta = self._terms_and_delta(output, Y_)
+            if self.layers[-1].complement:
+                terms, delta = self._terms_and_delta(output, forward.complement(-1), Y_)
+            else:
+                terms, delta = self._terms_and_delta(output, Y_)
         else:
             terms = self._terms(forward, Y_)
         loss = self._sum_terms(terms, output.shape)  # first: δ(L) may be the terms' own array, scaled in place next
