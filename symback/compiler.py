@@ -148,7 +148,30 @@ def lambdify(
     if modules == "numpy":
         namespace = [{_LOGISTIC_NAME: logistic_array, _ERF_NAME: erf_array}, "numpy"]
         return sp.lambdify(list(arguments), expression, modules=namespace, cse=cse, dummify=True, printer=_NumPyPrinter)
+    if modules == "torch":
+        import torch
+
+        stable = {"symback_softplus": lambda x: torch.logaddexp(torch.zeros_like(x), x)}
+        return sp.lambdify(
+            list(arguments), expression, modules=[stable, "torch"], cse=cse, dummify=True, printer=_torch_printer()
+        )
     return sp.lambdify(list(arguments), expression, modules=modules, cse=cse, dummify=True)
+
+
+@lru_cache(maxsize=1)
+def _torch_printer() -> type:
+    """SymPy's PyTorch printer, with the stable forms as PyTorch's own functions."""
+    from sympy.printing.pytorch import TorchPrinter
+
+    class _Printer(TorchPrinter):
+        def _print_logistic(self, expr: sp.Expr) -> str:
+            return f"{self._module_format('torch.sigmoid')}({self._print(expr.args[0])})"
+
+        def _print_softplus(self, expr: sp.Expr) -> str:
+            # logaddexp(0, x): torch's own softplus returns x itself above x = 20 (off by e^{-20} there)
+            return f"symback_softplus({self._print(expr.args[0])})"
+
+    return _Printer
 
 
 @lru_cache(maxsize=1024)
@@ -936,9 +959,12 @@ class CompiledNetwork:
         # A cost with a log of the output is evaluated in z, where log σ(z) / log softmax(z) are stable.
         self._cost_in_z = None
         self._cost_in_log_a = None
+        #: The cost term in the output layer's z and y where it is evaluated so (None otherwise).
+        self.terms_in_z: sp.Expr | None = None
         if _logs_the_output(cost.term):
             if output.activation.elementwise:
-                self._cost_in_z = elementwise([Z, Y], _cost_in_z(cost.term, output.activation.formula))
+                self.terms_in_z = _cost_in_z(cost.term, output.activation.formula)
+                self._cost_in_z = elementwise([Z, Y], self.terms_in_z)
             else:
                 term = cost.term.subs(sp.log(A), LOG_A)
                 self._cost_in_log_a = lambdify([A, LOG_A, Y], term)
@@ -1021,13 +1047,17 @@ class CompiledNetwork:
         return self._example_costs(forward, data.Y)
 
     def _terms(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
-        """The cost term of every (example, output), by its stable form where there is one."""
-        out = forward.output
+        return self.terms_of(forward.zs[-1], forward.output, Y_)
+
+    def terms_of(self, z: np.ndarray | None, a: np.ndarray, Y_: np.ndarray) -> np.ndarray:
+        """The cost term of every (example, output) from the output layer's ``z`` and ``a``, by its
+        stable form where there is one (in ``z`` for a cost that takes ``log a``: ``z`` may be None
+        only for the others)."""
         if self._cost_in_z is not None:
-            return self._cost_in_z(forward.zs[-1], Y_)
+            return self._cost_in_z(z, Y_)
         if self._cost_in_log_a is not None:
-            return np.broadcast_to(self._cost_in_log_a(out, _log_softmax(forward.zs[-1]), Y_), out.shape)
-        return self.cost_term(out, Y_)
+            return np.broadcast_to(self._cost_in_log_a(a, _log_softmax(z), Y_), a.shape)
+        return self.cost_term(a, Y_)
 
     def _example_costs(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
         terms = self._terms(forward, Y_.astype(forward.output.dtype, copy=False))
