@@ -167,6 +167,9 @@ def _torch_printer() -> type:
         def _print_logistic(self, expr: sp.Expr) -> str:
             return f"{self._module_format('torch.sigmoid')}({self._print(expr.args[0])})"
 
+        def _print_expm1(self, expr: sp.Expr) -> str:
+            return f"{self._module_format('torch.expm1')}({self._print(expr.args[0])})"
+
         def _print_softplus(self, expr: sp.Expr) -> str:
             # logaddexp(0, x): torch's own softplus returns x itself above x = 20 (off by e^{-20} there)
             return f"symback_softplus({self._print(expr.args[0])})"
