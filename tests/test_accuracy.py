@@ -275,3 +275,70 @@ def test_erf_max_min_work_in_every_numeric_command(case, tmp_path, capsys):
         assert main(command) == 0, (command, capsys.readouterr())
     out = capsys.readouterr().out
     assert "ok" in out and not re.search(r"\bnan\b", out)
+
+
+# -- random networks, saturated ones included, adjudicated by mpmath -----------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def saturating_problems(draw):
+    depth = draw(st.integers(1, 2))
+    sizes = [draw(st.integers(1, 2)) for _ in range(depth + 1)]
+    names = ["sigmoid", "tanh", "softplus", "silu", "elu", "identity"]
+    activations = [draw(st.sampled_from(names)) for _ in range(depth)]
+    cost = draw(st.sampled_from(["squared_error", "binary_cross_entropy"]))
+    if cost == "binary_cross_entropy":
+        activations[-1] = "sigmoid"
+    seed = draw(st.integers(0, 2**16))
+    scale = draw(st.sampled_from([1.0, 10.0, 40.0]))  # 40: most units saturated, σ(z) ~ e^{-40}
+    return Network(sizes, activations, cost), seed, scale
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=saturating_problems())
+def test_random_networks_gradient_entries_against_mpmath(problem):
+    """Each entry of the compiled gradient, and the explicit derivation's value, to 1e-10 of its own size
+    (the float64 sums over examples and paths can cancel: each entry is held to 1e-13 of the sum of the
+    absolute values of its terms, computed at 50 digits too)."""
+    network, seed, scale = problem
+    rng = np.random.default_rng(seed)
+    params = Parameters.initialize(network, "xavier", seed=seed)
+    X = rng.normal(scale=scale, size=(3, network.sizes[0]))
+    Y = (rng.integers(0, 2, size=(3, network.sizes[-1])).astype(float) if network.cost.name == "binary_cross_entropy"
+         else rng.normal(size=(3, network.sizes[-1])))
+    data = Dataset(X, Y)
+    gradient = CompiledNetwork(network).gradient(params, data)
+    for layer in range(1, network.depth + 1):
+        for ref in (NodeRef("w", layer, 0, 0), NodeRef("b", layer, network.sizes[layer] - 1)):
+            derivation = derive(network, ref, form="explicit")
+            true, scale_of_terms = _mpmath_partial(derivation, params, data)
+            compiled = float(gradient.weights[layer - 1][ref.j, ref.k] if ref.kind == "w" else gradient.biases[layer - 1][ref.j])
+            for what, value in (("compiled", compiled), ("explicit", derivation.value(params, data))):
+                allowed = max(1e-10 * abs(true), 1e-13 * scale_of_terms, TINY)
+                assert abs(value - true) <= allowed, (what, network, ref, value, true, scale_of_terms)
+
+
+def _mpmath_partial(derivation, params: Parameters, data: Dataset) -> tuple[float, float]:
+    """∂C/∂target and Σ |path term| over examples and paths, each path in parameters, x and y, at 50 digits."""
+    model = derivation.model
+    paths = [model.substitute_forward(sp.Mul(*(f.derivative for f in path))) for path in derivation.paths]
+    symbols = sorted(set().union(*(p.free_symbols for p in paths)), key=str)
+    functions = [sp.lambdify(symbols, p, modules="mpmath") for p in paths]
+    total, absolute = mpmath.mpf(0), mpmath.mpf(0)
+    with mpmath.workdps(DIGITS + 30):
+        for i in range(len(data)):
+            values = []
+            for symbol in symbols:
+                ref = model.refs[symbol]
+                number = (params.get(ref) if ref.kind in ("w", "b") else
+                          data.X[i, ref.j] if ref.kind == "x" else data.Y[i, ref.j])
+                values.append(mpmath.mpf(float(number)))
+            for function in functions:
+                term = function(*values)
+                total += term
+                absolute += abs(term)
+    n = len(data) if derivation.reduction == "mean" else 1
+    return float(total / n), float(absolute / n)
