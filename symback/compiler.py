@@ -289,7 +289,7 @@ def logistic_array(x: Any, out: np.ndarray | None = None) -> Any:
         if x.dtype.kind != "f":
             x, out = x.astype(np.float64), None  # an integer array cannot hold σ
     one, low = _constants(x.dtype)
-    if x.ndim and x.size and x.min() >= low:  # False for NaN: the general form handles it
+    if x.ndim and x.size and _lowest(x, axis=None) >= low:  # False for NaN: the general form handles it
         out = np.negative(x, out=out)
         np.exp(out, out=out)
         np.add(out, one, out=out)
@@ -318,7 +318,7 @@ def logistic_pair(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if z.dtype.kind != "f":
         z = z.astype(np.float64)  # an integer array cannot hold σ
     one, low = _constants(z.dtype)
-    if z.size and z.min() >= low:
+    if z.size and _lowest(z, axis=None) >= low:
         u = np.negative(z, out=z)
         np.exp(u, out=u)
         a = np.add(u, one)
@@ -329,6 +329,10 @@ def logistic_pair(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = np.exp(np.minimum(z, 0)) / denominator
     z[...] = np.exp(-np.maximum(z, 0)) / denominator
     return a, z
+
+
+#: ``x.min()`` without the method's dispatch (a fifth of its time on a small array).
+_lowest = np.minimum.reduce
 
 
 @lru_cache(maxsize=8)
