@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import expm1
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import precedence
 
@@ -64,15 +65,19 @@ __all__ = [
     "Ties",
     "derivative_in_output",
     "elementwise",
+    "erf_array",
     "lambdify",
     "logistic",
     "logistic_array",
+    "logistic_pair",
     "softplus",
     "stabilize",
 ]
 
 #: Stands for ``log(a)`` of a softmax output: the cost is evaluated with log-softmax in its place.
 LOG_A = sp.Symbol("log_a", real=True)
+#: Stands for ``1 − a = σ(−z)`` of a sigmoid layer, kept exact by :func:`logistic_pair`.
+COMPLEMENT = sp.Symbol("c", real=True)
 
 
 class _NumPyPrinter(NumPyPrinter):
@@ -113,6 +118,23 @@ class _NumPyPrinter(NumPyPrinter):
     def _print_logistic(self, expr: sp.Expr) -> str:
         return f"{_LOGISTIC_NAME}({self._print(expr.args[0])})"
 
+    def _print_erf(self, expr: sp.Expr) -> str:
+        return f"{_ERF_NAME}({self._print(expr.args[0])})"
+
+    # SymPy prints Max and Min as functools.reduce over numpy.maximum: nested calls need no functools.
+    def _print_Max(self, expr: sp.Expr) -> str:
+        return self._nested("numpy.maximum", expr.args)
+
+    def _print_Min(self, expr: sp.Expr) -> str:
+        return self._nested("numpy.minimum", expr.args)
+
+    def _nested(self, function: str, arguments: Sequence[sp.Expr]) -> str:
+        name = self._module_format(function)
+        printed = self._print(arguments[0])
+        for argument in arguments[1:]:
+            printed = f"{name}({printed}, {self._print(argument)})"
+        return printed
+
 
 def lambdify(
     arguments: Sequence[sp.Symbol], expression: Any, *, modules: str = "numpy", cse: Any = True
@@ -124,20 +146,50 @@ def lambdify(
     Never call it on expressions built from unparsed user text: it uses ``exec``.
     """
     if modules == "numpy":
-        namespace = [{_LOGISTIC_NAME: logistic_array}, "numpy"]
+        namespace = [{_LOGISTIC_NAME: logistic_array, _ERF_NAME: erf_array}, "numpy"]
         return sp.lambdify(list(arguments), expression, modules=namespace, cse=cse, dummify=True, printer=_NumPyPrinter)
+    if modules == "torch":
+        import torch
+
+        stable = {"symback_softplus": lambda x: torch.logaddexp(torch.zeros_like(x), x)}
+        return sp.lambdify(
+            list(arguments), expression, modules=[stable, "torch"], cse=cse, dummify=True, printer=_torch_printer()
+        )
     return sp.lambdify(list(arguments), expression, modules=modules, cse=cse, dummify=True)
+
+
+@lru_cache(maxsize=1)
+def _torch_printer() -> type:
+    """SymPy's PyTorch printer, with the stable forms as PyTorch's own functions."""
+    from sympy.printing.pytorch import TorchPrinter
+
+    class _Printer(TorchPrinter):
+        def _print_logistic(self, expr: sp.Expr) -> str:
+            return f"{self._module_format('torch.sigmoid')}({self._print(expr.args[0])})"
+
+        def _print_expm1(self, expr: sp.Expr) -> str:
+            return f"{self._module_format('torch.expm1')}({self._print(expr.args[0])})"
+
+        def _print_softplus(self, expr: sp.Expr) -> str:
+            # logaddexp(0, x): torch's own softplus returns x itself above x = 20 (off by e^{-20} there)
+            return f"symback_softplus({self._print(expr.args[0])})"
+
+    return _Printer
 
 
 @lru_cache(maxsize=1024)
 def _expression_kernel(expression: sp.Expr) -> tuple[tuple[sp.Symbol, ...], Callable[..., Any]]:
     symbols = tuple(sorted(expression.free_symbols, key=str))
-    return symbols, lambdify(symbols, expression)
+    return symbols, lambdify(symbols, stabilize(expression))
 
 
 def evaluate(expression: sp.Expr, environment: Mapping[sp.Symbol, Any], n: int) -> np.ndarray:
     """``expression`` at every example: ``environment`` maps each free symbol to a number or an
     ``(n,)`` array; the result is an ``(n,)`` float array.
+
+    The expression is evaluated in its :func:`stabilize` form, as the compiled network's kernels
+    are: a sigmoid and its derivative at large ``|z|`` stay exact to rounding (see
+    :func:`~symback.derivation.activations_in_z` for expressions in a layer's output ``a``).
 
     The lambdified function is cached per expression, so a loop (gradient descent in a report,
     the lines of a worked example) compiles each expression once.
@@ -186,7 +238,7 @@ class logistic(sp.Function):  # noqa: N801 - a SymPy function, named like one
     >>> logistic(x).rewrite(sp.exp)
     1/(1 + exp(-x))
     >>> logistic(x).diff(x)
-    (1 - logistic(x))*logistic(x)
+    logistic(-x)*logistic(x)
     """
 
     @classmethod
@@ -202,7 +254,8 @@ class logistic(sp.Function):  # noqa: N801 - a SymPy function, named like one
         return self.args[0].is_real
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return self * (1 - self)
+        # σ(x)·σ(−x), not σ(1 − σ): equal, and exact to rounding where σ rounds to 1
+        return self * logistic(-self.args[0])
 
     def _eval_rewrite_as_exp(self, x: sp.Expr, **hints: Any) -> sp.Expr:
         return 1 / (1 + sp.exp(-x))
@@ -214,51 +267,79 @@ class logistic(sp.Function):  # noqa: N801 - a SymPy function, named like one
 #: The name :func:`logistic_array` has inside lambdified code.
 _LOGISTIC_NAME = "symback_logistic"
 
-# Where tanh(x/2)/2 + 1/2 stops being the faster float64 form (measured: NumPy's float64 tanh costs
-# ~2 ns an element against ~1.4 ns for exp, while the errstate that exp needs costs ~0.7 µs a call).
-_EXP_FORM_FROM = 1024
-
 
 def logistic_array(x: Any, out: np.ndarray | None = None) -> Any:
-    """``1/(1 + e^{−x})`` elementwise, in ``x``'s float dtype, with no overflow and no warning.
+    """``1/(1 + e^{−x})`` elementwise, in ``x``'s float dtype, exact to rounding relatively, never a warning.
 
-    Two equal forms, whichever NumPy computes faster: ``tanh(x/2)/2 + 1/2`` (tanh saturates at
-    ±1 instead of overflowing; float32's tanh is vectorised and beats exp) and, for large float64
-    arrays, ``1/(1 + e^{−x})`` itself, where ``e^{−x}`` overflowing to ``inf`` below x ≈ −709
-    gives exactly the limit 0.  Both work in one array, in place: a fresh one, or ``out`` (which may
-    be ``x`` itself, float and of its shape).  Both are within the dtype's
-    eps of the true value; the tanh form absolutely (in the far lower tail, σ < eps, it rounds to a
-    multiple of eps/2, as every value near 1 does), the exp form relatively as well.  So a float64
-    σ below ~1e-16 can differ in its last digits between a small and a large array, as BLAS's matrix
-    products differ in their last bits between sizes.
+    Where ``e^{−x}`` cannot overflow (every ``x`` above ``−log(max)``, about −709 in float64 and −88
+    in float32: checked with one reduction) it is ``1/(1 + e^{−x})`` itself, in one array, in place:
+    a fresh one, or ``out`` (which may be ``x`` itself, float and of its shape).  Each step is exact to
+    rounding relatively (``e^{−x}`` to half an ulp, ``1 + e^{−x}`` and the division to half an ulp
+    more), so σ is within about 2 ulps of the true value over the whole range, the far lower tail
+    (σ(−700) = 9.86e-305) included.  An array reaching below that bound (or holding NaN) takes
+    ``e^{min(x, 0)} / (1 + e^{−|x|})``, equal and equally exact, whose exponentials never overflow:
+    σ then goes down smoothly through the subnormal numbers to 0.  (``tanh(x/2)/2 + 1/2``, faster
+    in float32, loses every digit below x ≈ −37: 1/2 + 1/2·tanh cancels.)
 
-    >>> logistic_array(np.array([-1000.0, 0.0, 1000.0])).tolist()
-    [0.0, 0.5, 1.0]
+    >>> logistic_array(np.array([-1000.0, -40.0, 0.0, 1000.0])).tolist()
+    [0.0, 4.248354255291589e-18, 0.5, 1.0]
     """
-    half = _HALVES.get(x.dtype) if type(x) is np.ndarray and x.ndim else None
-    if half is None:  # a number, a 0-d or an integer array, or another float type: the general path
+    if type(x) is not np.ndarray or x.dtype.kind != "f":
         x = np.asarray(x)
         if x.dtype.kind != "f":
             x, out = x.astype(np.float64), None  # an integer array cannot hold σ
-        if x.ndim == 0:
-            with np.errstate(over="ignore"):
-                return 1 / (1 + np.exp(-x))
-        half = x.dtype.type(0.5)
-    if half is _HALF64 and x.size >= _EXP_FORM_FROM:
-        with np.errstate(over="ignore"):  # e^{-x} = inf is the right value here: σ = 1/(1 + inf) = 0
-            out = np.negative(x, out=out)
-            np.exp(out, out=out)
-        np.add(out, _ONE64, out=out)
-        return np.divide(_ONE64, out, out=out)
-    out = np.multiply(x, half, out=out)
-    np.tanh(out, out=out)
-    np.multiply(out, half, out=out)
-    return np.add(out, half, out=out)
+    one, low = _constants(x.dtype)
+    if x.ndim and x.size and _lowest(x, axis=None) >= low:  # False for NaN: the general form handles it
+        out = np.negative(x, out=out)
+        np.exp(out, out=out)
+        np.add(out, one, out=out)
+        return np.divide(one, out, out=out)
+    # e^{min(x, 0)} / (1 + e^{−|x|}): both exponents ≤ 0
+    value = np.exp(np.minimum(x, 0)) / (one + np.exp(np.copysign(x, -one)))
+    if out is None or x.ndim == 0:
+        return value
+    out[...] = value
+    return out
 
 
-# Scalars of the arrays' own types: no conversion of a Python float in each ufunc call.
-_HALF64, _ONE64 = np.float64(0.5), np.float64(1.0)
-_HALVES = {np.dtype(np.float64): _HALF64, np.dtype(np.float32): np.float32(0.5)}
+def logistic_pair(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(σ(z), σ(−z))``, both exact to rounding relatively, the second in ``z``'s own array (``z`` is
+    overwritten: pass a copy to keep it).
+
+    ``σ(−z) = 1 − σ(z)``, but computed as ``e^{−z}·σ(z)``, without the cancellation of ``1 − a``
+    (σ(40) rounds to 1, so ``1 − a`` would be 0 where σ(−40) = 4.2e-18): σ' = σ(z)·σ(−z) and every
+    δ that divides by ``1 − a`` (binary cross-entropy) stay exact at a saturated unit.
+
+    >>> z = np.array([-40.0, 0.0, 40.0])
+    >>> a, c = logistic_pair(z)
+    >>> a.tolist(), c.tolist()
+    ([4.24835425529159e-18, 0.5, 1.0], [1.0, 0.5, 4.248354255291589e-18])
+    """
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)  # an integer array cannot hold σ
+    one, low = _constants(z.dtype)
+    if z.size and _lowest(z, axis=None) >= low:
+        u = np.negative(z, out=z)
+        np.exp(u, out=u)
+        a = np.add(u, one)
+        np.divide(one, a, out=a)
+        return a, np.multiply(u, a, out=u)
+    # the general form: both exponents ≤ 0 (z below −log(max), or NaN)
+    denominator = one + np.exp(np.copysign(z, -one))
+    a = np.exp(np.minimum(z, 0)) / denominator
+    z[...] = np.exp(-np.maximum(z, 0)) / denominator
+    return a, z
+
+
+#: ``x.min()`` without the method's dispatch (a fifth of its time on a small array).
+_lowest = np.minimum.reduce
+
+
+@lru_cache(maxsize=8)
+def _constants(dtype: np.dtype) -> tuple[np.floating, np.floating]:
+    """1 in ``dtype``, and the lowest x whose e^{−x} is finite there (rounded inwards)."""
+    kind = np.dtype(dtype).type
+    return kind(1), kind(-np.floor(np.log(np.finfo(dtype).max)))
 
 
 class softplus(sp.Function):  # noqa: N801 - a SymPy function, named like one
@@ -284,24 +365,261 @@ class softplus(sp.Function):  # noqa: N801 - a SymPy function, named like one
         return sp.log(1 + sp.exp(x))
 
 
-_X = sp.Wild("x")
-
-
 def stabilize(expression: sp.Expr) -> sp.Expr:
-    """Rewrite overflow-prone subexpressions into equal stable ones.
+    """Rewrite overflow- and cancellation-prone subexpressions into equal ones exact to rounding.
 
-    ``1/(1 + exp(−x))`` → :class:`logistic` ``(x)`` (and ``1/(1 + exp(x))`` → ``logistic(−x)``),
-    ``log(1 + exp(x))`` → :class:`softplus` (``logaddexp(0, x)``).  Each rule is an identity;
-    tests check the rewritten forms equal the originals symbolically and numerically.
+    Each rule is an identity, applied bottom-up (tests check every rewritten form equal to the
+    original symbolically, and its NumPy value against 50-digit mpmath over the whole range):
+
+    * ``1 + e^{u}`` → ``1/σ(−u)``, so ``1/(1 + e^{−x})`` is :class:`logistic` ``(x)``, and an ``e^{u}``
+      multiplying a σ(±u) → ``σ(u)/σ(−u)``: the sigmoid's derivative ``e^{−x}/(1 + e^{−x})²`` becomes
+      ``σ(x)·σ(−x)`` (no overflow, no ``1 − a`` cancellation);
+    * ``1 − σ(u)`` → ``σ(−u)``; a product of σ's and a sum dividing by one of them is multiplied out,
+      so binary cross-entropy's ``(−y/σ(z) + (1 − y)/σ(−z))·σ(z)σ(−z)`` cancels to
+      ``−y·σ(−z) + (1 − y)·σ(z)``;
+    * ``log σ(u)`` → ``−softplus(−u)`` and ``log(1 + e^{u})`` → :class:`softplus` (``logaddexp``);
+    * ``1 − tanh(u)²`` → ``4σ(2u)σ(−2u)`` (tanh' at large ``|u|``, where tanh rounds to ±1);
+    * ``k·e^{u} − k`` → ``k·expm1(u)`` (ELU just below 0).
 
     >>> stabilize(1 / (1 + sp.exp(-Z)))
     logistic(z)
     >>> stabilize(sp.log(1 + sp.exp(Z)))
     softplus(z)
+    >>> stabilize(sp.diff(1 / (1 + sp.exp(-Z)), Z))
+    logistic(-z)*logistic(z)
+    >>> stabilize(1 - sp.tanh(Z) ** 2)
+    4*logistic(-2*z)*logistic(2*z)
     """
-    out = expression.replace(sp.log(1 + sp.exp(_X)), lambda x: softplus(x))
-    out = out.replace(1 / (1 + sp.exp(-_X)), lambda x: logistic(x))
+    memo: dict[sp.Basic, sp.Basic] = {}
+    return _stabilized(expression, memo)
+
+
+def _stabilized(expression: sp.Basic, memo: dict[sp.Basic, sp.Basic]) -> sp.Basic:
+    if not expression.args or not isinstance(expression, sp.Basic):
+        return expression
+    if expression in memo:
+        return memo[expression]
+    args = tuple(_stabilized(argument, memo) for argument in expression.args)
+    out = expression.func(*args) if args != expression.args else expression
+    for kind, rule in _RULES:
+        if isinstance(out, kind):
+            out = rule(out)
+    memo[expression] = out
     return out
+
+
+def _logistic_arguments(expression: sp.Expr) -> set[sp.Expr]:
+    """The arguments u of every σ(u) that is a factor (to some power) of ``expression``."""
+    found = set()
+    for factor in sp.Mul.make_args(expression):
+        base = factor.base if factor.is_Pow else factor
+        if isinstance(base, logistic):
+            found.add(base.args[0])
+    return found
+
+
+def _stable_add(expression: sp.Add) -> sp.Expr:
+    terms = list(expression.args)
+    if len(terms) == 2 and sp.S.One in terms:
+        other = terms[terms.index(sp.S.One) - 1]
+        if isinstance(other, sp.exp):  # 1 + e^u = 1/σ(−u)
+            return 1 / logistic(-other.args[0])
+        if isinstance(other, logistic):
+            pass
+    changed = False
+    for sign in (sp.S.One, sp.S.NegativeOne):
+        if sign not in terms:
+            continue
+        for index, term in enumerate(terms):
+            # 1 − σ(u) = σ(−u), σ(u) − 1 = −σ(−u)
+            if isinstance(-sign * term, logistic):
+                terms[index] = sign * logistic(-(-sign * term).args[0])
+                terms.remove(sign)
+                changed = True
+                break
+            # 1 − tanh(u)² = 4σ(2u)σ(−2u)
+            negated = -sign * term
+            if sign == 1 and negated.is_Pow and negated.exp == 2 and isinstance(negated.base, sp.tanh):
+                u = negated.base.args[0]
+                terms[index] = 4 * logistic(2 * u) * logistic(-2 * u)
+                terms.remove(sign)
+                changed = True
+                break
+    # k·e^u − k = k·expm1(u)
+    numbers = [t for t in terms if t.is_Number]
+    for number in numbers:
+        for index, term in enumerate(terms):
+            coefficient, rest = term.as_coeff_Mul()
+            if isinstance(rest, sp.exp) and coefficient == -number:
+                terms[index] = coefficient * expm1(rest.args[0])
+                terms.remove(number)
+                changed = True
+                break
+    return sp.Add(*terms) if changed else expression
+
+
+def _stable_mul(expression: sp.Mul) -> sp.Expr:
+    arguments = _logistic_arguments(expression)
+    if not arguments:
+        return expression
+    factors = list(expression.args)
+    changed = False
+    for index, factor in enumerate(factors):
+        # e^u beside σ(±u): e^u = σ(u)/σ(−u), which cancels against them
+        if isinstance(factor, sp.exp):
+            u = factor.args[0]
+            if u in arguments or -u in arguments:
+                factors[index] = logistic(u) / logistic(-u)
+                changed = True
+    out = sp.Mul(*factors) if changed else expression
+    # A sum dividing by a σ the product holds: multiplied out, the σ's cancel term by term.
+    # Only that sum is distributed (one level): (1 − y) stays a factor, as in −y·σ(−z) + (1 − y)·σ(z),
+    # whose terms do not cancel each other where σ rounds to 1.
+    held = _logistic_arguments(out)
+    factors = list(sp.Mul.make_args(out))
+    for index, factor in enumerate(factors):
+        if factor.is_Add and any(
+            (f.is_Pow and f.exp.is_negative and isinstance(f.base, logistic) and f.base.args[0] in held)
+            for term in factor.args
+            for f in sp.Mul.make_args(term)
+        ):
+            rest = sp.Mul(*factors[:index], *factors[index + 1 :])
+            return sp.Add(*(_stable_mul(term * rest) if (term * rest).is_Mul else term * rest for term in factor.args))
+    return out
+
+
+def _stable_log(expression: sp.log) -> sp.Expr:
+    argument = expression.args[0]
+    base, power = (argument.base, argument.exp) if argument.is_Pow else (argument, sp.S.One)
+    if isinstance(base, logistic):  # log σ(u)^k = −k·softplus(−u)
+        return -power * softplus(-base.args[0])
+    return expression
+
+
+_RULES: tuple[tuple[type, Callable[[Any], sp.Expr]], ...] = (
+    (sp.Add, _stable_add),
+    (sp.Mul, _stable_mul),
+    (sp.log, _stable_log),
+)
+
+
+# -- erf ----------------------------------------------------------------------------------------
+
+#: The name :func:`erf_array` has inside lambdified code.
+_ERF_NAME = "symback_erf"
+
+
+def erf_array(x: Any) -> np.ndarray:
+    """The error function elementwise, in NumPy alone, within about 2 ulps of the true value (relatively).
+
+    NumPy has no erf and SciPy is not a dependency; ``math.erf`` would cost a Python call per
+    element.  For ``|x| ≤ 1`` it is ``x·P(x²)`` with ``P`` the Taylor series (18 terms); for
+    ``1 < |x| < 6`` it is ``1 − e^{−x²}·g(|x|)`` with ``g = erfc·e^{x²}`` as a Chebyshev series on
+    each of two pieces (Clenshaw's recurrence); from 6 on it is ±1 (erfc(6) = 2e-17 < eps/2).  Every
+    coefficient comes from ``scripts/make_erf_coefficients.py``; tests/test_accuracy.py checks
+    them and the values against 50-digit mpmath.  The result is float64, or the input's float dtype.
+
+    >>> erf_array(np.array([-7.0, 0.0, 1e-300, 0.5, 2.0])).tolist()
+    [-1.0, 0.0, 1.1283791670955126e-300, 0.5204998778130465, 0.9953222650189527]
+    """
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    x = x.astype(np.float64, copy=False)
+    size = np.abs(x)
+    out = np.where(size >= 6.0, 1.0, np.nan)  # NaN stays NaN: no piece takes it
+    small = size <= 1.0
+    if small.any():
+        t = size[small]
+        u = t * t
+        total = np.full_like(u, _ERF_TAYLOR[-1])
+        for coefficient in _ERF_TAYLOR[-2::-1]:
+            total *= u
+            total += coefficient
+        out[small] = t * total
+    for low, high, coefficients in _ERFC_PIECES:
+        piece = (size > low) & (size <= high)
+        if not piece.any():
+            continue
+        t = size[piece]
+        s = (2.0 * t - (low + high)) / (high - low)  # in [−1, 1]
+        b1 = np.zeros_like(s)
+        b2 = np.zeros_like(s)
+        for coefficient in coefficients[:0:-1]:  # Clenshaw: b_k = 2s·b_{k+1} − b_{k+2} + c_k
+            b1, b2 = 2.0 * s * b1 - b2 + coefficient, b1
+        g = s * b1 - b2 + coefficients[0]
+        out[piece] = 1.0 - np.exp(-t * t) * g
+    out = np.copysign(out, x)
+    return out.astype(dtype, copy=False) if out.ndim else dtype.type(out)
+
+
+_ERF_TAYLOR = (
+    1.1283791670955126,
+    -0.37612638903183754,
+    0.11283791670955126,
+    -0.026866170645131252,
+    0.005223977625442188,
+    -0.0008548327023450853,
+    0.00012055332981789664,
+    -1.492565035840625e-05,
+    1.6462114365889248e-06,
+    -1.6365844691234924e-07,
+    1.4807192815879218e-08,
+    -1.2290555301717928e-09,
+    9.422759064650411e-11,
+    -6.7113668551641105e-12,
+    4.4632242632864775e-13,
+    -2.7835162072109215e-14,
+    1.6342614095367152e-15,
+    -9.063970842808673e-17,
+)
+_ERFC_PIECES = (
+    (1.0, 3.0, (
+        0.2785389365977923,
+        -0.11964641832736307,
+        0.02392588774648554,
+        -0.004503974067265867,
+        0.0008045451692536015,
+        -0.00013720361484011932,
+        2.244458275373349e-05,
+        -3.535572865202117e-06,
+        5.380083091307861e-07,
+        -7.92969488788695e-08,
+        1.1346142347924916e-08,
+        -1.579118251021591e-09,
+        2.1413966089607892e-10,
+        -2.8336608279151752e-11,
+        3.6639154492636035e-12,
+        -4.634539763843172e-13,
+        5.741110562829963e-14,
+        -6.971613081019353e-15,
+        8.306159448233415e-16,
+        -9.717289575408093e-17,
+        1.1170873598248878e-17,
+    )),
+    (3.0, 6.0, (
+        0.12902689965474168,
+        -0.0420426781395118,
+        0.006698487121092753,
+        -0.0010450916791743758,
+        0.00015985899884949414,
+        -2.3998261587238652e-05,
+        3.53906410506357e-06,
+        -5.131303200649095e-07,
+        7.320268611264974e-08,
+        -1.0282193129248155e-08,
+        1.4229088707596404e-09,
+        -1.9411157958365732e-10,
+        2.611796346594898e-11,
+        -3.4677962235781513e-12,
+        4.5456029570973385e-13,
+        -5.884864531875017e-14,
+        7.527649782554211e-15,
+        -9.51743765070785e-16,
+        1.189783691087327e-16,
+        -1.4711054785450403e-17,
+        1.7996151024795913e-18,
+    )),
+)
 
 
 # -- σ' in terms of the output ------------------------------------------------------------------
@@ -366,16 +684,24 @@ def _shortest(expression: sp.Expr) -> sp.Expr:
 class ForwardPass:
     """``zs[l-1]`` and ``activations[l]`` of shape ``(n_examples, n_l)``; ``activations[0]`` is the input.
 
+    A sigmoid layer also keeps ``complements[l-1] = σ(−z) = 1 − a``, computed without cancellation:
+    its σ' is ``a·(1 − a)`` from these two, exact to rounding at saturated units too.
+
     In the forward pass of :meth:`CompiledNetwork.loss_and_gradient`, ``zs[l-1]`` is None where the
     backward pass does not read it (σ' computed from ``a``): not keeping it saves memory.
     """
 
     zs: list[np.ndarray]
     activations: list[np.ndarray]
+    #: ``σ(−z(l)) = 1 − a(l)`` of each sigmoid layer, exact where ``a`` rounds to 1 (None for the others).
+    complements: list[np.ndarray | None] | None = None
 
     @property
     def output(self) -> np.ndarray:
         return self.activations[-1]
+
+    def complement(self, index: int) -> np.ndarray | None:
+        return None if self.complements is None else self.complements[index]
 
 
 @dataclass(frozen=True, eq=False)
@@ -468,46 +794,60 @@ def _trusted_squares(dtype: np.dtype) -> tuple[float, float]:
 
 
 class _LayerKernels:
-    """σ and σ' of one layer, compiled from the activation's formula and its SymPy derivative."""
+    """σ and σ' of one layer, compiled from the activation's formula and its SymPy derivative.
 
-    #: σ computed into z's own array, where the layer has such a kernel.
-    forward_in_place: Callable[[np.ndarray], np.ndarray] | None = None
+    σ' is computed where it is exact to rounding: from ``a`` and ``1 − a = σ(−z)`` for a sigmoid
+    (both kept by the forward pass), from ``a`` alone where SymPy proves σ' a monomial ``k·aⁿ`` (a
+    relative error of ``a`` then grows only n-fold), else from ``z`` by the :func:`stabilize` form of
+    the derivative.  A polynomial such as tanh's ``1 − a²`` is not used: where ``a`` rounds to ±1 it
+    loses every digit (tanh'(20) = 1.7e-17, not 0).
+    """
+
+    #: Whether the forward pass keeps ``σ(−z)`` (a sigmoid layer).
+    complement = False
 
     def __init__(self, activation: Activation) -> None:
         self.activation = activation
         self.derivative_expression: sp.Expr | None = None
+        self.output_derivative = None
         if activation.elementwise:
             self.stable_formula = stabilize(activation.formula)
             self.forward = elementwise([Z], self.stable_formula)
-            if self.stable_formula == logistic(Z):  # σ written over z, where z is not kept
-                self.forward_in_place = _logistic_in_place
+            self.complement = self.stable_formula == logistic(Z)
             # σ' of the stable form: equal to activation.derivative, without its overflow.
             self.derivative = elementwise([Z], stabilize(sp.diff(self.stable_formula, Z)))
             self.derivative_expression = derivative_in_output(activation.formula)
-            self.output_derivative = (
-                elementwise([A], self.derivative_expression) if self.derivative_expression is not None else None
-            )
+            if self.derivative_expression is not None and _is_monomial(self.derivative_expression):
+                self.output_derivative = elementwise([A], self.derivative_expression)
         else:
             self.stable_formula = None
             self.forward = _softmax
             self.derivative = None
-            self.output_derivative = None
 
-    def sigma_prime(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """σ'(z), from the output ``a`` when that form was proven."""
+    def forward_pair(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """σ(z) and, for a sigmoid, σ(−z) (in z's own array: the caller passes a copy to keep z)."""
+        if self.complement:
+            return logistic_pair(z)
+        return self.forward(z), None
+
+    def sigma_prime(self, z: np.ndarray, a: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
+        """σ'(z): ``a·c`` for a sigmoid (``c = σ(−z)``), from the output ``a`` when a monomial, else from z."""
+        if c is not None:
+            return a * c
         if self.output_derivative is not None:
             return self.output_derivative(a)
         return self.derivative(z)
 
-    def backward(self, grad_a: np.ndarray, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    def backward(self, grad_a: np.ndarray, z: np.ndarray, a: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
         """``∂C/∂z`` from ``∂C/∂a``: elementwise σ'(z), or the softmax Jacobian a_j(δ_ij − a_i) contracted."""
         if self.derivative is not None:
-            return grad_a * self.sigma_prime(z, a)
+            return grad_a * self.sigma_prime(z, a, c)
         return a * (grad_a - np.sum(grad_a * a, axis=1, keepdims=True))
 
 
-def _logistic_in_place(z: np.ndarray) -> np.ndarray:
-    return logistic_array(z, out=z)
+def _is_monomial(expression: sp.Expr) -> bool:
+    """``k·aⁿ``: its relative error is n times that of ``a``, wherever ``a`` is."""
+    return expression.is_polynomial(A) and len(sp.Poly(expression, A).terms()) == 1
 
 
 @lru_cache(maxsize=128)
@@ -517,22 +857,40 @@ def _layer_kernels(activation: Activation) -> _LayerKernels:
 
 
 @lru_cache(maxsize=64)
+def _delta_with_complement(derivative: sp.Expr) -> sp.Expr | None:
+    """δ = ∂C/∂a · σ'(z) of a sigmoid output in ``a = σ(z)``, ``c = σ(−z)`` and ``y``, or None.
+
+    Worked out in z by :func:`stabilize` (``1 − σ(z)`` → σ(−z), quotients cancelled against
+    σ' = σ(z)σ(−z)), then written in a and c.  Not simplified further: expanding
+    ``−y·c + (1 − y)·a`` would bring back the cancellation of ``a − y`` at y = 1.
+    """
+    sigma = logistic(Z)
+    expression = stabilize(derivative.subs(A, sigma) * sigma * logistic(-Z))
+    expression = sp.factor_terms(expression.xreplace({sigma: A, logistic(-Z): COMPLEMENT}))
+    return None if expression.has(Z) else expression
+
+
+@lru_cache(maxsize=64)
 def _cost_in_z(term: sp.Expr, formula: sp.Expr) -> sp.Expr:
     """The cost term with a = σ(z) substituted and logs expanded: log σ(z) becomes −softplus(−z)."""
     return stabilize(sp.expand_log(sp.simplify(term.subs(A, formula)), force=True))
 
 
 def _sharing_subexpressions(
-    arguments: Sequence[sp.Symbol], expressions: Sequence[sp.Expr]
+    arguments: Sequence[sp.Symbol],
+    expressions: Sequence[sp.Expr],
+    alone_arguments: Sequence[Sequence[sp.Symbol]] | None = None,
 ) -> tuple[Callable[..., list[Any]], list[Callable[..., Any]]]:
     """One kernel computing all ``expressions`` with their common subexpressions once, and one
-    kernel for each alone that evaluates it by the very same steps (so the same bits)."""
+    kernel for each alone (taking its own ``alone_arguments``, by default ``arguments``) that
+    evaluates it by the very same steps (so the same bits)."""
+    alone_arguments = alone_arguments or [arguments] * len(expressions)
     replacements, reduced = sp.cse(list(expressions))
     together = lambdify(arguments, list(expressions), cse=lambda _: (replacements, reduced))
     alone = []
-    for expression, r in zip(expressions, reduced):
+    for expression, r, own in zip(expressions, reduced, alone_arguments):
         needed = _needed_replacements(replacements, r)
-        alone.append(lambdify(arguments, expression, cse=lambda _, needed=needed, r=r: (needed, r)))
+        alone.append(lambdify(own, expression, cse=lambda _, needed=needed, r=r: (needed, r)))
     return together, alone
 
 
@@ -608,16 +966,24 @@ class CompiledNetwork:
         # A cost with a log of the output is evaluated in z, where log σ(z) / log softmax(z) are stable.
         self._cost_in_z = None
         self._cost_in_log_a = None
+        #: The cost term in the output layer's z and y where it is evaluated so (None otherwise).
+        self.terms_in_z: sp.Expr | None = None
         if _logs_the_output(cost.term):
             if output.activation.elementwise:
-                self._cost_in_z = elementwise([Z, Y], _cost_in_z(cost.term, output.activation.formula))
+                self.terms_in_z = _cost_in_z(cost.term, output.activation.formula)
+                self._cost_in_z = elementwise([Z, Y], self.terms_in_z)
             else:
                 term = cost.term.subs(sp.log(A), LOG_A)
                 self._cost_in_log_a = lambdify([A, LOG_A, Y], term)
-        # δ(L) = ∂C/∂a · σ'(a) as one expression when σ' has a proven form in a.
+        # δ(L) = ∂C/∂a · σ' as one expression: in a and c = 1 − a = σ(−z) for a sigmoid output (binary
+        # cross-entropy's cancels to −y·c + (1 − y)·a, exact where a rounds to 1), in a where σ' is a
+        # monomial in a.
         self.output_delta_expression: sp.Expr | None = None
         self._softmax_cross_entropy = not output.activation.elementwise and _is_cross_entropy(cost.term)
-        if output.derivative_expression is not None:
+        delta_arguments = [A, COMPLEMENT, Y] if output.complement else [A, Y]
+        if output.complement:
+            self.output_delta_expression = _delta_with_complement(cost.derivative)
+        elif output.output_derivative is not None:
             self.output_delta_expression = _shortest(cost.derivative * output.derivative_expression)
         # The cost terms and δ(L) of a training step as one kernel, their common subexpressions
         # (a − y for squared error) computed once; the cost and δ(L) alone share its arithmetic, bit
@@ -627,17 +993,24 @@ class CompiledNetwork:
         if self._cost_in_z is None and self._cost_in_log_a is None and all(
             expression is not None and expression.has(A) and not expression.has(sp.Piecewise) for expression in fusable
         ):
-            self._terms_and_delta, (self.cost_term, self._output_delta) = _sharing_subexpressions([A, Y], fusable)
+            self._terms_and_delta, (self.cost_term, self._output_delta) = _sharing_subexpressions(
+                delta_arguments, fusable, [[A, Y], delta_arguments]
+            )
         else:
             self.cost_term = elementwise([A, Y], stable_term)
             self._output_delta = (
-                elementwise([A, Y], self.output_delta_expression) if self.output_delta_expression is not None else None
+                elementwise(delta_arguments, self.output_delta_expression)
+                if self.output_delta_expression is not None
+                else None
             )
         self._masks = self._frozen_masks()
         #: The tied parameters' entries (None when nothing is tied): their gradients are summed.
         self.ties = Ties(network) if network.ties else None
-        # z(l) is read after the forward pass only where σ' has no form in a, or the cost is evaluated in z.
-        self._needs_z = [layer.derivative is not None and layer.output_derivative is None for layer in self.layers]
+        # z(l) is read after the forward pass only where σ' is computed from it, or the cost is evaluated in z.
+        self._needs_z = [
+            layer.derivative is not None and layer.output_derivative is None and not layer.complement
+            for layer in self.layers
+        ]
         if self._cost_in_z is not None or self._cost_in_log_a is not None:
             self._needs_z[-1] = True
 
@@ -658,18 +1031,19 @@ class CompiledNetwork:
 
     def _forward(self, params: Parameters, X: np.ndarray, keep_every_z: bool) -> ForwardPass:
         a = X
-        zs, activations = [], [X]
+        zs, activations, complements = [], [X], []
         for kernels, W, b, needed in zip(self.layers, params.weights, params.biases, self._needs_z):
             z = a @ W.T
             z += b
-            if keep_every_z or needed:
-                a = kernels.forward(z)
-                zs.append(z)
+            keep = keep_every_z or needed
+            if kernels.complement:  # σ(−z) is written over z where z is not kept
+                a, c = kernels.forward_pair(z.copy() if keep else z)
             else:
-                a = kernels.forward(z) if kernels.forward_in_place is None else kernels.forward_in_place(z)
-                zs.append(None)
+                a, c = kernels.forward(z), None
+            zs.append(z if keep else None)
             activations.append(a)
-        return ForwardPass(zs, activations)
+            complements.append(c)
+        return ForwardPass(zs, activations, complements)
 
     def predict(self, params: Parameters, X: np.ndarray) -> np.ndarray:
         return self.forward(params, X).output
@@ -680,13 +1054,17 @@ class CompiledNetwork:
         return self._example_costs(forward, data.Y)
 
     def _terms(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
-        """The cost term of every (example, output), by its stable form where there is one."""
-        out = forward.output
+        return self.terms_of(forward.zs[-1], forward.output, Y_)
+
+    def terms_of(self, z: np.ndarray | None, a: np.ndarray, Y_: np.ndarray) -> np.ndarray:
+        """The cost term of every (example, output) from the output layer's ``z`` and ``a``, by its
+        stable form where there is one (in ``z`` for a cost that takes ``log a``: ``z`` may be None
+        only for the others)."""
         if self._cost_in_z is not None:
-            return self._cost_in_z(forward.zs[-1], Y_)
+            return self._cost_in_z(z, Y_)
         if self._cost_in_log_a is not None:
-            return np.broadcast_to(self._cost_in_log_a(out, _log_softmax(forward.zs[-1]), Y_), out.shape)
-        return self.cost_term(out, Y_)
+            return np.broadcast_to(self._cost_in_log_a(a, _log_softmax(z), Y_), a.shape)
+        return self.cost_term(a, Y_)
 
     def _example_costs(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
         terms = self._terms(forward, Y_.astype(forward.output.dtype, copy=False))
@@ -710,13 +1088,15 @@ class CompiledNetwork:
         out = forward.output
         Y_ = Y_.astype(out.dtype, copy=False)
         if self._output_delta is not None:
+            if self.layers[-1].complement:
+                return self._output_delta(out, forward.complement(-1), Y_)
             return self._output_delta(out, Y_)
         if self._softmax_cross_entropy:
             # Σ_j (−y_j/a_j)·a_j(δ_ij − a_i) = a_i·Σy − y_i: no division by a probability that may be 0.
             delta = out * Y_.sum(axis=1, keepdims=True)
             delta -= Y_
             return delta
-        return self.layers[-1].backward(self.cost_derivative(out, Y_), forward.zs[-1], out)
+        return self.layers[-1].backward(self.cost_derivative(out, Y_), forward.zs[-1], out, forward.complement(-1))
 
     def deltas(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> list[np.ndarray]:
         """``δ(l) = ∂C_i/∂z(l)`` per example (rows), by BP1 and BP2, before the reduction over examples."""
@@ -741,11 +1121,16 @@ class CompiledNetwork:
         for index in range(L - 2, -1, -1):
             grad_a = delta @ params.weights[index + 1]
             layer = self.layers[index]
-            if layer.derivative is not None:
-                grad_a *= layer.sigma_prime(forward.zs[index], forward.activations[index + 1])
+            a, c = forward.activations[index + 1], forward.complement(index)
+            if c is not None:  # σ' = a·c, multiplied in place: no temporary
+                grad_a *= a
+                grad_a *= c
+                delta = grad_a
+            elif layer.derivative is not None:
+                grad_a *= layer.sigma_prime(forward.zs[index], a)
                 delta = grad_a
             else:
-                delta = layer.backward(grad_a, forward.zs[index], forward.activations[index + 1])
+                delta = layer.backward(grad_a, forward.zs[index], a)
             deltas[index] = delta
         return deltas
 
@@ -774,7 +1159,10 @@ class CompiledNetwork:
         Y_ = Y_.astype(output.dtype, copy=False)
         delta = None
         if self._terms_and_delta is not None:
-            terms, delta = self._terms_and_delta(output, Y_)
+            if self.layers[-1].complement:
+                terms, delta = self._terms_and_delta(output, forward.complement(-1), Y_)
+            else:
+                terms, delta = self._terms_and_delta(output, Y_)
         else:
             terms = self._terms(forward, Y_)
         loss = self._sum_terms(terms, output.shape)  # first: δ(L) may be the terms' own array, scaled in place next

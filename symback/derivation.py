@@ -40,7 +40,7 @@ from .model import EXPLICIT_LIMIT, ExplicitModel, IndexedModel, collapse_delta_s
 from .network import Network, NodeRef
 from .parameters import Parameters
 
-__all__ = ["BackpropEquations", "Derivation", "Evaluation", "Factor", "backprop_equations", "derive"]
+__all__ = ["BackpropEquations", "Derivation", "Evaluation", "Factor", "activations_in_z", "backprop_equations", "derive"]
 
 #: Most explicit paths a derivation writes out before it keeps to the index form.
 PATH_LIMIT = 4096
@@ -186,8 +186,9 @@ class Derivation:
         forward = compiled.forward(params, data.X)
         if self.paths is not None:
             environment = self._environment(params, data, forward)
-            factors = [[evaluate(f.derivative, environment, len(data)) for f in path] for path in self.paths]
-            examples = evaluate(self.product, environment, len(data))
+            in_z = activations_in_z(self.model)
+            factors = [[evaluate(f.derivative.xreplace(in_z), environment, len(data)) for f in path] for path in self.paths]
+            examples = evaluate(self.product.xreplace(in_z), environment, len(data))
         else:
             factors = []
             examples = self._indexed_examples(compiled, params, data, forward)
@@ -365,6 +366,27 @@ class Derivation:
 
     def __repr__(self) -> str:
         return f"Derivation(∂{self.cost_name}/∂{self.target_name}, {self.form}, {len(self.chain)} factors)"
+
+
+def activations_in_z(model: ExplicitModel) -> dict[sp.Symbol, sp.Expr]:
+    """``a(l)_j → σ(z(l)_j)`` for every neuron of an elementwise layer, to substitute before evaluating.
+
+    A derived expression evaluated with the number ``a`` is only as good as ``a``'s rounding: at a
+    saturated sigmoid output ``a`` rounds to 1 and binary cross-entropy's ``(1 − y)/(1 − a)`` becomes
+    inf.  Written in ``z``, :func:`~symback.compiler.stabilize` (which :func:`~symback.compiler.evaluate`
+    applies) turns ``1 − σ(z)`` into σ(−z) and cancels the quotient against σ' = σ(z)σ(−z).
+
+    >>> from symback import Network
+    >>> model = explicit_model(Network([1, 1], "sigmoid", "binary_cross_entropy"))
+    >>> activations_in_z(model)
+    {a(L): 1/(1 + exp(-z(L)))}
+    """
+    network = model.network
+    return {
+        symbol: model.local_expression(ref)
+        for ref, symbol in model.symbols.items()
+        if ref.kind == "a" and network.activation(ref.layer).elementwise
+    }
 
 
 def _factor_dict(factor: Factor) -> dict[str, str]:

@@ -66,9 +66,9 @@ from .claims import (
     load_claims,
     where,
 )
-from .compiler import CompiledNetwork, compile_network, evaluate, lambdify
+from .compiler import CompiledNetwork, compile_network, evaluate, lambdify, stabilize
 from .data import Dataset
-from .derivation import derive
+from .derivation import activations_in_z, derive
 from .errors import SpecError, SymbackError
 from .files import write_atomic
 from .network import Network, NodeRef
@@ -361,9 +361,10 @@ class _Engine:
         environment = self.environment(params)
         n = len(self.data)
         reduce = np.sum if self.network.cost.example_reduction == "sum" else np.mean
+        in_z = activations_in_z(self.model)  # a = σ(z) written out: stable where a rounds to 0 or 1
         replacements: dict[sp.Expr, sp.Expr] = {}
         for derivative in expression.atoms(sp.Derivative):
-            inner = self.partial(derivative.expr, derivative.variables[0])
+            inner = self.partial(derivative.expr, derivative.variables[0]).xreplace(in_z)
             wrt = self.model.refs[derivative.variables[0]]
             if derivative.expr == self.cost and wrt.kind in ("w", "b"):
                 # A parameter is shared by every example: its derivative is the total (Σ or mean).
@@ -374,7 +375,7 @@ class _Engine:
                 replacements[derivative] = inner
         if example is not None and example >= n:
             raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
-        expression = expression.xreplace(replacements)
+        expression = expression.xreplace(replacements).xreplace(in_z)
         values = evaluate(expression, environment, n)
         if not (expression.free_symbols & self._per_example):
             return float(values[0])
@@ -817,7 +818,10 @@ def _costs_of_perturbed(
     for index in range(layer, len(params.weights)):
         z = out @ params.weights[index].T + params.biases[index]
         out = compiled.layers[index].forward(z.reshape(-1, z.shape[-1])).reshape(z.shape)
-    terms = compiled.cost_term(out, np.broadcast_to(data.Y, out.shape).astype(out.dtype))
+    # The stable cost terms (in z for a cost that takes log a): 1 − a rounds to 0 at a saturated sigmoid.
+    width = out.shape[-1]
+    targets = np.broadcast_to(data.Y, out.shape).astype(out.dtype).reshape(-1, width)
+    terms = compiled.terms_of(z.reshape(-1, width), out.reshape(-1, width), targets).reshape(out.shape)
     per_example = terms.sum(axis=2)
     if compiled.network.cost.output_reduction == "mean":
         per_example = per_example / terms.shape[2]
@@ -938,14 +942,22 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
     ]
     used_weights, used_biases = used[: network.depth], used[network.depth :]
     a = torch.tensor(data.X, dtype=torch.float64)
+    # The stable forms of the formulas (σ, softplus, the cost in z where it takes log a), as the
+    # compiled network evaluates them: autograd still differentiates them without SymPy.
     for activation, W, b in zip(network.activations, used_weights, used_biases):
         z = a @ W.T + b
         if activation.elementwise:
-            a = torch.broadcast_to(torch.as_tensor(lambdify([Z], activation.formula, modules="torch")(z)), z.shape)
+            kernel = lambdify([Z], stabilize(activation.formula), modules="torch")
+            a = torch.broadcast_to(torch.as_tensor(kernel(z)), z.shape)
         else:
             a = torch.softmax(z, dim=1)
     cost = network.cost
-    terms = lambdify([A, Y], cost.term, modules="torch")(a, torch.tensor(data.Y, dtype=torch.float64))
+    targets = torch.tensor(data.Y, dtype=torch.float64)
+    if compile_network(network).terms_in_z is not None:
+        terms = lambdify([Z, Y], compile_network(network).terms_in_z, modules="torch")(z, targets)
+    else:
+        terms = lambdify([A, Y], cost.term, modules="torch")(a, targets)
+    terms = torch.broadcast_to(torch.as_tensor(terms), a.shape)
     per_example = terms.sum(dim=1) / (terms.shape[1] if cost.output_reduction == "mean" else 1)
     total = per_example.mean() if cost.example_reduction == "mean" else per_example.sum()
     total.backward()

@@ -25,6 +25,7 @@ from symback.compiler import (
     _sharing_subexpressions,
     derivative_in_output,
     lambdify,
+    COMPLEMENT,
     logistic,
     logistic_array,
     softplus,
@@ -177,7 +178,11 @@ def test_softmax_cross_entropy_survives_an_underflowing_probability():
 def test_sigmoid_binary_cross_entropy_cancels_to_a_minus_y_and_stays_finite():
     net = Network([1, 1], "sigmoid", "binary_cross_entropy")
     compiled = CompiledNetwork(net)
-    assert sp.simplify(compiled.output_delta_expression - (A - sp.Symbol("y", real=True))) == 0
+    # a − y, written in a and c = 1 − a = σ(−z) so that it stays exact where a rounds to 1
+    delta = compiled.output_delta_expression
+    assert sp.simplify(delta.subs(COMPLEMENT, 1 - A) - (A - sp.Symbol("y", real=True))) == 0
+    saturated = compiled.deltas(Parameters([np.array([[1.0]])], [np.zeros(1)]), Dataset(np.array([[40.0]]), np.array([[1.0]])))[-1]
+    assert saturated[0, 0] == pytest.approx(-1 / (1 + np.exp(40.0)), rel=1e-15)  # a − y would be 0
     params = Parameters([np.array([[1.0]])], [np.zeros(1)])
     X = np.array([[40.0], [-40.0], [0.5]])  # σ(40) rounds to 1.0: log(1 − a) would be −inf
     Y = np.array([[0.0], [1.0], [1.0]])
@@ -458,7 +463,9 @@ def test_frozen_parameters_get_zero_gradient_in_out():
 @pytest.mark.parametrize(
     "activations, cost, kept",
     [("sigmoid", "squared_error", [False, False]), (["relu", "sigmoid"], "squared_error", [True, False]),
-     ("sigmoid", "binary_cross_entropy", [False, True]), (["tanh", "softmax"], "categorical_cross_entropy", [False, True]),
+     ("sigmoid", "binary_cross_entropy", [False, True]),
+     # tanh' is computed from z (1 − a² loses every digit where tanh rounds to ±1)
+     (["tanh", "softmax"], "categorical_cross_entropy", [True, True]),
      (["softplus", "identity"], "ssr", [True, False])],
 )
 def test_the_training_forward_pass_keeps_only_the_z_it_reads(activations, cost, kept):
