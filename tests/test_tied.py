@@ -549,3 +549,35 @@ def test_a_long_tie_is_shown_by_its_ends_and_derived_once_per_layer():
     assert derivation.indexed_product.limits[-1][1:] == (0, 11)  # one Σ over j, not 12 terms
     numeric = compile_network(net).gradient(params, data).biases[0]
     assert numeric.tolist() == [pytest.approx(derivation.value(params, data), rel=1e-13)] * 12
+
+
+def test_verify_carries_a_wrong_tied_value_whichever_entry_a_later_claim_names(tmp_path):
+    """A wrong new b1 is the value of both entries: a later update naming the entry b(1)_1 starts from it
+    as an error carried forward (it was judged right, 'consistent with the rounded values written earlier')."""
+    claims = tmp_path / "claims.toml"
+    claims.write_text(f'''
+title = "a wrong shared bias, then its second entry"
+spec = "{MAZUR.as_posix()}"
+
+[[claim]]
+text = "new b1 = 0.35 - 0.5 * 0.018725609 = 0.312345"
+update = "b1"
+learning_rate = 0.5
+old = "0.35"
+slope = "0.018725609"
+new = "0.312345"
+
+[[claim]]
+text = "b(1)_1 starts from 0.312345"
+update = "b(1)_1"
+learning_rate = 0.5
+old = "0.312345"
+''')
+    from symback.claims import load_claims
+    from symback.verify import CARRIED, WRONG, verify
+
+    first, second = verify(load_claims(claims)).verdicts
+    assert [check.status for check in first.checks if check.part == "new"] == [WRONG]
+    (old,) = second.checks
+    assert old.status == CARRIED, old
+    assert "line(s) 1" in old.note and "0.340637" in old.note
