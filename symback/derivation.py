@@ -437,11 +437,14 @@ def _tied_product(network: Network, entries: tuple[NodeRef, ...]) -> sp.Expr:
 def _explicit_is_small(network: Network, target: NodeRef) -> bool:
     if network.n_parameters > EXPLICIT_LIMIT:
         return False
-    paths = 1
-    for layer in range(target.layer + 1, network.depth + 1):
-        paths *= network.sizes[layer]
-    if not network.activations[-1].elementwise:
-        paths *= network.sizes[-1]
+    paths = 0
+    for entry in network.tied(target) if target.is_parameter else (target,):  # a tied parameter: every entry's
+        count = 1
+        for layer in range(entry.layer + 1, network.depth + 1):
+            count *= network.sizes[layer]
+        if not network.activations[-1].elementwise:
+            count *= network.sizes[-1]
+        paths += count
     return paths <= 64
 
 

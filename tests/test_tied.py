@@ -581,3 +581,11 @@ old = "0.312345"
     (old,) = second.checks
     assert old.status == CARRIED, old
     assert "line(s) 1" in old.note and "0.340637" in old.note
+
+
+def test_auto_form_counts_the_paths_of_every_entry_of_a_tied_parameter():
+    """auto picks the explicit form for at most 64 paths: 8 tied biases of 2-8-8-8 have 8 × 64 = 512."""
+    assert derive(Network([2, 8, 8, 8], "sigmoid", "squared_error"), "b(1)_0").form == "explicit"  # untied: 64 paths
+    tied = Network([2, 8, 8, 8], "sigmoid", "squared_error", names={f"b(1)_{j}": "c" for j in range(8)})
+    assert derive(tied, "c").form == "indexed"
+    assert derive(Network([2, 2, 2], names={"b(1)_0": "c", "b(1)_1": "c"}), "c").form == "explicit"  # 4 paths
