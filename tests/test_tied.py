@@ -422,11 +422,15 @@ def test_derive_check_and_info_on_the_command_line(capsys):
     assert "tied        b1 = b(L-1)_0, b(L-1)_1" in capsys.readouterr().out
 
 
+def _mazur_claims(tmp_path, title: str, claims: str):
+    """A claims file on the Mazur example: its title and [[claim]] tables."""
+    path = tmp_path / "claims.toml"
+    path.write_text(f'title = "{title}"\nspec = "{MAZUR.as_posix()}"\n' + claims)
+    return path
+
+
 def test_verify_claims_naming_a_tied_parameter(tmp_path):
-    claims = tmp_path / "claims.toml"
-    claims.write_text(f'''
-title = "Mazur's shared bias b1"
-spec = "{MAZUR.as_posix()}"
+    claims = _mazur_claims(tmp_path, "Mazur's shared bias b1", '''
 
 [[claim]]
 text = "dE/db1 = 0.018725609"
@@ -554,10 +558,7 @@ def test_a_long_tie_is_shown_by_its_ends_and_derived_once_per_layer():
 def test_verify_carries_a_wrong_tied_value_whichever_entry_a_later_claim_names(tmp_path):
     """A wrong new b1 is the value of both entries: a later update naming the entry b(1)_1 starts from it
     as an error carried forward (it was judged right, 'consistent with the rounded values written earlier')."""
-    claims = tmp_path / "claims.toml"
-    claims.write_text(f'''
-title = "a wrong shared bias, then its second entry"
-spec = "{MAZUR.as_posix()}"
+    claims = _mazur_claims(tmp_path, "a wrong shared bias, then its second entry", '''
 
 [[claim]]
 text = "new b1 = 0.35 - 0.5 * 0.018725609 = 0.312345"
