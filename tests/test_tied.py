@@ -590,3 +590,22 @@ def test_auto_form_counts_the_paths_of_every_entry_of_a_tied_parameter():
     tied = Network([2, 8, 8, 8], "sigmoid", "squared_error", names={f"b(1)_{j}": "c" for j in range(8)})
     assert derive(tied, "c").form == "indexed"
     assert derive(Network([2, 2, 2], names={"b(1)_0": "c", "b(1)_1": "c"}), "c").form == "explicit"  # 4 paths
+
+
+def test_a_tied_parameter_is_evaluated_with_one_backward_pass(monkeypatch):
+    """The index form's value and the entries' partials read one δ per layer for all of a tie's entries
+    (each entry recomputed every layer's δ: 400 backward passes for a 400-entry tie)."""
+    names = {f"w(1)_{j}_{k}": "v" for j in range(6) for k in range(3)}
+    net = Network([3, 6, 2], "sigmoid", "squared_error", names=names)
+    rng = np.random.default_rng(1)
+    params = Parameters.initialize(net, seed=1)
+    data = Dataset.from_arrays(rng.normal(size=(5, 3)), rng.uniform(size=(5, 2)))
+    derivation = derive(net, "v", form="indexed")
+    compiled = compile_network(net)
+    calls = []
+    original = compiled.deltas
+    monkeypatch.setattr(compiled, "deltas", lambda *args: calls.append(1) or original(*args))
+    value = derivation.value(params, data)
+    assert sum(value for _, value in derivation.entry_partials(params, data)) == pytest.approx(value, rel=1e-13)
+    assert len(calls) == 2  # one for the value, one for the 18 partials
+    assert value == pytest.approx(float(compiled.gradient(params, data).weights[0][0, 0]), rel=1e-13)
