@@ -342,7 +342,8 @@ class Derivation:
         if params is not None and data is not None:
             partials = [value for _, value in self.entry_partials(params, data)]
             shown = [f"{value:.6g}" for value in partials]
-            text += " = " + " + ".join(shown if not many else [*shown[:3], "…", shown[-1]])
+            terms = " + ".join(shown if not many else [*shown[:3], "…", shown[-1]])
+            text += " = " + terms.replace(" + -", " − ")  # 0.138499 − 0.0380982, not 0.138499 + -0.0380982
             text += f" = {sum(partials):.6g}"
         return text
 

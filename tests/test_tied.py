@@ -609,3 +609,8 @@ def test_a_tied_parameter_is_evaluated_with_one_backward_pass(monkeypatch):
     assert sum(value for _, value in derivation.entry_partials(params, data)) == pytest.approx(value, rel=1e-13)
     assert len(calls) == 2  # one for the value, one for the 18 partials
     assert value == pytest.approx(float(compiled.gradient(params, data).weights[0][0, 0]), rel=1e-13)
+
+
+def test_a_negative_partial_of_a_tie_is_written_with_a_minus_sign(mazur):
+    text = derive(mazur.network, "b2").text(mazur.parameters, mazur.data)
+    assert "∂E/∂b2 = ∂E/∂b(L)_0 + ∂E/∂b(L)_1 = 0.138499 − 0.0380982 = 0.1004" in text
