@@ -216,26 +216,31 @@ class Derivation:
         return values
 
     def _indexed_examples(self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any) -> np.ndarray:
-        # A tied parameter's derivative is the sum of its entries' partials.
-        return sum(self._entry_examples(compiled, params, data, forward, t) for t in self.entries)
+        # A tied parameter's derivative is the sum of its entries' partials (one backward pass for all).
+        deltas = self._deltas(compiled, params, data, forward)
+        return sum(self._entry_examples(params, data, forward, deltas, t) for t in self.entries)
 
     def entry_partials(self, params: Parameters, data: Dataset) -> list[tuple[str, float]]:
         """Each entry's own partial ``∂C/∂entry`` (canonical name, value), summed or averaged over the
         examples; for a tied parameter their sum is its derivative, :meth:`value`."""
         compiled = compile_network(self.network)
         forward = compiled.forward(params, data.X)
+        deltas = self._deltas(compiled, params, data, forward)
         reduce = np.sum if self.reduction == "sum" else np.mean
         return [
-            (self.network.canonical_name(t), float(reduce(self._entry_examples(compiled, params, data, forward, t))))
+            (self.network.canonical_name(t), float(reduce(self._entry_examples(params, data, forward, deltas, t))))
             for t in self.entries
         ]
 
-    def _entry_examples(
-        self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any, t: NodeRef
-    ) -> np.ndarray:
+    def _deltas(self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any) -> Any:
+        """δ of every layer, or ∂C/∂a(L) alone when the target is an output activation."""
+        if self.target.kind == "a" and self.target.layer == self.network.depth:
+            return compiled.output_gradient(forward, data.Y)
+        return compiled.deltas(params, data, forward)
+
+    def _entry_examples(self, params: Parameters, data: Dataset, forward: Any, deltas: Any, t: NodeRef) -> np.ndarray:
         if t.kind == "a" and t.layer == self.network.depth:
-            return compiled.output_gradient(forward, data.Y)[:, t.j]
-        deltas = compiled.deltas(params, data, forward)
+            return deltas[:, t.j]
         if t.kind == "a":
             return (deltas[t.layer] @ params.weights[t.layer])[:, t.j]
         delta = deltas[t.layer - 1][:, t.j]
@@ -338,7 +343,8 @@ class Derivation:
         if params is not None and data is not None:
             partials = [value for _, value in self.entry_partials(params, data)]
             shown = [f"{value:.6g}" for value in partials]
-            text += " = " + " + ".join(shown if not many else [*shown[:3], "…", shown[-1]])
+            terms = " + ".join(shown if not many else [*shown[:3], "…", shown[-1]])
+            text += " = " + terms.replace(" + -", " − ")  # 0.138499 − 0.0380982, not 0.138499 + -0.0380982
             text += f" = {sum(partials):.6g}"
         return text
 
@@ -459,11 +465,14 @@ def _tied_product(network: Network, entries: tuple[NodeRef, ...]) -> sp.Expr:
 def _explicit_is_small(network: Network, target: NodeRef) -> bool:
     if network.n_parameters > EXPLICIT_LIMIT:
         return False
-    paths = 1
-    for layer in range(target.layer + 1, network.depth + 1):
-        paths *= network.sizes[layer]
-    if not network.activations[-1].elementwise:
-        paths *= network.sizes[-1]
+    paths = 0
+    for entry in network.tied(target) if target.is_parameter else (target,):  # a tied parameter: every entry's
+        count = 1
+        for layer in range(entry.layer + 1, network.depth + 1):
+            count *= network.sizes[layer]
+        if not network.activations[-1].elementwise:
+            count *= network.sizes[-1]
+        paths += count
     return paths <= 64
 
 

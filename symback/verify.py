@@ -280,10 +280,15 @@ class _State:
 
     def set(self, ref: NodeRef, value: float, taint: frozenset[int] = frozenset()) -> None:
         self.params.set_tied(self.network, ref, value)  # a tied parameter: every entry
+        key = self.network.tied(ref)[0]  # a tied parameter's taint is one, whichever entry names it
         if taint:
-            self.taint[ref] = taint
+            self.taint[key] = taint
         else:
-            self.taint.pop(ref, None)
+            self.taint.pop(key, None)
+
+    def taint_of(self, ref: NodeRef) -> frozenset[int]:
+        """The wrong lines the value of ``ref`` (of its tied parameter, for an entry of one) came from."""
+        return self.taint.get(self.network.tied(ref)[0], frozenset())
 
 
 class _ShapeError(SymbackError):
@@ -615,7 +620,7 @@ class _Judge:
         checks: list[Check | None] = []
         true_old = self.true.params.get(ref)
         check, author_old, old_taint = self.check("old", claim.old, true_old, self.author.params.get(ref),
-                                                  self.author.taint.get(ref, frozenset()), number, f"old {name}")
+                                                  self.author.taint_of(ref), number, f"old {name}")
         checks.append(check)
         extra = ""
         if claim.is_sequence:

@@ -422,11 +422,15 @@ def test_derive_check_and_info_on_the_command_line(capsys):
     assert "tied        b1 = b(L-1)_0, b(L-1)_1" in capsys.readouterr().out
 
 
+def _mazur_claims(tmp_path, title: str, claims: str):
+    """A claims file on the Mazur example: its title and [[claim]] tables."""
+    path = tmp_path / "claims.toml"
+    path.write_text(f'title = "{title}"\nspec = "{MAZUR.as_posix()}"\n' + claims)
+    return path
+
+
 def test_verify_claims_naming_a_tied_parameter(tmp_path):
-    claims = tmp_path / "claims.toml"
-    claims.write_text(f'''
-title = "Mazur's shared bias b1"
-spec = "{MAZUR.as_posix()}"
+    claims = _mazur_claims(tmp_path, "Mazur's shared bias b1", '''
 
 [[claim]]
 text = "dE/db1 = 0.018725609"
@@ -549,3 +553,64 @@ def test_a_long_tie_is_shown_by_its_ends_and_derived_once_per_layer():
     assert derivation.indexed_product.limits[-1][1:] == (0, 11)  # one Σ over j, not 12 terms
     numeric = compile_network(net).gradient(params, data).biases[0]
     assert numeric.tolist() == [pytest.approx(derivation.value(params, data), rel=1e-13)] * 12
+
+
+def test_verify_carries_a_wrong_tied_value_whichever_entry_a_later_claim_names(tmp_path):
+    """A wrong new b1 is the value of both entries: a later update naming the entry b(1)_1 starts from it
+    as an error carried forward (it was judged right, 'consistent with the rounded values written earlier')."""
+    claims = _mazur_claims(tmp_path, "a wrong shared bias, then its second entry", '''
+
+[[claim]]
+text = "new b1 = 0.35 - 0.5 * 0.018725609 = 0.312345"
+update = "b1"
+learning_rate = 0.5
+old = "0.35"
+slope = "0.018725609"
+new = "0.312345"
+
+[[claim]]
+text = "b(1)_1 starts from 0.312345"
+update = "b(1)_1"
+learning_rate = 0.5
+old = "0.312345"
+''')
+    from symback.claims import load_claims
+    from symback.verify import CARRIED, WRONG, verify
+
+    first, second = verify(load_claims(claims)).verdicts
+    assert [check.status for check in first.checks if check.part == "new"] == [WRONG]
+    (old,) = second.checks
+    assert old.status == CARRIED, old
+    assert "line(s) 1" in old.note and "0.340637" in old.note
+
+
+def test_auto_form_counts_the_paths_of_every_entry_of_a_tied_parameter():
+    """auto picks the explicit form for at most 64 paths: 8 tied biases of 2-8-8-8 have 8 × 64 = 512."""
+    assert derive(Network([2, 8, 8, 8], "sigmoid", "squared_error"), "b(1)_0").form == "explicit"  # untied: 64 paths
+    tied = Network([2, 8, 8, 8], "sigmoid", "squared_error", names={f"b(1)_{j}": "c" for j in range(8)})
+    assert derive(tied, "c").form == "indexed"
+    assert derive(Network([2, 2, 2], names={"b(1)_0": "c", "b(1)_1": "c"}), "c").form == "explicit"  # 4 paths
+
+
+def test_a_tied_parameter_is_evaluated_with_one_backward_pass(monkeypatch):
+    """The index form's value and the entries' partials read one δ per layer for all of a tie's entries
+    (each entry recomputed every layer's δ: 400 backward passes for a 400-entry tie)."""
+    names = {f"w(1)_{j}_{k}": "v" for j in range(6) for k in range(3)}
+    net = Network([3, 6, 2], "sigmoid", "squared_error", names=names)
+    rng = np.random.default_rng(1)
+    params = Parameters.initialize(net, seed=1)
+    data = Dataset.from_arrays(rng.normal(size=(5, 3)), rng.uniform(size=(5, 2)))
+    derivation = derive(net, "v", form="indexed")
+    compiled = compile_network(net)
+    calls = []
+    original = compiled.deltas
+    monkeypatch.setattr(compiled, "deltas", lambda *args: calls.append(1) or original(*args))
+    value = derivation.value(params, data)
+    assert sum(value for _, value in derivation.entry_partials(params, data)) == pytest.approx(value, rel=1e-13)
+    assert len(calls) == 2  # one for the value, one for the 18 partials
+    assert value == pytest.approx(float(compiled.gradient(params, data).weights[0][0, 0]), rel=1e-13)
+
+
+def test_a_negative_partial_of_a_tie_is_written_with_a_minus_sign(mazur):
+    text = derive(mazur.network, "b2").text(mazur.parameters, mazur.data)
+    assert "∂E/∂b2 = ∂E/∂b(L)_0 + ∂E/∂b(L)_1 = 0.138499 − 0.0380982 = 0.1004" in text
