@@ -90,7 +90,12 @@ def test_frozen_and_trainable():
         ([1, 2, 1], {"formula": "__import__('os').system('x')"}, "ssr", "unexpected character"),
         ([1, 2, 1], "sigmoid", {"formula": "(a - t)^2"}, "unknown symbol 't'"),
         ([1, 2, 1], {"name": "leaky_relu", "slope": "big"}, "ssr", "slope must be a number"),
-        ([1, 2, 1], {"name": "sigmoid", "slope": 1}, "ssr", "bad settings for activation"),
+        ([1, 2, 1], {"name": "sigmoid", "slope": 1}, "ssr", "unknown setting 'slope' for activation 'sigmoid' (sigmoid takes no settings)"),
+        ([1, 2, 1], {"name": "leaky_relu", "slop": 0.1}, "ssr", "unknown setting 'slop' for activation 'leaky_relu' (did you mean 'slope'?"),
+        ([1, 2, 1], {"name": "leaky_relu", "slope": float("nan")}, "ssr", "leaky_relu slope must be a finite number, got nan"),
+        ([1, 2, 1], {"name": "elu", "alpha": float("inf")}, "ssr", "elu alpha must be a finite number, got inf"),
+        ([1, 2, 1], {"name": "elu", "alpha": 10**400}, "ssr", "elu alpha must be a finite number, got an integer of about 401 digits"),
+        ([1, 2, 1], {"name": "leaky_relu", "slope": True}, "ssr", "leaky_relu slope must be a number, not True"),
     ],
 )
 def test_bad_networks_fail_with_one_clear_line(sizes, activations, cost, message):
