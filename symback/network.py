@@ -32,10 +32,11 @@ import numpy as np
 
 from .activations import Activation, get_activation
 from .costs import Cost, get_cost
-from .errors import SpecError, UnknownNameError
+from .errors import SpecError, UnknownNameError, shown
 from .formula import CONSTANTS, FUNCTIONS
+from .registry import FoldedNames, did_you_mean
 
-__all__ = ["KINDS", "Network", "NodeRef"]
+__all__ = ["KINDS", "MAX_FROZEN", "MAX_LAYERS", "MAX_PARAMETERS", "Network", "NodeRef"]
 
 #: What a node of the network can be.
 KINDS = {
@@ -48,13 +49,24 @@ KINDS = {
     "C": "cost",
 }
 
+# Matched with fullmatch: "$" would also match before a final newline ("w1\n").  ASCII digits only.
 _NAME = re.compile(
-    r"""^(?P<kind>[wbza])\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)
-        (?:_(?P<j>\d+|\*)(?:_(?P<k>\d+|\*))?)?$""",
-    re.VERBOSE,
+    r"""(?P<kind>[wbza])\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)
+        (?:_(?P<j>\d+|\*)(?:_(?P<k>\d+|\*))?)?""",
+    re.VERBOSE | re.ASCII,
 )
-_XY = re.compile(r"^(?P<kind>[xy])(?:_(?P<j>\d+))?$")
-_USER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_XY = re.compile(r"(?P<kind>[xy])(?:_(?P<j>\d+))?", re.ASCII)
+_USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+#: The largest network symback builds: weights and biases in all (each array is allocated whole,
+#: and an optimizer keeps up to three more of the same size).
+MAX_PARAMETERS = 50_000_000
+#: The most layers after the input (the symbolic derivation walks every one).
+MAX_LAYERS = 1_000
+#: The most parameters ``frozen``/``trainable`` may freeze (each is listed, one by one).
+MAX_FROZEN = 1_000_000
+#: An index written with more digits than this is out of range in any network symback builds.
+_INDEX_DIGITS = 18
 
 
 @dataclass(frozen=True, order=True)
@@ -118,6 +130,10 @@ class Network:
         n_layers = len(sizes) - 1
         if isinstance(activations, (str, Mapping, Activation)):
             activations = [activations] * n_layers
+        if not isinstance(activations, (list, tuple)):
+            raise SpecError(
+                f"activations must be a name, a table or a list of them (one per layer), not {shown(activations)}"
+            )
         activations = list(activations)
         if len(activations) != n_layers:
             raise SpecError(
@@ -140,6 +156,7 @@ class Network:
         object.__setattr__(self, "names", node_names)
         object.__setattr__(self, "group_names", group_names)
         object.__setattr__(self, "_by_user_name", {v: k for k, v in node_names.items()})
+        object.__setattr__(self, "_folded_names", FoldedNames([*node_names.values(), *group_names.values()]))
         object.__setattr__(self, "frozen", self._resolve_frozen(frozen, trainable))
 
     # -- counts ---------------------------------------------------------------
@@ -196,17 +213,34 @@ class Network:
         if isinstance(name, NodeRef):
             self._check_ref(name, str(name))
             return name
-        text = str(name).strip()
-        if text in self._by_user_name:  # type: ignore[attr-defined]
-            return self._by_user_name[text]  # type: ignore[attr-defined]
-        for group, ref in self._group_refs().items():
-            if self.group_names.get(group) == text and ref is not None:
-                return ref
-        ref = self._parse_canonical(text)
+        if not isinstance(name, str):
+            raise UnknownNameError(f"a node name must be text, not {shown(name)}")
+        text = name.strip()
+        ref = self._resolve_exact(text)
+        if ref is None:
+            # The one rule claims use too (registry.FoldedNames): exact, else the one name equal ignoring case.
+            folded = self._folded_names.lookup(text)  # type: ignore[attr-defined]
+            if folded is not None:
+                ref = self._resolve_exact(folded)
+            else:
+                ref = self._parse_canonical(_canonical_case(text))
         if ref is None:
             raise UnknownNameError(self._unknown(text))
         self._check_ref(ref, text)
         return ref
+
+    def _resolve_exact(self, text: str) -> NodeRef | None:
+        if text in self._by_user_name:  # type: ignore[attr-defined]
+            return self._by_user_name[text]  # type: ignore[attr-defined]
+        for group, ref in self._group_refs().items():
+            if self.group_names.get(group) == text:
+                if ref is None:
+                    raise UnknownNameError(
+                        f"{text!r} names the whole {group} of network {'-'.join(map(str, self.sizes))}, "
+                        f"not one node: give a neuron's name"
+                    )
+                return ref
+        return self._parse_canonical(text)
 
     def parameter_refs(self) -> Iterator[NodeRef]:
         """Every weight and bias, layer by layer (weights row-major, then biases)."""
@@ -265,20 +299,20 @@ class Network:
         """``3``, ``L`` or ``L-2`` (as written inside ``w(...)``) as a layer number."""
         label = label.replace(" ", "")
         if label.startswith("L"):
-            return self.depth - (int(label[2:]) if len(label) > 1 else 0)
-        return int(label)
+            return self.depth - (_index(label[2:]) if len(label) > 1 else 0)
+        return _index(label)
 
     def _parse_canonical(self, text: str) -> NodeRef | None:
         if text == "C":
             return NodeRef("C")
-        match = _XY.match(text)
+        match = _XY.fullmatch(text)
         if match:
             kind = match["kind"]
             width = self.sizes[0] if kind == "x" else self.sizes[-1]
             if match["j"] is None and width != 1:
                 return None
-            return NodeRef(kind, 0, int(match["j"] or 0))
-        match = _NAME.match(text)
+            return NodeRef(kind, 0, _index(match["j"] or "0"))
+        match = _NAME.fullmatch(text)
         if not match:
             return None
         kind, layer = match["kind"], self._layer_number(match["layer"])
@@ -293,12 +327,12 @@ class Network:
                 return NodeRef("w", layer, 0, 0)
             if j is None or k is None:
                 return None
-            return NodeRef("w", layer, int(j), int(k))
+            return NodeRef("w", layer, _index(j), _index(k))
         if k is not None:
             return None
         if j is None:
             return NodeRef(kind, layer, 0) if self.sizes[layer] == 1 else None
-        return NodeRef(kind, layer, int(j))
+        return NodeRef(kind, layer, _index(j))
 
     def _check_ref(self, ref: NodeRef, text: str) -> None:
         ok = ref.kind in KINDS
@@ -313,13 +347,27 @@ class Network:
             raise UnknownNameError(self._unknown(text))
 
     def _unknown(self, text: str) -> str:
-        shown = list(getattr(self, "_by_user_name", {}))[:12]
-        hint = f"; user names: {', '.join(shown)}" if shown else ""
+        user = list(getattr(self, "_by_user_name", {}))
+        hint = f"; user names: {', '.join(user[:12])}" if user else ""
         sizes = "-".join(map(str, self.sizes))
+        suggestion = did_you_mean(text, self._suggestable())
         return (
-            f"unknown name {text!r} in network {sizes} (canonical names look like "
-            f"w(L)_j_k, b(L-1)_j, a(2)_j, z(L)_j, x_k, y_j, C with 0-based j, k{hint})"
+            f"unknown name {shown(text)} in network {sizes} ({suggestion + ' ' if suggestion else ''}"
+            f"canonical names look like w(L)_j_k, b(L-1)_j, a(2)_j, z(L)_j, x_k, y_j, C with 0-based j, k{hint})"
         )
+
+    def _suggestable(self) -> list[str]:
+        """The names a "did you mean" may offer: the user's, and every canonical one in a small network."""
+        names = [*getattr(self, "_by_user_name", {}), *getattr(self, "group_names", {}).values()]
+        if self.n_parameters + 2 * self.n_biases <= 2_000:
+            kinds = ("w", "b", "z", "a")
+            refs = [r for r in self.parameter_refs()] + [
+                NodeRef(kind, layer, j) for kind in kinds[2:] for layer in range(1, self.depth + 1)
+                for j in range(self.sizes[layer])
+            ]
+            refs += [NodeRef("x", 0, k) for k in range(self.sizes[0])] + [NodeRef("y", 0, j) for j in range(self.sizes[-1])]
+            names += [self.canonical_name(r) for r in refs] + ["C"]
+        return names
 
     def _check_names(self, names: Mapping[str, str]) -> tuple[dict[NodeRef, str], dict[str, str]]:
         node_names: dict[NodeRef, str] = {}
@@ -327,7 +375,7 @@ class Network:
         taken: dict[str, str] = {}
         reserved = set(FUNCTIONS) | set(CONSTANTS)
         for key, value in names.items():
-            if not isinstance(value, str) or not _USER_NAME.match(value):
+            if not isinstance(value, str) or not _USER_NAME.fullmatch(value):
                 raise SpecError(
                     f"name {value!r} for {key!r} must start with a letter and use letters, digits and _ only"
                 )
@@ -357,23 +405,47 @@ class Network:
         return node_names, group_names
 
     def _resolve_frozen(self, frozen: Iterable[str], trainable: Iterable[str] | None) -> frozenset[NodeRef]:
-        if isinstance(frozen, str) or isinstance(trainable, str):
-            raise SpecError("frozen and trainable take a list of names")
+        for what, names in (("frozen", frozen), ("trainable", trainable)):
+            if names is not None and (
+                not isinstance(names, (list, tuple, set, frozenset)) or not all(isinstance(n, str) for n in names)
+            ):
+                raise SpecError(f"{what} takes a list of parameter names, not {shown(names)}")
+        # Counted before any is listed: a layer of a billion weights must fail now, not after a billion steps.
+        count = sum(self._count(name) for name in frozen)
+        if trainable is not None:
+            count = max(count, self.n_parameters - sum(self._count(name) for name in trainable))
+        if count > MAX_FROZEN:
+            raise SpecError(
+                f"frozen/trainable would freeze {count:,} parameters one by one; symback freezes at most "
+                f"{MAX_FROZEN:,} (freeze a smaller part, or train a smaller network)"
+            )
         frozen_refs = {ref for name in frozen for ref in self._expand(name, "frozen")}
         if trainable is not None:
             keep = {ref for name in trainable for ref in self._expand(name, "trainable")}
             frozen_refs |= set(self.parameter_refs()) - keep
         return frozenset(frozen_refs)
 
+    def _count(self, name: str) -> int:
+        """How many parameters ``name`` stands for (a whole layer for ``w(1)_*``), without listing them."""
+        match = _NAME.fullmatch(name.strip())
+        if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
+            layer = self._layer_number(match["layer"])
+            if 1 <= layer <= self.depth:
+                return self.sizes[layer] * (self.sizes[layer - 1] if match["kind"] == "w" else 1)
+        return 1
+
     def _expand(self, name: str, what: str) -> list[NodeRef]:
         """A parameter name, or ``w(1)_*`` / ``b(L)_*`` for every weight or bias of a layer."""
         text = str(name).strip()
-        match = _NAME.match(text)
+        match = _NAME.fullmatch(text)
         if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
             layer = self._layer_number(match["layer"])
             if not 1 <= layer <= self.depth:
                 raise UnknownNameError(self._unknown(text))
-            return [r for r in self.parameter_refs() if r.kind == match["kind"] and r.layer == layer]
+            rows, columns = self.sizes[layer], self.sizes[layer - 1]
+            if match["kind"] == "b":
+                return [NodeRef("b", layer, j) for j in range(rows)]
+            return [NodeRef("w", layer, j, k) for j in range(rows) for k in range(columns)]
         ref = self.resolve(text)
         if not ref.is_parameter:
             raise SpecError(f"{what} names parameters (weights and biases), and {text!r} is a {KINDS[ref.kind]}")
@@ -382,14 +454,40 @@ class Network:
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-        raise SpecError(f"layer sizes must be a list of integers, not {sizes!r}")
+        raise SpecError(f"layer sizes must be a list of integers, not {shown(sizes)}")
     if len(sizes) < 2:
         raise SpecError(f"a network needs an input layer and at least one more layer, got sizes {list(sizes)}")
     checked = []
     for position, size in enumerate(sizes):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-            raise SpecError(f"layer {position} size must be an integer, not {size!r}")
+            raise SpecError(f"layer {position} size must be an integer, not {shown(size)}")
         if size < 1:
             raise SpecError(f"layer {position} has width {size}: every layer needs at least one neuron")
         checked.append(int(size))
+    if len(checked) - 1 > MAX_LAYERS:
+        raise SpecError(f"a network of {len(checked) - 1:,} layers after the input: symback builds at most {MAX_LAYERS:,}")
+    count = sum(checked[l] * checked[l - 1] + checked[l] for l in range(1, len(checked)))
+    if count > MAX_PARAMETERS:
+        raise SpecError(
+            f"a {'-'.join(map(str, checked)) if len(checked) <= 8 else f'{len(checked)}-layer'} network has "
+            f"{count:,} weights and biases: symback builds at most {MAX_PARAMETERS:,}"
+        )
     return tuple(checked)
+
+
+def _index(digits: str) -> int:
+    """An index or layer number as written; one too long to be in range is a number no network reaches.
+
+    (``int()`` of 4,301 digits raises ValueError, and a long one costs time for nothing.)
+    """
+    return int(digits) if len(digits) <= _INDEX_DIGITS else 10**_INDEX_DIGITS
+
+
+def _canonical_case(text: str) -> str:
+    """A canonical name that is a plain word, in its own letter case: ``c`` → ``C``, ``X_0`` → ``x_0``.
+
+    Only words fold, as claims' names do (``w(L)`` is written as it is, in claims and here alike).
+    """
+    if text in ("c", "C"):
+        return "C"
+    return text.lower() if _XY.fullmatch(text.lower()) else text
