@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -52,6 +51,8 @@ from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .model import ExplicitModel
 from .network import Network, NodeRef
 from .spec import Spec, load_spec, read_data, spec_from_dict
+from .registry import unknown_name
+from .tomlread import parse_toml
 
 __all__ = [
     "Claim",
@@ -448,14 +449,11 @@ def load_claims(path: str | Path) -> ClaimsFile:
 
 def claims_from_text(text: str, *, base: Path | None = None, path: Path | None = None) -> ClaimsFile:
     """Parse the TOML text of a claims file (``spec = ...`` is resolved relative to ``base``)."""
-    try:
-        # Floats as Decimal keep the digits the author wrote (-15.70 has four significant digits).
-        raw = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"invalid TOML: {error}") from None
+    # Floats as Decimal keep the digits the author wrote (-15.70 has four significant digits).
+    raw = parse_toml(text, parse_float=Decimal)
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise SpecError(f"unknown key or section {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+        raise unknown_name("key or section", unknown[0], _TOP_KEYS, error=SpecError)
     spec = _load_network(raw, base or Path("."))
     if spec.data is None:
         raise SpecError("no [data]: give x and y (here or in the spec file) so the claims can be evaluated")
@@ -540,7 +538,7 @@ def _read_claim(number: int, line: int | None, table: Any, notation: Notation) -
         kind = _kind(table)
         unknown = sorted(set(table) - _KEYS[kind])
         if unknown:
-            raise SpecError(f"unknown key {unknown[0]!r} in a {kind} claim (known: {', '.join(sorted(_KEYS[kind]))})")
+            raise unknown_name("key", unknown[0], _KEYS[kind], where=f" in a {kind} claim", error=SpecError)
         return _BUILDERS[kind](number, line, text, table, notation)
     except SymbackError as error:
         message = str(error)
