@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from .errors import SpecError, UnknownNameError, shown
 from .formula import CONSTANTS, FUNCTIONS
 from .registry import FoldedNames, did_you_mean
 
-__all__ = ["KINDS", "MAX_FROZEN", "MAX_LAYERS", "MAX_PARAMETERS", "Network", "NodeRef"]
+__all__ = ["KINDS", "MAX_LAYERS", "MAX_PARAMETERS", "FrozenParameters", "Network", "NodeRef"]
 
 #: What a node of the network can be.
 KINDS = {
@@ -63,8 +64,6 @@ _USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 MAX_PARAMETERS = 50_000_000
 #: The most layers after the input (the symbolic derivation walks every one).
 MAX_LAYERS = 1_000
-#: The most parameters ``frozen``/``trainable`` may freeze (each is listed, one by one).
-MAX_FROZEN = 1_000_000
 #: An index written with more digits than this is out of range in any network symback builds.
 _INDEX_DIGITS = 18
 
@@ -113,7 +112,7 @@ class Network:
     activations: tuple[Activation, ...]
     cost: Cost
     names: Mapping[NodeRef, str] = field(default_factory=dict)
-    frozen: frozenset[NodeRef] = frozenset()
+    frozen: FrozenParameters = field(default_factory=lambda: FrozenParameters((), ()))
     group_names: Mapping[str, str] = field(default_factory=dict)
 
     def __init__(
@@ -256,13 +255,8 @@ class Network:
 
     def trainable_masks(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per layer, 1.0 where a weight / bias is trained and 0.0 where it is frozen."""
-        weights = [np.ones((self.sizes[l], self.sizes[l - 1])) for l in range(1, self.depth + 1)]
-        biases = [np.ones(self.sizes[l]) for l in range(1, self.depth + 1)]
-        for ref in self.frozen:
-            if ref.kind == "w":
-                weights[ref.layer - 1][ref.j, ref.k] = 0.0
-            else:
-                biases[ref.layer - 1][ref.j] = 0.0
+        weights = [(~mask).astype(np.float64) for mask in self.frozen.weights]
+        biases = [(~mask).astype(np.float64) for mask in self.frozen.biases]
         return weights, biases
 
     def summary(self) -> str:
@@ -404,52 +398,93 @@ class Network:
                 raise SpecError(f"name {value!r} would shadow the canonical name of another node")
         return node_names, group_names
 
-    def _resolve_frozen(self, frozen: Iterable[str], trainable: Iterable[str] | None) -> frozenset[NodeRef]:
+    def _resolve_frozen(self, frozen: Iterable[str], trainable: Iterable[str] | None) -> FrozenParameters:
         for what, names in (("frozen", frozen), ("trainable", trainable)):
             if names is not None and (
                 not isinstance(names, (list, tuple, set, frozenset)) or not all(isinstance(n, str) for n in names)
             ):
                 raise SpecError(f"{what} takes a list of parameter names, not {shown(names)}")
-        # Counted before any is listed: a layer of a billion weights must fail now, not after a billion steps.
-        count = sum(self._count(name) for name in frozen)
+        # One boolean mask per layer, never one object per parameter: freezing a layer of 50 million
+        # weights is one slice assignment.
+        shapes = [(self.sizes[l], self.sizes[l - 1]) for l in range(1, self.depth + 1)]
+        weights = [np.zeros(shape, dtype=bool) for shape in shapes]
+        biases = [np.zeros(shape[0], dtype=bool) for shape in shapes]
+        for name in frozen:
+            self._mark(name, "frozen", weights, biases)
         if trainable is not None:
-            count = max(count, self.n_parameters - sum(self._count(name) for name in trainable))
-        if count > MAX_FROZEN:
-            raise SpecError(
-                f"frozen/trainable would freeze {count:,} parameters one by one; symback freezes at most "
-                f"{MAX_FROZEN:,} (freeze a smaller part, or train a smaller network)"
-            )
-        frozen_refs = {ref for name in frozen for ref in self._expand(name, "frozen")}
-        if trainable is not None:
-            keep = {ref for name in trainable for ref in self._expand(name, "trainable")}
-            frozen_refs |= set(self.parameter_refs()) - keep
-        return frozenset(frozen_refs)
+            keep_weights = [np.zeros_like(w) for w in weights]
+            keep_biases = [np.zeros_like(b) for b in biases]
+            for name in trainable:
+                self._mark(name, "trainable", keep_weights, keep_biases)
+            weights = [w | ~k for w, k in zip(weights, keep_weights)]
+            biases = [b | ~k for b, k in zip(biases, keep_biases)]
+        return FrozenParameters(weights, biases)
 
-    def _count(self, name: str) -> int:
-        """How many parameters ``name`` stands for (a whole layer for ``w(1)_*``), without listing them."""
-        match = _NAME.fullmatch(name.strip())
-        if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
-            layer = self._layer_number(match["layer"])
-            if 1 <= layer <= self.depth:
-                return self.sizes[layer] * (self.sizes[layer - 1] if match["kind"] == "w" else 1)
-        return 1
-
-    def _expand(self, name: str, what: str) -> list[NodeRef]:
-        """A parameter name, or ``w(1)_*`` / ``b(L)_*`` for every weight or bias of a layer."""
-        text = str(name).strip()
+    def _mark(self, name: str, what: str, weights: list[np.ndarray], biases: list[np.ndarray]) -> None:
+        """Set the mask entries of a parameter name, or of ``w(1)_*`` / ``b(L)_*`` (a layer's weights or biases)."""
+        text = name.strip()
         match = _NAME.fullmatch(text)
         if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
             layer = self._layer_number(match["layer"])
             if not 1 <= layer <= self.depth:
                 raise UnknownNameError(self._unknown(text))
-            rows, columns = self.sizes[layer], self.sizes[layer - 1]
-            if match["kind"] == "b":
-                return [NodeRef("b", layer, j) for j in range(rows)]
-            return [NodeRef("w", layer, j, k) for j in range(rows) for k in range(columns)]
+            (weights if match["kind"] == "w" else biases)[layer - 1][...] = True
+            return
         ref = self.resolve(text)
         if not ref.is_parameter:
             raise SpecError(f"{what} names parameters (weights and biases), and {text!r} is a {KINDS[ref.kind]}")
-        return [ref]
+        if ref.kind == "w":
+            weights[ref.layer - 1][ref.j, ref.k] = True
+        else:
+            biases[ref.layer - 1][ref.j] = True
+
+
+class FrozenParameters(AbstractSet[NodeRef]):
+    """The frozen weights and biases: a set of :class:`NodeRef` held as one boolean mask per layer.
+
+    Membership and size take no time however large a layer is; iterating lists the frozen ones in
+    :meth:`Network.parameter_refs` order.
+
+    >>> frozen = FrozenParameters([np.array([[True, False]])], [np.array([True])])
+    >>> len(frozen), NodeRef("w", 1, 0, 0) in frozen, NodeRef("w", 1, 0, 1) in frozen, list(frozen)[-1]
+    (2, True, False, NodeRef(kind='b', layer=1, j=0, k=None))
+    """
+
+    def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
+        self.weights = tuple(np.array(w, dtype=bool) for w in weights)
+        self.biases = tuple(np.array(b, dtype=bool) for b in biases)
+        for mask in self.weights + self.biases:
+            mask.flags.writeable = False
+        self._count = int(sum(int(m.sum()) for m in self.weights + self.biases))
+
+    def __contains__(self, ref: object) -> bool:
+        if not isinstance(ref, NodeRef) or ref.kind not in ("w", "b") or not 1 <= ref.layer <= len(self.weights):
+            return False
+        if ref.kind == "w":
+            mask = self.weights[ref.layer - 1]
+            index: tuple = (ref.j, ref.k)
+        else:
+            mask = self.biases[ref.layer - 1]
+            index = (ref.j,)
+        if any(not isinstance(i, int) or not 0 <= i < n for i, n in zip(index, mask.shape)):
+            return False
+        return bool(mask[index])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[NodeRef]:
+        for layer, (weights, biases) in enumerate(zip(self.weights, self.biases), start=1):
+            for j, k in zip(*np.nonzero(weights)):
+                yield NodeRef("w", layer, int(j), int(k))
+            for (j,) in zip(*np.nonzero(biases)):
+                yield NodeRef("b", layer, int(j))
+
+    def __hash__(self) -> int:
+        return self._hash()
+
+    def __repr__(self) -> str:
+        return f"FrozenParameters({self._count:,} frozen)"
 
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:

@@ -158,20 +158,32 @@ def test_networks_past_the_documented_size_are_refused_at_once(sizes, message):
 
 
 def test_the_size_limits_are_the_documented_ones():
-    from symback.network import MAX_FROZEN, MAX_LAYERS, MAX_PARAMETERS
+    from symback.network import MAX_LAYERS, MAX_PARAMETERS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    for limit in (MAX_PARAMETERS, MAX_LAYERS, MAX_FROZEN):
+    for limit in (MAX_PARAMETERS, MAX_LAYERS):
         assert f"{limit:,}" in readme
     Network([MAX_PARAMETERS // 2 - 1, 1, 1], "sigmoid", "ssr")  # just inside: built (no arrays yet)
 
 
-def test_freezing_more_than_the_limit_is_refused_before_any_is_listed():
-    # 25,000,002 parameters: listing them one by one took minutes (issue 11: [10^12, 1] hung).
-    with pytest.raises(SpecError, match="would freeze 25,000,001 parameters one by one"):
-        Network([24_999_999, 1, 1], "sigmoid", "ssr", trainable=["b(1)"])
-    with pytest.raises(SpecError, match="would freeze 24,999,999 parameters"):
-        Network([24_999_999, 1, 1], "sigmoid", "ssr", frozen=["w(1)_*"])
+def test_freezing_a_huge_layer_lists_nothing():
+    """[10^12, 1] with trainable = ["b(1)"] hung listing every parameter; frozen is one mask per layer."""
+    net = Network([24_999_999, 1, 1], "sigmoid", "ssr", trainable=["b(1)", "w(2)"])
+    assert len(net.frozen) == 24_999_999 + 1
+    assert NodeRef("w", 1, 0, 24_999_998) in net.frozen and NodeRef("b", 1, 0) not in net.frozen
+    assert NodeRef("w", 1, 0, 24_999_999) not in net.frozen and NodeRef("w", 1, -1, 0) not in net.frozen
+    weights, biases = net.trainable_masks()
+    assert weights[0].sum() == 0 and weights[1].tolist() == [[1.0]] and biases[0].tolist() == [1.0]
+    assert Network([24_999_999, 1, 1], "sigmoid", "ssr", frozen=["w(1)_*"]).frozen.weights[0].all()
+
+
+def test_frozen_is_a_set_of_noderefs():
+    net = Network([2, 2, 1], "sigmoid", "ssr", frozen=["b(L)", "w(1)_1_0", "w(1)_0_1"])
+    assert list(net.frozen) == [NodeRef("w", 1, 0, 1), NodeRef("w", 1, 1, 0), NodeRef("b", 2, 0)]
+    assert net.frozen == {NodeRef("w", 1, 0, 1), NodeRef("w", 1, 1, 0), NodeRef("b", 2, 0)}
+    assert {NodeRef("b", 2, 0), NodeRef("w", 1, 1, 0), NodeRef("w", 1, 0, 1)} == net.frozen
+    assert hash(net.frozen) == hash(Network([2, 2, 1], "sigmoid", "ssr", frozen=["w(1)_0_1", "w(1)_1_0", "b(2)"]).frozen)
+    assert "x" not in net.frozen and NodeRef("a", 2, 0) not in net.frozen and not Network([1, 1]).frozen
 
 
 @pytest.mark.parametrize(
