@@ -49,7 +49,7 @@ SEED002 = EXAMPLES / "seed002.toml"
 #: No single input may take longer than this (seconds): far above any honest answer, well below "forever".
 HANG_SECONDS = 10.0
 #: A child process's bounds: wall seconds and address space (bytes).
-CHILD_SECONDS = 25.0
+CHILD_SECONDS = 60.0
 CHILD_MEMORY = 3 * 2**30
 
 FUZZ = settings(
@@ -61,8 +61,11 @@ FUZZ = settings(
 )
 
 # Owned by the helpers fixing them; the marks go when their branches merge (see the issue's closing note).
+# Those that hang before the fix are not run until then (each would hold a worker for CHILD_SECONDS).
 BUDGETS = pytest.mark.xfail(strict=False, reason="fixed on branch budgets")
 FILES = pytest.mark.xfail(strict=False, reason="fixed on branch files")
+BUDGETS_HANG = pytest.mark.xfail(strict=False, run=False, reason="hangs until fixed on branch budgets")
+FILES_HANG = pytest.mark.xfail(strict=False, run=False, reason="hangs until fixed on branch files")
 
 
 class Hang(Exception):
@@ -392,7 +395,6 @@ CHECKPOINT_CASES = {
         "meta": _meta(rng_state={"bit_generator": "PCG64", "state": {"state": 10**60, "inc": 1}, "has_uint32": 0,
                                  "uinteger": 0})
     },
-    "rng_state an integer": {"meta": _meta(rng_state=10**60)},
 }
 
 
@@ -411,12 +413,20 @@ def test_the_unchanged_checkpoint_loads(tmp_path: Path, checkpoint_members: dict
 
 
 @FILES
-def test_issue11_checkpoint_with_an_unsupported_compression(tmp_path: Path) -> None:
-    path = tmp_path / "bzip2.npz"
+def test_issue11_checkpoint_with_an_unsupported_compression(tmp_path: Path, checkpoint_members: dict[str, np.ndarray]) -> None:
+    """A member compressed by a method zipfile cannot read (PPMd, 98) raised NotImplementedError."""
     buffer = io.BytesIO()
-    np.save(buffer, np.ones((2, 1)))
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as archive:
-        archive.writestr("W1.npy", buffer.getvalue())
+    np.savez(buffer, **checkpoint_members)
+    data = bytearray(buffer.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local and central headers
+        start = data.find(signature)
+        while start >= 0:
+            data[start + offset : start + offset + 2] = (98).to_bytes(2, "little")
+            start = data.find(signature, start + 4)
+    path = tmp_path / "ppmd.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(NotImplementedError):  # the file is what the issue describes
+        zipfile.ZipFile(path).read(zipfile.ZipFile(path).namelist()[0])
     assert outcome(load_checkpoint, path, load_spec(SEED002).network) == "error"
 
 
@@ -451,16 +461,16 @@ def _formula_spec(activation: str | None = None, cost: str | None = None) -> str
 #: name -> (files to write, argv, owner mark or None).  Each must end within CHILD_SECONDS with a status of
 #: 0, 1 (a verdict or a stop reason) or 2 (a one-line error), and nothing on stderr but "symback: " lines.
 CLI_CASES: dict[str, tuple[dict[str, str], list[str], Any]] = {
-    "z^1000 trains": ({"s.toml": _formula_spec("z^1000")}, ["train", "s.toml", "--epochs", "1"], BUDGETS),
+    "z^1000 trains": ({"s.toml": _formula_spec("z^1000")}, ["train", "s.toml", "--epochs", "1"], BUDGETS_HANG),
     "z^1000 report": ({"s.toml": _formula_spec("z^1000")}, ["report", "s.toml", "--wrt", "b(L)", "-o", "r.md"], BUDGETS),
     "(z+1)^50*(z-1)^50 derives": (
-        {"s.toml": _formula_spec("(z+1)^50*(z-1)^50")}, ["derive", "s.toml", "--wrt", "b(L)"], BUDGETS),
-    "((0.1^1000)^1000)^1000": ({"s.toml": _formula_spec("z + ((0.1^1000)^1000)^1000")}, ["info", "s.toml"], BUDGETS),
-    "cos(exp(10^10))^2": ({"s.toml": _formula_spec("z*cos(exp(10^10))^2")}, ["info", "s.toml"], BUDGETS),
+        {"s.toml": _formula_spec("(z+1)^50*(z-1)^50")}, ["derive", "s.toml", "--wrt", "b(L)"], BUDGETS_HANG),
+    "((0.1^1000)^1000)^1000": ({"s.toml": _formula_spec("z + ((0.1^1000)^1000)^1000")}, ["info", "s.toml"], BUDGETS_HANG),
+    "cos(exp(10^10))^2": ({"s.toml": _formula_spec("z*cos(exp(10^10))^2")}, ["info", "s.toml"], BUDGETS_HANG),
     "123456789012345678901234567890^(-0.000001)": (
-        {"s.toml": _formula_spec("z + 123456789012345678901234567890^(-0.000001)")}, ["info", "s.toml"], BUDGETS),
+        {"s.toml": _formula_spec("z + 123456789012345678901234567890^(-0.000001)")}, ["info", "s.toml"], BUDGETS_HANG),
     "z*sin(exp(10^10)) derives": (
-        {"s.toml": _formula_spec("z*sin(exp(10^10))")}, ["derive", "s.toml", "--wrt", "b(L)"], BUDGETS),
+        {"s.toml": _formula_spec("z*sin(exp(10^10))")}, ["derive", "s.toml", "--wrt", "b(L)"], BUDGETS_HANG),
     "max(exp(exp(exp(1000))), z)": (
         {"s.toml": _formula_spec("max(exp(exp(exp(1000))), z)")}, ["train", "s.toml", "--epochs", "1"], BUDGETS),
     "(a - y)^2 + log(0)": ({"s.toml": _formula_spec(cost="(a - y)^2 + log(0)")}, ["train", "s.toml", "--epochs", "1"], BUDGETS),
@@ -472,20 +482,17 @@ CLI_CASES: dict[str, tuple[dict[str, str], list[str], Any]] = {
     "(a - y)^2 * (-8)^(1/3)": (
         {"s.toml": _formula_spec(cost="(a - y)^2 * (-8)^(1/3)")}, ["train", "s.toml", "--epochs", "1"], BUDGETS),
     "claims spec = /dev/zero": ({"c.toml": 'spec = "/dev/zero"\n[[claim]]\nquantity = "b3"\nvalue = "1"\n'},
-                                ["verify", "c.toml"], FILES),
-    "info /dev/zero": ({}, ["info", "/dev/zero"], FILES),
+                                ["verify", "c.toml"], FILES_HANG),
+    "info /dev/zero": ({}, ["info", "/dev/zero"], FILES_HANG),
     "an update claim of 10^12 steps": (
         {"c.toml": f"spec = {json.dumps(str(SEED002))}\n[[claim]]\nupdate = \"b3\"\nlearning_rate = 0.1\n"
                    'at = { b3 = 0 }\nsteps = 1000000000000\nnew = "2.21"\n'},
-        ["verify", "c.toml"], FILES),
+        ["verify", "c.toml"], FILES_HANG),
     "train --save with a 300-character name": ({"s.toml": SEED002.read_text()},
                                                ["train", "s.toml", "--epochs", "1", "--save", "n" * 300 + ".npz"], FILES),
     "train --save onto the spec": ({"s.toml": SEED002.read_text()}, ["train", "s.toml", "--epochs", "1", "--save", "s.toml"],
                                    FILES),
-    "sqrt(z-10) says its nan in words": ({"s.toml": _formula_spec("sqrt(z - 10)")},
-                                         ["report", "s.toml", "--wrt", "b(L)", "-o", "r.md"], None),
-    "check --step 1e308 says its overflow in words": ({}, ["check", str(SEED002), "--step", "1e308"], None),
-    "--wrt with a 4,301-digit index": ({}, ["derive", str(SEED002), "--wrt", "b(1)_" + "9" * 4301], None),
+    # NumPy's RuntimeWarnings in words (sqrt(z-10), check --step 1e308): in-process in tests/test_cli.py.
 }
 #: Cases whose spec must not survive as anything but itself.
 _KEEPS = {"train --save onto the spec": "s.toml"}
@@ -497,7 +504,9 @@ def cli_runs(tmp_path_factory: Any) -> dict[str, Future]:
     per child), so the slow ones overlap."""
     pool = ThreadPoolExecutor(max_workers=2)
     futures = {}
-    for name, (files, argv, _) in CLI_CASES.items():
+    for name, (files, argv, mark) in CLI_CASES.items():
+        if mark is not None and mark.kwargs.get("run") is False:
+            continue
         folder = tmp_path_factory.mktemp("cli")
         for file_name, text in files.items():
             (folder / file_name).write_text(text, encoding="utf-8")
@@ -520,8 +529,6 @@ def test_issue11_command_line_reproductions(cli_runs: dict[str, Future], case: s
         check_message(line)
     if case in _KEEPS:
         assert (folder / _KEEPS[case]).read_text(encoding="utf-8") == CLI_CASES[case][0][_KEEPS[case]]
-    if "in words" in case:
-        assert len(lines) == 1 and lines[0].startswith("symback: note: the computation produced ")
 
 
 @FILES
