@@ -231,15 +231,19 @@ class Network:
     def _resolve_exact(self, text: str) -> NodeRef | None:
         if text in self._by_user_name:  # type: ignore[attr-defined]
             return self._by_user_name[text]  # type: ignore[attr-defined]
+        whole = None
         for group, ref in self._group_refs().items():
             if self.group_names.get(group) == text:
-                if ref is None:
-                    raise UnknownNameError(
-                        f"{text!r} names the whole {group} of network {'-'.join(map(str, self.sizes))}, "
-                        f"not one node: give a neuron's name"
-                    )
-                return ref
-        return self._parse_canonical(text)
+                if ref is not None:
+                    return ref
+                whole = group
+        ref = self._parse_canonical(text)
+        if ref is None and whole is not None:
+            raise UnknownNameError(
+                f"{shown(text)} names the whole {whole} of network {'-'.join(map(str, self.sizes))}, "
+                f"not one node: give a neuron's name"
+            )
+        return ref
 
     def parameter_refs(self) -> Iterator[NodeRef]:
         """Every weight and bias, layer by layer (weights row-major, then biases)."""

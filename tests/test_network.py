@@ -233,3 +233,9 @@ def test_wrt_and_claims_agree_on_names(tmp_path):
     notation = Notation(net)
     for name in ("bias", "W1", "ssr", "c", "X", "b(L)", "w(L)_0_1"):
         assert net.resolve(name) == notation.node(name), name
+
+
+def test_a_name_for_a_whole_group_is_not_one_node():
+    net = Network([1, 2, 2], "sigmoid", "mse", names={"output": "predicted"})
+    with pytest.raises(UnknownNameError, match="'predicted' names the whole output of network 1-2-2, not one node"):
+        net.resolve("predicted")
