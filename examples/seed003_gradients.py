@@ -365,7 +365,8 @@ class _Indented:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="folder for the tables and pictures")
-    parser.add_argument("--fast", action="store_true", help="fewer digits and epochs (as the tests run it)")
+    parser.add_argument("--fast", action="store_true",
+                        help="fewer digits and epochs, a quicker look (the tests run it in full)")
     args = parser.parse_args()
     run(args.out, args.fast)
 

@@ -47,6 +47,9 @@ PATH_LIMIT = 4096
 #: Expressions larger than this many operations are not passed to ``sympy.simplify``.
 SIMPLIFY_LIMIT = 400
 
+#: Most entries of a tied parameter named one by one in its derivation's text.
+_TIE_SHOWN = 8
+
 # Letters for the neurons of the layers above the target (j, k belong to the target).
 _PATH_LETTERS = ("q", "r", "s", "t", "u", "v", "p", "m", "n", "l")
 
@@ -117,9 +120,17 @@ class Derivation:
         """How the examples combine: ``"sum"`` (Σ_i) or ``"mean"`` (1/n Σ_i)."""
         return self.network.cost.example_reduction
 
+    @property
+    def entries(self) -> tuple[NodeRef, ...]:
+        """The entries of the target: several for a tied parameter (see :meth:`Network.tied`), else the target."""
+        return self.network.tied(self.target) if self.target.is_parameter else (self.target,)
+
     @cached_property
     def indexed_product(self) -> sp.Expr:
-        """``Σ_{paths} Π factors`` in index form."""
+        """``Σ_{paths} Π factors`` in index form; for a tied parameter, the sum of its entries' products
+        (each with the entry's own indices)."""
+        if len(self.entries) > 1:
+            return _tied_product(self.network, self.entries)
         body = sp.Mul(*(factor.derivative for factor in self.chain))
         return sp.Sum(body, *self.sum_indices) if self.sum_indices else body
 
@@ -204,7 +215,23 @@ class Derivation:
         return values
 
     def _indexed_examples(self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any) -> np.ndarray:
-        t = self.target
+        # A tied parameter's derivative is the sum of its entries' partials.
+        return sum(self._entry_examples(compiled, params, data, forward, t) for t in self.entries)
+
+    def entry_partials(self, params: Parameters, data: Dataset) -> list[tuple[str, float]]:
+        """Each entry's own partial ``∂C/∂entry`` (canonical name, value), summed or averaged over the
+        examples; for a tied parameter their sum is its derivative, :meth:`value`."""
+        compiled = compile_network(self.network)
+        forward = compiled.forward(params, data.X)
+        reduce = np.sum if self.reduction == "sum" else np.mean
+        return [
+            (self.network.canonical_name(t), float(reduce(self._entry_examples(compiled, params, data, forward, t))))
+            for t in self.entries
+        ]
+
+    def _entry_examples(
+        self, compiled: CompiledNetwork, params: Parameters, data: Dataset, forward: Any, t: NodeRef
+    ) -> np.ndarray:
         if t.kind == "a" and t.layer == self.network.depth:
             return compiled.output_gradient(forward, data.Y)[:, t.j]
         deltas = compiled.deltas(params, data, forward)
@@ -240,6 +267,8 @@ class Derivation:
             },
             "examples_reduction": self.reduction,
         }
+        if len(self.entries) > 1:  # one shared parameter: its derivative is the sum of its entries' partials
+            result["tied"] = {"entries": [self.network.canonical_name(t) for t in self.entries]}
         if self.paths is not None:
             result["paths"] = [[_factor_dict(f) for f in path] for path in self.paths]
         # The ordered factors: the single path's in the user's names, else the index form's (Σ over paths).
@@ -250,6 +279,8 @@ class Derivation:
         if params is not None and data is not None:
             evaluation = self.evaluate(params, data)
             result["value"] = evaluation.value
+            if len(self.entries) > 1:
+                result["tied"]["partials"] = [value for _, value in self.entry_partials(params, data)]
             result["examples"] = [float(v) for v in evaluation.examples]
             if evaluation.factors:
                 result["factor_values"] = [[[float(x) for x in values] for values in path] for path in evaluation.factors]
@@ -262,6 +293,7 @@ class Derivation:
         """The derivation as readable text, with numbers when ``params`` and ``data`` are given."""
         C, target = self.cost_name, self.target_name
         lines = [f"∂{C}/∂{target}  ({self.form} form, network {'-'.join(map(str, self.network.sizes))})", ""]
+        lines += self._tie_lines(params, data)
         lines.append("chain rule, index form:")
         lines.append(f"  ∂{C}/∂{self.indexed_target} = {self.chain_notation(indexed=True)}")
         width = max(len(f.notation) for f in self.chain)
@@ -289,6 +321,34 @@ class Derivation:
                 lines.append(f"  example {number}: {value:.6g}")
             lines.append(f"value:       ∂{C}/∂{target} = {evaluation.value:.6g}")
         return "\n".join(lines)
+
+    def tie_summary(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
+        """For a tied parameter, one sentence: its derivative is the sum of its entries' partials (with
+        their values when ``params`` and ``data`` are given); ``""`` for anything else."""
+        if len(self.entries) < 2:
+            return ""
+        C, target = self.cost_name, self.target_name
+        names = [self.network.canonical_name(t) for t in self.entries]
+        many = len(names) > _TIE_SHOWN  # a long tie is shown by its ends and its count
+        listed = self.network.entries_text(self.network.name_of(self.target), _TIE_SHOWN)
+        text = f"{target} is one parameter shared by {listed}; its derivative is the sum of their partials: "
+        text += (f"∂{C}/∂{target} = Σ over the {len(names)} entries of ∂{C}/∂entry" if many
+                 else f"∂{C}/∂{target} = " + " + ".join(f"∂{C}/∂{name}" for name in names))
+        if params is not None and data is not None:
+            partials = [value for _, value in self.entry_partials(params, data)]
+            shown = [f"{value:.6g}" for value in partials]
+            text += " = " + " + ".join(shown if not many else [*shown[:3], "…", shown[-1]])
+            text += f" = {sum(partials):.6g}"
+        return text
+
+    def _tie_lines(self, params: Parameters | None, data: Dataset | None) -> list[str]:
+        summary = self.tie_summary(params, data)
+        if not summary:
+            return []
+        lines = [f"tied: {summary}"]
+        if self.paths is not None:
+            lines.append(f"  (each path below ends at the z of one of these entries, where {self.target_name} enters)")
+        return [*lines, ""]
 
     def __str__(self) -> str:
         return self.text()
@@ -339,6 +399,8 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     if form not in ("auto", "explicit", "indexed"):
         raise SpecError(f"form must be 'auto', 'explicit' or 'indexed', not {form!r}")
     target = network.resolve(wrt)
+    if target.is_parameter:  # an entry of a tied parameter stands for the parameter, its first entry
+        target = network.tied(target)[0]
     if target.kind not in ("w", "b", "z", "a"):
         raise SpecError(
             f"derivatives are taken with respect to weights, biases, z and a; {network.name_of(target)!r} is not one"
@@ -349,6 +411,27 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     model = explicit_model(network)
     paths = _explicit_paths(model, target)
     return Derivation(network, target, chain, sums, indexed_target, paths, model)
+
+
+def _tied_product(network: Network, entries: tuple[NodeRef, ...]) -> sp.Expr:
+    """The index-form derivative of a tied parameter: the sum of its entries' products, each at its own
+    indices.  Entries of one kind and layer share one chain (derived once); a layer's whole set of
+    biases is summed over ``j`` rather than written out entry by entry."""
+    im = IndexedModel(network)
+    terms = []
+    for (kind, layer), group in itertools.groupby(entries, key=lambda ref: (ref.kind, ref.layer)):
+        group = list(group)
+        chain, sums, indexed = _indexed_chain(im, group[0])
+        body = sp.Mul(*(factor.derivative for factor in chain))
+        product = sp.Sum(body, *sums) if sums else body
+        own = indexed.indices if isinstance(indexed, sp.Indexed) else ()
+        if kind == "b" and len(group) == network.sizes[layer] > 1:
+            terms.append(sp.Sum(product, (own[0], 0, network.sizes[layer] - 1)))
+            continue
+        for entry in group:
+            fixed = dict(zip(own, (entry.j, entry.k), strict=False))
+            terms.append(product.xreplace({index: sp.Integer(value) for index, value in fixed.items()}))
+    return sp.Add(*terms)
 
 
 def _explicit_is_small(network: Network, target: NodeRef) -> bool:

@@ -71,7 +71,11 @@ def rank_dials(
             raise TypeError("rank_dials needs the data or the gradients")
         gradients = compile_network(network).gradient(params, data, respect_frozen=False)
     flat = gradients.as_parameters().flat()
-    order = np.argsort(-np.abs(flat), kind="stable")[: max(0, top)]
+    scores = np.abs(flat)
+    # A tied parameter is one dial, shown under its first entry: its other entries are left out.
+    repeats = [_position(network, ref) for members in network.ties.values() for ref in members[1:]]
+    scores[repeats] = -1.0
+    order = np.argsort(-scores, kind="stable")[: max(0, min(top, flat.size - len(repeats)))]
     refs = list(network.parameter_refs())
     values = params.flat()
     return [
@@ -85,3 +89,12 @@ def rank_dials(
         )
         for i in order
     ]
+
+
+def _position(network: Network, ref: NodeRef) -> int:
+    """Where ``ref`` is in :meth:`~symback.parameters.Parameters.flat` (layer by layer, weights then biases)."""
+    sizes = network.sizes
+    offset = sum(sizes[l] * sizes[l - 1] + sizes[l] for l in range(1, ref.layer))
+    if ref.kind == "w":
+        return offset + ref.j * sizes[ref.layer - 1] + ref.k
+    return offset + sizes[ref.layer] * sizes[ref.layer - 1] + ref.j

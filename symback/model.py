@@ -50,7 +50,10 @@ class ExplicitModel:
         self.symbols: dict[NodeRef, sp.Symbol] = {}
         for ref in self._all_refs():
             self.symbols[ref] = sp.Symbol(network.name_of(ref), real=True)
-        self.refs: dict[sp.Symbol, NodeRef] = {s: r for r, s in self.symbols.items()}
+        # The entries of a tied parameter share its symbol, which stands for the first of them.
+        self.refs: dict[sp.Symbol, NodeRef] = {
+            s: network.tied(r)[0] if r.is_parameter else r for r, s in self.symbols.items()
+        }
         self._local = self._build_local()
         self._readers: dict[NodeRef, list[NodeRef]] = {ref: [] for ref in self.symbols}
         for ref, expression in self._local.items():

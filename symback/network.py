@@ -99,7 +99,8 @@ class Network:
         names: the user's own names, ``{"w(1)_0_0": "w1", "a(L)": "predicted", ...}``.
             Keys are canonical names (absolute ``w(1)`` or relative ``w(L-1)`` layers);
             ``"output"``, ``"target"``, ``"input"`` and ``"cost"`` name the whole
-            output activation, target, input and cost.
+            output activation, target, input and cost.  One name given to several
+            weights or biases ties them into one shared parameter (see :meth:`tied`).
         frozen: parameters that are not trained (names; ``w(1)_*`` for a whole layer).
         trainable: alternatively, the only parameters that are trained.
 
@@ -114,6 +115,8 @@ class Network:
     names: Mapping[NodeRef, str] = field(default_factory=dict)
     frozen: FrozenParameters = field(default_factory=lambda: FrozenParameters((), ()))
     group_names: Mapping[str, str] = field(default_factory=dict)
+    #: Tied parameters: a user name given to several weights or biases -> those entries (see :meth:`tied`).
+    ties: Mapping[str, tuple[NodeRef, ...]] = field(default_factory=dict)
 
     def __init__(
         self,
@@ -154,7 +157,14 @@ class Network:
         node_names, group_names = self._check_names(names or {})
         object.__setattr__(self, "names", node_names)
         object.__setattr__(self, "group_names", group_names)
-        object.__setattr__(self, "_by_user_name", {v: k for k, v in node_names.items()})
+        ties = self._tie_groups()
+        object.__setattr__(self, "ties", ties)
+        object.__setattr__(self, "_tie_of", {ref: members for members in ties.values() for ref in members})
+        # A tied name stands for its first entry (the representative); every entry means the shared parameter.
+        by_user_name: dict[str, NodeRef] = {}
+        for ref, value in sorted(node_names.items(), key=lambda item: _parameter_order(item[0])):
+            by_user_name.setdefault(value, ref)
+        object.__setattr__(self, "_by_user_name", by_user_name)
         object.__setattr__(self, "_folded_names", FoldedNames([*node_names.values(), *group_names.values()]))
         object.__setattr__(self, "frozen", self._resolve_frozen(frozen, trainable))
 
@@ -175,6 +185,38 @@ class Network:
     @property
     def n_parameters(self) -> int:
         return self.n_weights + self.n_biases
+
+    @property
+    def n_free_parameters(self) -> int:
+        """Parameters that take their own values: a tied parameter counts once, whatever its entries."""
+        return self.n_parameters - sum(len(members) - 1 for members in self.ties.values())
+
+    def tied(self, ref: NodeRef) -> tuple[NodeRef, ...]:
+        """Every entry of the parameter ``ref`` belongs to: its tie's entries, or ``(ref,)`` when untied.
+
+        Giving two weights or biases the same user name ties them: they are one shared parameter
+        (Mazur's 2-2-2 example shares its bias ``b1`` between the hidden neurons).  The first entry,
+        in :meth:`parameter_refs` order, represents it.
+
+        >>> net = Network([2, 2, 1], names={"b(1)_0": "b1", "b(1)_1": "b1"})
+        >>> [net.canonical_name(r) for r in net.tied(net.resolve("b1"))]
+        ['b(L-1)_0', 'b(L-1)_1']
+        >>> net.resolve("b(1)_1") in net.tied(net.resolve("b1")), net.n_free_parameters
+        (True, 8)
+        """
+        return self._tie_of.get(ref, (ref,))  # type: ignore[attr-defined]
+
+    def entries_text(self, name: str, limit: int = 8) -> str:
+        """The entries of the tied parameter ``name`` by canonical name; past ``limit``, its ends and count.
+
+        >>> net = Network([1, 12, 1], names={f"b(1)_{j}": "c" for j in range(12)})
+        >>> net.entries_text("c")
+        'b(L-1)_0, b(L-1)_1, b(L-1)_2, …, b(L-1)_11 (12 entries)'
+        """
+        names = [self.canonical_name(ref) for ref in self.ties[name]]
+        if len(names) <= limit:
+            return ", ".join(names)
+        return f"{', '.join(names[:3])}, …, {names[-1]} ({len(names)} entries)"
 
     def activation(self, layer: int) -> Activation:
         """The activation of ``layer`` (1 … L)."""
@@ -272,8 +314,14 @@ class Network:
             f"examples: {self.cost.example_reduction})",
             f"parameters  {self.n_parameters:,} ({self.n_weights:,} weights, {self.n_biases:,} biases)",
         ]
+        if self.ties:
+            lines[-1] += f"; {self.n_free_parameters:,} free"
+            lines.append("tied        " + "; ".join(f"{name} = {self.entries_text(name)}" for name in self.ties))
         if self.frozen:
             lines.append(f"frozen      {len(self.frozen):,}")
+            tied_frozen = sum(len(m) - 1 for m in self.ties.values() if m[0] in self.frozen)
+            if tied_frozen:
+                lines[-1] += f" entries ({len(self.frozen) - tied_frozen:,} parameters)"
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -370,7 +418,7 @@ class Network:
     def _check_names(self, names: Mapping[str, str]) -> tuple[dict[NodeRef, str], dict[str, str]]:
         node_names: dict[NodeRef, str] = {}
         group_names: dict[str, str] = {}
-        taken: dict[str, str] = {}
+        taken: dict[str, tuple[str, NodeRef | None]] = {}
         reserved = set(FUNCTIONS) | set(CONSTANTS)
         for key, value in names.items():
             if not isinstance(value, str) or not _USER_NAME.fullmatch(value):
@@ -379,10 +427,10 @@ class Network:
                 )
             if value in reserved:
                 raise SpecError(f"name {value!r} for {key!r} is reserved for a function or constant")
-            if value in taken:
-                raise SpecError(f"name {value!r} is given to both {taken[value]!r} and {key!r}")
-            taken[value] = key
             if key in ("output", "target", "input", "cost"):
+                if value in taken:
+                    raise SpecError(f"name {value!r} is given to both {taken[value][0]!r} and {key!r}")
+                taken[value] = (key, None)
                 group_names[key] = value
                 single = self._group_refs()[key]
                 if single is not None:
@@ -394,6 +442,16 @@ class Network:
             self._check_ref(ref, str(key))
             if ref in node_names:
                 raise SpecError(f"{key!r} is named twice")
+            if value in taken:
+                # One name for several weights and biases ties them: one shared parameter.
+                other_key, other = taken[value]
+                if other is None or not (ref.is_parameter and other.is_parameter):
+                    raise SpecError(
+                        f"name {value!r} is given to both {other_key!r} and {key!r}: only weights and biases "
+                        "can share a name (one tied parameter)"
+                    )
+            else:
+                taken[value] = (key, ref)
             node_names[ref] = value
         # A user name must not shadow a different node's canonical name.
         for ref, value in node_names.items():
@@ -401,6 +459,16 @@ class Network:
             if other is not None and other != ref:
                 raise SpecError(f"name {value!r} would shadow the canonical name of another node")
         return node_names, group_names
+
+    def _tie_groups(self) -> dict[str, tuple[NodeRef, ...]]:
+        """Every name given to two or more parameters, with its entries in :meth:`parameter_refs` order."""
+        members: dict[str, list[NodeRef]] = {}
+        for ref, value in self.names.items():
+            if ref.is_parameter:
+                members.setdefault(value, []).append(ref)
+        return {
+            name: tuple(sorted(refs, key=_parameter_order)) for name, refs in members.items() if len(refs) > 1
+        }
 
     def _resolve_frozen(self, frozen: Iterable[str], trainable: Iterable[str] | None) -> FrozenParameters:
         for what, names in (("frozen", frozen), ("trainable", trainable)):
@@ -422,7 +490,15 @@ class Network:
                 self._mark(name, "trainable", keep_weights, keep_biases)
             weights = [w | ~k for w, k in zip(weights, keep_weights)]
             biases = [b | ~k for b, k in zip(biases, keep_biases)]
-        return FrozenParameters(weights, biases)
+        result = FrozenParameters(weights, biases)
+        for name, members in self.ties.items():
+            if 0 < sum(member in result for member in members) < len(members):
+                # Part of a tie frozen would pull its entries apart: it is one parameter, trained or not.
+                raise SpecError(
+                    f"{name!r} is one parameter shared by {', '.join(map(self.canonical_name, members))}: "
+                    "freeze all of its entries or none"
+                )
+        return result
 
     def _mark(self, name: str, what: str, weights: list[np.ndarray], biases: list[np.ndarray]) -> None:
         """Set the mask entries of a parameter name, or of ``w(1)_*`` / ``b(L)_*`` (a layer's weights or biases)."""
@@ -437,10 +513,11 @@ class Network:
         ref = self.resolve(text)
         if not ref.is_parameter:
             raise SpecError(f"{what} names parameters (weights and biases), and {text!r} is a {KINDS[ref.kind]}")
-        if ref.kind == "w":
-            weights[ref.layer - 1][ref.j, ref.k] = True
-        else:
-            biases[ref.layer - 1][ref.j] = True
+        for entry in self.tied(ref):  # a tied name marks every entry of its parameter
+            if entry.kind == "w":
+                weights[entry.layer - 1][entry.j, entry.k] = True
+            else:
+                biases[entry.layer - 1][entry.j] = True
 
 
 class FrozenParameters(AbstractSet[NodeRef]):
@@ -489,6 +566,11 @@ class FrozenParameters(AbstractSet[NodeRef]):
 
     def __repr__(self) -> str:
         return f"FrozenParameters({self._count:,} frozen)"
+
+
+def _parameter_order(ref: NodeRef) -> tuple[int, int, int, int]:
+    """Where ``ref`` comes in :meth:`Network.parameter_refs`: layer by layer, weights before biases."""
+    return (ref.layer, ref.kind != "w", ref.j or 0, ref.k or 0)
 
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:

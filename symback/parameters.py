@@ -28,6 +28,7 @@ NumPy pass rather than one pass per array.
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,7 +180,10 @@ class Parameters(PackedArrays):
                 biases.append(rng.uniform(-1.0, 1.0, size=fan_out).astype(dtype))
             else:
                 biases.append(np.zeros(fan_out, dtype=dtype))
-        return cls(weights, biases).packed().of(network)
+        params = cls(weights, biases).packed().of(network)
+        for members in network.ties.values():  # a tied parameter takes its first entry's draw
+            params.set(members[0], params.get(members[0]))
+        return params
 
     @classmethod
     def zeros(cls, network: Network, dtype: Any = np.float64) -> Parameters:
@@ -222,20 +226,49 @@ class Parameters(PackedArrays):
         raise SpecError(f"{ref} is not a parameter")
 
     def set(self, key: NodeRef | str, value: float, network: Network | None = None) -> None:
-        """Set one weight or bias, by NodeRef or by name (see :meth:`get`)."""
+        """Set one weight or bias, by NodeRef or by name (see :meth:`get`).
+
+        A tied parameter (see :meth:`Network.tied`) is one parameter: where the network is known
+        (given, or the one these parameters were made for), setting it, or any of its entries, sets
+        every entry.  One entry alone is reached through the arrays themselves.
+        """
         ref = self._ref(key, network)
-        if ref.kind == "w":
-            self.weights[ref.layer - 1][ref.j, ref.k] = value
-        elif ref.kind == "b":
-            self.biases[ref.layer - 1][ref.j] = value
-        else:
-            raise SpecError(f"{ref} is not a parameter")
+        network = network if network is not None else self.network
+        for entry in network.tied(ref) if network is not None and ref.is_parameter else (ref,):
+            if entry.kind == "w":
+                self.weights[entry.layer - 1][entry.j, entry.k] = value
+            elif entry.kind == "b":
+                self.biases[entry.layer - 1][entry.j] = value
+            else:
+                raise SpecError(f"{entry} is not a parameter")
+
+    def set_tied(self, network: Network, ref: NodeRef | str, value: float) -> None:
+        """Set the parameter ``ref`` of ``network``: every entry tied to it takes ``value``.
+
+        >>> from symback.network import Network
+        >>> net = Network([1, 2, 1], names={"b(1)_0": "b1", "b(1)_1": "b1"})
+        >>> params = Parameters.zeros(net)
+        >>> params.set_tied(net, "b1", 0.35)
+        >>> params.biases[0].tolist()
+        [0.35, 0.35]
+        """
+        self.set(ref, value, network)
+
+    def check_tied(self, network: Network, where: str = "") -> None:
+        """Raise SpecError when the entries of a tied parameter hold different values."""
+        for name, members in network.ties.items():
+            values = [self.get(member) for member in members]
+            if any(value != values[0] for value in values):
+                shown = ", ".join(f"{network.canonical_name(m)} = {v:g}" for m, v in zip(members, values))
+                raise SpecError(f"{where}tied parameter {name!r} has different values in its entries: {shown}")
 
     def update(self, network: Network, values: Mapping[str, Any]) -> None:
         """Set parameters by name: ``{"w1": 3.34, "b(L)": 0, "w(1)": [[...]]}``.
 
         A name of a whole layer (``w(1)``/``b(1)`` for a layer wider than one neuron) takes an array;
         for a layer of one entry the numbered name (``b(2)`` of a 1-2-1 network) takes one number too.
+        The name of a tied parameter (or of any of its entries) sets all of its entries; an array
+        giving its entries different values is refused.
 
         >>> from symback.network import Network
         >>> net = Network([1, 2, 1], "sigmoid", "ssr")
@@ -262,7 +295,8 @@ class Parameters(PackedArrays):
             array = _as_array(value, f"parameter {name!r}")
             if array.shape != ():
                 raise SpecError(f"parameter {name!r} takes one number, got shape {array.shape}")
-            self.set(ref, float(array))
+            self.set(ref, float(array), network)
+        self.check_tied(network)
 
     def _layer_target(self, network: Network, name: str) -> np.ndarray | None:
         text = str(name).replace(" ", "")
@@ -293,8 +327,8 @@ class Parameters(PackedArrays):
         return self.packed(dtype)
 
     def named(self, network: Network | None = None) -> dict[str, float]:
-        """Every parameter by the name the user sees, one entry per weight and bias (``network``
-        defaults to the one these parameters were made for).
+        """Every parameter by the name the user sees, one entry per weight and bias, one per tied
+        parameter (``network`` defaults to the one these parameters were made for).
 
         Meant for small networks: seed 000's 625-20-20-10 would give 13,150 entries.
         """
@@ -306,6 +340,15 @@ class Parameters(PackedArrays):
     def flat(self) -> np.ndarray:
         """All parameters as one vector, in :meth:`Network.parameter_refs` order."""
         return np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(self.weights, self.biases)])
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Parameters:
+        # The network is immutable and can be large (its frozen set names every frozen parameter): a
+        # deep copy shares it, as copy() does, and copies the arrays (unpacked, see __getstate__).
+        memo.setdefault(id(self.network), self.network)
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__getstate__(), memo))
+        return clone
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Parameters) or len(self.weights) != len(other.weights):

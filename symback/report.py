@@ -207,10 +207,19 @@ def _network_part(network: Network) -> dict[str, Any]:
         "activations": tuple((label(l), a.label) for l, a in enumerate(network.activations, 1)),
         "cost": f"{network.cost.label} (outputs: {network.cost.output_reduction}, examples: "
         f"{network.cost.example_reduction})",
-        "parameter_count": f"{network.n_parameters:,} ({network.n_weights:,} weights, {network.n_biases:,} biases)",
+        "parameter_count": f"{network.n_parameters:,} ({network.n_weights:,} weights, {network.n_biases:,} biases)"
+        + _tied_count(network),
         "notation": tuple(notation),
         "forward": tuple(forward),
     }
+
+
+def _tied_count(network: Network) -> str:
+    """``; 10 free, tied: b1 = b(L-1)_0, b(L-1)_1; …`` for a network with tied parameters (else nothing)."""
+    if not network.ties:
+        return ""
+    shared = "; ".join(f"{name} = {network.entries_text(name)}" for name in network.ties)
+    return f"; {network.n_free_parameters:,} free, tied: {shared}"
 
 
 def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
@@ -304,7 +313,7 @@ def descent_table(
     current = params.copy()
 
     def slope(value: float) -> float:
-        current.set(target, value)
+        current.set(target, value, derivation.network)  # a tied parameter: all its entries
         return derivation.value(current, data)
 
     path = descend(float(current.get(target)), slope, learning_rate, tolerance=tolerance, max_steps=max_steps)
@@ -313,7 +322,7 @@ def descent_table(
         for iteration, s in enumerate(path.steps, start=1)
     )
     converged = path.converged
-    current.set(target, path.final)
+    current.set(target, path.final, derivation.network)
     symbol = _target_symbol(derivation)
     rule_math = Math(sp.Eq(sp.Symbol("new"), Difference(sp.Symbol("old"), sp.Symbol("eta") * Partial(
         sp.Symbol(derivation.cost_name), symbol))))
@@ -366,6 +375,9 @@ def build_report(
         if descent is not None:
             descent_part = descent_table(derivation, params, data, **descent)
     notes = []
+    if derivation.tie_summary():
+        notes.append(derivation.tie_summary(params, data) if params is not None and data is not None
+                     else derivation.tie_summary())
     if derivation.form == "indexed":
         notes.append("Index form: one generic neuron per layer; its size does not grow with layer width.")
     return Report(
@@ -420,11 +432,13 @@ def _check_rows(network: Network, params: Parameters, data: Dataset) -> list[Che
     compiled = compile_network(network)
     gradient = compiled.gradient(params, data)
     rows = []
+    shown: set[NodeRef] = set()  # a tied parameter is one row, whichever of its entries comes up
     for layer in range(1, network.depth + 1):
         n, m = network.sizes[layer], network.sizes[layer - 1]
         for ref in (NodeRef("w", layer, 0, 0), NodeRef("w", layer, n - 1, m - 1), NodeRef("b", layer, n - 1)):
-            if network.is_frozen(ref):
+            if network.is_frozen(ref) or network.tied(ref)[0] in shown:
                 continue
+            shown.add(network.tied(ref)[0])
             index_value = _index_form_value(derive(network, ref, form="indexed"), params, data)
             matrix_value = float(gradient.weights[layer - 1][ref.j, ref.k] if ref.kind == "w"
                                  else gradient.biases[layer - 1][ref.j])
@@ -440,8 +454,9 @@ def _index_form_value(derivation: Derivation, params: Parameters, data: Dataset)
     target = derivation.target
     indexed = derivation.indexed_target
     fix = {}
-    for index, value in zip(indexed.indices, (target.j, target.k), strict=False):
-        fix[index] = value
+    if len(derivation.entries) == 1:  # a tied parameter's product has each entry's indices fixed already
+        for index, value in zip(indexed.indices, (target.j, target.k), strict=False):
+            fix[index] = value
     expr = derivation.indexed_product.xreplace(fix).doit()
     forward = compile_network(network).forward(params, data.X)
     arrays: dict[sp.IndexedBase, Callable[[tuple[int, ...]], Any]] = {}

@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .compiler import CompiledNetwork, Gradients
+from .compiler import CompiledNetwork, Gradients, Ties
 from .data import Dataset
 from .errors import SpecError, SymbackError
 from .files import read_npz, write_atomic
@@ -412,6 +412,7 @@ class Trainer:
                 rng.bit_generator.state = checkpoint.rng_state
             epoch, steps = checkpoint.epoch, checkpoint.steps
             records = _Records.of(checkpoint.history)
+        params.check_tied(self.network)  # a tied parameter's entries must start equal to stay one parameter
         params = params.astype(dtype)  # a copy: the caller's values stay as they were
         train = train.astype(dtype)
         test = test.astype(dtype) if test is not None else None
@@ -472,7 +473,7 @@ class Trainer:
                                     "(try a smaller learning rate or clip_norm)",
                                 )
                             if config.clip_value is not None or config.clip_norm is not None:
-                                _clip(gradients, config.clip_value, config.clip_norm)
+                                _clip(gradients, config.clip_value, config.clip_norm, self.compiled.ties)
                                 peak = _peak(gradients)
                             step_size = config.learning_rate * peak
                             last = begin + batch >= n
@@ -550,12 +551,18 @@ class Trainer:
     ) -> tuple[float, float | None] | None:
         if test is None:
             return None
-        forward = self.compiled.forward(params, test.X)
-        loss = self.compiled.cost(params, test, forward)
-        accuracy = None
-        if labels is not None:
-            accuracy = float(np.mean(forward.output.argmax(axis=1) == labels))
-        return loss, accuracy
+        # In slices: one forward pass over a whole (training) set would hold every example's z and a
+        # at once, far more than a mini-batch step does.  The reduction is over all examples at once.
+        costs, correct = [], 0
+        for begin in range(0, len(test) or 1, _EVALUATION_ROWS):
+            rows = slice(begin, begin + _EVALUATION_ROWS)
+            part = Dataset(test.X[rows], test.Y[rows])
+            forward = self.compiled.forward(params, part.X)
+            costs.append(self.compiled.example_costs(params, part, forward))
+            if labels is not None:
+                correct += int(np.count_nonzero(forward.output.argmax(axis=1) == labels[rows]))
+        loss = float(self.compiled._reduce(np.concatenate(costs)))
+        return loss, (correct / len(test) if labels is not None and len(test) else None)
 
     def evaluate(self, params: Parameters, data: Dataset) -> dict[str, float]:
         """Loss (and accuracy for one-hot targets) of ``params`` on ``data``."""
@@ -566,6 +573,10 @@ class Trainer:
         if metrics[1] is not None:
             out["accuracy"] = metrics[1]
         return out
+
+
+#: Examples per forward pass when a loss or accuracy is measured (not trained on): a bounded memory.
+_EVALUATION_ROWS = 1024
 
 
 class _Records:
@@ -618,14 +629,16 @@ def _bad_value(loss: float, gradients: Gradients) -> str:
     return "non-finite"
 
 
-def _clip(gradients: Gradients, clip_value: float | None, clip_norm: float | None) -> None:
-    """Clip in place: each entry to [−clip_value, clip_value], then the whole vector to norm ≤ clip_norm."""
+def _clip(gradients: Gradients, clip_value: float | None, clip_norm: float | None, ties: Ties | None = None) -> None:
+    """Clip in place: each entry to [−clip_value, clip_value], then the whole vector to norm ≤ clip_norm
+    (the norm over the free parameters: a tied one counts once, as PyTorch counts a shared tensor)."""
     arrays = gradients.parts()
     if clip_value is not None:
         for g in arrays:
             np.clip(g, -clip_value, clip_value, out=g)
     if clip_norm is not None:
-        norm = gradients.norm()  # summed in float64: a float32 sum of squares can overflow to inf
+        # Summed in float64: a float32 sum of squares can overflow to inf.
+        norm = gradients.norm() if ties is None else ties.norm(gradients)
         if norm > clip_norm:
             for g in arrays:
                 g *= clip_norm / norm
@@ -709,7 +722,9 @@ def _read_parameters(archive: Mapping[str, np.ndarray], network: Network, where:
             into.append(array)
     if f"W{network.depth + 1}" in archive:
         raise SpecError(f"{where}: has more layers than the network ({network.depth})")
-    return Parameters(weights, biases)
+    params = Parameters(weights, biases)
+    params.check_tied(network, f"{where}: ")  # saved for another network, or edited by hand
+    return params
 
 
 def load_parameters(path: str | Path, network: Network) -> Parameters:

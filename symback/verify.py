@@ -266,10 +266,11 @@ class _State:
     """Parameter values, and for each parameter the wrong lines its value came from."""
 
     params: Parameters
+    network: Network
     taint: dict[NodeRef, frozenset[int]] = field(default_factory=dict)
 
     def copy(self) -> _State:
-        return _State(self.params.copy(), dict(self.taint))
+        return _State(self.params.copy(), self.network, dict(self.taint))
 
     def sources(self) -> frozenset[int]:
         out: frozenset[int] = frozenset()
@@ -278,7 +279,7 @@ class _State:
         return out
 
     def set(self, ref: NodeRef, value: float, taint: frozenset[int] = frozenset()) -> None:
-        self.params.set(ref, value)
+        self.params.set_tied(self.network, ref, value)  # a tied parameter: every entry
         if taint:
             self.taint[ref] = taint
         else:
@@ -395,7 +396,7 @@ class _Engine:
         limit = claim.steps if claim.steps is not None else claim.max_steps
 
         def slope(value: float) -> float:  # the compiled, vectorised gradient over every example
-            params.set(ref, value)
+            params.set(ref, value, self.network)  # a tied parameter: all its entries
             return self.slope(params, ref)
 
         # The loop of train and report --descent: a step under the tolerance ends it untaken.
@@ -489,8 +490,8 @@ class _Judge:
         self.claims = claims
         self.engine = _Engine(claims)
         self.network = claims.spec.network
-        self.true = _State(claims.spec.parameters.copy())
-        self.author = _State(claims.spec.parameters.copy())
+        self.true = _State(claims.spec.parameters.copy(), self.network)
+        self.author = _State(claims.spec.parameters.copy(), self.network)
         self.seed = seed
 
     def name(self, ref: NodeRef) -> str:
@@ -619,7 +620,7 @@ class _Judge:
         if claim.is_sequence:
             true_new, taken, last, stopped = self.engine.descend(self.true.params, claim)
             author_params = self.author.params.copy()
-            author_params.set(ref, author_old)
+            author_params.set_tied(self.network, ref, author_old)
             author_taint = self.author.sources() | old_taint
             author_new = self.engine.descend(author_params, claim)[0] if author_taint or _differ(
                 self.true.params, author_params) else true_new
@@ -647,7 +648,7 @@ class _Judge:
             return self.verdict(claim, tuple(c for c in checks if c), derivative, None, extra)
 
         author_params = self.author.params.copy()
-        author_params.set(ref, author_old)
+        author_params.set_tied(self.network, ref, author_old)
         true_slope = self.engine.slope(self.true.params, ref)
         author_taint = self.author.sources() | old_taint
         author_slope = self.engine.slope(author_params, ref) if author_taint or _differ(
@@ -681,7 +682,7 @@ class _Judge:
 
     def true_before(self, ref: NodeRef, old: float) -> Parameters:
         params = self.true.params.copy()
-        params.set(ref, old)
+        params.set_tied(self.network, ref, old)
         return params
 
 
@@ -844,7 +845,30 @@ def _finite_differences(compiled: CompiledNetwork, params: Parameters, data: Dat
                 out[start:stop] = (plus - minus) / (2 * h)
             pair.append(out.reshape(array.shape))
         result.append((pair[0], pair[1]))
+    if compiled.ties is not None:
+        _tied_differences(compiled, params, data, h, result)
     return result
+
+
+def _tied_differences(
+    compiled: CompiledNetwork, params: Parameters, data: Dataset, h: float, result: list[tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """A tied parameter's central difference, written into each of its entries: every entry moved together
+    by ±h, as the one shared value it is (one pair of forward passes per tied parameter)."""
+    network = compiled.network
+    for members in network.ties.values():
+        costs = []
+        for sign in (1, -1):
+            moved = params.copy()
+            moved.set_tied(network, members[0], params.get(members[0]) + sign * h)
+            costs.append(compiled.cost(moved, data))
+        value = (costs[0] - costs[1]) / (2 * h)
+        for ref in members:
+            weights, biases = result[ref.layer - 1]
+            if ref.kind == "w":
+                weights[ref.j, ref.k] = value
+            else:
+                biases[ref.j] = value
 
 
 def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: float = 1e-4,
@@ -899,8 +923,22 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
 
     weights = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in params.weights]
     biases = [torch.tensor(b, dtype=torch.float64, requires_grad=True) for b in params.biases]
+    # A tied parameter is one tensor, read by each of its entries: autograd sums its partials itself.
+    groups = list(network.ties.values())
+    shared = torch.tensor([params.get(members[0]) for members in groups], dtype=torch.float64, requires_grad=True)
+    owners = [np.full(np.shape(array), -1) for array in params.weights + params.biases]  # the tie of each entry
+    for group, members in enumerate(groups):
+        for ref in members:
+            owner = owners[ref.layer - 1] if ref.kind == "w" else owners[network.depth + ref.layer - 1]
+            owner[(ref.j, ref.k) if ref.kind == "w" else ref.j] = group
+    used = [
+        leaf if (owner < 0).all() else torch.where(
+            torch.from_numpy(owner >= 0), shared[torch.from_numpy(np.maximum(owner, 0))], leaf)
+        for leaf, owner in zip(weights + biases, owners)
+    ]
+    used_weights, used_biases = used[: network.depth], used[network.depth :]
     a = torch.tensor(data.X, dtype=torch.float64)
-    for activation, W, b in zip(network.activations, weights, biases):
+    for activation, W, b in zip(network.activations, used_weights, used_biases):
         z = a @ W.T + b
         if activation.elementwise:
             a = torch.broadcast_to(torch.as_tensor(lambdify([Z], activation.formula, modules="torch")(z)), z.shape)
@@ -911,7 +949,15 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
     per_example = terms.sum(dim=1) / (terms.shape[1] if cost.output_reduction == "mean" else 1)
     total = per_example.mean() if cost.example_reduction == "mean" else per_example.sum()
     total.backward()
-    return [(W.grad.numpy(), b.grad.numpy()) for W, b in zip(weights, biases)]
+    result = [(W.grad.numpy().copy(), b.grad.numpy().copy()) for W, b in zip(weights, biases)]
+    for group, members in enumerate(groups):  # the shared tensor's gradient, in each of its entries
+        for ref in members:
+            w_grad, b_grad = result[ref.layer - 1]
+            if ref.kind == "w":
+                w_grad[ref.j, ref.k] = float(shared.grad[group])
+            else:
+                b_grad[ref.j] = float(shared.grad[group])
+    return result
 
 
 # -- command line -----------------------------------------------------------------------------------

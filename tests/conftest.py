@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 
 import symback
+
+from .tools import load_example
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -22,3 +26,17 @@ def seed002() -> symback.Spec:
 def chain_network() -> symback.Network:
     """3Blue1Brown's chain: one neuron per layer (seed 001)."""
     return symback.Network([1, 1, 1, 1], "sigmoid", "squared_error")
+
+
+@pytest.fixture(scope="session")
+def seed003_run(tmp_path_factory):
+    """Seed 003's example in full, run once a session (about 15 s of CPU): tests/test_seed003.py checks
+    it, its tables and pictures, and tests/test_readme_figures.py the README's figures from it.
+
+    Returns (results, what it printed, the folder it wrote).
+    """
+    out = tmp_path_factory.mktemp("seed003")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        results = load_example("seed003_gradients").run(out)
+    return results, printed.getvalue(), out

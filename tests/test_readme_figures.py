@@ -6,22 +6,14 @@ a number changed on either side fails here, naming the phrase the README should 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
 from .conftest import ROOT
+from .tools import load_script
 
 
 def _figures():
-    name = "symback_readme_figures"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "readme_figures.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("readme_figures")
 
 
 FIGURES = _figures().FIGURES
@@ -30,8 +22,10 @@ FIGURES = _figures().FIGURES
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if f.slow else n for n, f in FIGURES.items()]
 )
-def test_the_readme_quotes_what_the_script_gives(name):
-    phrases, absent = _figures().missing(name)
+def test_the_readme_quotes_what_the_script_gives(name, request):
+    # seed003: the full run tests/test_seed003.py checks too, made once a session (tests/conftest.py).
+    given = {"results": request.getfixturevalue("seed003_run")[0]} if name == "seed003" else {}
+    phrases, absent = _figures().missing(name, **given)
     assert phrases
     assert not absent, f"README.md lacks, from {FIGURES[name].source}:\n" + "\n".join(absent)
 
@@ -45,6 +39,18 @@ def test_a_changed_number_is_caught():
     changed = readme.replace("**b3 = 2.6085**", "**b3 = 2.6089**")
     assert changed != readme
     assert figures.missing("seed002", changed)[1] == [p for p in phrases if "**b3 = 2.6085**" in p]
+
+
+@pytest.mark.slow
+def test_seed003_figures_come_from_the_shared_run_not_a_second_one(seed003_run, monkeypatch):
+    from .tools import load_example
+
+    def again(*args, **kwargs):
+        raise AssertionError("seed003 ran a second time")
+
+    monkeypatch.setattr(load_example("seed003_gradients"), "run", again)
+    phrases, absent = _figures().missing("seed003", results=seed003_run[0])
+    assert len(phrases) > 10 and not absent
 
 
 def test_numbers_are_written_the_readme_way():

@@ -107,20 +107,21 @@ def chromium_screenshot(page: Path, work: Path, size: tuple[int, int] = (1200, 1
     return shot.read_bytes()
 
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` as a module, once (registered, so dataclasses inside it work)."""
+    module_name = f"symback_script_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, SCRIPTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 def load_example(name: str):
-    """Import ``examples/<name>.py`` as a module (registered, so dataclasses inside it work)."""
-    module_name = f"symback_example_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[module_name]
-        raise
-    return module
+    """Import ``examples/<name>.py`` as a module, once: scripts/readme_figures.py's loader, so the tests and
+    the README figures they check share one module (and one set of what it caches)."""
+    return load_script("readme_figures").load_example(name)
