@@ -27,9 +27,9 @@ from typing import Any
 
 import sympy as sp
 
-from .errors import FormulaError, SpecError, UnknownNameError
+from .errors import FormulaError, SpecError
 from .formula import parse_formula
-from .registry import merged_settings
+from .registry import finite_number, merged_settings, unknown_name, with_settings
 
 __all__ = [
     "ACTIVATIONS",
@@ -132,9 +132,7 @@ class Softmax(Activation):
 
 
 def _number(value: Any, what: str) -> sp.Rational:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{what} must be a number, not {value!r}")
-    return sp.Rational(repr(float(value)))
+    return sp.Rational(repr(finite_number(value, what)))
 
 
 def _leaky_relu(slope: float = 0.01) -> Activation:
@@ -201,9 +199,5 @@ def get_activation(spec: str | Mapping[str, Any] | Activation, **settings: Any) 
         raise SpecError(f"an activation must be a name or a table, not {spec!r}")
     key = spec.strip().lower().replace("-", "_")
     if key not in ACTIVATIONS:
-        known = ", ".join(sorted(ACTIVATIONS))
-        raise UnknownNameError(f"unknown activation {spec!r} (known: {known}; or write {{formula = \"...\"}} in z)")
-    try:
-        return ACTIVATIONS[key](**settings)
-    except TypeError as error:
-        raise SpecError(f"bad settings for activation {spec!r}: {', '.join(sorted(settings))}") from error
+        raise unknown_name("activation", spec, ACTIVATIONS, hint='or write {formula = "..."} in z')
+    return with_settings(ACTIVATIONS[key], settings, "activation", key)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -53,6 +52,8 @@ from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .model import ExplicitModel
 from .network import Network, NodeRef
 from .spec import Spec, load_spec, read_data, spec_from_dict
+from .registry import unknown_name
+from .tomlread import parse_toml
 
 __all__ = [
     "Claim",
@@ -449,14 +450,12 @@ def load_claims(path: str | Path) -> ClaimsFile:
 
 def claims_from_text(text: str, *, base: Path | None = None, path: Path | None = None) -> ClaimsFile:
     """Parse the TOML text of a claims file (``spec = ...`` is resolved relative to ``base``)."""
-    try:
-        # Floats as Decimal keep the digits the author wrote (-15.70 has four significant digits).
-        raw = loads_with_data_arrays(text, lambda rest: tomllib.loads(rest, parse_float=Decimal))
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"invalid TOML: {error}") from None
+    # Floats as Decimal keep the digits the author wrote (-15.70 has four significant digits);
+    # the [data] arrays are read by NumPy.
+    raw = loads_with_data_arrays(text, lambda rest: parse_toml(rest, parse_float=Decimal))
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
-        raise SpecError(f"unknown key or section {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+        raise unknown_name("key or section", unknown[0], _TOP_KEYS, error=SpecError)
     spec = _load_network(raw, base or Path("."))
     if spec.data is None:
         raise SpecError("no [data]: give x and y (here or in the spec file) so the claims can be evaluated")
@@ -541,7 +540,7 @@ def _read_claim(number: int, line: int | None, table: Any, notation: Notation) -
         kind = _kind(table)
         unknown = sorted(set(table) - _KEYS[kind])
         if unknown:
-            raise SpecError(f"unknown key {unknown[0]!r} in a {kind} claim (known: {', '.join(sorted(_KEYS[kind]))})")
+            raise unknown_name("key", unknown[0], _KEYS[kind], where=f" in a {kind} claim", error=SpecError)
         return _BUILDERS[kind](number, line, text, table, notation)
     except SymbackError as error:
         message = str(error)
@@ -573,6 +572,16 @@ def _positive(value: Any, what: str, integer: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
         raise SpecError(f"{what} must be a positive {'integer' if integer else 'number'}, not {value!r}")
     return int(value) if integer else float(value)
+
+
+#: The most gradient-descent steps one update claim may ask for: verify takes every one of them.
+MAX_CLAIM_STEPS = 1_000_000
+
+
+def _at_most(steps: int, what: str) -> int:
+    if steps > MAX_CLAIM_STEPS:
+        raise SpecError(f"{what} = {steps:,} is past the limit of {MAX_CLAIM_STEPS:,} steps a claim may take")
+    return steps
 
 
 def _numeric(number: int, line: int | None, text: str, table: Mapping[str, Any], notation: Notation) -> NumericClaim:
@@ -608,7 +617,7 @@ def _update(number: int, line: int | None, text: str, table: Mapping[str, Any], 
         for key in ("old", "slope", "step", "new")
         if key in table
     }
-    steps = _positive(table["steps"], "steps", integer=True) if "steps" in table else None
+    steps = _at_most(_positive(table["steps"], "steps", integer=True), "steps") if "steps" in table else None
     until = _positive(table["until_step_below"], "until_step_below") if "until_step_below" in table else None
     if steps is not None and until is not None:
         raise SpecError("give steps or until_step_below, not both")
@@ -617,7 +626,7 @@ def _update(number: int, line: int | None, text: str, table: Mapping[str, Any], 
         raise SpecError("slope and step belong to a single step; a sequence of steps claims old and new only")
     if "max_steps" in table and until is None:
         raise SpecError("max_steps goes with until_step_below")
-    max_steps = _positive(table.get("max_steps", 10_000), "max_steps", integer=True)
+    max_steps = _at_most(_positive(table.get("max_steps", 10_000), "max_steps", integer=True), "max_steps")
     at = _values(table["at"], notation, "at") if "at" in table else ()
     if not values:
         raise SpecError("an update claim needs at least one of old, slope, step, new")

@@ -3,21 +3,26 @@
 Subcommands are registered in :data:`COMMANDS` (name -> :class:`Command`), one
 small function pair each, so a new stage adds its command without touching
 the others.  Any :class:`~symback.errors.SymbackError` becomes one line on
-stderr and exit status 2, never a traceback.
+stderr and exit status 2, never a traceback.  NumPy's floating-point warnings
+(an overflow, a square root of a negative number) are collected while a command
+runs and said once, in words, on stderr (:class:`NumericNotes`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from . import __version__
 from .errors import SymbackError
 
-__all__ = ["COMMANDS", "Command", "main", "register_command"]
+__all__ = ["COMMANDS", "Command", "NumericNotes", "main", "register_command"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,58 @@ register_command(
 )
 
 
+# NumPy's floating-point warnings ("overflow encountered in exp", "invalid value encountered in sqrt", ...).
+_FLOATING = re.compile(r"(invalid value|overflow|divide by zero|underflow) encountered in (\w+)")
+_IN_WORDS = {
+    "invalid value": "invalid values (nan)",
+    "overflow": "overflows (inf)",
+    "divide by zero": "divisions by zero (inf)",
+    "underflow": "underflows (0)",
+}
+
+
+@dataclass
+class NumericNotes:
+    """Collects NumPy's floating-point RuntimeWarnings inside ``with`` and says them in one line.
+
+    Other warnings pass through as usual.
+
+    >>> import numpy as np
+    >>> with NumericNotes() as notes:
+    ...     _ = np.sqrt(np.array([-1.0])), np.exp(np.array([1000.0])), np.sqrt(np.array([-4.0]))
+    >>> notes.line()
+    'note: the computation produced invalid values (nan) in sqrt; overflows (inf) in exp (results may hold nan or inf)'
+    """
+
+    seen: dict[str, dict[str, None]] = field(default_factory=dict)
+
+    def __enter__(self) -> NumericNotes:
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("always", RuntimeWarning)  # every one reaches _show, which keeps it once
+        shown = warnings.showwarning
+
+        def _show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            found = _FLOATING.search(str(message)) if issubclass(category, RuntimeWarning) else None
+            if found is None:
+                shown(message, category, *args, **kwargs)
+            else:
+                self.seen.setdefault(_IN_WORDS[found[1]], {})[found[2]] = None
+
+        warnings.showwarning = _show
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._catch.__exit__(*exc)
+
+    def line(self) -> str | None:
+        """The note (None when NumPy said nothing)."""
+        if not self.seen:
+            return None
+        parts = [f"{what} in {', '.join(where)}" for what, where in self.seen.items()]
+        return f"note: the computation produced {'; '.join(parts)} (results may hold nan or inf)"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit status 2
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -117,8 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    notes = NumericNotes()
     try:
-        return args.run(args)
+        with notes:
+            return args.run(args)
     except SymbackError as error:
         print(f"symback: error: {error}", file=sys.stderr)
         return 2
@@ -127,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        note = notes.line()
+        if note:
+            print(f"symback: {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

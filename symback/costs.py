@@ -22,9 +22,9 @@ from typing import Any
 
 import sympy as sp
 
-from .errors import FormulaError, SpecError, UnknownNameError
+from .errors import FormulaError, SpecError
 from .formula import parse_formula
-from .registry import merged_settings
+from .registry import merged_settings, unknown_name, with_settings
 
 __all__ = ["A", "COSTS", "Cost", "Y", "cost_from_formula", "get_cost", "register_cost"]
 
@@ -170,9 +170,5 @@ def get_cost(spec: str | Mapping[str, Any] | Cost, **settings: Any) -> Cost:
         raise SpecError(f"a cost must be a name or a table, not {spec!r}")
     key = spec.strip().lower().replace("-", "_")
     if key not in COSTS:
-        known = ", ".join(sorted(COSTS))
-        raise UnknownNameError(f"unknown cost {spec!r} (known: {known}; or write {{formula = \"...\"}} in a and y)")
-    try:
-        return COSTS[key](**settings)
-    except TypeError as error:
-        raise SpecError(f"bad settings for cost {spec!r}: {', '.join(sorted(settings))}") from error
+        raise unknown_name("cost", spec, COSTS, hint='or write {formula = "..."} in a and y')
+    return with_settings(COSTS[key], settings, "cost", key)

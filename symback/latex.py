@@ -93,12 +93,12 @@ _GREEK = {
     "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega",
 }
 _LAYER = r"L(?:-\d+)?|\d+"
-_NODE = re.compile(rf"^(?P<base>[A-Za-z]+)\((?P<layer>{_LAYER})\)(?:_(?P<j>\d+)(?:_(?P<k>\d+))?)?$")
-_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
-_WORD_DIGITS = re.compile(r"^(?P<word>[A-Za-z]+)(?P<digits>\d+)$")
-_PARTIAL = re.compile(r"^d(?P<of>[A-Za-z][A-Za-z0-9]*)/d(?P<wrt>[^\[\]/]+)(?:\[(?P<idx>[A-Za-z](?:, ?[A-Za-z])*)\])?$")
-_NABLA = re.compile(r"^nabla_(?P<sub>\S+) (?P<of>\S+)$")
-_APPLY = re.compile(r"^(?P<f>[A-Za-z]+(?:_[A-Za-z]+)?)(?P<prime>'?)\((?P<arg>.+)\)$")
+_NODE = re.compile(rf"^(?P<base>[A-Za-z]+)\((?P<layer>{_LAYER})\)(?:_(?P<j>\d+)(?:_(?P<k>\d+))?)?\Z")
+_IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9]*\Z")
+_WORD_DIGITS = re.compile(r"^(?P<word>[A-Za-z]+)(?P<digits>\d+)\Z")
+_PARTIAL = re.compile(r"^d(?P<of>[A-Za-z][A-Za-z0-9]*)/d(?P<wrt>[^\[\]/]+)(?:\[(?P<idx>[A-Za-z](?:, ?[A-Za-z])*)\])?\Z")
+_NABLA = re.compile(r"^nabla_(?P<sub>\S+) (?P<of>\S+)\Z")
+_APPLY = re.compile(r"^(?P<f>[A-Za-z]+(?:_[A-Za-z]+)?)(?P<prime>'?)\((?P<arg>.+)\)\Z")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def parse_name(name: str, *, depth: int = 0) -> _Name:
             return _Name("script", (_Name("ident", (word["word"],)), None, (word["digits"],)))
         return _Name("ident", (name,))
     head, _, tail = name.partition("_")
-    if tail and _IDENT.match(head) and re.match(r"^[A-Za-z0-9_]+$", tail):
+    if tail and _IDENT.match(head) and re.match(r"^[A-Za-z0-9_]+\Z", tail):
         index = tail if tail.isdigit() else parse_name(tail, depth=depth + 1)
         return _Name("script", (parse_name(head, depth=depth + 1), None, (index,)))
     match = _PARTIAL.match(name)

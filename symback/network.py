@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +33,11 @@ import numpy as np
 
 from .activations import Activation, get_activation
 from .costs import Cost, get_cost
-from .errors import SpecError, UnknownNameError
+from .errors import SpecError, UnknownNameError, shown
 from .formula import CONSTANTS, FUNCTIONS
+from .registry import FoldedNames, did_you_mean
 
-__all__ = ["KINDS", "Network", "NodeRef"]
+__all__ = ["KINDS", "MAX_LAYERS", "MAX_PARAMETERS", "FrozenParameters", "Network", "NodeRef"]
 
 #: What a node of the network can be.
 KINDS = {
@@ -48,13 +50,22 @@ KINDS = {
     "C": "cost",
 }
 
+# Matched with fullmatch: "$" would also match before a final newline ("w1\n").  ASCII digits only.
 _NAME = re.compile(
-    r"""^(?P<kind>[wbza])\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)
-        (?:_(?P<j>\d+|\*)(?:_(?P<k>\d+|\*))?)?$""",
-    re.VERBOSE,
+    r"""(?P<kind>[wbza])\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)
+        (?:_(?P<j>\d+|\*)(?:_(?P<k>\d+|\*))?)?""",
+    re.VERBOSE | re.ASCII,
 )
-_XY = re.compile(r"^(?P<kind>[xy])(?:_(?P<j>\d+))?$")
-_USER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_XY = re.compile(r"(?P<kind>[xy])(?:_(?P<j>\d+))?", re.ASCII)
+_USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+#: The largest network symback builds: weights and biases in all (each array is allocated whole,
+#: and an optimizer keeps up to three more of the same size).
+MAX_PARAMETERS = 50_000_000
+#: The most layers after the input (the symbolic derivation walks every one).
+MAX_LAYERS = 1_000
+#: An index written with more digits than this is out of range in any network symback builds.
+_INDEX_DIGITS = 18
 
 
 @dataclass(frozen=True, order=True)
@@ -102,7 +113,7 @@ class Network:
     activations: tuple[Activation, ...]
     cost: Cost
     names: Mapping[NodeRef, str] = field(default_factory=dict)
-    frozen: frozenset[NodeRef] = frozenset()
+    frozen: FrozenParameters = field(default_factory=lambda: FrozenParameters((), ()))
     group_names: Mapping[str, str] = field(default_factory=dict)
     #: Tied parameters: a user name given to several weights or biases -> those entries (see :meth:`tied`).
     ties: Mapping[str, tuple[NodeRef, ...]] = field(default_factory=dict)
@@ -121,6 +132,10 @@ class Network:
         n_layers = len(sizes) - 1
         if isinstance(activations, (str, Mapping, Activation)):
             activations = [activations] * n_layers
+        if not isinstance(activations, (list, tuple)):
+            raise SpecError(
+                f"activations must be a name, a table or a list of them (one per layer), not {shown(activations)}"
+            )
         activations = list(activations)
         if len(activations) != n_layers:
             raise SpecError(
@@ -150,6 +165,7 @@ class Network:
         for ref, value in sorted(node_names.items(), key=lambda item: _parameter_order(item[0])):
             by_user_name.setdefault(value, ref)
         object.__setattr__(self, "_by_user_name", by_user_name)
+        object.__setattr__(self, "_folded_names", FoldedNames([*node_names.values(), *group_names.values()]))
         object.__setattr__(self, "frozen", self._resolve_frozen(frozen, trainable))
 
     # -- counts ---------------------------------------------------------------
@@ -238,16 +254,37 @@ class Network:
         if isinstance(name, NodeRef):
             self._check_ref(name, str(name))
             return name
-        text = str(name).strip()
-        if text in self._by_user_name:  # type: ignore[attr-defined]
-            return self._by_user_name[text]  # type: ignore[attr-defined]
-        for group, ref in self._group_refs().items():
-            if self.group_names.get(group) == text and ref is not None:
-                return ref
-        ref = self._parse_canonical(text)
+        if not isinstance(name, str):
+            raise UnknownNameError(f"a node name must be text, not {shown(name)}")
+        text = name.strip()
+        ref = self._resolve_exact(text)
+        if ref is None:
+            # The one rule claims use too (registry.FoldedNames): exact, else the one name equal ignoring case.
+            folded = self._folded_names.lookup(text)  # type: ignore[attr-defined]
+            if folded is not None:
+                ref = self._resolve_exact(folded)
+            else:
+                ref = self._parse_canonical(_canonical_case(text))
         if ref is None:
             raise UnknownNameError(self._unknown(text))
         self._check_ref(ref, text)
+        return ref
+
+    def _resolve_exact(self, text: str) -> NodeRef | None:
+        if text in self._by_user_name:  # type: ignore[attr-defined]
+            return self._by_user_name[text]  # type: ignore[attr-defined]
+        whole = None
+        for group, ref in self._group_refs().items():
+            if self.group_names.get(group) == text:
+                if ref is not None:
+                    return ref
+                whole = group
+        ref = self._parse_canonical(text)
+        if ref is None and whole is not None:
+            raise UnknownNameError(
+                f"{shown(text)} names the whole {whole} of network {'-'.join(map(str, self.sizes))}, "
+                f"not one node: give a neuron's name"
+            )
         return ref
 
     def parameter_refs(self) -> Iterator[NodeRef]:
@@ -264,13 +301,8 @@ class Network:
 
     def trainable_masks(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per layer, 1.0 where a weight / bias is trained and 0.0 where it is frozen."""
-        weights = [np.ones((self.sizes[l], self.sizes[l - 1])) for l in range(1, self.depth + 1)]
-        biases = [np.ones(self.sizes[l]) for l in range(1, self.depth + 1)]
-        for ref in self.frozen:
-            if ref.kind == "w":
-                weights[ref.layer - 1][ref.j, ref.k] = 0.0
-            else:
-                biases[ref.layer - 1][ref.j] = 0.0
+        weights = [(~mask).astype(np.float64) for mask in self.frozen.weights]
+        biases = [(~mask).astype(np.float64) for mask in self.frozen.biases]
         return weights, biases
 
     def summary(self) -> str:
@@ -313,20 +345,20 @@ class Network:
         """``3``, ``L`` or ``L-2`` (as written inside ``w(...)``) as a layer number."""
         label = label.replace(" ", "")
         if label.startswith("L"):
-            return self.depth - (int(label[2:]) if len(label) > 1 else 0)
-        return int(label)
+            return self.depth - (_index(label[2:]) if len(label) > 1 else 0)
+        return _index(label)
 
     def _parse_canonical(self, text: str) -> NodeRef | None:
         if text == "C":
             return NodeRef("C")
-        match = _XY.match(text)
+        match = _XY.fullmatch(text)
         if match:
             kind = match["kind"]
             width = self.sizes[0] if kind == "x" else self.sizes[-1]
             if match["j"] is None and width != 1:
                 return None
-            return NodeRef(kind, 0, int(match["j"] or 0))
-        match = _NAME.match(text)
+            return NodeRef(kind, 0, _index(match["j"] or "0"))
+        match = _NAME.fullmatch(text)
         if not match:
             return None
         kind, layer = match["kind"], self._layer_number(match["layer"])
@@ -341,12 +373,12 @@ class Network:
                 return NodeRef("w", layer, 0, 0)
             if j is None or k is None:
                 return None
-            return NodeRef("w", layer, int(j), int(k))
+            return NodeRef("w", layer, _index(j), _index(k))
         if k is not None:
             return None
         if j is None:
             return NodeRef(kind, layer, 0) if self.sizes[layer] == 1 else None
-        return NodeRef(kind, layer, int(j))
+        return NodeRef(kind, layer, _index(j))
 
     def _check_ref(self, ref: NodeRef, text: str) -> None:
         ok = ref.kind in KINDS
@@ -361,13 +393,27 @@ class Network:
             raise UnknownNameError(self._unknown(text))
 
     def _unknown(self, text: str) -> str:
-        shown = list(getattr(self, "_by_user_name", {}))[:12]
-        hint = f"; user names: {', '.join(shown)}" if shown else ""
+        user = list(getattr(self, "_by_user_name", {}))
+        hint = f"; user names: {', '.join(user[:12])}" if user else ""
         sizes = "-".join(map(str, self.sizes))
+        suggestion = did_you_mean(text, self._suggestable())
         return (
-            f"unknown name {text!r} in network {sizes} (canonical names look like "
-            f"w(L)_j_k, b(L-1)_j, a(2)_j, z(L)_j, x_k, y_j, C with 0-based j, k{hint})"
+            f"unknown name {shown(text)} in network {sizes} ({suggestion + ' ' if suggestion else ''}"
+            f"canonical names look like w(L)_j_k, b(L-1)_j, a(2)_j, z(L)_j, x_k, y_j, C with 0-based j, k{hint})"
         )
+
+    def _suggestable(self) -> list[str]:
+        """The names a "did you mean" may offer: the user's, and every canonical one in a small network."""
+        names = [*getattr(self, "_by_user_name", {}), *getattr(self, "group_names", {}).values()]
+        if self.n_parameters + 2 * self.n_biases <= 2_000:
+            kinds = ("w", "b", "z", "a")
+            refs = [r for r in self.parameter_refs()] + [
+                NodeRef(kind, layer, j) for kind in kinds[2:] for layer in range(1, self.depth + 1)
+                for j in range(self.sizes[layer])
+            ]
+            refs += [NodeRef("x", 0, k) for k in range(self.sizes[0])] + [NodeRef("y", 0, j) for j in range(self.sizes[-1])]
+            names += [self.canonical_name(r) for r in refs] + ["C"]
+        return names
 
     def _check_names(self, names: Mapping[str, str]) -> tuple[dict[NodeRef, str], dict[str, str]]:
         node_names: dict[NodeRef, str] = {}
@@ -375,7 +421,7 @@ class Network:
         taken: dict[str, tuple[str, NodeRef | None]] = {}
         reserved = set(FUNCTIONS) | set(CONSTANTS)
         for key, value in names.items():
-            if not isinstance(value, str) or not _USER_NAME.match(value):
+            if not isinstance(value, str) or not _USER_NAME.fullmatch(value):
                 raise SpecError(
                     f"name {value!r} for {key!r} must start with a letter and use letters, digits and _ only"
                 )
@@ -424,35 +470,102 @@ class Network:
             name: tuple(sorted(refs, key=_parameter_order)) for name, refs in members.items() if len(refs) > 1
         }
 
-    def _resolve_frozen(self, frozen: Iterable[str], trainable: Iterable[str] | None) -> frozenset[NodeRef]:
-        if isinstance(frozen, str) or isinstance(trainable, str):
-            raise SpecError("frozen and trainable take a list of names")
-        frozen_refs = {ref for name in frozen for ref in self._expand(name, "frozen")}
+    def _resolve_frozen(self, frozen: Iterable[str], trainable: Iterable[str] | None) -> FrozenParameters:
+        for what, names in (("frozen", frozen), ("trainable", trainable)):
+            if names is not None and (
+                not isinstance(names, (list, tuple, set, frozenset)) or not all(isinstance(n, str) for n in names)
+            ):
+                raise SpecError(f"{what} takes a list of parameter names, not {shown(names)}")
+        # One boolean mask per layer, never one object per parameter: freezing a layer of 50 million
+        # weights is one slice assignment.
+        shapes = [(self.sizes[l], self.sizes[l - 1]) for l in range(1, self.depth + 1)]
+        weights = [np.zeros(shape, dtype=bool) for shape in shapes]
+        biases = [np.zeros(shape[0], dtype=bool) for shape in shapes]
+        for name in frozen:
+            self._mark(name, "frozen", weights, biases)
         if trainable is not None:
-            keep = {ref for name in trainable for ref in self._expand(name, "trainable")}
-            frozen_refs |= set(self.parameter_refs()) - keep
+            keep_weights = [np.zeros_like(w) for w in weights]
+            keep_biases = [np.zeros_like(b) for b in biases]
+            for name in trainable:
+                self._mark(name, "trainable", keep_weights, keep_biases)
+            weights = [w | ~k for w, k in zip(weights, keep_weights)]
+            biases = [b | ~k for b, k in zip(biases, keep_biases)]
+        result = FrozenParameters(weights, biases)
         for name, members in self.ties.items():
-            if 0 < len(frozen_refs.intersection(members)) < len(members):
+            if 0 < sum(member in result for member in members) < len(members):
                 # Part of a tie frozen would pull its entries apart: it is one parameter, trained or not.
                 raise SpecError(
                     f"{name!r} is one parameter shared by {', '.join(map(self.canonical_name, members))}: "
                     "freeze all of its entries or none"
                 )
-        return frozenset(frozen_refs)
+        return result
 
-    def _expand(self, name: str, what: str) -> list[NodeRef]:
-        """A parameter name, or ``w(1)_*`` / ``b(L)_*`` for every weight or bias of a layer."""
-        text = str(name).strip()
-        match = _NAME.match(text)
+    def _mark(self, name: str, what: str, weights: list[np.ndarray], biases: list[np.ndarray]) -> None:
+        """Set the mask entries of a parameter name, or of ``w(1)_*`` / ``b(L)_*`` (a layer's weights or biases)."""
+        text = name.strip()
+        match = _NAME.fullmatch(text)
         if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
             layer = self._layer_number(match["layer"])
             if not 1 <= layer <= self.depth:
                 raise UnknownNameError(self._unknown(text))
-            return [r for r in self.parameter_refs() if r.kind == match["kind"] and r.layer == layer]
+            (weights if match["kind"] == "w" else biases)[layer - 1][...] = True
+            return
         ref = self.resolve(text)
         if not ref.is_parameter:
             raise SpecError(f"{what} names parameters (weights and biases), and {text!r} is a {KINDS[ref.kind]}")
-        return list(self.tied(ref))
+        for entry in self.tied(ref):  # a tied name marks every entry of its parameter
+            if entry.kind == "w":
+                weights[entry.layer - 1][entry.j, entry.k] = True
+            else:
+                biases[entry.layer - 1][entry.j] = True
+
+
+class FrozenParameters(AbstractSet[NodeRef]):
+    """The frozen weights and biases: a set of :class:`NodeRef` held as one boolean mask per layer.
+
+    Membership and size take no time however large a layer is; iterating lists the frozen ones in
+    :meth:`Network.parameter_refs` order.
+
+    >>> frozen = FrozenParameters([np.array([[True, False]])], [np.array([True])])
+    >>> len(frozen), NodeRef("w", 1, 0, 0) in frozen, NodeRef("w", 1, 0, 1) in frozen, list(frozen)[-1]
+    (2, True, False, NodeRef(kind='b', layer=1, j=0, k=None))
+    """
+
+    def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
+        self.weights = tuple(np.array(w, dtype=bool) for w in weights)
+        self.biases = tuple(np.array(b, dtype=bool) for b in biases)
+        for mask in self.weights + self.biases:
+            mask.flags.writeable = False
+        self._count = int(sum(int(m.sum()) for m in self.weights + self.biases))
+
+    def __contains__(self, ref: object) -> bool:
+        if not isinstance(ref, NodeRef) or ref.kind not in ("w", "b") or not 1 <= ref.layer <= len(self.weights):
+            return False
+        if ref.kind == "w":
+            mask = self.weights[ref.layer - 1]
+            index: tuple = (ref.j, ref.k)
+        else:
+            mask = self.biases[ref.layer - 1]
+            index = (ref.j,)
+        if any(not isinstance(i, int) or not 0 <= i < n for i, n in zip(index, mask.shape)):
+            return False
+        return bool(mask[index])
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[NodeRef]:
+        for layer, (weights, biases) in enumerate(zip(self.weights, self.biases), start=1):
+            for j, k in zip(*np.nonzero(weights)):
+                yield NodeRef("w", layer, int(j), int(k))
+            for (j,) in zip(*np.nonzero(biases)):
+                yield NodeRef("b", layer, int(j))
+
+    def __hash__(self) -> int:
+        return self._hash()
+
+    def __repr__(self) -> str:
+        return f"FrozenParameters({self._count:,} frozen)"
 
 
 def _parameter_order(ref: NodeRef) -> tuple[int, int, int, int]:
@@ -462,14 +575,40 @@ def _parameter_order(ref: NodeRef) -> tuple[int, int, int, int]:
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-        raise SpecError(f"layer sizes must be a list of integers, not {sizes!r}")
+        raise SpecError(f"layer sizes must be a list of integers, not {shown(sizes)}")
     if len(sizes) < 2:
         raise SpecError(f"a network needs an input layer and at least one more layer, got sizes {list(sizes)}")
     checked = []
     for position, size in enumerate(sizes):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-            raise SpecError(f"layer {position} size must be an integer, not {size!r}")
+            raise SpecError(f"layer {position} size must be an integer, not {shown(size)}")
         if size < 1:
             raise SpecError(f"layer {position} has width {size}: every layer needs at least one neuron")
         checked.append(int(size))
+    if len(checked) - 1 > MAX_LAYERS:
+        raise SpecError(f"a network of {len(checked) - 1:,} layers after the input: symback builds at most {MAX_LAYERS:,}")
+    count = sum(checked[l] * checked[l - 1] + checked[l] for l in range(1, len(checked)))
+    if count > MAX_PARAMETERS:
+        raise SpecError(
+            f"a {'-'.join(map(str, checked)) if len(checked) <= 8 else f'{len(checked)}-layer'} network has "
+            f"{count:,} weights and biases: symback builds at most {MAX_PARAMETERS:,}"
+        )
     return tuple(checked)
+
+
+def _index(digits: str) -> int:
+    """An index or layer number as written; one too long to be in range is a number no network reaches.
+
+    (``int()`` of 4,301 digits raises ValueError, and a long one costs time for nothing.)
+    """
+    return int(digits) if len(digits) <= _INDEX_DIGITS else 10**_INDEX_DIGITS
+
+
+def _canonical_case(text: str) -> str:
+    """A canonical name that is a plain word, in its own letter case: ``c`` → ``C``, ``X_0`` → ``x_0``.
+
+    Only words fold, as claims' names do (``w(L)`` is written as it is, in claims and here alike).
+    """
+    if text in ("c", "C"):
+        return "C"
+    return text.lower() if _XY.fullmatch(text.lower()) else text

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from .compiler import Gradients
-from .errors import SpecError, UnknownNameError
-from .registry import merged_settings
+from .errors import SpecError
+from .registry import finite_number, merged_settings, unknown_name, with_settings
 from .parameters import Parameters, packed_views
 
 __all__ = ["OPTIMIZERS", "Adam", "Momentum", "Optimizer", "RMSprop", "SGD", "get_optimizer", "register_optimizer"]
@@ -251,20 +251,19 @@ def get_optimizer(spec: str | Mapping[str, Any] | Optimizer, **settings: Any) ->
         raise SpecError(f"an optimizer must be a name or a table, not {spec!r}")
     key = spec.strip().lower().replace("-", "_")
     if key not in OPTIMIZERS:
-        raise UnknownNameError(f"unknown optimizer {spec!r} (known: {', '.join(sorted(OPTIMIZERS))})")
-    try:
-        return OPTIMIZERS[key](**settings)
-    except TypeError:
-        raise SpecError(f"bad settings for optimizer {spec!r}: {', '.join(sorted(settings))}") from None
+        raise unknown_name("optimizer", spec, OPTIMIZERS)
+    return with_settings(OPTIMIZERS[key], settings, "optimizer", key)
 
 
 def _positive(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-        raise SpecError(f"{what} must be a positive number, not {value!r}")
-    return float(value)
+    number = finite_number(value, what)
+    if number <= 0:
+        raise SpecError(f"{what} must be a positive number, got {number:g}")
+    return number
 
 
 def _fraction(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise SpecError(f"{what} must be a number in [0, 1), not {value!r}")
-    return float(value)
+    number = finite_number(value, what)
+    if not 0 <= number < 1:
+        raise SpecError(f"{what} must be a number in [0, 1), got {number:g}")
+    return number

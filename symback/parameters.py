@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SpecError, UnknownNameError
+from .errors import SpecError
 from .network import Network, NodeRef
+from .registry import unknown_name
 
 __all__ = ["INITIALIZERS", "PackedArrays", "Parameters", "packed_views", "register_initializer"]
 
@@ -168,7 +169,7 @@ class Parameters(PackedArrays):
         which, like seed 000's dials, draws them too.
         """
         if method not in INITIALIZERS:
-            raise UnknownNameError(f"unknown initialisation {method!r} (known: {', '.join(sorted(INITIALIZERS))})")
+            raise unknown_name("initialisation", method, INITIALIZERS)
         rng = np.random.default_rng(seed)
         draw = INITIALIZERS[method]
         weights, biases = [], []

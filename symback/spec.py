@@ -31,22 +31,26 @@ A complete example (the 1-2-1 softplus network of seed 002)::
 
 Parameters not given are drawn by ``[init]`` (``method``, ``seed``; default
 Xavier with seed 0).  Formulas (``{formula = "z/(1+exp(-z))"}``) go through the
-whitelisting parser; nothing in a spec is ever passed to ``eval``.
+whitelisting parser; nothing in a spec is ever passed to ``eval``.  The TOML
+is read within bounds (:func:`symback.tomlread.parse_toml`); booleans and integers
+too large for a float are refused as numbers.
 """
 
 from __future__ import annotations
 
-import tomllib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .data import Dataset, loads_with_data_arrays
-from .errors import SpecError, SymbackError
+from .errors import SpecError, SymbackError, shown
 from .files import read_text
 from .network import Network
 from .parameters import Parameters
+from .registry import unknown_name
+from .tomlread import parse_toml
 
 __all__ = ["Spec", "load_spec", "read_data", "spec_from_dict"]
 
@@ -80,13 +84,41 @@ class Spec:
         return self.data
 
 
+#: The largest integer a float64 holds.
+_LARGEST = int(float.fromhex("0x1.fffffffffffffp+1023"))
+
+
+def _check_numbers(value: Any, what: str) -> None:
+    """Refuse booleans and integers no float can hold anywhere in ``value`` (a number or nested lists):
+    NumPy takes ``true`` for 1 and raises OverflowError on 1 followed by 400 zeros.  Anything else
+    that is not numeric is left to the array conversion, which names it.
+
+    >>> _check_numbers([[1, 2.5], [True, 0]], "[data] x")
+    Traceback (most recent call last):
+    ...
+    symback.errors.SpecError: [data] x must be numeric, not the boolean true
+    """
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, (list, int)):  # bool is an int
+                _check_numbers(item, what)  # nesting is bounded by parse_toml
+        return
+    if isinstance(value, bool):
+        raise SpecError(f"{what} must be numeric, not the boolean {str(value).lower()}")
+    if isinstance(value, int) and not -_LARGEST <= value <= _LARGEST:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        raise SpecError(f"{what} holds an integer of about {digits:,} digits, too large for a float")
+
+
 def read_data(table: Mapping[str, Any], network: Network) -> Dataset:
     """A ``[data]`` table (``x`` and ``y``) as a Dataset that fits ``network``."""
     if not isinstance(table, Mapping) or "x" not in table or "y" not in table:
         raise SpecError("[data] needs both x and y")
     unknown = sorted(set(table) - {"x", "y"})
     if unknown:
-        raise SpecError(f"unknown key {unknown[0]!r} in [data] (known: x, y)")
+        raise unknown_name("key", unknown[0], ("x", "y"), where=" in [data]", error=SpecError)
+    for name in ("x", "y"):
+        _check_numbers(table[name], f"[data] {name}")
     data = Dataset.from_arrays(table["x"], table["y"])
     data.check(network.sizes[0], network.sizes[-1])
     return data
@@ -101,10 +133,7 @@ def load_spec(path: str | Path) -> Spec:
     """
     path = Path(path)
     text = read_text(path, "spec file")
-    try:
-        raw = loads_with_data_arrays(text, tomllib.loads)  # [data] arrays read by NumPy
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: invalid TOML: {error}") from None
+    raw = loads_with_data_arrays(text, lambda rest: parse_toml(rest, str(path)))  # [data] arrays read by NumPy
     try:
         spec = spec_from_dict(raw)
     except SymbackError as error:
@@ -123,14 +152,14 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
     """
     for section, value in raw.items():
         if section not in _SECTIONS:
-            raise SpecError(f"unknown section [{section}] (known: {', '.join(sorted(_SECTIONS))})")
+            raise unknown_name("section", section, _SECTIONS, label=f"[{shown(section)[1:-1]}]", error=SpecError)
         allowed = _SECTIONS[section]
         if not isinstance(value, Mapping):
-            raise SpecError(f"[{section}] must be a table")
+            raise SpecError(f"[{section}] must be a table, not {shown(value)}")
         if allowed is not None:
             unknown = sorted(set(value) - allowed)
             if unknown:
-                raise SpecError(f"unknown key {unknown[0]!r} in [{section}] (known: {', '.join(sorted(allowed))})")
+                raise unknown_name("key", unknown[0], allowed, where=f" in [{section}]", error=SpecError)
     if "network" not in raw:
         raise SpecError("missing [network] section")
     table = raw["network"]
@@ -154,7 +183,10 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
     if not isinstance(method, str):
         raise SpecError(f"[init] method must be a name such as \"xavier\", not {method!r}")
     parameters = Parameters.initialize(network, method, seed=seed)
-    parameters.update(network, raw.get("parameters", {}))
+    values = raw.get("parameters", {})
+    for name, value in values.items():
+        _check_numbers(value, f"[parameters] {shown(name)}")
+    parameters.update(network, values)
     data = None
     if "data" in raw:
         data = read_data(raw["data"], network)

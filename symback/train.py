@@ -57,6 +57,7 @@ from .files import MAX_ARRAY_BYTES, check_output, read_npz, write_atomic
 from .network import Network
 from .optimizers import Optimizer, _arrays, get_optimizer
 from .parameters import Parameters
+from .registry import finite_number, unknown_name
 
 __all__ = [
     "Checkpoint",
@@ -143,7 +144,7 @@ class TrainingConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:
-            raise SpecError(f"unknown key {unknown[0]!r} in [training] (known: {', '.join(sorted(known))})")
+            raise unknown_name("key", unknown[0], known, where=" in [training]", error=SpecError)
         values = dict(section)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -868,8 +869,7 @@ def _check_int(value: Any, what: str, *, minimum: int) -> None:
 
 
 def _check_number(value: Any, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise SpecError(f"[training] {what} must be a number, not {value!r}")
+    finite_number(value, f"[training] {what}")  # an integer of 400 digits too: a SpecError, not an OverflowError
 
 
 def _check_positive(value: Any, what: str) -> None:

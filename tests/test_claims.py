@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -240,3 +241,16 @@ value = "0.5"
     assert claims.spec.parameters.weights[0][0, 0] == 0.5 and len(claims.spec.data) == 2
     overridden = claims_from_text(HEADER + "[parameters]\nb3 = 1.5\n[data]\nx = [0]\ny = [1]\n[[claim]]\nquantity = \"b3\"\nvalue = \"1.5\"\n")
     assert overridden.spec.parameters.biases[1][0] == 1.5 and len(overridden.spec.data) == 1
+
+
+@pytest.mark.parametrize("key", ["steps", "max_steps"])
+def test_an_update_claim_past_the_step_limit_is_one_line(key):
+    """steps = 10^12 ran for ever; the limit is said on one line before any step is taken."""
+    from symback.claims import MAX_CLAIM_STEPS
+
+    extra = "steps = 1000000000000" if key == "steps" else "until_step_below = 0.001\nmax_steps = 1000000000000"
+    text = (f"spec = {json.dumps(str(EXAMPLES / 'seed002.toml'))}\n[[claim]]\nupdate = \"b3\"\nlearning_rate = 0.1\n"
+            f"at = {{ b3 = 0 }}\n{extra}\nnew = \"2.21\"\n")
+    claims = claims_from_text(text)
+    (invalid,) = claims.invalid
+    assert f"{key} = 1,000,000,000,000 is past the limit of {MAX_CLAIM_STEPS:,} steps" in invalid.message

@@ -77,3 +77,59 @@ def test_derive_json_for_several_paths_lists_the_index_form_factors(tmp_path, ca
     assert len(result["paths"]) == 2
     assert [f["notation"] for f in result["factors"]] == ["∂C/∂a(L)[j]", "∂a(L)[j]/∂z(L)[j]", "∂z(L)[j]/∂a(L-1)[k]"]
     assert result["chain"]["sum_over"] == ["j"]
+
+
+# -- issue 11: --wrt names, NumPy warnings said once in words -----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["B3", "b3", "W4", "b(L)"])
+def test_wrt_takes_the_names_verify_takes(capsys, name):
+    """verify matches the network's names ignoring case when unambiguous; --wrt does the same."""
+    assert main(["derive", SEED002, "--wrt", name]) == 0
+    assert "∂SSR/∂" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("b33", "unknown name 'b33' in network 1-2-1 (did you mean 'b3'?"),
+        ("predictd", "unknown name 'predictd' in network 1-2-1 (did you mean 'predicted'?"),
+        ("b(1)_" + "9" * 4301, "unknown name 'b(1)_9999"),
+        ("w1\nw2", "unknown name 'w1\\nw2'"),
+    ],
+)
+def test_wrt_unknown_names_are_one_short_line(capsys, name, message):
+    assert main(["derive", SEED002, "--wrt", name]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and len(err) < 400
+
+
+def _warning_spec(tmp_path):
+    spec = tmp_path / "sqrt.toml"
+    spec.write_text('[network]\nlayers = [1, 1]\nactivations = {formula = "sqrt(z - 10)"}\n[data]\nx = [1]\ny = [1]\n')
+    return str(spec)
+
+
+def test_numpy_warnings_become_one_note_in_words(tmp_path, capsys):
+    """sqrt(z - 10) at z < 10 is nan: NumPy's RuntimeWarning (a traceback-like pair of lines per site,
+    an error under this suite's filterwarnings) becomes one note on stderr."""
+    main(["report", _warning_spec(tmp_path), "--wrt", "b(L)", "-o", str(tmp_path / "r.md")])
+    err = capsys.readouterr().err
+    assert err == "symback: note: the computation produced invalid values (nan) in sqrt (results may hold nan or inf)\n"
+
+
+def test_numpy_warnings_of_a_check_with_a_huge_step(capsys):
+    main(["check", SEED002, "--step", "1e308"])
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("symback: note: the computation produced overflows (inf) in ")
+    assert "RuntimeWarning" not in err[0]
+
+
+def test_other_warnings_still_reach_the_user():
+    import warnings
+
+    from symback.cli import NumericNotes
+
+    with pytest.warns(UserWarning, match="kept"), NumericNotes() as notes:
+        warnings.warn("kept", UserWarning, stacklevel=1)
+    assert notes.line() is None

@@ -119,3 +119,13 @@ def test_the_mathml_printer_escapes_through_every_entry_point():
 
     printed = SymbackMathMLPrinter().doprint(sp.Symbol("<script>alert(1)</script>"))
     assert "<script>" not in printed and "&lt;script&gt;" in printed
+
+
+def test_names_with_a_final_newline_are_text_not_notation():
+    """``$`` matched before a final newline, so "w1\\n" was typeset as w_{1} (issue 11: match whole names)."""
+    from symback.latex import parse_name
+
+    for name in ("w1\n", "w(L)_0\n", "x_0\n", "sigma(z)\n"):
+        assert parse_name(name).kind == "text", name
+    assert parse_name("dC/dw1\n").parts[1].kind == "text"
+    assert parse_name("w1").kind == "script" and parse_name("w(L)_0").kind == "script"

@@ -104,8 +104,18 @@ def test_registry_and_errors():
         get_optimizer({"name": "adam", "beta1": 1.5})
     with pytest.raises(SpecError, match="learning_rate"):
         get_optimizer("sgd", learning_rate=-1)
-    with pytest.raises(SpecError, match="bad settings"):
+    with pytest.raises(SpecError, match="unknown setting 'momentum' for optimizer 'sgd'"):
         get_optimizer("sgd", momentum=0.9)
+    with pytest.raises(SpecError, match=r"unknown setting 'beta' for optimizer 'adam' \(did you mean 'beta[12]' or 'beta[12]'\?"):
+        get_optimizer({"name": "adam", "beta": 0.9})
+    with pytest.raises(SpecError, match="beta1 must be a finite number, got nan"):
+        get_optimizer({"name": "adam", "beta1": float("nan")})
+    with pytest.raises(SpecError, match="epsilon must be a number, not True"):
+        get_optimizer({"name": "rmsprop", "epsilon": True})
+    with pytest.raises(SpecError, match="learning_rate must be a finite number, got an integer of about 401 digits"):
+        get_optimizer("sgd", learning_rate=10**400)
+    with pytest.raises(UnknownNameError, match=r"unknown optimizer 'adma' \(did you mean 'adam'\?"):
+        get_optimizer("adma")
 
 
 def _packed_and_loose(seed=0):
