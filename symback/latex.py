@@ -324,9 +324,22 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         self.dom = Document()
 
     def doprint(self, expr: Any) -> str:
-        node = self._print(expr)
-        _resolve_entities(node)
-        return node.toxml()
+        holder = self._row(self._print(expr))  # a parent, so that the top node itself is polished too
+        _resolve_entities(holder)
+        _polish(holder)
+        return holder.firstChild.toxml()
+
+    def _print_Derivative(self, e: sp.Derivative) -> Element:
+        # SymPy's printer writes d/dx followed by the bare expression: "d/dz 1 + e^{-z}" reads as
+        # (d/dz 1) + e^{-z}.  Anything looser than a product is differentiated inside parentheses,
+        # as the LaTeX printer already does.
+        row = super()._print_Derivative(e)
+        row.removeChild(row.lastChild)
+        if e.expr.could_extract_minus_sign():  # d/dz (−z), not d/dz −z
+            row.appendChild(self._row(self._l_paren(), self._print(e.expr), self._r_paren()))
+        else:
+            row.appendChild(self.parenthesize(e.expr, PRECEDENCE["Mul"], strict=True))
+        return row
 
     def _el(self, tag: str, *children: Element | str) -> Element:
         element = self.dom.createElement(tag)
@@ -396,10 +409,14 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         raise AssertionError(kind)  # pragma: no cover
 
     def _layer(self, layer: str) -> Element:
-        row = self._row(self._el("mo", "("))
+        # TeX sets a^{(L-1)} in script style: no space around the parentheses or the minus sign.
+        row = self._row(_tight(self._el("mo", "(")))
         for piece in re.findall(r"\d+|[A-Za-z]+|-", layer):
-            row.appendChild(self._el("mn" if piece.isdigit() else ("mo" if piece == "-" else "mi"), piece))
-        row.appendChild(self._el("mo", ")"))
+            if piece == "-":
+                row.appendChild(_tight(self._el("mo", MINUS)))
+            else:
+                row.appendChild(self._el("mn" if piece.isdigit() else "mi", piece))
+        row.appendChild(_tight(self._el("mo", ")")))
         return row
 
     def _print_Symbol(self, sym: sp.Symbol, style: str = "plain") -> Element:
@@ -502,6 +519,51 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         return row
 
 
+#: U+2212 MINUS SIGN: MathML wants the minus sign itself; a hyphen renders as a short dash.
+MINUS = "\u2212"
+_FENCES = {"(", ")", "[", "]"}
+_DOUBLE_STRUCK = {"\u2146": "d", "\u2147": "e"}
+# Content that is taller than a line of text: only around it do parentheses need to stretch.
+_TALL = {"mfrac", "munder", "munderover", "mover", "mtable"}
+
+
+def _tight(mo: Element) -> Element:
+    mo.setAttribute("stretchy", "false")
+    mo.setAttribute("lspace", "0")
+    mo.setAttribute("rspace", "0")
+    return mo
+
+
+def _has_tall(node: Any) -> bool:
+    return any(
+        child.nodeType == child.ELEMENT_NODE and (child.tagName in _TALL or _has_tall(child))
+        for child in node.childNodes
+    )
+
+
+def _polish(node: Any) -> None:
+    """Typographic fixes SymPy's printer leaves out: − (U+2212) for "-", parentheses that stretch only
+    around tall content (Chromium pads a stretched parenthesis: "( a − y )" with gaps otherwise)."""
+    for child in list(node.childNodes):
+        if child.nodeType == child.TEXT_NODE:
+            continue
+        if child.tagName in ("mo", "mi") and child.firstChild is not None and child.firstChild.nodeValue in _DOUBLE_STRUCK:
+            # SymPy writes ⅆ (U+2146) and ⅇ (U+2147); the PDF, and textbooks, print d/dz and e.
+            letter = child.ownerDocument.createElement("mi")
+            letter.appendChild(child.ownerDocument.createTextNode(_DOUBLE_STRUCK[child.firstChild.nodeValue]))
+            node.replaceChild(letter, child)
+            continue
+        if child.tagName in ("mo", "mn") and child.firstChild is not None and child.firstChild.nodeType == child.TEXT_NODE:
+            text = child.firstChild.data
+            if "-" in text:
+                child.firstChild.data = text.replace("-", MINUS)
+            if child.tagName == "mo" and text in _FENCES and not child.hasAttribute("stretchy"):
+                if not _has_tall(node):
+                    child.setAttribute("stretchy", "false")
+        else:
+            _polish(child)
+
+
 def _resolve_entities(node: Any) -> None:
     # SymPy's MathML printer writes entities (&InvisibleTimes;, &#x2202;) as text, which the DOM
     # would escape to a literal "&amp;InvisibleTimes;"; put the characters themselves there.
@@ -524,9 +586,10 @@ def mathml(expr: Any, *, display: bool = False) -> str:
     """
     printer = SymbackMathMLPrinter()
     body = printer._print(expr)
-    _resolve_entities(body)
     math = printer.dom.createElement("math")
     if display:
         math.setAttribute("display", "block")
     math.appendChild(body)
+    _resolve_entities(math)
+    _polish(math)
     return math.toxml()

@@ -265,3 +265,63 @@ def test_pdflatex_that_cannot_run_is_one_line(tmp_path, seed002_report, monkeypa
     with pytest.raises(SymbackError, match="did not finish"):
         write_report(seed002_report, tmp_path / "b3.pdf")
     assert not list(tmp_path.iterdir())
+
+
+# -- the HTML page shows the parentheses and minus signs the PDF shows (issue 12, item 7) --------------------
+
+
+def _step_lists(html: str) -> str:
+    """The report's own rule-by-rule step lists (its MathML, its stylesheet), on one short page."""
+    import re
+
+    head = html[: html.index("<body>")]
+    steps = re.findall(r'<ul class="steps">.*?</ul>', html, flags=re.S)
+    assert steps, "the report has no step lists"
+    return head + "<body>" + "".join(steps) + "</body></html>"
+
+
+def _drop_derivative_parentheses(page: str) -> tuple[str, int]:
+    """The page with the parentheses after every d/dx, ∂/∂x removed, and how many there were."""
+    import re
+    from xml.dom.minidom import parseString
+
+    dropped = 0
+
+    def edit(match: re.Match) -> str:
+        nonlocal dropped
+        math = parseString(match.group(0)).documentElement
+        for frac in math.getElementsByTagName("mfrac"):
+            numerator = frac.firstChild
+            follower = frac.nextSibling
+            if numerator.toxml() in ("<mrow><mi>d</mi></mrow>", "<mrow><mo>∂</mo></mrow>") and follower is not None:
+                fences = follower.getElementsByTagName("mo")
+                if follower.tagName == "mrow" and fences and fences[0].firstChild.data == "(":
+                    follower.removeChild(follower.firstChild)
+                    follower.removeChild(follower.lastChild)
+                    dropped += 1
+        return math.toxml()
+
+    return re.sub(r"<math.*?</math>", edit, page, flags=re.S), dropped
+
+
+def test_html_shows_derivative_parentheses_and_minus_signs_in_chromium(tmp_path):
+    """Screenshots of the report's own step lists change when the parentheses after d/dz or the
+    minus signs (U+2212) are taken out: so they are there, and the browser draws them."""
+    report = build_report(derive(Network([1, 1, 1], "sigmoid", "squared_error"), "w(L)"))
+    page = _step_lists(render(report, "html"))
+    no_parentheses, dropped = _drop_derivative_parentheses(page)
+    assert dropped >= 2  # d/dz (1 + e^{−z}) and ∂/∂w(L) (a(L−1) w(L) + b(L)) at least
+    assert page.count("\u2212") >= 2
+    hyphens = page.replace("\u2212", "-")
+    shots = {}
+    for name, text in (("page", page), ("no_parentheses", no_parentheses), ("hyphens", hyphens)):
+        work = tmp_path / name
+        work.mkdir()
+        (work / "page.html").write_text(text, encoding="utf-8")
+        shots[name] = chromium_screenshot(work / "page.html", work, size=(1000, 900))
+        if os.environ.get("SYMBACK_KEEP_SCREENSHOTS"):
+            (Path(os.environ["SYMBACK_KEEP_SCREENSHOTS"]) / f"{name}.png").write_bytes(shots[name])
+    assert dark_pixels(shots["page"]) > 300, "screenshot looks blank"
+    assert png_pixels(shots["page"])[3] != png_pixels(shots["no_parentheses"])[3]
+    assert dark_pixels(shots["page"], step=1) > dark_pixels(shots["no_parentheses"], step=1)
+    assert png_pixels(shots["page"])[3] != png_pixels(shots["hyphens"])[3]
