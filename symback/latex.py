@@ -30,6 +30,9 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+# The notation's nodes print themselves (printmethod); re-exported here for older imports.
+from .notation import ChainProduct, Difference, Partial
+
 __all__ = [
     "ChainProduct",
     "Difference",
@@ -47,34 +50,12 @@ __all__ = [
 # -- report-only nodes: kept unevaluated, printed in a fixed order --------------------------------
 
 
-class Partial(sp.Expr):
-    """``∂of/∂wrt`` as notation (not evaluated): ``Partial(C, a)`` prints ``\\frac{\\partial C}{\\partial a}``."""
-
-    is_commutative = False  # keeps the chain's factors in the order they were given
-
-    @property
-    def of(self) -> sp.Expr:
-        return self.args[0]
-
-    @property
-    def wrt(self) -> sp.Expr:
-        return self.args[1]
-
-
-class ChainProduct(sp.Expr):
-    """An ordered product ``f1 · f2 · f3`` (SymPy's ``Mul`` would reorder it)."""
-
-
 class EqualityChain(sp.Expr):
     """``e1 = e2 = e3``: successive forms of one quantity."""
 
 
 class TermSum(sp.Expr):
     """``t1 + t2 + t3`` in the given order, negative numbers in parentheses (a worked example's sum)."""
-
-
-class Difference(sp.Expr):
-    """``a - b`` in this order (SymPy's ``Add`` would reorder it)."""
 
 
 class Approx(sp.Expr):
@@ -269,11 +250,7 @@ class SymbackLatexPrinter(LatexPrinter):
         out = r"\delta_{%s%s}" % (self._print(expr.args[0]), self._print(expr.args[1]))
         return out if exp is None else r"%s^{%s}" % (out, exp)
 
-    def _print_Partial(self, expr: Partial) -> str:
-        return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.of), self._print(expr.wrt))
 
-    def _print_ChainProduct(self, expr: ChainProduct) -> str:
-        return r" \cdot ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
 
     def _print_EqualityChain(self, expr: EqualityChain) -> str:
         return " = ".join(self._print(a) for a in expr.args)
@@ -283,8 +260,6 @@ class SymbackLatexPrinter(LatexPrinter):
             r"\left(%s\right)" % self._print(a) if a.could_extract_minus_sign() else self._print(a) for a in expr.args
         )
 
-    def _print_Difference(self, expr: Difference) -> str:
-        return "%s - %s" % (self._print(expr.args[0]), self.parenthesize(expr.args[1], PRECEDENCE["Add"] + 1))
 
     def _print_Approx(self, expr: Approx) -> str:
         return r"%s \approx %s" % (self._print(expr.args[0]), self._print(expr.args[1]))
@@ -466,20 +441,7 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
             table.appendChild(self._el("mtr", self._el("mtd", self._print(value)), self._el("mtd", cond)))
         return self._row(self._el("mo", "{"), table)
 
-    def _print_Partial(self, e: Partial) -> Element:
-        return self._el(
-            "mfrac",
-            self._row(self._el("mo", "∂"), self._print(e.of)),
-            self._row(self._el("mo", "∂"), self._print(e.wrt)),
-        )
 
-    def _print_ChainProduct(self, e: ChainProduct) -> Element:
-        row = self._row()
-        for position, factor in enumerate(e.args):
-            if position:
-                row.appendChild(self._el("mo", "·"))
-            row.appendChild(self.parenthesize(factor, PRECEDENCE["Mul"]))
-        return row
 
     def _print_EqualityChain(self, e: EqualityChain) -> Element:
         row = self._row()
@@ -500,8 +462,6 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
             row.appendChild(printed)
         return row
 
-    def _print_Difference(self, e: Difference) -> Element:
-        return self._row(self._print(e.args[0]), self._el("mo", "−"), self.parenthesize(e.args[1], PRECEDENCE["Add"] + 1))
 
     def _print_Approx(self, e: Approx) -> Element:
         return self._row(self._print(e.args[0]), self._el("mo", "≈"), self._print(e.args[1]))
@@ -582,7 +542,7 @@ def mathml(expr: Any, *, display: bool = False) -> str:
     """A complete ``<math>`` element for ``expr`` (MathML Core, rendered natively by browsers).
 
     >>> mathml(sp.Symbol("w(L)"))
-    '<math><msup><mi>w</mi><mrow><mo>(</mo><mi>L</mi><mo>)</mo></mrow></msup></math>'
+    '<math><msup><mi>w</mi><mrow><mo stretchy="false" lspace="0" rspace="0">(</mo><mi>L</mi><mo stretchy="false" lspace="0" rspace="0">)</mo></mrow></msup></math>'
     """
     printer = SymbackMathMLPrinter()
     body = printer._print(expr)
