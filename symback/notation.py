@@ -367,6 +367,12 @@ class SymbackTextPrinter(StrPrinter):
         power = expr.args[0]
         return "e^" + (self._print(power) if power.is_Atom else f"({self._print(power)})")
 
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Rational and expr.exp.is_negative:
+            return "1/" + self.parenthesize(expr.base ** -expr.exp, PRECEDENCE["Mul"] + 1)
+        return "%s^%s" % (self.parenthesize(expr.base, PRECEDENCE["Pow"], strict=False),
+                          self.parenthesize(expr.exp, PRECEDENCE["Pow"], strict=False))
+
     def _print_Equality(self, expr: sp.Eq) -> str:
         return f"{self._print(expr.lhs)} = {self._print(expr.rhs)}"
 
@@ -485,3 +491,279 @@ def activation_forms(activation: Any, z: sp.Expr, a: sp.Expr) -> ActivationForms
     forms = ActivationForms(activation, named, derived, known, output)
     _FORMS_CACHE[key] = forms
     return forms
+
+
+# -- a derivation's presentation ---------------------------------------------------------------------------
+
+
+class OrderedSum(sp.Expr):
+    """``t1 + t2 + …`` in the given order (a sum over paths, each path's product kept as written).
+
+    >>> text(OrderedSum(sp.Symbol("y"), -sp.Symbol("x")))
+    'y − x'
+    """
+
+    precedence = PRECEDENCE["Add"]
+
+    def _pieces(self, printer: Any) -> list[tuple[bool, Any]]:
+        out = []
+        for term in self.args:
+            negative = term.could_extract_minus_sign() and not isinstance(term, Product)
+            out.append((negative, printer._print(-term if negative else term)))
+        return out
+
+    def _symback_latex(self, printer: Any) -> str:
+        pieces = self._pieces(printer)
+        out = ("- " if pieces[0][0] else "") + pieces[0][1]
+        for negative, printed in pieces[1:]:
+            out += (" - " if negative else " + ") + printed
+        return out
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        row = printer._row()
+        for position, (negative, printed) in enumerate(self._pieces(printer)):
+            if position or negative:
+                row.appendChild(printer._el("mo", "−" if negative else "+"))
+            row.appendChild(printed)
+        return row
+
+    def _symback_text(self, printer: Any) -> str:
+        pieces = self._pieces(printer)
+        out = (MINUS if pieces[0][0] else "") + pieces[0][1]
+        for negative, printed in pieces[1:]:
+            out += f" {MINUS} " if negative else " + "
+            out += printed
+        return out
+
+    _sympystr = _symback_text
+
+
+def ordered_sum(terms: list[sp.Expr]) -> sp.Expr:
+    """One term as itself, several as an :class:`OrderedSum`."""
+    return terms[0] if len(terms) == 1 else OrderedSum(*terms)
+
+
+def product(factors: list[sp.Expr]) -> sp.Expr:
+    """One factor as itself, several as a :class:`Product`; factors equal to 1 (an identity layer's
+    derivative) are left out."""
+    kept = [f for f in factors if f != 1] or [sp.S.One]
+    return kept[0] if len(kept) == 1 else Product(*kept)
+
+
+@dataclass(frozen=True)
+class ShownFactor:
+    """One chain-rule factor as shown: ``kind`` is cost, activation, softmax or affine; ``named`` is its
+    form inside products (2(a − y), σ′(z), a(L−1)); ``forms`` every proven-equal form after
+    ``∂of/∂wrt =``; ``simplest`` the form used when factors are multiplied out."""
+
+    factor: Any
+    kind: str
+    named: sp.Expr
+    forms: tuple[sp.Expr, ...]
+    simplest: sp.Expr
+    activation: Any = None
+
+    @property
+    def partial(self) -> Partial:
+        return Partial(self.factor.of, self.factor.wrt)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """``δ(L) = σ′(z) ∂C/∂a = a(1 − a) · … = a − y``: the steps SymPy takes, and the condition it needs."""
+
+    delta: sp.Expr
+    steps: tuple[sp.Expr, ...]
+    condition: str = ""
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How a :class:`~symback.derivation.Derivation` is shown (the same in every output).
+
+    ``chain_order``: the product of named factors in chain order, from the target up to the cost,
+    summed over paths (3Blue1Brown's a(L−1) σ′(z(L)) 2(a(L) − y)); ``delta_form``: Nielsen's
+    a(l−1)_k δ(l)_j; ``deltas``: each δ used, defined once from the layer above (``sympy.Eq``);
+    ``cancellations``: where activation and cost combine, δ(L) = a(L) − y with its steps.
+    """
+
+    lhs: Partial
+    factors: tuple[ShownFactor, ...]
+    chain_order: sp.Expr
+    delta_form: sp.Expr | None
+    deltas: tuple[sp.Eq, ...]
+    cancellations: tuple[Cancellation, ...]
+
+    def factor(self, factor: Any) -> ShownFactor:
+        for shown in self.factors:
+            if (shown.factor.of, shown.factor.wrt) == (factor.of, factor.wrt):
+                return shown
+        raise KeyError(factor)
+
+
+def _softmax_output_form(factor: Any, outputs: dict[sp.Expr, sp.Expr]) -> sp.Expr | None:
+    """∂a_r/∂z_q = a_r(δ_rq − a_q) in the outputs, when SymPy proves it from the softmax's formula."""
+    r_output = factor.of
+    q_output = next((a for a, local in outputs.items() if factor.wrt in local.free_symbols and
+                     _is_own_exp(local, factor.wrt)), None)
+    if q_output is None:
+        return None
+    candidate = r_output * (1 - r_output) if q_output == r_output else -r_output * q_output
+    back = candidate.xreplace(outputs)
+    return candidate if _equal(back, factor.derivative) else None
+
+
+def _is_own_exp(local: sp.Expr, z: sp.Expr) -> bool:
+    numerator, _ = sp.fraction(local)
+    return numerator == sp.exp(z)
+
+
+def _shown_factor(network: Any, factor: Any, cost_name: str, outputs: dict[sp.Expr, sp.Expr]) -> ShownFactor:
+    if getattr(factor.of, "name", str(factor.of)) == cost_name:
+        named = cost_form(factor.derivative, factor.local, factor.wrt)
+        forms = (named,) if named == factor.derivative else (named,)
+        return ShownFactor(factor, "cost", named, forms, named)
+    for activation in network.activations:
+        if activation.elementwise and activation.at(factor.wrt) == factor.local:
+            found = activation_forms(activation, factor.wrt, factor.of)
+            return ShownFactor(factor, "activation", found.named, found.shown, found.simplest, activation)
+    if factor.of in outputs:
+        output = _softmax_output_form(factor, outputs)
+        forms = (factor.derivative,) if output is None else (factor.derivative, output)
+        return ShownFactor(factor, "softmax", output if output is not None else factor.derivative, forms,
+                           output if output is not None else factor.derivative)
+    return ShownFactor(factor, "affine", factor.derivative, (factor.derivative,), factor.derivative)
+
+
+def present(derivation: Any) -> Presentation:
+    """The :class:`Presentation` of a derivation (explicit paths, or the index form's single chain).
+
+    >>> from symback import Network, derive
+    >>> shown = present(derive(Network([1, 1, 1], "sigmoid", "squared_error"), "w(L)"))
+    >>> text(sp.Eq(shown.lhs, shown.chain_order)), text(sp.Eq(shown.lhs, shown.delta_form))
+    ('∂C/∂w(L) = a(L-1) σ′(z(L)) 2(a(L) − y)', '∂C/∂w(L) = a(L-1) δ(L)')
+    """
+    network = derivation.network
+    cost_name = derivation.cost_name
+    paths = derivation.paths if derivation.paths is not None else (derivation.chain,)
+    outputs = {f.of: f.local for path in paths for f in path
+               if not any(a.elementwise and a.at(f.wrt) == f.local for a in network.activations)
+               and f.local.has(sp.exp) and getattr(f.of, "name", "").startswith("a(")} if derivation.paths else {}
+    shown: dict[tuple, ShownFactor] = {}
+    # The index form's chain too (JSON and text list it beside the explicit paths).
+    for path in (*paths, derivation.chain):
+        for f in path:
+            if (f.of, f.wrt) not in shown:
+                shown[(f.of, f.wrt)] = _shown_factor(network, f, cost_name, outputs)
+    target = derivation.model.symbols[derivation.target] if derivation.model is not None else derivation.indexed_target
+    lhs = Partial(sp.Symbol(cost_name), target)
+    products = [product([shown[(f.of, f.wrt)].named for f in reversed(path)]) for path in paths]
+    chain_order = ordered_sum(products)
+    if derivation.paths is None and derivation.sum_indices:
+        chain_order = sp.Sum(chain_order, *derivation.sum_indices)
+    delta_form, deltas, cancellations = None, (), ()
+    if derivation.paths is not None:
+        delta_form, deltas = _delta_part(derivation, paths, shown)
+        cancellations = tuple(c for c in (_cancellation(eq, shown, paths) for eq in deltas) if c is not None)
+    return Presentation(lhs, tuple(shown.values()), chain_order, delta_form, deltas, cancellations)
+
+
+
+def _delta_part(derivation: Any, paths: tuple, shown: dict) -> tuple[sp.Expr | None, tuple[sp.Eq, ...]]:
+    """Nielsen's per-parameter form and the δ's it uses, each defined once from the layer above."""
+    groups: dict[sp.Expr, dict[tuple, list[tuple[sp.Expr, ...]]]] = {}
+    level: dict[sp.Expr, int] = {}
+    for path in paths:
+        upward = list(reversed(path))
+        position = next((i for i, f in enumerate(upward) if shown[(f.of, f.wrt)].kind in ("activation", "softmax")),
+                        None)
+        while position is not None and position + 1 < len(upward):
+            az, above = upward[position], upward[position + 1]
+            if shown[(above.of, above.wrt)].kind == "cost":
+                term: tuple[sp.Expr, ...] = (shown[(above.of, above.wrt)].named,)
+                next_position = None
+            else:
+                term = (above.derivative, Delta(above.of))
+                next_position = position + 2
+            level.setdefault(az.wrt, position)
+            terms = groups.setdefault(az.wrt, {}).setdefault((az.of, az.wrt), [])
+            if term not in terms:
+                terms.append(term)
+            position = next_position
+    equations = []
+    for z, by_factor in groups.items():
+        parts = []
+        for key, terms in by_factor.items():
+            inner = ordered_sum([product(list(t)) for t in terms])
+            parts.append(product([shown[key].named, inner]))
+        equations.append(sp.Eq(Delta(z), ordered_sum(parts), evaluate=False))
+    # Backpropagation's order: the output layer's δ first, neurons in order within a layer.
+    order = sorted(range(len(equations)), key=lambda n: (-level[list(groups)[n]], n))
+    equations = [equations[n] for n in order]
+    kind = derivation.target.kind
+    last = paths[0][-1]
+    delta_form = None
+    if kind == "w":
+        delta_form = Product(last.derivative, Delta(last.of))
+    elif kind == "b":
+        delta_form = Delta(last.of)
+    elif kind == "z":
+        delta_form = Delta(derivation.model.symbols[derivation.target])
+    elif kind == "a" and derivation.target.layer < derivation.network.depth:
+        seen: list[sp.Expr] = []
+        for path in paths:
+            dz_da = path[-1]
+            term = Product(dz_da.derivative, Delta(dz_da.of))
+            if term not in seen:
+                seen.append(term)
+        delta_form = ordered_sum(seen)
+    return delta_form, tuple(equations)
+
+
+def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | None:
+    """δ(L) written in the outputs (a(1 − a), a_r(δ_rq − a_q)) and simplified, when that is smaller.
+
+    Only the output layer's δ: its definition uses the cost's factor."""
+    delta = equation.lhs
+    cost_factors = [s for s in shown.values() if s.kind == "cost"]
+    z = delta.z
+    pieces = []
+    for path in paths:
+        upward = list(reversed(path))
+        for i, f in enumerate(upward[:-1]):
+            if f.wrt == z and shown[(upward[i + 1].of, upward[i + 1].wrt)].kind == "cost":
+                pair = (shown[(f.of, f.wrt)], shown[(upward[i + 1].of, upward[i + 1].wrt)])
+                if pair not in pieces:
+                    pieces.append(pair)
+    if not pieces or not cost_factors:
+        return None
+    if any(az.simplest is az.factor.derivative and az.kind != "activation" for az, _ in pieces):
+        return None
+    written = ordered_sum([product([az.simplest, cost.simplest]) for az, cost in pieces])
+    multiplied = sp.Add(*(az.simplest * cost.factor.derivative for az, cost in pieces))
+    simplified = sp.factor(sp.cancel(sp.together(multiplied)))
+    condition = ""
+    before = simplified
+    if len(pieces) > 1:
+        # softmax with cross-entropy: Σ_r y_r (a_q − δ_rq) = a_q − y_q needs the targets to sum to 1.
+        outputs = {cost.factor.wrt for _, cost in pieces}
+        targets = sorted(cost_factors[0].factor.local.free_symbols - outputs, key=str)
+        if targets:
+            last = targets[-1]
+            before = sp.collect(sp.expand(simplified), sorted(outputs, key=str))
+            reduced = sp.factor(sp.expand(simplified.xreplace({last: 1 - sp.Add(*targets[:-1])})))
+            if sp.count_ops(reduced) < sp.count_ops(simplified):
+                simplified = reduced
+                condition = "the targets sum to 1 (" + " + ".join(map(str, targets)) + " = 1)"
+    baseline = sp.Add(*(az.simplest * sp.factor_terms(cost.factor.derivative) for az, cost in pieces))
+    if sp.count_ops(simplified) >= sp.count_ops(baseline):
+        return None
+    tidy = cost_form(simplified, simplified, next(iter(simplified.free_symbols), sp.S.Zero)) \
+        if isinstance(simplified, sp.Add) else simplified
+    steps: list[sp.Expr] = []
+    for step in (equation.rhs, written, *( [before] if condition else []), tidy):
+        if step not in steps:
+            steps.append(step)
+    return Cancellation(delta, tuple(steps), condition)
