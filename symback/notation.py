@@ -36,6 +36,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
 __all__ = [
+    "Alongside",
     "ChainProduct",
     "Delta",
     "Difference",
@@ -493,6 +494,35 @@ def activation_forms(activation: Any, z: sp.Expr, a: sp.Expr) -> ActivationForms
     return forms
 
 
+class Alongside(sp.Expr):
+    """Equations side by side, ``e1, e2`` (a definition and the term it sums).
+
+    >>> text(Alongside(sp.Eq(sp.Symbol("C"), sp.Symbol("s")), sp.Eq(sp.Symbol("s"), 1)))
+    'C = s,  s = 1'
+    """
+
+    def _symback_latex(self, printer: Any) -> str:
+        return r", \qquad ".join(printer._print(a) for a in self.args)
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        row = printer._row()
+        for position, part in enumerate(self.args):
+            if position:
+                row.appendChild(printer._el("mo", ","))
+                space = printer._el("mspace")
+                space.setAttribute("width", "2em")
+                row.appendChild(space)
+            row.appendChild(printer._print(part))
+        return row
+
+    def _symback_text(self, printer: Any) -> str:
+        return ",  ".join(printer._print(a) for a in self.args)
+
+    _sympystr = _symback_text
+
+
 # -- a derivation's presentation ---------------------------------------------------------------------------
 
 
@@ -595,6 +625,7 @@ class Presentation:
     delta_form: sp.Expr | None
     deltas: tuple[sp.Eq, ...]
     cancellations: tuple[Cancellation, ...]
+    path_deltas: sp.Expr | None = None
 
     def factor(self, factor: Any) -> ShownFactor:
         for shown in self.factors:
@@ -663,11 +694,28 @@ def present(derivation: Any) -> Presentation:
     chain_order = ordered_sum(products)
     if derivation.paths is None and derivation.sum_indices:
         chain_order = sp.Sum(chain_order, *derivation.sum_indices)
-    delta_form, deltas, cancellations = None, (), ()
+    delta_form, deltas, cancellations, path_deltas = None, (), (), None
     if derivation.paths is not None:
         delta_form, deltas = _delta_part(derivation, paths, shown)
         cancellations = tuple(c for c in (_cancellation(eq, shown, paths) for eq in deltas) if c is not None)
-    return Presentation(lhs, tuple(shown.values()), chain_order, delta_form, deltas, cancellations)
+        path_deltas = _path_deltas(paths, shown)
+    return Presentation(lhs, tuple(shown.values()), chain_order, delta_form, deltas, cancellations, path_deltas)
+
+
+def _path_deltas(paths: tuple, shown: dict) -> sp.Expr | None:
+    """Σ over paths, each path's factors from the target up to the output layer's z, then δ(L)."""
+    terms: list[sp.Expr] = []
+    for path in paths:
+        upward = list(reversed(path))
+        # The output layer's z is the wrt of the factor just below the cost's (∂a(L)/∂z(L)).
+        top = len(upward) - 2
+        if top < 0 or shown[(upward[-1].of, upward[-1].wrt)].kind != "cost":
+            return None
+        below = [shown[(f.of, f.wrt)].named for f in upward[:top]]
+        term = product([*below, Delta(upward[top].wrt)])
+        if term not in terms:
+            terms.append(term)
+    return ordered_sum(terms)
 
 
 

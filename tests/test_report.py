@@ -51,7 +51,11 @@ def test_seed002_factors_golden(seed002_report):
         r"\frac{\partial \mathrm{SSR}}{\partial b_{3}} = \frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} "
         r"\cdot \frac{\partial \mathrm{predicted}}{\partial z^{(L)}} \cdot \frac{\partial z^{(L)}}{\partial b_{3}}"
     ) in tex
-    assert r"\frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} = - 2 \mathrm{observed} + 2 \mathrm{predicted}" in tex
+    # SymPy's form, then seed 002's own: −2(observed − predicted), the cost's difference in its order.
+    assert (r"\frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} &= - 2 \mathrm{observed} + 2 \mathrm{predicted} \\"
+            "\n" r"&= - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)") in tex
+    # The cost with its Σ over the examples.
+    assert r"From $\mathrm{SSR} = \sum_{i} \left(\mathrm{observed}_{i} - \mathrm{predicted}_{i}\right)^{2}$" in tex
     assert r"\textbf{chain rule} (with $u = \mathrm{observed} - \mathrm{predicted}$)" in tex
 
 
@@ -62,12 +66,18 @@ def test_3blue1brown_chain_golden():
         r"\frac{\partial C}{\partial w^{(L)}} = \frac{\partial C}{\partial a^{(L)}} \cdot "
         r"\frac{\partial a^{(L)}}{\partial z^{(L)}} \cdot \frac{\partial z^{(L)}}{\partial w^{(L)}}"
     ) in tex
-    # σ' found by the rule trace, then written in σ's own value: e^{−z}/(1+e^{−z})² = a(1 − a).
-    assert (
-        r"\frac{\partial a^{(L)}}{\partial z^{(L)}} = \frac{e^{- z^{(L)}}}{\left(1 + e^{- z^{(L)}}\right)^{2}} "
-        r"= a^{(L)} \left(1 - a^{(L)}\right)"
-    ) in tex
+    # σ′ derived once in a generic z by the rule trace, then written in σ's own value a(1 − a) ...
+    assert (r"\sigma'\left(z\right) &= \frac{e^{- z}}{\left(1 + e^{- z}\right)^{2}} \\" "\n"
+            r"&= a \left(1 - a\right)") in tex
+    # ... and the factor is σ′ at this layer's z, in this layer's a.
+    assert (r"\frac{\partial a^{(L)}}{\partial z^{(L)}} = \sigma'\left(z^{(L)}\right) = a^{(L)} \left(1 - a^{(L)}\right)"
+            in tex)
     assert r"\frac{\partial z^{(L)}}{\partial w^{(L)}} = a^{(L-1)}" in tex
+    # Assembled as 3Blue1Brown writes it, and in δ form.
+    assert (r"\frac{\partial C}{\partial w^{(L)}} &= a^{(L-1)} \sigma'\left(z^{(L)}\right) 2 \left(a^{(L)} - y\right)"
+            in tex)
+    assert r"\frac{\partial C}{\partial w^{(L)}} &= a^{(L-1)} \delta^{(L)}" in tex
+    assert r"\delta^{(L)} = \sigma'\left(z^{(L)}\right) 2 \left(a^{(L)} - y\right)" in tex
 
 
 def test_every_factor_trace_ends_at_sympy_diff(seed002):
@@ -76,11 +86,14 @@ def test_every_factor_trace_ends_at_sympy_diff(seed002):
 
     derivation = derive(seed002.network, "w1")
     report = build_report(derivation)
-    assert len(report.factors) == 5
-    for factor, shown in zip(derivation.paths[0], report.factors):
-        traced = shown.steps[0].equation.expr.rhs
-        assert sp.simplify(traced - sp.diff(factor.local, factor.wrt)) == 0
-        assert shown.result.expr.rhs == factor.derivative
+    # Each local derivative once: the cost, each layer function, one weighted input (5 factors, 4 derivations).
+    assert [r.heading for r in report.derivatives_used] == [
+        "The cost", "The identity layer", "The weighted input", "The softplus layer"]
+    assert len(report.results) == 5
+    for shown in report.derivatives_used:
+        traced = shown.steps[0].equation.expr
+        assert sp.simplify(traced.rhs - sp.diff(traced.lhs.expr, traced.lhs.variables[0])) == 0
+        assert sp.simplify(traced.rhs - shown.result.expr.rhs) == 0
 
 
 # -- real tools -----------------------------------------------------------------------------------------------
@@ -181,8 +194,10 @@ def test_cli_report(tmp_path, capsys):
 def test_jupyter_reprs(seed002):
     d = derive(seed002.network, "b3")
     assert d._repr_latex_() == (
-        r"$$\frac{\partial \mathrm{SSR}}{\partial b_{3}} = - 2 \mathrm{observed} + 2 \mathrm{predicted}$$"
+        r"$$\frac{\partial \mathrm{SSR}}{\partial b_{3}} = - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)$$"
     )
+    # One naming: b3 throughout, never the index form's b^{(L)}_j beside it.
+    assert "<mi>j</mi>" not in d._repr_html_() and d._repr_html_().count("<msub><mi>b</mi><mrow><mn>3</mn>") >= 2
     assert d._repr_html_().startswith('<div class="symback"><math display="block">')
 
 
@@ -245,11 +260,11 @@ def test_rewriting_follows_the_expression_not_the_names():
     """A hidden sigmoid named like the output must get σ(1 − σ), not the tanh output's 1 − a²."""
     network = Network([1, 1, 1], ["sigmoid", "tanh"], "squared_error", names={"output": "a", "a(1)": "a1"})
     report = build_report(derive(network, "w(1)"))
-    rewritings = {latex(f.notation.expr): latex(f.rewriting.expr) for f in report.factors if f.rewriting}
-    hidden = next(text for notation, text in rewritings.items() if "a_{1}" in notation)
-    assert "1 - a_{1}" in hidden and "a_{1}^{2}" not in hidden
-    output = next(text for notation, text in rewritings.items() if "a_{1}" not in notation)
-    assert "a^{2}" in output
+    results = [latex(r.expr) for r in report.results]
+    hidden = next(text for text in results if text.startswith(r"\frac{\partial a_{1}}"))
+    assert hidden.endswith(r"= a_{1} \left(1 - a_{1}\right)") and "a_{1}^{2}" not in hidden
+    output = next(text for text in results if text.startswith(r"\frac{\partial a}"))
+    assert output.endswith(r"= 1 - a^{2}")
 
 
 def test_descent_learning_rate_keeps_its_parentheses_in_tex(seed002_report):
