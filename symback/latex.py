@@ -243,6 +243,19 @@ class SymbackLatexPrinter(LatexPrinter):
             return indices + function
         return super()._print_Sum(expr)
 
+    def _print_Derivative(self, expr: sp.Derivative) -> str:
+        # A flat sum is differentiated inside plain parentheses: \left( \right) would make it one
+        # unbreakable box, and a step line of a wide layer then runs off the page.
+        from sympy.printing.conventions import requires_partial
+
+        body = expr.expr
+        flat = isinstance(body, sp.Add) and not body.has(sp.Sum) and not any(
+            p.exp.is_negative for p in body.atoms(sp.Pow))
+        if not flat or len(expr.variable_count) != 1 or expr.variable_count[0][1] != 1:
+            return super()._print_Derivative(expr)
+        d = r"\partial" if requires_partial(body) else "d"
+        return r"\frac{%s}{%s %s} (%s)" % (d, d, self._print(expr.variables[0]), self._print(body))
+
     def _print_HadamardProduct(self, expr: sp.HadamardProduct) -> str:
         return r" \odot ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
 

@@ -206,9 +206,9 @@ class _Applied(sp.Expr):
 
     _prime = ""
 
-    def __new__(cls, name: str, arg: sp.Expr) -> _Applied:
-        obj = super().__new__(cls, sp.Symbol(name), sp.sympify(arg))
-        return obj
+    def __new__(cls, name: str | sp.Symbol, arg: sp.Expr) -> _Applied:
+        # SymPy rebuilds nodes as func(*args) (xreplace, simplify): the name then arrives as its Symbol.
+        return super().__new__(cls, sp.Symbol(name) if isinstance(name, str) else name, sp.sympify(arg))
 
     @property
     def name(self) -> str:

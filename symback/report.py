@@ -540,6 +540,7 @@ def build_report(
     lhs = shown.lhs
     cancellations = tuple(Display(Math(c.delta, False), tuple(Math(step, False) for step in c.steps), "=")
                           for c in shown.cancellations)
+    cancelled = {c.delta: c.steps[-1] for c in shown.cancellations}
     return Report(
         title=title or f"{notation_text(lhs)}, by the chain rule",
         heading=None if title else Math(lhs, False),
@@ -556,7 +557,8 @@ def build_report(
         assembled=_display(lhs, shown.chain_order),
         delta_form=_display(lhs, shown.path_deltas if len(path_rows) > 1 else shown.delta_form)
         if shown.delta_form is not None else None,
-        deltas=tuple(Math(e, False) for e in shown.deltas),
+        # An output δ that cancels is listed in its final form; the steps follow under the cancellations.
+        deltas=tuple(Math(sp.Eq(e.lhs, cancelled.get(e.lhs, e.rhs), evaluate=False), False) for e in shown.deltas),
         cancellations=cancellations,
         cancellation_notes=tuple(c.condition for c in shown.cancellations),
         simplified=None,

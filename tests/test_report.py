@@ -340,3 +340,41 @@ def test_html_shows_derivative_parentheses_and_minus_signs_in_chromium(tmp_path)
     assert png_pixels(shots["page"])[3] != png_pixels(shots["no_parentheses"])[3]
     assert dark_pixels(shots["page"], step=1) > dark_pixels(shots["no_parentheses"], step=1)
     assert png_pixels(shots["page"])[3] != png_pixels(shots["hyphens"])[3]
+
+
+# -- fits the page (issue 12, item 5) -------------------------------------------------------------------------
+
+
+def _pdf_log(report) -> tuple[int, list[str]]:
+    import re
+
+    from symback.report import compile_pdf_with_log
+
+    _, log = compile_pdf_with_log(render(report, "tex"))
+    pages = int(re.search(r"Output written on report\.pdf \((\d+) pages?", log).group(1))
+    return pages, re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)
+
+
+def _single_parameter_reports(seed002):
+    yield "seed002", seed002.network, seed002.parameters, seed002.data
+    yield "seed001", Network([1, 1, 1, 1], "sigmoid", "squared_error", names={"cost": "C0"}), None, None
+    yield "2-2-2", Network([2, 2, 2], "sigmoid", "squared_error"), None, None
+
+
+def test_every_single_parameter_report_is_at_most_two_pages_without_overfull_boxes(seed002):
+    require_program("pdflatex")
+    for label, network, params, data in _single_parameter_reports(seed002):
+        for ref in network.parameter_refs():
+            pages, overfull = _pdf_log(build_report(derive(network, ref), params, data))
+            name = network.name_of(ref)
+            assert overfull == [], f"{label} {name}: overfull boxes {overfull}"
+            assert pages <= 2, f"{label} {name}: {pages} pages"
+
+
+def test_relu_softmax_reports_have_no_overfull_boxes():
+    """The 2-3-2 ReLU/softmax network once had an equation 602 pt wider than the page."""
+    require_program("pdflatex")
+    network = Network([2, 3, 2], ["relu", "softmax"], "categorical_cross_entropy")
+    for ref in network.parameter_refs():
+        _, overfull = _pdf_log(build_report(derive(network, ref)))
+        assert overfull == [], f"{network.name_of(ref)}: overfull boxes {overfull}"
