@@ -43,6 +43,10 @@ def test_seed002_numbers_golden(seed002_report):
     assert "| 2 | 1.57 | −6.26 | −0.626 | 2.19 |" in md  # seed 002's second slope, −6.26
     assert seed002_report.descent.rows[0].new == "1.57"
     assert seed002_report.descent.converged
+    # Digits are added until consecutive rows differ: no iteration looks stuck.
+    rows = seed002_report.descent.rows
+    assert all(a.new != b.new for a, b in zip(rows, rows[1:]))
+    assert len(rows[-1].new.replace("−", "").replace(".", "")) > 3
 
 
 def test_seed002_factors_golden(seed002_report):
