@@ -382,3 +382,15 @@ def test_relu_softmax_reports_have_no_overfull_boxes():
     for ref in network.parameter_refs():
         _, overfull = _pdf_log(build_report(derive(network, ref)))
         assert overfull == [], f"{network.name_of(ref)}: overfull boxes {overfull}"
+
+
+def test_title_page_says_what_for_which_network_by_whom(tmp_path, seed002):
+    tex = render(build_report(derive(seed002.network, "b3"), source="seed002.toml"), "tex")
+    assert r"$\displaystyle \frac{\partial \mathrm{SSR}}{\partial b_{3}}$, by the chain rule" in tex
+    assert "for the 1-2-1 network (softplus, identity; cost ssr), from seed002.toml" in tex
+    assert r"symback \quad \today" in tex
+    spec = str(ROOT / "examples" / "seed002.toml")
+    assert main(["report", spec, "--wrt", "b3", "--title", "Backprop by hand", "--author", "A. Lecturer",
+                 "-o", str(tmp_path / "b3.tex")]) == 0
+    written = (tmp_path / "b3.tex").read_text(encoding="utf-8")
+    assert "Backprop by hand" in written and r"A. Lecturer \quad \today" in written
