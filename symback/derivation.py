@@ -249,6 +249,14 @@ class Derivation:
         return delta
 
     # -- output ---------------------------------------------------------------
+    @cached_property
+    def presentation(self) -> Any:
+        """How every output shows this derivation (:class:`symback.notation.Presentation`): each factor's
+        named form (2(a − y), σ′(z)), the product in chain order, the δ form and derived cancellations."""
+        from .notation import present
+
+        return present(self)
+
     def chain_notation(self, *, indexed: bool | None = None) -> str:
         """``∂C/∂a(L) · ∂a(L)/∂z(L) · ∂z(L)/∂w(L)`` (with ``Σ_q`` in front in index form)."""
         use_index = self.paths is None if indexed is None else indexed
@@ -258,8 +266,10 @@ class Derivation:
         return sums + " · ".join(f.notation for f in self.chain)
 
     def to_dict(self, params: Parameters | None = None, data: Dataset | None = None) -> dict[str, Any]:
-        """A JSON-ready description: factors (text and LaTeX), assembled expression and value."""
+        """A JSON-ready description: factors (text and LaTeX in their shown forms, SymPy's own under
+        ``sympy``), the product in chain order, the δ form, and the value."""
         from .latex import latex
+        from .notation import text
 
         result: dict[str, Any] = {
             "target": self.target_name,
@@ -269,19 +279,29 @@ class Derivation:
             "chain": {
                 "notation": self.chain_notation(indexed=True),
                 "sum_over": [str(idx.label) for idx in self.sum_indices],
-                "factors": [_factor_dict(f) for f in self.chain],
+                "factors": [_factor_dict(f, self) for f in self.chain],
             },
             "examples_reduction": self.reduction,
         }
         if len(self.entries) > 1:  # one shared parameter: its derivative is the sum of its entries' partials
             result["tied"] = {"entries": [self.network.canonical_name(t) for t in self.entries]}
         if self.paths is not None:
-            result["paths"] = [[_factor_dict(f) for f in path] for path in self.paths]
+            result["paths"] = [[_factor_dict(f, self) for f in path] for path in self.paths]
         # The ordered factors: the single path's in the user's names, else the index form's (Σ over paths).
         one_path = self.paths is not None and len(self.paths) == 1
         result["factors"] = result["paths"][0] if one_path else result["chain"]["factors"]
-        result["product"] = {"text": str(self.product), "latex": latex(self.product)}
-        result["simplified"] = {"text": str(self.simplified), "latex": latex(self.simplified)}
+        shown = self.presentation
+        result["product"] = {"text": text(shown.chain_order), "latex": latex(shown.chain_order),
+                             "sympy": str(self.product)}
+        if shown.delta_form is not None:
+            result["delta_form"] = {"text": text(shown.delta_form), "latex": latex(shown.delta_form)}
+            result["deltas"] = [{"text": text(e), "latex": latex(e)} for e in shown.deltas]
+        result["cancellations"] = [
+            {"text": " = ".join(text(s) for s in (c.delta, *c.steps)),
+             "latex": " = ".join(latex(s) for s in (c.delta, *c.steps)), "condition": c.condition}
+            for c in shown.cancellations
+        ]
+        result["simplified"] = {"text": text(self.simplified), "latex": latex(self.simplified)}
         if params is not None and data is not None:
             evaluation = self.evaluate(params, data)
             result["value"] = evaluation.value
@@ -296,33 +316,48 @@ class Derivation:
         return json.dumps(self.to_dict(params, data), indent=2, ensure_ascii=False)
 
     def text(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
-        """The derivation as readable text, with numbers when ``params`` and ``data`` are given."""
+        """The derivation as readable text in the reports' forms, with numbers when ``params`` and ``data``
+        are given: each factor as named (σ′(z(L)) = a(L)·(1 − a(L))), the product in chain order, the δ form.
+        """
+        from .notation import text
+
+        shown = self.presentation
         C, target = self.cost_name, self.target_name
         lines = [f"∂{C}/∂{target}  ({self.form} form, network {'-'.join(map(str, self.network.sizes))})", ""]
         lines += self._tie_lines(params, data)
-        lines.append("chain rule, index form:")
-        lines.append(f"  ∂{C}/∂{self.indexed_target} = {self.chain_notation(indexed=True)}")
-        width = max(len(f.notation) for f in self.chain)
-        lines += [f"    {f.notation:<{width}} = {f.derivative}" for f in self.chain]
-        if self.paths is not None:
-            lines.append("")
+
+        def factor_lines(factors: tuple[Factor, ...]) -> list[str]:
+            width = max(len(f.notation) for f in factors)
+            return [f"    {f.notation:<{width}} = " + " = ".join(text(form) for form in shown.factor(f).forms)
+                    for f in factors]
+
+        if self.paths is None:
+            lines.append("chain rule, index form:")
+            lines.append(f"  ∂{C}/∂{self.indexed_target} = {self.chain_notation(indexed=True)}")
+            lines += factor_lines(self.chain)
+        else:
             many = len(self.paths) > 1
             lines.append(f"chain rule, {len(self.paths)} path{'s' if many else ''} through the network:")
             for number, path in enumerate(self.paths, 1):
-                if many:
-                    lines.append(f"  path {number}: " + " · ".join(f.notation for f in path))
-                width = max(len(f.notation) for f in path)
-                lines += [f"    {f.notation:<{width}} = {f.derivative}" for f in path]
-        lines += ["", f"assembled:   ∂{C}/∂{target} = {self.product}"]
-        if self.simplified != self.product:
-            lines.append(f"simplified:  ∂{C}/∂{target} = {self.simplified}")
+                lines.append((f"  path {number}: " if many else "  ") + " · ".join(f.notation for f in path))
+            seen: list[Factor] = []
+            for path in self.paths:
+                seen += [f for f in path if all((f.of, f.wrt) != (g.of, g.wrt) for g in seen)]
+            lines += factor_lines(tuple(seen))
+        lines += ["", f"assembled:   {text(shown.lhs)} = {text(shown.chain_order)}"]
+        if shown.delta_form is not None:
+            lines.append(f"δ form:      {text(shown.lhs)} = {text(shown.delta_form)}")
+            lines += [f"  with {text(e)}" for e in shown.deltas]
+        for cancellation in shown.cancellations:
+            steps = " = ".join(text(s) for s in (cancellation.delta, *cancellation.steps))
+            lines.append(f"  so {steps}" + (f"  (when {cancellation.condition})" if cancellation.condition else ""))
         if params is not None and data is not None:
             evaluation = self.evaluate(params, data)
             over = "Σ_i" if self.reduction == "sum" else "(1/n) Σ_i"
             lines.append("")
             lines.append(f"over the {len(data)} example{'s' if len(data) != 1 else ''}: ∂{C}/∂{target} = {over} ∂{C}_i/∂{target}")
             if self.model is not None:
-                lines.append(f"  = {self.over_examples(len(data))}")
+                lines.append(f"  = {text(self.over_examples(len(data)))}")
             for number, value in enumerate(evaluation.examples, 1):
                 lines.append(f"  example {number}: {value:.6g}")
             lines.append(f"value:       ∂{C}/∂{target} = {evaluation.value:.6g}")
@@ -395,15 +430,18 @@ def activations_in_z(model: ExplicitModel) -> dict[sp.Symbol, sp.Expr]:
     }
 
 
-def _factor_dict(factor: Factor) -> dict[str, str]:
+def _factor_dict(factor: Factor, derivation: Derivation) -> dict[str, Any]:
     from .latex import latex
+    from .notation import text
 
+    shown = derivation.presentation.factor(factor)
     return {
         "of": str(factor.of),
         "wrt": str(factor.wrt),
         "notation": factor.notation,
-        "text": str(factor.derivative),
-        "latex": latex(factor.derivative),
+        "text": " = ".join(text(form) for form in shown.forms),
+        "latex": " = ".join(latex(form) for form in shown.forms),
+        "sympy": str(factor.derivative),
     }
 
 

@@ -30,6 +30,9 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+# The notation's nodes print themselves (printmethod); re-exported here for older imports.
+from .notation import ChainProduct, Difference, Partial
+
 __all__ = [
     "ChainProduct",
     "Difference",
@@ -47,34 +50,12 @@ __all__ = [
 # -- report-only nodes: kept unevaluated, printed in a fixed order --------------------------------
 
 
-class Partial(sp.Expr):
-    """``∂of/∂wrt`` as notation (not evaluated): ``Partial(C, a)`` prints ``\\frac{\\partial C}{\\partial a}``."""
-
-    is_commutative = False  # keeps the chain's factors in the order they were given
-
-    @property
-    def of(self) -> sp.Expr:
-        return self.args[0]
-
-    @property
-    def wrt(self) -> sp.Expr:
-        return self.args[1]
-
-
-class ChainProduct(sp.Expr):
-    """An ordered product ``f1 · f2 · f3`` (SymPy's ``Mul`` would reorder it)."""
-
-
 class EqualityChain(sp.Expr):
     """``e1 = e2 = e3``: successive forms of one quantity."""
 
 
 class TermSum(sp.Expr):
     """``t1 + t2 + t3`` in the given order, negative numbers in parentheses (a worked example's sum)."""
-
-
-class Difference(sp.Expr):
-    """``a - b`` in this order (SymPy's ``Add`` would reorder it)."""
 
 
 class Approx(sp.Expr):
@@ -262,6 +243,19 @@ class SymbackLatexPrinter(LatexPrinter):
             return indices + function
         return super()._print_Sum(expr)
 
+    def _print_Derivative(self, expr: sp.Derivative) -> str:
+        # A flat sum is differentiated inside plain parentheses: \left( \right) would make it one
+        # unbreakable box, and a step line of a wide layer then runs off the page.
+        from sympy.printing.conventions import requires_partial
+
+        body = expr.expr
+        flat = isinstance(body, sp.Add) and not body.has(sp.Sum) and not any(
+            p.exp.is_negative for p in body.atoms(sp.Pow))
+        if not flat or len(expr.variable_count) != 1 or expr.variable_count[0][1] != 1:
+            return super()._print_Derivative(expr)
+        d = r"\partial" if requires_partial(body) else "d"
+        return r"\frac{%s}{%s %s} (%s)" % (d, d, self._print(expr.variables[0]), self._print(body))
+
     def _print_HadamardProduct(self, expr: sp.HadamardProduct) -> str:
         return r" \odot ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
 
@@ -269,11 +263,7 @@ class SymbackLatexPrinter(LatexPrinter):
         out = r"\delta_{%s%s}" % (self._print(expr.args[0]), self._print(expr.args[1]))
         return out if exp is None else r"%s^{%s}" % (out, exp)
 
-    def _print_Partial(self, expr: Partial) -> str:
-        return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.of), self._print(expr.wrt))
 
-    def _print_ChainProduct(self, expr: ChainProduct) -> str:
-        return r" \cdot ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
 
     def _print_EqualityChain(self, expr: EqualityChain) -> str:
         return " = ".join(self._print(a) for a in expr.args)
@@ -283,8 +273,6 @@ class SymbackLatexPrinter(LatexPrinter):
             r"\left(%s\right)" % self._print(a) if a.could_extract_minus_sign() else self._print(a) for a in expr.args
         )
 
-    def _print_Difference(self, expr: Difference) -> str:
-        return "%s - %s" % (self._print(expr.args[0]), self.parenthesize(expr.args[1], PRECEDENCE["Add"] + 1))
 
     def _print_Approx(self, expr: Approx) -> str:
         return r"%s \approx %s" % (self._print(expr.args[0]), self._print(expr.args[1]))
@@ -324,9 +312,22 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         self.dom = Document()
 
     def doprint(self, expr: Any) -> str:
-        node = self._print(expr)
-        _resolve_entities(node)
-        return node.toxml()
+        holder = self._row(self._print(expr))  # a parent, so that the top node itself is polished too
+        _resolve_entities(holder)
+        _polish(holder)
+        return holder.firstChild.toxml()
+
+    def _print_Derivative(self, e: sp.Derivative) -> Element:
+        # SymPy's printer writes d/dx followed by the bare expression: "d/dz 1 + e^{-z}" reads as
+        # (d/dz 1) + e^{-z}.  Anything looser than a product is differentiated inside parentheses,
+        # as the LaTeX printer already does.
+        row = super()._print_Derivative(e)
+        row.removeChild(row.lastChild)
+        if e.expr.could_extract_minus_sign():  # d/dz (−z), not d/dz −z
+            row.appendChild(self._row(self._l_paren(), self._print(e.expr), self._r_paren()))
+        else:
+            row.appendChild(self.parenthesize(e.expr, PRECEDENCE["Mul"], strict=True))
+        return row
 
     def _el(self, tag: str, *children: Element | str) -> Element:
         element = self.dom.createElement(tag)
@@ -396,10 +397,14 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         raise AssertionError(kind)  # pragma: no cover
 
     def _layer(self, layer: str) -> Element:
-        row = self._row(self._el("mo", "("))
+        # TeX sets a^{(L-1)} in script style: no space around the parentheses or the minus sign.
+        row = self._row(_tight(self._el("mo", "(")))
         for piece in re.findall(r"\d+|[A-Za-z]+|-", layer):
-            row.appendChild(self._el("mn" if piece.isdigit() else ("mo" if piece == "-" else "mi"), piece))
-        row.appendChild(self._el("mo", ")"))
+            if piece == "-":
+                row.appendChild(_tight(self._el("mo", MINUS)))
+            else:
+                row.appendChild(self._el("mn" if piece.isdigit() else "mi", piece))
+        row.appendChild(_tight(self._el("mo", ")")))
         return row
 
     def _print_Symbol(self, sym: sp.Symbol, style: str = "plain") -> Element:
@@ -449,20 +454,7 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
             table.appendChild(self._el("mtr", self._el("mtd", self._print(value)), self._el("mtd", cond)))
         return self._row(self._el("mo", "{"), table)
 
-    def _print_Partial(self, e: Partial) -> Element:
-        return self._el(
-            "mfrac",
-            self._row(self._el("mo", "∂"), self._print(e.of)),
-            self._row(self._el("mo", "∂"), self._print(e.wrt)),
-        )
 
-    def _print_ChainProduct(self, e: ChainProduct) -> Element:
-        row = self._row()
-        for position, factor in enumerate(e.args):
-            if position:
-                row.appendChild(self._el("mo", "·"))
-            row.appendChild(self.parenthesize(factor, PRECEDENCE["Mul"]))
-        return row
 
     def _print_EqualityChain(self, e: EqualityChain) -> Element:
         row = self._row()
@@ -483,8 +475,6 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
             row.appendChild(printed)
         return row
 
-    def _print_Difference(self, e: Difference) -> Element:
-        return self._row(self._print(e.args[0]), self._el("mo", "−"), self.parenthesize(e.args[1], PRECEDENCE["Add"] + 1))
 
     def _print_Approx(self, e: Approx) -> Element:
         return self._row(self._print(e.args[0]), self._el("mo", "≈"), self._print(e.args[1]))
@@ -500,6 +490,51 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
                 row.appendChild(self._el("mo", "⊙"))
             row.appendChild(self.parenthesize(factor, PRECEDENCE["Mul"]))
         return row
+
+
+#: U+2212 MINUS SIGN: MathML wants the minus sign itself; a hyphen renders as a short dash.
+MINUS = "\u2212"
+_FENCES = {"(", ")", "[", "]"}
+_DOUBLE_STRUCK = {"\u2146": "d", "\u2147": "e"}
+# Content that is taller than a line of text: only around it do parentheses need to stretch.
+_TALL = {"mfrac", "munder", "munderover", "mover", "mtable"}
+
+
+def _tight(mo: Element) -> Element:
+    mo.setAttribute("stretchy", "false")
+    mo.setAttribute("lspace", "0")
+    mo.setAttribute("rspace", "0")
+    return mo
+
+
+def _has_tall(node: Any) -> bool:
+    return any(
+        child.nodeType == child.ELEMENT_NODE and (child.tagName in _TALL or _has_tall(child))
+        for child in node.childNodes
+    )
+
+
+def _polish(node: Any) -> None:
+    """Typographic fixes SymPy's printer leaves out: − (U+2212) for "-", parentheses that stretch only
+    around tall content (Chromium pads a stretched parenthesis: "( a − y )" with gaps otherwise)."""
+    for child in list(node.childNodes):
+        if child.nodeType == child.TEXT_NODE:
+            continue
+        if child.tagName in ("mo", "mi") and child.firstChild is not None and child.firstChild.nodeValue in _DOUBLE_STRUCK:
+            # SymPy writes ⅆ (U+2146) and ⅇ (U+2147); the PDF, and textbooks, print d/dz and e.
+            letter = child.ownerDocument.createElement("mi")
+            letter.appendChild(child.ownerDocument.createTextNode(_DOUBLE_STRUCK[child.firstChild.nodeValue]))
+            node.replaceChild(letter, child)
+            continue
+        if child.tagName in ("mo", "mn") and child.firstChild is not None and child.firstChild.nodeType == child.TEXT_NODE:
+            text = child.firstChild.data
+            if "-" in text:
+                child.firstChild.data = text.replace("-", MINUS)
+            if child.tagName == "mo" and text in _FENCES and not child.hasAttribute("stretchy"):
+                if not _has_tall(node):
+                    child.setAttribute("stretchy", "false")
+        else:
+            _polish(child)
 
 
 def _resolve_entities(node: Any) -> None:
@@ -520,13 +555,14 @@ def mathml(expr: Any, *, display: bool = False) -> str:
     """A complete ``<math>`` element for ``expr`` (MathML Core, rendered natively by browsers).
 
     >>> mathml(sp.Symbol("w(L)"))
-    '<math><msup><mi>w</mi><mrow><mo>(</mo><mi>L</mi><mo>)</mo></mrow></msup></math>'
+    '<math><msup><mi>w</mi><mrow><mo stretchy="false" lspace="0" rspace="0">(</mo><mi>L</mi><mo stretchy="false" lspace="0" rspace="0">)</mo></mrow></msup></math>'
     """
     printer = SymbackMathMLPrinter()
     body = printer._print(expr)
-    _resolve_entities(body)
     math = printer.dom.createElement("math")
     if display:
         math.setAttribute("display", "block")
     math.appendChild(body)
+    _resolve_entities(math)
+    _polish(math)
     return math.toxml()

@@ -38,7 +38,19 @@ from .data import Dataset
 from .derivation import Derivation, Factor, backprop_equations, derive
 from .errors import SpecError, SymbackError
 from .files import write_atomic
-from .latex import ChainProduct, Difference, EqualityChain, Partial, TermSum, escape_latex, latex, mathml
+from .latex import EqualityChain, TermSum, escape_latex, latex, mathml
+from .notation import (
+    Alongside,
+    ChainProduct,
+    Difference,
+    FunctionPrime,
+    OrderedSum,
+    Partial,
+    Product,
+    activation_forms,
+    prime_name,
+)
+from .notation import text as notation_text
 from .model import IndexedModel
 from .network import Network, NodeRef
 from .parameters import Parameters
@@ -83,7 +95,18 @@ class FactorReport:
     definition: Math
     steps: tuple[StepLine, ...]
     result: Math
-    rewriting: Math | None
+    rewriting: Any  # a Display: successive forms, one a line
+    heading: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """One path of a sum over paths: its factors (named, in chain order), their product's value form, its δ form."""
+
+    number: int
+    factors: Math
+    delta: Math
 
 
 @dataclass(frozen=True)
@@ -156,6 +179,16 @@ class Report:
     chain: Math | None = None
     paths: tuple[Math, ...] = ()
     factors: tuple[FactorReport, ...] = ()
+    derivatives_used: tuple[FactorReport, ...] = ()
+    results: tuple[Math, ...] = ()
+    path_rows: tuple[PathRow, ...] = ()
+    delta_form: Math | None = None
+    deltas: tuple[Math, ...] = ()
+    cancellations: tuple[Math, ...] = ()
+    cancellation_notes: tuple[str, ...] = ()
+    subtitle: str = ""
+    author: str = "symback"
+    heading: Math | None = None
     assembled: Math | None = None
     simplified: Math | None = None
     numeric: Numeric | None = None
@@ -190,15 +223,18 @@ def _network_part(network: Network) -> dict[str, Any]:
         (Math(im.weights[L][j, k], False), f"weight from neuron k of layer {label(L - 1) if L > 1 else 'x'} "
                                            f"to neuron j of layer {label(L)}"),
         (Math(im.biases[L][j], False), f"bias of neuron j of layer {label(L)}"),
-        (Math(im.zs[L][j], False), "weighted input of neuron j: Σ_k w_jk a_k + b_j"),
-        (Math(im.activations[L][j], False), "activation of neuron j: σ(z_j)"),
+        (Math(im.zs[L][j], False), "weighted input of neuron j, the sum over k of weight times input plus bias"),
+        (Math(im.activations[L][j], False), f"activation of neuron j: {_activation_words(network.activations[-1])}"),
         (Math(im.targets[j], False), "target for output j"),
         (Math(im.cost_symbol, False), "cost"),
     ]
     forward = []
     for layer in range(1, L + 1):
         jj, kk = im.index("j", layer), im.index("k", layer - 1)
-        forward.append(Math(sp.Eq(im.zs[layer][jj], im.z_expression(layer, jj, kk))))
+        # Σ_k w_jk a_k + b_j, in the textbooks' order (SymPy's Add would print b + Σ a_k w_jk).
+        weighted = OrderedSum(sp.Sum(Product(im.weights[layer][jj, kk], im.activations[layer - 1][kk]), kk),
+                              im.biases[layer][jj])
+        forward.append(Math(sp.Eq(im.zs[layer][jj], weighted, evaluate=False)))
         dummy = im.index("q", layer)
         forward.append(Math(sp.Eq(im.activations[layer][jj], im.a_expression(layer, jj, dummy))))
     forward.append(Math(sp.Eq(im.cost_symbol, im.cost_expression(im.index("j", L)))))
@@ -222,6 +258,12 @@ def _tied_count(network: Network) -> str:
     return f"; {network.n_free_parameters:,} free, tied: {shared}"
 
 
+def _activation_words(activation: Any) -> str:
+    """``σ(z_j)`` only for a sigmoid: the notation table names each layer's own function."""
+    return {"sigmoid": "σ(z_j)", "identity": "z_j itself", "softmax": "softmax of the layer's z"}.get(
+        activation.name, f"{activation.label}(z_j)")
+
+
 def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
     note = Math(sp.Eq(rule.u, rule.inner), False) if isinstance(rule, ChainRule) else None
     equation = Math(sp.Eq(sp.Derivative(rule.expr, rule.var, evaluate=False), rule.result), False)
@@ -231,21 +273,57 @@ def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
     return lines
 
 
-def _factor_report(network: Network, factor: Factor) -> FactorReport:
+def _factor_report(network: Network, factor: Factor, derivation: Derivation, heading: str = "") -> FactorReport:
     traced = trace(factor.local, factor.wrt)  # raises if the rules and sympy.diff disagree
+    shown = derivation.presentation.factor(factor)
+    definition: sp.Expr = sp.Eq(factor.of, factor.local)
+    if shown.kind == "cost":
+        definition = _cost_over_examples(derivation, factor)
+    note = ""
+    if shown.kind == "cost":
+        note = ("each example's term is differentiated; the examples' derivatives are "
+                + ("summed" if derivation.reduction == "sum" else "averaged") + " at the end")
+    forms = shown.forms
+    result = Math(sp.Eq(Partial(factor.of, factor.wrt), factor.derivative))
     rewriting = None
-    activation = _activation_of(network, factor)
-    if activation is not None:
-        found = rewrite_in_terms_of(activation.formula, Z, factor.of)
-        if found is not None:
-            rewriting = Math(EqualityChain(Partial(factor.of, factor.wrt), factor.derivative, found.rewritten))
+    if forms and forms[0] != factor.derivative:
+        rewriting = _chain_display(Partial(factor.of, factor.wrt),
+                                   (factor.derivative, *(f for f in forms if f != factor.derivative)))
     return FactorReport(
         notation=Math(Partial(factor.of, factor.wrt), False),
-        definition=Math(sp.Eq(factor.of, factor.local)),
+        definition=Math(definition),
         steps=tuple(_step_lines(traced.rule)),
-        result=Math(sp.Eq(Partial(factor.of, factor.wrt), factor.derivative)),
+        result=result,
         rewriting=rewriting,
+        heading=heading,
+        note=note,
     )
+
+
+def _cost_over_examples(derivation: Derivation, factor: Factor) -> sp.Expr:
+    """``SSR = Σ_i (observed_i − predicted_i)²``: the cost with its Σ over the examples (seed 002), and
+    the term differentiated is one example's."""
+    cost = sp.Symbol(derivation.cost_name)
+    model = derivation.model
+    if model is None:
+        return sp.Eq(cost, factor.local)
+    n = sp.Symbol("n", integer=True, positive=True)
+    i = sp.Idx("i", (1, n))
+    outputs = [s for s in factor.local.free_symbols if model.refs.get(s, NodeRef("C")).kind == "a"]
+    if len(outputs) == 1:
+        # One output: the examples' index goes on the names themselves, Σ_i (observed_i − predicted_i)².
+        per_example = {symbol: sp.IndexedBase(symbol.name)[i] for symbol, ref in model.refs.items()
+                       if ref.kind in ("x", "y", "z", "a")}
+        total: sp.Expr = sp.Sum(factor.local.xreplace(per_example), (i, 1, n))
+        if derivation.reduction == "mean":
+            total = Product(sp.Pow(n, -1, evaluate=False), total)
+        return sp.Eq(cost, total, evaluate=False)
+    # Several outputs: C = Σ_i C_i (or its mean) with C_i one example's sum over the outputs.
+    per = sp.IndexedBase(derivation.cost_name)
+    total = sp.Sum(per[i], (i, 1, n))
+    if derivation.reduction == "mean":
+        total = Product(sp.Pow(n, -1, evaluate=False), total)
+    return Alongside(sp.Eq(cost, total, evaluate=False), sp.Eq(per[i], factor.local, evaluate=False))
 
 
 def _activation_of(network: Network, factor: Factor) -> Any:
@@ -317,9 +395,10 @@ def descent_table(
         return derivation.value(current, data)
 
     path = descend(float(current.get(target)), slope, learning_rate, tolerance=tolerance, max_steps=max_steps)
+    raw = [(iteration, s.old, s.slope, s.step, s.new) for iteration, s in enumerate(path.steps, start=1)]
     rows = tuple(
-        DescentRow(iteration, _number(s.old), _number(s.slope), _number(s.step), _number(s.new) if s.taken else "not taken")
-        for iteration, s in enumerate(path.steps, start=1)
+        row if s.taken else DescentRow(row.iteration, row.old, row.slope, row.step, "not taken")
+        for row, s in zip(_descent_rows(raw), path.steps, strict=True)
     )
     converged = path.converged
     current.set(target, path.final, derivation.network)
@@ -330,6 +409,96 @@ def descent_table(
                    float(current.get(target)), _number(float(current.get(target))), rule_math)
 
 
+@dataclass(frozen=True)
+class Display:
+    """A long equation broken over lines: ``lhs = parts[0]``, then ``join parts[i]`` on lines of their own
+    (``join`` is ``"+"`` for a sum over paths, ``"="`` for successive forms)."""
+
+    lhs: Math
+    parts: tuple[Math, ...]
+    join: str
+
+
+def _chain_display(lhs: sp.Expr, forms: tuple[sp.Expr, ...]) -> Display:
+    """``lhs = f1 = f2 …`` broken over lines."""
+    return Display(Math(lhs, False), tuple(Math(f, False) for f in forms), "=")
+
+
+def _display(lhs: sp.Expr, rhs: sp.Expr, join: str = "+") -> Display:
+    parts = rhs.args if join == "+" and isinstance(rhs, OrderedSum) else (rhs,)
+    return Display(Math(lhs, False), tuple(Math(p, False) for p in parts), join)
+
+
+def _ref_kind(derivation: Derivation, symbol: sp.Expr) -> str:
+    """w, b, a, x, z for a factor's wrt (the explicit model's own record, or the indexed base's name)."""
+    if derivation.model is not None and symbol in derivation.model.refs:
+        return derivation.model.refs[symbol].kind
+    base = symbol.base.label if isinstance(symbol, sp.Indexed) else symbol
+    return str(base)[:1]
+
+
+def _derivatives_used(derivation: Derivation, factors: list[Factor]) -> tuple[FactorReport, ...]:
+    """Each local derivative derived once, rule by rule: the cost's, each layer function's (in z), and
+    the weighted input's for each kind of variable; every other factor is an instance of one of them."""
+    shown = derivation.presentation
+    network = derivation.network
+    reports: list[FactorReport] = []
+    done_cost = False
+    done_activations: list[Any] = []
+    done_affine: set[str] = set()
+    for factor in factors:
+        item = shown.factor(factor)
+        if item.kind == "cost" and not done_cost:
+            done_cost = True
+            reports.append(_factor_report(network, factor, derivation, heading="The cost"))
+        elif item.kind == "activation" and all(a is not item.activation for a in done_activations):
+            done_activations.append(item.activation)
+            reports.append(_activation_report(item.activation))
+        elif item.kind == "affine" and not done_affine:
+            # One weighted input, derived in full, shows the sum rule every ∂z/∂(w, b or a) follows.
+            done_affine.add(_ref_kind(derivation, factor.wrt))
+            reports.append(_factor_report(network, factor, derivation, heading="The weighted input"))
+        elif item.kind == "softmax":
+            reports.append(_factor_report(network, factor, derivation, heading="The softmax"))
+    return tuple(reports)
+
+
+def _activation_report(activation: Any) -> FactorReport:
+    """σ′(z) derived once in a generic z, then written in the function's own value a (a(1 − a))."""
+    a = sp.Symbol("a", real=True)
+    forms = activation_forms(activation, Z, a)
+    traced = trace(activation.formula, Z)  # raises if the rules and sympy.diff disagree
+    name = FunctionPrime(prime_name(activation), Z)
+    later = forms.shown[2:]
+    rewriting = _chain_display(name, (forms.derived, *later)) if later else None
+    return FactorReport(
+        notation=Math(name, False),
+        definition=Math(sp.Eq(a, activation.formula)),
+        steps=tuple(_step_lines(traced.rule)),
+        result=Math(sp.Eq(name, forms.derived)),
+        rewriting=rewriting,
+        heading=f"The {activation.label} layer",
+    )
+
+
+def _descent_rows(raw: list[tuple[int, float, float, float, float]]) -> list[DescentRow]:
+    """Each row with :data:`DIGITS` significant digits, or more where fewer would print the same value
+    as the row before (seed 002's iterations 6–10 looked stuck at 2.6/2.61 with three)."""
+    rows = []
+    for position, (iteration, old, slope, step, new) in enumerate(raw):
+        digits = DIGITS
+        if position:
+            before = raw[position - 1]
+            while digits < 15 and any(
+                _number(now, digits) == _number(then, digits) and now != then
+                for now, then in ((old, before[1]), (new, before[4]))
+            ):
+                digits += 1
+        rows.append(DescentRow(iteration, _number(old, digits), _number(slope, digits), _number(step, digits),
+                               _number(new, digits)))
+    return rows
+
+
 def build_report(
     obj: Derivation | Network,
     params: Parameters | None = None,
@@ -338,15 +507,19 @@ def build_report(
     descent: dict[str, Any] | None = None,
     source: str = "",
     check: bool = True,
+    title: str | None = None,
+    author: str | None = None,
 ) -> Report:
     """A :class:`Report` for a derivation (factors, steps, numbers) or a whole network (δ recursion).
 
-    ``descent`` (``{"learning_rate": .., "tolerance": .., "max_steps": ..}``) adds the iteration table.
+    ``descent`` (``{"learning_rate": .., "tolerance": .., "max_steps": ..}``) adds the iteration table;
+    ``title`` and ``author`` go on the title page (default: what was derived, by symback).
     """
     if isinstance(obj, Network):
-        return _network_report(obj, params, data, source=source, check=check)
+        return _network_report(obj, params, data, source=source, check=check, title=title, author=author)
     derivation = obj
     network = derivation.network
+    shown = derivation.presentation
     target = _target_symbol(derivation)
     cost = sp.Symbol(derivation.cost_name)
     chain_factors = ChainProduct(*(Partial(f.of, f.wrt) for f in derivation.chain))
@@ -354,6 +527,7 @@ def build_report(
     chain = Math(sp.Eq(Partial(cost, derivation.indexed_target), chain_rhs, evaluate=False))
     paths: list[Math] = []
     factors: list[Factor] = list(derivation.chain)
+    path_rows: list[PathRow] = []
     if derivation.paths is not None:
         paths = [Math(sp.Eq(Partial(cost, target), ChainProduct(*(Partial(f.of, f.wrt) for f in path))))
                  for path in derivation.paths] if len(derivation.paths) == 1 else [
@@ -363,11 +537,13 @@ def build_report(
             for f in path:
                 seen.setdefault((f.of, f.wrt), f)
         factors = list(seen.values())
-    factor_reports = tuple(_factor_report(network, f) for f in factors)
-    assembled = Math(sp.Eq(Partial(cost, target), derivation.product, evaluate=False))
-    simplified = None
-    if derivation.simplified != derivation.product:
-        simplified = Math(sp.Eq(Partial(cost, target), derivation.simplified, evaluate=False))
+        if len(derivation.paths) > 1 and shown.path_deltas is not None:
+            deltas = shown.path_deltas.args if isinstance(shown.path_deltas, OrderedSum) else (shown.path_deltas,)
+            products = shown.chain_order.args if isinstance(shown.chain_order, OrderedSum) else (shown.chain_order,)
+            if len(deltas) == len(products):
+                path_rows = [PathRow(n, Math(p, False), Math(d, False))
+                             for n, (p, d) in enumerate(zip(products, deltas, strict=True), 1)]
+    results = tuple(Math(EqualityChain(Partial(f.of, f.wrt), *_result_forms(shown.factor(f)))) for f in factors)
     numeric = None
     descent_part = None
     if params is not None and data is not None:
@@ -380,15 +556,31 @@ def build_report(
                      else derivation.tie_summary())
     if derivation.form == "indexed":
         notes.append("Index form: one generic neuron per layer; its size does not grow with layer width.")
+    lhs = shown.lhs
+    cancellations = tuple(Display(Math(c.delta, False), tuple(Math(step, False) for step in c.steps), "=")
+                          for c in shown.cancellations)
+    cancelled = {c.delta: c.steps[-1] for c in shown.cancellations}
     return Report(
-        title=f"∂{derivation.cost_name}/∂{derivation.target_name}",
+        title=title or f"{notation_text(lhs)}, by the chain rule",
+        heading=None if title else Math(lhs, False),
+        subtitle=_subtitle(network, source),
+        author=author or "symback",
         source=source,
         form=derivation.form,
         chain=chain,
         paths=tuple(paths),
-        factors=factor_reports,
-        assembled=assembled,
-        simplified=simplified,
+        factors=(),
+        derivatives_used=_derivatives_used(derivation, factors),
+        results=results,
+        path_rows=tuple(path_rows),
+        assembled=_display(lhs, shown.chain_order),
+        delta_form=_display(lhs, shown.path_deltas if len(path_rows) > 1 else shown.delta_form)
+        if shown.delta_form is not None else None,
+        # An output δ that cancels is listed in its final form; the steps follow under the cancellations.
+        deltas=tuple(Math(sp.Eq(e.lhs, cancelled.get(e.lhs, e.rhs), evaluate=False), False) for e in shown.deltas),
+        cancellations=cancellations,
+        cancellation_notes=tuple(c.condition for c in shown.cancellations),
+        simplified=None,
         numeric=numeric,
         descent=descent_part,
         notes=tuple(notes),
@@ -396,8 +588,22 @@ def build_report(
     )
 
 
+def _result_forms(item: Any) -> tuple[sp.Expr, ...]:
+    """A factor's line: its named form and the forms in the outputs (SymPy's own is in "derivatives used")."""
+    if item.kind == "activation" and len(item.forms) > 2:
+        return (item.forms[0], *item.forms[2:])
+    return item.forms
+
+
+def _subtitle(network: Network, source: str) -> str:
+    layers = ", ".join(a.label for a in network.activations)
+    text = f"for the {'-'.join(map(str, network.sizes))} network ({layers}; cost {network.cost.label})"
+    return text + (f", from {source}" if source else "")
+
+
 def _network_report(
-    network: Network, params: Parameters | None, data: Dataset | None, *, source: str, check: bool
+    network: Network, params: Parameters | None, data: Dataset | None, *, source: str, check: bool,
+    title: str | None = None, author: str | None = None,
 ) -> Report:
     equations = backprop_equations(network)
     layers = []
@@ -417,7 +623,9 @@ def _network_report(
     notes = ("The matrix form repeats for every layer: δ(l) = (W(l+1)ᵀ δ(l+1)) ⊙ σ'(z(l)), "
              "∇_b(l) C = δ(l), ∇_W(l) C = δ(l) a(l−1)ᵀ.",)
     return Report(
-        title=f"Backpropagation for {'-'.join(map(str, network.sizes))}",
+        title=title or f"Backpropagation for the {'-'.join(map(str, network.sizes))} network",
+        subtitle=_subtitle(network, source),
+        author=author or "symback",
         source=source,
         form="indexed",
         layers=tuple(layers),
@@ -569,6 +777,11 @@ def render_template(template: str, fmt: str, **context: Any) -> str:
 
 def compile_pdf(tex: str) -> bytes:
     """Run pdflatex (no shell escape, in a temporary directory) and return the PDF's bytes."""
+    return compile_pdf_with_log(tex)[0]
+
+
+def compile_pdf_with_log(tex: str) -> tuple[bytes, str]:
+    """:func:`compile_pdf`, also returning pdflatex's log of the last run (overfull boxes, page count)."""
     program = shutil.which("pdflatex")
     if program is None:
         raise SymbackError("pdflatex not found: install TeX Live (Debian: texlive-latex-base "
@@ -588,7 +801,8 @@ def compile_pdf(tex: str) -> bytes:
             if result.returncode != 0:
                 lines = [line for line in result.stdout.splitlines() if line.startswith("!")]
                 raise SymbackError(f"pdflatex failed: {lines[0] if lines else 'exit status ' + str(result.returncode)}")
-        return (Path(work) / "report.pdf").read_bytes()
+        log = (Path(work) / "report.log").read_text(encoding="utf-8", errors="replace")
+        return (Path(work) / "report.pdf").read_bytes(), log
 
 
 def write_report(obj: Derivation | Network | Report, path: str | Path, format: str | None = None, **options: Any) -> Path:
@@ -613,18 +827,18 @@ def write_report(obj: Derivation | Network | Report, path: str | Path, format: s
 
 
 def repr_latex(derivation: Derivation) -> str:
-    """``$$ ∂C/∂target = assembled $$`` for Jupyter."""
-    target = _target_symbol(derivation)
-    return "$$" + latex(sp.Eq(Partial(sp.Symbol(derivation.cost_name), target), derivation.product,
-                              evaluate=False)) + "$$"
+    """``$$ ∂C/∂target = the product in chain order $$`` for Jupyter (the forms of every other output)."""
+    shown = derivation.presentation
+    return "$$" + latex(sp.Eq(shown.lhs, shown.chain_order, evaluate=False)) + "$$"
 
 
 def repr_html(derivation: Derivation) -> str:
-    """A small HTML fragment (MathML) with the chain rule and the assembled derivative."""
-    report = build_report(derivation)
-    parts = [mathml(report.chain.expr, display=True)] if report.chain is not None else []
-    if report.assembled is not None:
-        parts.append(mathml(report.assembled.expr, display=True))
+    """A small HTML fragment (MathML): the product in chain order and the δ form, in one naming."""
+    shown = derivation.presentation
+    parts = [mathml(sp.Eq(shown.lhs, shown.chain_order, evaluate=False), display=True)]
+    if shown.delta_form is not None:
+        parts.append(mathml(sp.Eq(shown.lhs, shown.delta_form, evaluate=False), display=True))
+        parts += [mathml(e, display=True) for e in shown.deltas]
     return "<div class=\"symback\">" + "".join(parts) + "</div>"
 
 
@@ -641,6 +855,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.1, help="for --descent (default 0.1)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="stop at a step with |step size| < this, not taking it (default 1e-3)")
     parser.add_argument("--max-steps", type=int, default=1000, help="most iterations for --descent (default 1000)")
+    parser.add_argument("--title", help="the title page's title (default: what was derived)")
+    parser.add_argument("--author", help="the title page's author (default: symback)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -659,7 +875,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.descent:
             spec.require_data()
             descent = {"learning_rate": args.learning_rate, "tolerance": args.tolerance, "max_steps": args.max_steps}
-    path = write_report(obj, args.output, params=spec.parameters, data=spec.data, descent=descent, source=source)
+    path = write_report(obj, args.output, params=spec.parameters, data=spec.data, descent=descent, source=source,
+                        title=args.title, author=args.author)
     print(f"wrote {path}")
     return 0
 

@@ -25,7 +25,7 @@ def test_help_lists_subcommands(capsys):
 def test_derive_text(capsys):
     assert main(["derive", SEED002, "--wrt", "b3"]) == 0
     out = capsys.readouterr().out
-    assert "∂SSR/∂predicted  = -2*observed + 2*predicted" in out
+    assert "∂SSR/∂predicted  = −2(observed − predicted)" in out
     assert "value:       ∂SSR/∂b3 = -15.6551" in out
 
 

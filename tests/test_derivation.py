@@ -263,7 +263,10 @@ def test_derivation_rejects_inputs_as_targets(seed002):
 def test_json_has_factors_expression_and_value(seed002):
     result = derive(seed002.network, "b3").to_dict(seed002.parameters, seed002.data)
     assert [f["notation"] for f in result["factors"]] == ["∂SSR/∂predicted", "∂predicted/∂z(L)", "∂z(L)/∂b3"]
-    assert result["product"]["latex"] == r"- 2 \mathrm{observed} + 2 \mathrm{predicted}"  # symback's printer
+    # Seed 002's own form: −2(observed − predicted), the cost's difference kept in its order.
+    assert result["product"]["latex"] == r"- 2 \left(\mathrm{observed} - \mathrm{predicted}\right)"
+    assert result["product"]["text"] == "−2(observed − predicted)"
+    assert result["product"]["sympy"] == "-2*observed + 2*predicted"  # SymPy's own, still there
     assert round(result["value"], 1) == -15.7
     assert len(result["examples"]) == 3
 

@@ -98,7 +98,8 @@ def test_escape_latex_table():
 def test_mathml_structure():
     assert mathml(sp.Symbol("w(L)_0_1")) == (
         "<math><msubsup><mi>w</mi><mrow><mn>0</mn><mn>1</mn></mrow>"
-        "<mrow><mo>(</mo><mi>L</mi><mo>)</mo></mrow></msubsup></math>"
+        '<mrow><mo stretchy="false" lspace="0" rspace="0">(</mo><mi>L</mi>'
+        '<mo stretchy="false" lspace="0" rspace="0">)</mo></mrow></msubsup></math>'
     )
     # SymPy's entity names come out as characters, not as escaped text.
     assert "&amp;" not in mathml(sp.Symbol("x") * sp.Symbol("y"))
@@ -129,3 +130,61 @@ def test_names_with_a_final_newline_are_text_not_notation():
         assert parse_name(name).kind == "text", name
     assert parse_name("dC/dw1\n").parts[1].kind == "text"
     assert parse_name("w1").kind == "script" and parse_name("w(L)_0").kind == "script"
+
+
+# -- MathML that is right (issue 12, item 7) ---------------------------------------------------------------
+
+TIGHT = '<mo stretchy="false" lspace="0" rspace="0">'
+
+
+def test_mathml_differentiated_sum_keeps_its_parentheses():
+    # Seed 002's ∂/∂b3 (a0 w3 + a1 w4 + b3) and σ's d/dz (1 + e^{−z}): without the parentheses the
+    # page read "∂/∂b₃ a₀w₃ + a₁w₄ + b₃ = 1".
+    z, b3 = sp.Symbol("z"), sp.Symbol("b3")
+    assert mathml(sp.Derivative(1 + sp.exp(-z), z, evaluate=False)) == (
+        "<math><mrow><mfrac><mrow><mi>d</mi></mrow><mrow><mi>d</mi><mi>z</mi></mrow></mfrac>"
+        '<mrow><mo stretchy="false">(</mo><mrow><mn>1</mn><mo>+</mo><msup><mi>e</mi><mrow><mo>\u2212</mo>'
+        '<mi>z</mi></mrow></msup></mrow><mo stretchy="false">)</mo></mrow></mrow></math>'
+    )
+    a0, w3 = sp.Symbol("a0"), sp.Symbol("w3")
+    assert mathml(sp.Derivative(a0 * w3 + b3, b3, evaluate=False)) == (
+        "<math><mrow><mfrac><mrow><mo>∂</mo></mrow><mrow><mo>∂</mo><msub><mi>b</mi><mrow><mn>3</mn></mrow></msub>"
+        '</mrow></mfrac><mrow><mo stretchy="false">(</mo><mrow><mrow><msub><mi>a</mi><mrow><mn>0</mn></mrow></msub>'
+        "<mo>\u2062</mo><msub><mi>w</mi><mrow><mn>3</mn></mrow></msub></mrow><mo>+</mo><msub><mi>b</mi><mrow><mn>3</mn>"
+        '</mrow></msub></mrow><mo stretchy="false">)</mo></mrow></mrow></math>'
+    )
+    # A negative term too, as the LaTeX printer writes \frac{d}{d z} \left(- z\right).
+    assert mathml(sp.Derivative(-z, z, evaluate=False)) == (
+        "<math><mrow><mfrac><mrow><mi>d</mi></mrow><mrow><mi>d</mi><mi>z</mi></mrow></mfrac>"
+        '<mrow><mo stretchy="false">(</mo><mrow><mo>\u2212</mo><mi>z</mi></mrow><mo stretchy="false">)</mo></mrow></mrow></math>'
+    )
+    # A product needs none (LaTeX agrees: \frac{d}{dz} 2 z).
+    assert "(" not in mathml(sp.Derivative(2 * z * sp.Symbol("y"), z, evaluate=False))
+
+
+def test_mathml_minus_is_the_minus_sign():
+    a, y = sp.Symbol("a(L)"), sp.Symbol("y")
+    printed = mathml(a - y)
+    assert "-" not in printed.replace("<math>", "") and printed.count("\u2212") == 1
+    assert mathml(sp.Float("-15.7", 3)) == "<math><mn>\u221215.7</mn></math>"
+    assert "-" not in mathml(-sp.Symbol("x") / 2) and "\u2212" in mathml(-sp.Symbol("x") / 2)
+
+
+def test_mathml_layer_scripts_are_tight_msup_and_msubsup():
+    # b^{(L)}_j is one msubsup (the j sits under the (L), not pushed right) and (L−1) has no gaps.
+    b = sp.IndexedBase("b(L-1)")
+    j = sp.Idx("j", 2)
+    assert mathml(b[j]) == (
+        "<math><msubsup><mi>b</mi><mrow><mi>j</mi></mrow><mrow>" + TIGHT + "(</mo><mi>L</mi>"
+        + TIGHT + "\u2212</mo><mn>1</mn>" + TIGHT + ")</mo></mrow></msubsup></math>"
+    )
+    assert mathml(sp.Symbol("a(L)")) == (
+        "<math><msup><mi>a</mi><mrow>" + TIGHT + "(</mo><mi>L</mi>" + TIGHT + ")</mo></mrow></msup></math>"
+    )
+
+
+def test_mathml_parentheses_stretch_only_around_tall_content():
+    x = sp.Symbol("x")
+    assert 'stretchy="false">(' in mathml((x + 1) ** 2)
+    tall = mathml((x + 1 / (x + 2)) ** 2)
+    assert "<mfrac>" in tall and "<mo>(</mo>" in tall

@@ -43,6 +43,10 @@ def test_seed002_numbers_golden(seed002_report):
     assert "| 2 | 1.57 | −6.26 | −0.626 | 2.19 |" in md  # seed 002's second slope, −6.26
     assert seed002_report.descent.rows[0].new == "1.57"
     assert seed002_report.descent.converged
+    # Digits are added until consecutive rows differ: no iteration looks stuck.
+    rows = seed002_report.descent.rows
+    assert all(a.new != b.new for a, b in zip(rows, rows[1:]))
+    assert len(rows[-1].new.replace("−", "").replace(".", "")) > 3
 
 
 def test_seed002_factors_golden(seed002_report):
@@ -51,7 +55,11 @@ def test_seed002_factors_golden(seed002_report):
         r"\frac{\partial \mathrm{SSR}}{\partial b_{3}} = \frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} "
         r"\cdot \frac{\partial \mathrm{predicted}}{\partial z^{(L)}} \cdot \frac{\partial z^{(L)}}{\partial b_{3}}"
     ) in tex
-    assert r"\frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} = - 2 \mathrm{observed} + 2 \mathrm{predicted}" in tex
+    # SymPy's form, then seed 002's own: −2(observed − predicted), the cost's difference in its order.
+    assert (r"\frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} &= - 2 \mathrm{observed} + 2 \mathrm{predicted} \\"
+            "\n" r"&= - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)") in tex
+    # The cost with its Σ over the examples.
+    assert r"From $\mathrm{SSR} = \sum_{i} \left(\mathrm{observed}_{i} - \mathrm{predicted}_{i}\right)^{2}$" in tex
     assert r"\textbf{chain rule} (with $u = \mathrm{observed} - \mathrm{predicted}$)" in tex
 
 
@@ -62,12 +70,18 @@ def test_3blue1brown_chain_golden():
         r"\frac{\partial C}{\partial w^{(L)}} = \frac{\partial C}{\partial a^{(L)}} \cdot "
         r"\frac{\partial a^{(L)}}{\partial z^{(L)}} \cdot \frac{\partial z^{(L)}}{\partial w^{(L)}}"
     ) in tex
-    # σ' found by the rule trace, then written in σ's own value: e^{−z}/(1+e^{−z})² = a(1 − a).
-    assert (
-        r"\frac{\partial a^{(L)}}{\partial z^{(L)}} = \frac{e^{- z^{(L)}}}{\left(1 + e^{- z^{(L)}}\right)^{2}} "
-        r"= a^{(L)} \left(1 - a^{(L)}\right)"
-    ) in tex
+    # σ′ derived once in a generic z by the rule trace, then written in σ's own value a(1 − a) ...
+    assert (r"\sigma'\left(z\right) &= \frac{e^{- z}}{\left(1 + e^{- z}\right)^{2}} \\" "\n"
+            r"&= a \left(1 - a\right)") in tex
+    # ... and the factor is σ′ at this layer's z, in this layer's a.
+    assert (r"\frac{\partial a^{(L)}}{\partial z^{(L)}} = \sigma'\left(z^{(L)}\right) = a^{(L)} \left(1 - a^{(L)}\right)"
+            in tex)
     assert r"\frac{\partial z^{(L)}}{\partial w^{(L)}} = a^{(L-1)}" in tex
+    # Assembled as 3Blue1Brown writes it, and in δ form.
+    assert (r"\frac{\partial C}{\partial w^{(L)}} &= a^{(L-1)} \sigma'\left(z^{(L)}\right) 2 \left(a^{(L)} - y\right)"
+            in tex)
+    assert r"\frac{\partial C}{\partial w^{(L)}} &= a^{(L-1)} \delta^{(L)}" in tex
+    assert r"\delta^{(L)} = \sigma'\left(z^{(L)}\right) 2 \left(a^{(L)} - y\right)" in tex
 
 
 def test_every_factor_trace_ends_at_sympy_diff(seed002):
@@ -76,11 +90,14 @@ def test_every_factor_trace_ends_at_sympy_diff(seed002):
 
     derivation = derive(seed002.network, "w1")
     report = build_report(derivation)
-    assert len(report.factors) == 5
-    for factor, shown in zip(derivation.paths[0], report.factors):
-        traced = shown.steps[0].equation.expr.rhs
-        assert sp.simplify(traced - sp.diff(factor.local, factor.wrt)) == 0
-        assert shown.result.expr.rhs == factor.derivative
+    # Each local derivative once: the cost, each layer function, one weighted input (5 factors, 4 derivations).
+    assert [r.heading for r in report.derivatives_used] == [
+        "The cost", "The identity layer", "The weighted input", "The softplus layer"]
+    assert len(report.results) == 5
+    for shown in report.derivatives_used:
+        traced = shown.steps[0].equation.expr
+        assert sp.simplify(traced.rhs - sp.diff(traced.lhs.expr, traced.lhs.variables[0])) == 0
+        assert sp.simplify(traced.rhs - shown.result.expr.rhs) == 0
 
 
 # -- real tools -----------------------------------------------------------------------------------------------
@@ -181,8 +198,10 @@ def test_cli_report(tmp_path, capsys):
 def test_jupyter_reprs(seed002):
     d = derive(seed002.network, "b3")
     assert d._repr_latex_() == (
-        r"$$\frac{\partial \mathrm{SSR}}{\partial b_{3}} = - 2 \mathrm{observed} + 2 \mathrm{predicted}$$"
+        r"$$\frac{\partial \mathrm{SSR}}{\partial b_{3}} = - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)$$"
     )
+    # One naming: b3 throughout, never the index form's b^{(L)}_j beside it.
+    assert "<mi>j</mi>" not in d._repr_html_() and d._repr_html_().count("<msub><mi>b</mi><mrow><mn>3</mn>") >= 2
     assert d._repr_html_().startswith('<div class="symback"><math display="block">')
 
 
@@ -245,11 +264,11 @@ def test_rewriting_follows_the_expression_not_the_names():
     """A hidden sigmoid named like the output must get σ(1 − σ), not the tanh output's 1 − a²."""
     network = Network([1, 1, 1], ["sigmoid", "tanh"], "squared_error", names={"output": "a", "a(1)": "a1"})
     report = build_report(derive(network, "w(1)"))
-    rewritings = {latex(f.notation.expr): latex(f.rewriting.expr) for f in report.factors if f.rewriting}
-    hidden = next(text for notation, text in rewritings.items() if "a_{1}" in notation)
-    assert "1 - a_{1}" in hidden and "a_{1}^{2}" not in hidden
-    output = next(text for notation, text in rewritings.items() if "a_{1}" not in notation)
-    assert "a^{2}" in output
+    results = [latex(r.expr) for r in report.results]
+    hidden = next(text for text in results if text.startswith(r"\frac{\partial a_{1}}"))
+    assert hidden.endswith(r"= a_{1} \left(1 - a_{1}\right)") and "a_{1}^{2}" not in hidden
+    output = next(text for text in results if text.startswith(r"\frac{\partial a}"))
+    assert output.endswith(r"= 1 - a^{2}")
 
 
 def test_descent_learning_rate_keeps_its_parentheses_in_tex(seed002_report):
@@ -265,3 +284,113 @@ def test_pdflatex_that_cannot_run_is_one_line(tmp_path, seed002_report, monkeypa
     with pytest.raises(SymbackError, match="did not finish"):
         write_report(seed002_report, tmp_path / "b3.pdf")
     assert not list(tmp_path.iterdir())
+
+
+# -- the HTML page shows the parentheses and minus signs the PDF shows (issue 12, item 7) --------------------
+
+
+def _step_lists(html: str) -> str:
+    """The report's own rule-by-rule step lists (its MathML, its stylesheet), on one short page."""
+    import re
+
+    head = html[: html.index("<body>")]
+    steps = re.findall(r'<ul class="steps">.*?</ul>', html, flags=re.S)
+    assert steps, "the report has no step lists"
+    return head + "<body>" + "".join(steps) + "</body></html>"
+
+
+def _drop_derivative_parentheses(page: str) -> tuple[str, int]:
+    """The page with the parentheses after every d/dx, ∂/∂x removed, and how many there were."""
+    import re
+    from xml.dom.minidom import parseString
+
+    dropped = 0
+
+    def edit(match: re.Match) -> str:
+        nonlocal dropped
+        math = parseString(match.group(0)).documentElement
+        for frac in math.getElementsByTagName("mfrac"):
+            numerator = frac.firstChild
+            follower = frac.nextSibling
+            if numerator.toxml() in ("<mrow><mi>d</mi></mrow>", "<mrow><mo>∂</mo></mrow>") and follower is not None:
+                fences = follower.getElementsByTagName("mo")
+                if follower.tagName == "mrow" and fences and fences[0].firstChild.data == "(":
+                    follower.removeChild(follower.firstChild)
+                    follower.removeChild(follower.lastChild)
+                    dropped += 1
+        return math.toxml()
+
+    return re.sub(r"<math.*?</math>", edit, page, flags=re.S), dropped
+
+
+def test_html_shows_derivative_parentheses_and_minus_signs_in_chromium(tmp_path):
+    """Screenshots of the report's own step lists change when the parentheses after d/dz or the
+    minus signs (U+2212) are taken out: so they are there, and the browser draws them."""
+    report = build_report(derive(Network([1, 1, 1], "sigmoid", "squared_error"), "w(L)"))
+    page = _step_lists(render(report, "html"))
+    no_parentheses, dropped = _drop_derivative_parentheses(page)
+    assert dropped >= 2  # d/dz (1 + e^{−z}) and ∂/∂w(L) (a(L−1) w(L) + b(L)) at least
+    assert page.count("\u2212") >= 2
+    hyphens = page.replace("\u2212", "-")
+    shots = {}
+    for name, text in (("page", page), ("no_parentheses", no_parentheses), ("hyphens", hyphens)):
+        work = tmp_path / name
+        work.mkdir()
+        (work / "page.html").write_text(text, encoding="utf-8")
+        shots[name] = chromium_screenshot(work / "page.html", work, size=(1000, 900))
+        if os.environ.get("SYMBACK_KEEP_SCREENSHOTS"):
+            (Path(os.environ["SYMBACK_KEEP_SCREENSHOTS"]) / f"{name}.png").write_bytes(shots[name])
+    assert dark_pixels(shots["page"]) > 300, "screenshot looks blank"
+    assert png_pixels(shots["page"])[3] != png_pixels(shots["no_parentheses"])[3]
+    assert dark_pixels(shots["page"], step=1) > dark_pixels(shots["no_parentheses"], step=1)
+    assert png_pixels(shots["page"])[3] != png_pixels(shots["hyphens"])[3]
+
+
+# -- fits the page (issue 12, item 5) -------------------------------------------------------------------------
+
+
+def _pdf_log(report) -> tuple[int, list[str]]:
+    import re
+
+    from symback.report import compile_pdf_with_log
+
+    _, log = compile_pdf_with_log(render(report, "tex"))
+    pages = int(re.search(r"Output written on report\.pdf \((\d+) pages?", log).group(1))
+    return pages, re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)
+
+
+def _single_parameter_reports(seed002):
+    yield "seed002", seed002.network, seed002.parameters, seed002.data
+    yield "seed001", Network([1, 1, 1, 1], "sigmoid", "squared_error", names={"cost": "C0"}), None, None
+    yield "2-2-2", Network([2, 2, 2], "sigmoid", "squared_error"), None, None
+
+
+def test_every_single_parameter_report_is_at_most_two_pages_without_overfull_boxes(seed002):
+    require_program("pdflatex")
+    for label, network, params, data in _single_parameter_reports(seed002):
+        for ref in network.parameter_refs():
+            pages, overfull = _pdf_log(build_report(derive(network, ref), params, data))
+            name = network.name_of(ref)
+            assert overfull == [], f"{label} {name}: overfull boxes {overfull}"
+            assert pages <= 2, f"{label} {name}: {pages} pages"
+
+
+def test_relu_softmax_reports_have_no_overfull_boxes():
+    """The 2-3-2 ReLU/softmax network once had an equation 602 pt wider than the page."""
+    require_program("pdflatex")
+    network = Network([2, 3, 2], ["relu", "softmax"], "categorical_cross_entropy")
+    for ref in network.parameter_refs():
+        _, overfull = _pdf_log(build_report(derive(network, ref)))
+        assert overfull == [], f"{network.name_of(ref)}: overfull boxes {overfull}"
+
+
+def test_title_page_says_what_for_which_network_by_whom(tmp_path, seed002):
+    tex = render(build_report(derive(seed002.network, "b3"), source="seed002.toml"), "tex")
+    assert r"$\displaystyle \frac{\partial \mathrm{SSR}}{\partial b_{3}}$, by the chain rule" in tex
+    assert "for the 1-2-1 network (softplus, identity; cost ssr), from seed002.toml" in tex
+    assert r"symback \quad \today" in tex
+    spec = str(ROOT / "examples" / "seed002.toml")
+    assert main(["report", spec, "--wrt", "b3", "--title", "Backprop by hand", "--author", "A. Lecturer",
+                 "-o", str(tmp_path / "b3.tex")]) == 0
+    written = (tmp_path / "b3.tex").read_text(encoding="utf-8")
+    assert "Backprop by hand" in written and r"A. Lecturer \quad \today" in written

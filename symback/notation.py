@@ -1,0 +1,817 @@
+"""Notation objects: the presentation forms of a derivation, as SymPy nodes that print themselves.
+
+Each class here is a small unevaluated SymPy expression with one idea and its own printing
+(``_symback_latex`` for :func:`symback.latex.latex`, ``_symback_mathml`` for
+:func:`symback.latex.mathml`, ``_symback_text`` for :func:`text`, and SymPy's own
+``_latex``/``_sympystr``), so every output — PDF, HTML, Markdown, terminal, JSON, Jupyter —
+shows the same form:
+
+* :class:`Partial` ``∂C/∂a(L)``; :class:`Product` an ordered product (:class:`ChainProduct` with ·);
+  :class:`Difference` ``a(L) − y`` in the cost's own order;
+* :class:`FunctionPrime` ``σ′(z(L))`` (a layer's derivative, named by its function);
+  :class:`FunctionOf` ``σ(z)`` (softplus′ = σ);
+* :class:`Delta` ``δ(L)_j = ∂C/∂z(L)_j``, named after the weighted input it belongs to.
+
+Which form is shown is decided by rules that SymPy proves (:func:`cost_form`,
+:func:`activation_forms`), never typed in.  verify and the reports import these objects too.
+
+>>> import sympy as sp
+>>> a, y, z = sp.Symbol("a(L)"), sp.Symbol("y"), sp.Symbol("z(L)")
+>>> text(cost_form(2 * a - 2 * y, (a - y) ** 2, a))
+'2(a(L) − y)'
+>>> from symback.latex import latex
+>>> latex(Product(sp.Symbol("a(L-1)"), FunctionPrime("sigma", z), cost_form(2 * a - 2 * y, (a - y) ** 2, a)))
+"a^{(L-1)} \\\\sigma'\\\\left(z^{(L)}\\\\right) 2 \\\\left(a^{(L)} - y\\\\right)"
+>>> text(Delta(z)), latex(Delta(sp.Symbol("z(L-1)_0")))
+('δ(L)', '\\\\delta^{(L-1)}_{0}')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.str import StrPrinter
+
+__all__ = [
+    "Alongside",
+    "ChainProduct",
+    "Delta",
+    "Difference",
+    "FunctionOf",
+    "FunctionPrime",
+    "Partial",
+    "PRIME_NAMES",
+    "Product",
+    "SymbackTextPrinter",
+    "activation_forms",
+    "cost_form",
+    "prime_name",
+    "text",
+]
+
+MINUS = "\u2212"
+
+
+# -- the nodes ----------------------------------------------------------------------------------------
+
+
+class Partial(sp.Expr):
+    """``∂of/∂wrt`` as notation (not evaluated): ``Partial(C, a)`` prints ``\\frac{\\partial C}{\\partial a}``.
+
+    >>> text(Partial(sp.Symbol("C"), sp.Symbol("a(L)")))
+    '∂C/∂a(L)'
+    """
+
+    is_commutative = False  # keeps the chain's factors in the order they were given
+
+    @property
+    def of(self) -> sp.Expr:
+        return self.args[0]
+
+    @property
+    def wrt(self) -> sp.Expr:
+        return self.args[1]
+
+    def _symback_latex(self, printer: Any) -> str:
+        return r"\frac{\partial %s}{\partial %s}" % (printer._print(self.of), printer._print(self.wrt))
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        return printer._el(
+            "mfrac",
+            printer._row(printer._el("mo", "∂"), printer._print(self.of)),
+            printer._row(printer._el("mo", "∂"), printer._print(self.wrt)),
+        )
+
+    def _symback_text(self, printer: Any) -> str:
+        return f"∂{printer._print(self.of)}/∂{printer._print(self.wrt)}"
+
+    _sympystr = _symback_text
+
+
+class Product(sp.Expr):
+    """An ordered product written as a textbook does, ``a(L-1) σ′(z(L)) 2(a(L) − y)`` (SymPy's ``Mul``
+    would reorder it); a number after another factor gets a ``·`` (x · 2, not x2).
+
+    >>> text(Product(sp.Symbol("x"), FunctionPrime("sigma", sp.Symbol("z")), sp.Integer(2)))
+    'x σ′(z) · 2'
+    """
+
+    precedence = PRECEDENCE["Mul"]
+    _dot = False
+
+    def _separator(self, position: int) -> bool:
+        return self._dot or self.args[position].is_Number
+
+    def _needs_parentheses(self, position: int) -> bool:
+        factor = self.args[position]
+        # A sum, or a signed factor after another one (x (−2)(o − p), never x −2(o − p)).
+        return precedence(factor) < PRECEDENCE["Mul"] or (position > 0 and factor.could_extract_minus_sign())
+
+    def _factor(self, printer: Any, position: int, wrap: Any) -> Any:
+        printed = printer._print(self.args[position])
+        return wrap(printed) if self._needs_parentheses(position) else printed
+
+    def _symback_latex(self, printer: Any) -> str:
+        out = ""
+        for position in range(len(self.args)):
+            if position:
+                out += r" \cdot " if self._separator(position) else " "
+            out += self._factor(printer, position, lambda p: r"\left(%s\right)" % p)
+        return out
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        row = printer._row()
+        for position in range(len(self.args)):
+            if position:
+                row.appendChild(printer._el("mo", "·" if self._separator(position) else "\u2062"))
+            row.appendChild(self._factor(printer, position, lambda p: printer._row(
+                printer._l_paren(), p, printer._r_paren())))
+        return row
+
+    def _symback_text(self, printer: Any) -> str:
+        out = ""
+        for position in range(len(self.args)):
+            if position:
+                out += " · " if self._separator(position) else " "
+            out += self._factor(printer, position, lambda p: f"({p})")
+        return out
+
+    _sympystr = _symback_text
+
+
+class ChainProduct(Product):
+    """The chain rule's ordered product of partials, ``∂C/∂a · ∂a/∂z · ∂z/∂w`` (always with ·).
+
+    >>> text(ChainProduct(sp.Symbol("x"), sp.Symbol("y")))
+    'x · y'
+    """
+
+    _dot = True
+
+
+class Difference(sp.Expr):
+    """``a − b`` in this order (SymPy's ``Add`` would reorder it: seed 002's observed − predicted).
+
+    >>> text(Difference(sp.Symbol("observed"), sp.Symbol("predicted")))
+    'observed − predicted'
+    """
+
+    precedence = PRECEDENCE["Add"]
+
+    def _symback_latex(self, printer: Any) -> str:
+        return "%s - %s" % (printer._print(self.args[0]), printer.parenthesize(self.args[1], PRECEDENCE["Add"] + 1))
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        return printer._row(printer._print(self.args[0]), printer._el("mo", "−"),
+                            printer.parenthesize(self.args[1], PRECEDENCE["Add"] + 1))
+
+    def _symback_text(self, printer: Any) -> str:
+        return f"{printer._print(self.args[0])} {MINUS} {printer.parenthesize(self.args[1], PRECEDENCE['Add'] + 1)}"
+
+    _sympystr = _symback_text
+
+
+#: How a layer's derivative is named: activation registry name -> the function's symbol (f′ otherwise).
+PRIME_NAMES = {"sigmoid": "sigma", "tanh": "tanh", "relu": "ReLU", "leaky_relu": "LeakyReLU", "softplus": "softplus",
+               "elu": "ELU", "silu": "SiLU", "identity": "id"}
+_LATEX_FUNCTIONS = {"sigma": r"\sigma", "tanh": r"\tanh"}
+_TEXT_FUNCTIONS = {"sigma": "σ"}
+
+
+def prime_name(activation: Any) -> str:
+    """The symbol a layer's derivative is written with: ``sigma`` for sigmoid, ``f`` for a user formula.
+
+    >>> from symback.activations import get_activation
+    >>> prime_name(get_activation("sigmoid")), prime_name(get_activation({"formula": "z^3"}))
+    ('sigma', 'f')
+    """
+    from .activations import ACTIVATIONS
+
+    if activation.name in PRIME_NAMES and activation.name in ACTIVATIONS:
+        return PRIME_NAMES[activation.name]
+    return "f"
+
+
+class _Applied(sp.Expr):
+    """``name(arg)``; the name is a plain string, printed from a small table (never parsed)."""
+
+    _prime = ""
+
+    def __new__(cls, name: str | sp.Symbol, arg: sp.Expr) -> _Applied:
+        # SymPy rebuilds nodes as func(*args) (xreplace, simplify): the name then arrives as its Symbol.
+        return super().__new__(cls, sp.Symbol(name) if isinstance(name, str) else name, sp.sympify(arg))
+
+    @property
+    def name(self) -> str:
+        return self.args[0].name
+
+    @property
+    def arg(self) -> sp.Expr:
+        return self.args[1]
+
+    def _head_latex(self) -> str:
+        head = _LATEX_FUNCTIONS.get(self.name, r"\mathrm{%s}" % self.name if len(self.name) > 1 else self.name)
+        return head + ("'" if self._prime else "")
+
+    def _symback_latex(self, printer: Any) -> str:
+        return r"%s\left(%s\right)" % (self._head_latex(), printer._print(self.arg))
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        from sympy.printing.pretty.pretty_symbology import greek_unicode
+
+        name = greek_unicode.get(self.name, self.name)
+        head = printer._el("mi", name)
+        if len(name) > 1:
+            head.setAttribute("mathvariant", "normal")
+        if self._prime:
+            head = printer._el("msup", head, printer._el("mo", "′"))
+        open_, close = printer._el("mo", "("), printer._el("mo", ")")
+        for fence in (open_, close):
+            fence.setAttribute("stretchy", "false")
+        return printer._row(head, open_, printer._print(self.arg), close)
+
+    def _symback_text(self, printer: Any) -> str:
+        return f"{_TEXT_FUNCTIONS.get(self.name, self.name)}{self._prime}({printer._print(self.arg)})"
+
+    _sympystr = _symback_text
+
+
+class FunctionPrime(_Applied):
+    """A layer's derivative named by its function: ``FunctionPrime("sigma", z)`` is ``σ′(z)``.
+
+    >>> text(FunctionPrime("tanh", sp.Symbol("z(1)_0")))
+    'tanh′(z(1)_0)'
+    """
+
+    _prime = "′"
+
+
+class FunctionOf(_Applied):
+    """A named function applied: ``FunctionOf("sigma", z)`` is ``σ(z)`` (softplus′(z) = σ(z))."""
+
+
+class Delta(sp.Expr):
+    """``δ = ∂C/∂z`` for one weighted input ``z``: printed with z's own layer and index (δ(L)_j).
+
+    >>> text(Delta(sp.Symbol("z(L)_1")))
+    'δ(L)_1'
+    """
+
+    @property
+    def z(self) -> sp.Expr:
+        return self.args[0]
+
+    def _name(self) -> str | None:
+        """``delta(L)_1`` for ``z(L)_1``: the same scripts, base δ (None when z has a user name)."""
+        z = self.z
+        base = z.base.label if isinstance(z, sp.Indexed) else z
+        name = getattr(base, "name", str(base))
+        return "delta" + name[1:] if name.startswith("z(") else None
+
+    def _renamed(self) -> sp.Expr:
+        name = self._name()
+        if name is None:
+            return sp.Symbol("delta_" + str(self.z))
+        if isinstance(self.z, sp.Indexed):
+            return sp.IndexedBase(name)[self.z.indices]
+        return sp.Symbol(name)
+
+    def _symback_latex(self, printer: Any) -> str:
+        if self._name() is None:
+            return r"\delta_{%s}" % printer._print(self.z)
+        return printer._print(self._renamed())
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        if self._name() is None:
+            return printer._el("msub", printer._el("mi", "δ"), printer._print(self.z))
+        return printer._print(self._renamed())
+
+    def _symback_text(self, printer: Any) -> str:
+        if self._name() is None:
+            return f"δ_{printer._print(self.z)}"
+        return "δ" + printer._print(self._renamed())[len("delta"):]
+
+    _sympystr = _symback_text
+
+
+# -- terminal text ---------------------------------------------------------------------------------------
+
+
+class SymbackTextPrinter(StrPrinter):
+    """Plain text in the reports' forms: ``2(a(L) − y)``, ``a(L-1) σ′(z(L))``, − as U+2212.
+
+    >>> text(-sp.Symbol("x") + 2 * sp.Symbol("y") * sp.Symbol("x"))
+    '2·x·y − x'
+    """
+
+    printmethod = "_symback_text"
+
+    def _print_Add(self, expr: sp.Add, order: Any = None) -> str:
+        terms = self._as_ordered_terms(expr, order=order)
+        prec = precedence(expr)
+        pieces: list[str] = []
+        for term in terms:
+            printed = self._print(term)
+            sign = "+"
+            if printed.startswith(MINUS) and not term.is_Add:
+                sign, printed = MINUS, printed[1:]
+            if precedence(term) < prec or term.is_Add:
+                printed = f"({printed})"
+            pieces.extend([sign, printed])
+        first = pieces.pop(0)
+        return ("" if first == "+" else MINUS) + " ".join(pieces)
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        coefficient, rest = expr.as_coeff_mul()
+        if coefficient.is_negative:
+            return MINUS + self._print(sp.Mul(-coefficient, *rest, evaluate=False) if coefficient != -1
+                                       else sp.Mul(*rest, evaluate=False))
+        numerator, denominator = sp.fraction(expr)
+        if denominator != 1:
+            return "%s/%s" % (self.parenthesize(numerator, PRECEDENCE["Mul"]),
+                              self.parenthesize(denominator, PRECEDENCE["Mul"] + 1))
+        factors = list(expr.args)
+        out = ""
+        for position, factor in enumerate(factors):
+            printed = self.parenthesize(factor, PRECEDENCE["Mul"])
+            if position and not (factors[position - 1].is_Number and printed.startswith("(")):
+                out += "·"
+            out += printed
+        return out
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return super()._print_Integer(expr).replace("-", MINUS)
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return super()._print_Rational(expr).replace("-", MINUS)
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return super()._print_Float(expr).replace("-", MINUS)
+
+    def _print_Exp1(self, expr: Any) -> str:
+        return "e"
+
+    def _print_exp(self, expr: sp.exp) -> str:
+        power = expr.args[0]
+        return "e^" + (self._print(power) if power.is_Atom else f"({self._print(power)})")
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Rational and expr.exp.is_negative:
+            return "1/" + self.parenthesize(expr.base ** -expr.exp, PRECEDENCE["Mul"] + 1)
+        return "%s^%s" % (self.parenthesize(expr.base, PRECEDENCE["Pow"], strict=False),
+                          self.parenthesize(expr.exp, PRECEDENCE["Pow"], strict=False))
+
+    def _print_Equality(self, expr: sp.Eq) -> str:
+        return f"{self._print(expr.lhs)} = {self._print(expr.rhs)}"
+
+
+def text(expr: Any) -> str:
+    """Plain text of ``expr`` in the notation's forms (the terminal's ``symback derive``).
+
+    >>> text(sp.Eq(Partial(sp.Symbol("C"), sp.Symbol("b(L)")), sp.Integer(-2) * sp.Symbol("a")))
+    '∂C/∂b(L) = −2·a'
+    """
+    return SymbackTextPrinter().doprint(expr)
+
+
+# -- which form is shown: rules that SymPy proves -----------------------------------------------------------
+
+
+def _equal(a: sp.Expr, b: sp.Expr) -> bool:
+    """``a == b`` proven by SymPy (expand, then simplify for what expand leaves)."""
+    difference = sp.expand(a - b)
+    if difference == 0:
+        return True
+    return sp.count_ops(difference) < 200 and sp.simplify(difference) == 0
+
+
+def cost_form(derivative: sp.Expr, cost: sp.Expr, wrt: sp.Expr) -> sp.Expr:
+    """``∂C/∂a`` with its common factor pulled out of the cost's own difference: ``2(a − y)``, ``−2(y − a)``.
+
+    The cost's inner differences (two-term sums containing ``wrt``) are tried in the order the
+    cost writes them; one is used when the derivative is a constant times it.  Otherwise the
+    smaller of the derivative and its ``factor_terms`` is returned.
+
+    >>> a, y = sp.Symbol("predicted"), sp.Symbol("observed")
+    >>> text(cost_form(2 * a - 2 * y, (y - a) ** 2, a))
+    '−2(observed − predicted)'
+    """
+    for inner in sp.preorder_traversal(cost):
+        if not (isinstance(inner, sp.Add) and len(inner.args) == 2 and inner.has(wrt)):
+            continue
+        ratio = sp.cancel(derivative / inner)
+        if ratio.free_symbols & inner.free_symbols:
+            continue
+        positive = [t for t in inner.args if not t.could_extract_minus_sign()]
+        if len(positive) != 1:
+            continue
+        negative = -next(t for t in inner.args if t is not positive[0])
+        shown = Difference(positive[0], negative)
+        if not _equal(ratio * (positive[0] - negative), derivative):  # pragma: no cover - cancel is exact
+            continue
+        return shown if ratio == 1 else sp.Mul(ratio, shown, evaluate=False)
+    tidy = sp.factor_terms(derivative)
+    return tidy if sp.count_ops(tidy) <= sp.count_ops(derivative) else derivative
+
+
+@dataclass(frozen=True)
+class ActivationForms:
+    """The forms of one layer's ``∂a/∂z``: ``named`` (σ′(z)), ``derived`` (SymPy's), ``known`` (σ(z) for
+    softplus′, when SymPy proves the derivative is another registered function) and ``output``
+    (in the activation's own value, a(1 − a), when :func:`~symback.steps.rewrite_in_terms_of` finds it)."""
+
+    activation: Any
+    named: sp.Expr
+    derived: sp.Expr
+    known: sp.Expr | None
+    output: sp.Expr | None
+
+    @property
+    def shown(self) -> tuple[sp.Expr, ...]:
+        """Every distinct form, in the order a textbook writes them: σ′(z) = … = a(1 − a)."""
+        forms = [self.named, self.derived, self.known, self.output]
+        out: list[sp.Expr] = []
+        for form in forms:
+            if form is not None and form not in out:
+                out.append(form)
+        return tuple(out)
+
+    @property
+    def simplest(self) -> sp.Expr:
+        """The form used inside products: the output form, else the known function, else SymPy's."""
+        return self.output if self.output is not None else self.known if self.known is not None else self.derived
+
+
+_FORMS_CACHE: dict[tuple, ActivationForms] = {}
+
+
+def activation_forms(activation: Any, z: sp.Expr, a: sp.Expr) -> ActivationForms:
+    """The forms of ``∂a/∂z`` for an elementwise ``activation`` at weighted input ``z`` with output ``a``.
+
+    >>> from symback.activations import get_activation
+    >>> forms = activation_forms(get_activation("softplus"), sp.Symbol("z"), sp.Symbol("a"))
+    >>> [text(f) for f in forms.shown]
+    ['softplus′(z)', 'e^z/(e^z + 1)', 'σ(z)']
+    """
+    key = (activation._key(), z, a)
+    if key in _FORMS_CACHE:
+        return _FORMS_CACHE[key]
+    from .activations import ACTIVATIONS, Z
+    from .steps import rewrite_in_terms_of
+
+    derived = activation.derivative_at(z)
+    named: sp.Expr = FunctionPrime(prime_name(activation), z)
+    if derived.is_Number:
+        named = derived
+    known = None
+    if not derived.is_Number and not derived.has(sp.Piecewise):
+        for name, factory in ACTIVATIONS.items():
+            if name == activation.name or name not in PRIME_NAMES:
+                continue
+            other = factory()
+            if other.elementwise and not other.formula.has(sp.Piecewise) and _equal(other.at(z), derived):
+                known = FunctionOf(PRIME_NAMES[name], z)
+                break
+    output = None
+    found = rewrite_in_terms_of(activation.formula, Z, a)
+    if found is not None:
+        output = found.rewritten
+    forms = ActivationForms(activation, named, derived, known, output)
+    _FORMS_CACHE[key] = forms
+    return forms
+
+
+class Alongside(sp.Expr):
+    """Equations side by side, ``e1, e2`` (a definition and the term it sums).
+
+    >>> text(Alongside(sp.Eq(sp.Symbol("C"), sp.Symbol("s")), sp.Eq(sp.Symbol("s"), 1)))
+    'C = s,  s = 1'
+    """
+
+    def _symback_latex(self, printer: Any) -> str:
+        return r", \qquad ".join(printer._print(a) for a in self.args)
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        row = printer._row()
+        for position, part in enumerate(self.args):
+            if position:
+                row.appendChild(printer._el("mo", ","))
+                space = printer._el("mspace")
+                space.setAttribute("width", "2em")
+                row.appendChild(space)
+            row.appendChild(printer._print(part))
+        return row
+
+    def _symback_text(self, printer: Any) -> str:
+        return ",  ".join(printer._print(a) for a in self.args)
+
+    _sympystr = _symback_text
+
+
+# -- a derivation's presentation ---------------------------------------------------------------------------
+
+
+class OrderedSum(sp.Expr):
+    """``t1 + t2 + …`` in the given order (a sum over paths, each path's product kept as written).
+
+    >>> text(OrderedSum(sp.Symbol("y"), -sp.Symbol("x")))
+    'y − x'
+    """
+
+    precedence = PRECEDENCE["Add"]
+
+    def _pieces(self, printer: Any) -> list[tuple[bool, Any]]:
+        out = []
+        for term in self.args:
+            negative = term.could_extract_minus_sign() and not isinstance(term, Product)
+            out.append((negative, printer._print(-term if negative else term)))
+        return out
+
+    def _symback_latex(self, printer: Any) -> str:
+        pieces = self._pieces(printer)
+        out = ("- " if pieces[0][0] else "") + pieces[0][1]
+        for negative, printed in pieces[1:]:
+            out += (" - " if negative else " + ") + printed
+        return out
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        row = printer._row()
+        for position, (negative, printed) in enumerate(self._pieces(printer)):
+            if position or negative:
+                row.appendChild(printer._el("mo", "−" if negative else "+"))
+            row.appendChild(printed)
+        return row
+
+    def _symback_text(self, printer: Any) -> str:
+        pieces = self._pieces(printer)
+        out = (MINUS if pieces[0][0] else "") + pieces[0][1]
+        for negative, printed in pieces[1:]:
+            out += f" {MINUS} " if negative else " + "
+            out += printed
+        return out
+
+    _sympystr = _symback_text
+
+
+def ordered_sum(terms: list[sp.Expr]) -> sp.Expr:
+    """One term as itself, several as an :class:`OrderedSum`."""
+    return terms[0] if len(terms) == 1 else OrderedSum(*terms)
+
+
+def product(factors: list[sp.Expr]) -> sp.Expr:
+    """One factor as itself, several as a :class:`Product`; factors equal to 1 (an identity layer's
+    derivative) are left out."""
+    kept = [f for f in factors if f != 1] or [sp.S.One]
+    return kept[0] if len(kept) == 1 else Product(*kept)
+
+
+@dataclass(frozen=True)
+class ShownFactor:
+    """One chain-rule factor as shown: ``kind`` is cost, activation, softmax or affine; ``named`` is its
+    form inside products (2(a − y), σ′(z), a(L−1)); ``forms`` every proven-equal form after
+    ``∂of/∂wrt =``; ``simplest`` the form used when factors are multiplied out."""
+
+    factor: Any
+    kind: str
+    named: sp.Expr
+    forms: tuple[sp.Expr, ...]
+    simplest: sp.Expr
+    activation: Any = None
+
+    @property
+    def partial(self) -> Partial:
+        return Partial(self.factor.of, self.factor.wrt)
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """``δ(L) = σ′(z) ∂C/∂a = a(1 − a) · … = a − y``: the steps SymPy takes, and the condition it needs."""
+
+    delta: sp.Expr
+    steps: tuple[sp.Expr, ...]
+    condition: str = ""
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How a :class:`~symback.derivation.Derivation` is shown (the same in every output).
+
+    ``chain_order``: the product of named factors in chain order, from the target up to the cost,
+    summed over paths (3Blue1Brown's a(L−1) σ′(z(L)) 2(a(L) − y)); ``delta_form``: Nielsen's
+    a(l−1)_k δ(l)_j; ``deltas``: each δ used, defined once from the layer above (``sympy.Eq``);
+    ``cancellations``: where activation and cost combine, δ(L) = a(L) − y with its steps.
+    """
+
+    lhs: Partial
+    factors: tuple[ShownFactor, ...]
+    chain_order: sp.Expr
+    delta_form: sp.Expr | None
+    deltas: tuple[sp.Eq, ...]
+    cancellations: tuple[Cancellation, ...]
+    path_deltas: sp.Expr | None = None
+
+    def factor(self, factor: Any) -> ShownFactor:
+        for shown in self.factors:
+            if (shown.factor.of, shown.factor.wrt) == (factor.of, factor.wrt):
+                return shown
+        raise KeyError(factor)
+
+
+def _softmax_output_form(factor: Any, outputs: dict[sp.Expr, sp.Expr]) -> sp.Expr | None:
+    """∂a_r/∂z_q = a_r(δ_rq − a_q) in the outputs, when SymPy proves it from the softmax's formula."""
+    r_output = factor.of
+    q_output = next((a for a, local in outputs.items() if factor.wrt in local.free_symbols and
+                     _is_own_exp(local, factor.wrt)), None)
+    if q_output is None:
+        return None
+    candidate = r_output * (1 - r_output) if q_output == r_output else -r_output * q_output
+    back = candidate.xreplace(outputs)
+    return candidate if _equal(back, factor.derivative) else None
+
+
+def _is_own_exp(local: sp.Expr, z: sp.Expr) -> bool:
+    numerator, _ = sp.fraction(local)
+    return numerator == sp.exp(z)
+
+
+def _shown_factor(network: Any, factor: Any, cost_name: str, outputs: dict[sp.Expr, sp.Expr]) -> ShownFactor:
+    if getattr(factor.of, "name", str(factor.of)) == cost_name:
+        named = cost_form(factor.derivative, factor.local, factor.wrt)
+        forms = (named,) if named == factor.derivative else (named,)
+        return ShownFactor(factor, "cost", named, forms, named)
+    for activation in network.activations:
+        if activation.elementwise and activation.at(factor.wrt) == factor.local:
+            found = activation_forms(activation, factor.wrt, factor.of)
+            return ShownFactor(factor, "activation", found.named, found.shown, found.simplest, activation)
+    if factor.of in outputs:
+        output = _softmax_output_form(factor, outputs)
+        forms = (factor.derivative,) if output is None else (factor.derivative, output)
+        return ShownFactor(factor, "softmax", output if output is not None else factor.derivative, forms,
+                           output if output is not None else factor.derivative)
+    return ShownFactor(factor, "affine", factor.derivative, (factor.derivative,), factor.derivative)
+
+
+def present(derivation: Any) -> Presentation:
+    """The :class:`Presentation` of a derivation (explicit paths, or the index form's single chain).
+
+    >>> from symback import Network, derive
+    >>> shown = present(derive(Network([1, 1, 1], "sigmoid", "squared_error"), "w(L)"))
+    >>> text(sp.Eq(shown.lhs, shown.chain_order)), text(sp.Eq(shown.lhs, shown.delta_form))
+    ('∂C/∂w(L) = a(L-1) σ′(z(L)) 2(a(L) − y)', '∂C/∂w(L) = a(L-1) δ(L)')
+    """
+    network = derivation.network
+    cost_name = derivation.cost_name
+    paths = derivation.paths if derivation.paths is not None else (derivation.chain,)
+    outputs = {f.of: f.local for path in paths for f in path
+               if not any(a.elementwise and a.at(f.wrt) == f.local for a in network.activations)
+               and f.local.has(sp.exp) and getattr(f.of, "name", "").startswith("a(")} if derivation.paths else {}
+    shown: dict[tuple, ShownFactor] = {}
+    # The index form's chain too (JSON and text list it beside the explicit paths).
+    for path in (*paths, derivation.chain):
+        for f in path:
+            if (f.of, f.wrt) not in shown:
+                shown[(f.of, f.wrt)] = _shown_factor(network, f, cost_name, outputs)
+    target = derivation.model.symbols[derivation.target] if derivation.model is not None else derivation.indexed_target
+    lhs = Partial(sp.Symbol(cost_name), target)
+    products = [product([shown[(f.of, f.wrt)].named for f in reversed(path)]) for path in paths]
+    chain_order = ordered_sum(products)
+    if derivation.paths is None and derivation.sum_indices:
+        chain_order = sp.Sum(chain_order, *derivation.sum_indices)
+    delta_form, deltas, cancellations, path_deltas = None, (), (), None
+    if derivation.paths is not None:
+        delta_form, deltas = _delta_part(derivation, paths, shown)
+        cancellations = tuple(c for c in (_cancellation(eq, shown, paths) for eq in deltas) if c is not None)
+        path_deltas = _path_deltas(paths, shown)
+    return Presentation(lhs, tuple(shown.values()), chain_order, delta_form, deltas, cancellations, path_deltas)
+
+
+def _path_deltas(paths: tuple, shown: dict) -> sp.Expr | None:
+    """Σ over paths, each path's factors from the target up to the output layer's z, then δ(L)."""
+    terms: list[sp.Expr] = []
+    for path in paths:
+        upward = list(reversed(path))
+        # The output layer's z is the wrt of the factor just below the cost's (∂a(L)/∂z(L)).
+        top = len(upward) - 2
+        if top < 0 or shown[(upward[-1].of, upward[-1].wrt)].kind != "cost":
+            return None
+        below = [shown[(f.of, f.wrt)].named for f in upward[:top]]
+        term = product([*below, Delta(upward[top].wrt)])
+        if term not in terms:
+            terms.append(term)
+    return ordered_sum(terms)
+
+
+
+def _delta_part(derivation: Any, paths: tuple, shown: dict) -> tuple[sp.Expr | None, tuple[sp.Eq, ...]]:
+    """Nielsen's per-parameter form and the δ's it uses, each defined once from the layer above."""
+    groups: dict[sp.Expr, dict[tuple, list[tuple[sp.Expr, ...]]]] = {}
+    level: dict[sp.Expr, int] = {}
+    for path in paths:
+        upward = list(reversed(path))
+        position = next((i for i, f in enumerate(upward) if shown[(f.of, f.wrt)].kind in ("activation", "softmax")),
+                        None)
+        while position is not None and position + 1 < len(upward):
+            az, above = upward[position], upward[position + 1]
+            if shown[(above.of, above.wrt)].kind == "cost":
+                term: tuple[sp.Expr, ...] = (shown[(above.of, above.wrt)].named,)
+                next_position = None
+            else:
+                term = (above.derivative, Delta(above.of))
+                next_position = position + 2
+            level.setdefault(az.wrt, position)
+            terms = groups.setdefault(az.wrt, {}).setdefault((az.of, az.wrt), [])
+            if term not in terms:
+                terms.append(term)
+            position = next_position
+    equations = []
+    for z, by_factor in groups.items():
+        parts = []
+        for key, terms in by_factor.items():
+            inner = ordered_sum([product(list(t)) for t in terms])
+            parts.append(product([shown[key].named, inner]))
+        equations.append(sp.Eq(Delta(z), ordered_sum(parts), evaluate=False))
+    # Backpropagation's order: the output layer's δ first, neurons in order within a layer.
+    order = sorted(range(len(equations)), key=lambda n: (-level[list(groups)[n]], n))
+    equations = [equations[n] for n in order]
+    kind = derivation.target.kind
+    last = paths[0][-1]
+    delta_form = None
+    if kind == "w":
+        delta_form = Product(last.derivative, Delta(last.of))
+    elif kind == "b":
+        delta_form = Delta(last.of)
+    elif kind == "z":
+        delta_form = Delta(derivation.model.symbols[derivation.target])
+    elif kind == "a" and derivation.target.layer < derivation.network.depth:
+        seen: list[sp.Expr] = []
+        for path in paths:
+            dz_da = path[-1]
+            term = Product(dz_da.derivative, Delta(dz_da.of))
+            if term not in seen:
+                seen.append(term)
+        delta_form = ordered_sum(seen)
+    return delta_form, tuple(equations)
+
+
+def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | None:
+    """δ(L) written in the outputs (a(1 − a), a_r(δ_rq − a_q)) and simplified, when that is smaller.
+
+    Only the output layer's δ: its definition uses the cost's factor."""
+    delta = equation.lhs
+    cost_factors = [s for s in shown.values() if s.kind == "cost"]
+    z = delta.z
+    pieces = []
+    for path in paths:
+        upward = list(reversed(path))
+        for i, f in enumerate(upward[:-1]):
+            if f.wrt == z and shown[(upward[i + 1].of, upward[i + 1].wrt)].kind == "cost":
+                pair = (shown[(f.of, f.wrt)], shown[(upward[i + 1].of, upward[i + 1].wrt)])
+                if pair not in pieces:
+                    pieces.append(pair)
+    if not pieces or not cost_factors:
+        return None
+    if any(az.simplest is az.factor.derivative and az.kind != "activation" for az, _ in pieces):
+        return None
+    written = ordered_sum([product([az.simplest, cost.simplest]) for az, cost in pieces])
+    multiplied = sp.Add(*(az.simplest * cost.factor.derivative for az, cost in pieces))
+    simplified = sp.factor(sp.cancel(sp.together(multiplied)))
+    condition = ""
+    before = simplified
+    if len(pieces) > 1:
+        # softmax with cross-entropy: Σ_r y_r (a_q − δ_rq) = a_q − y_q needs the targets to sum to 1.
+        outputs = {cost.factor.wrt for _, cost in pieces}
+        targets = sorted(cost_factors[0].factor.local.free_symbols - outputs, key=str)
+        if targets:
+            last = targets[-1]
+            before = sp.collect(sp.expand(simplified), sorted(outputs, key=str))
+            reduced = sp.factor(sp.expand(simplified.xreplace({last: 1 - sp.Add(*targets[:-1])})))
+            if sp.count_ops(reduced) < sp.count_ops(simplified):
+                simplified = reduced
+                condition = "the targets sum to 1 (" + " + ".join(map(str, targets)) + " = 1)"
+    baseline = sp.Add(*(az.simplest * sp.factor_terms(cost.factor.derivative) for az, cost in pieces))
+    if sp.count_ops(simplified) >= sp.count_ops(baseline):
+        return None
+    tidy = cost_form(simplified, simplified, next(iter(simplified.free_symbols), sp.S.Zero)) \
+        if isinstance(simplified, sp.Add) else simplified
+    steps: list[sp.Expr] = []
+    for step in (equation.rhs, written, *( [before] if condition else []), tidy):
+        if step not in steps:
+            steps.append(step)
+    return Cancellation(delta, tuple(steps), condition)
