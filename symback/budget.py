@@ -19,7 +19,7 @@ The caller keeps its unsimplified form and shows the reason (``Derivation.simpli
 (z - 1)*(z + 1)
 >>> result = attempt(sp.simplify, (z + 1)**50 * (z - 1)**50, max_weight=60)
 >>> result.value is None, result.note
-(True, 'not simplified: the expression is too large (weight 103, budget 60)')
+(True, 'the expression is too large (weight 105, budget 60)')
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -54,7 +54,7 @@ class BudgetExceeded(BaseException):
 
 @dataclass(frozen=True)
 class Attempt(Generic[T]):
-    """The value of a budgeted step, or None and the reason (``note``) it was not computed."""
+    """The value of a budgeted step, or None and the reason (``note``, one line) it was not computed."""
 
     value: T | None
     note: str | None = None
@@ -66,7 +66,7 @@ def weight(expression: Any) -> int:
     >>> import sympy as sp
     >>> z = sp.Symbol("z")
     >>> weight(z**2 + 1), weight((z + 1)**50)
-    (4, 51)
+    (4, 52)
     """
     if not isinstance(expression, sp.Basic):
         return 0
@@ -78,56 +78,60 @@ def weight(expression: Any) -> int:
     return total
 
 
-_lock = threading.Lock()
-_deadlines: list[float] = []  # the active time limits, innermost last
+_deadlines: list[float] = []  # the active time limits (main thread only), innermost last
+
+
+def _arm() -> None:
+    # Repeats every 50 ms after the deadline, in case something catches the first exception.
+    signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3), 0.05)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
     if _deadlines and time.monotonic() >= min(_deadlines):
         raise BudgetExceeded
-    # An outer limit's alarm came early for an inner one that has already ended: re-arm.
-    if _deadlines:
-        signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3), 0.05)
+    if _deadlines:  # early (a limit that has ended since the timer was set): wait for the next
+        _arm()
 
 
 def _can_time() -> bool:
     if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
         return False
-    current = signal.getsignal(signal.SIGALRM)
+    if _deadlines:
+        return True  # nested inside one of ours
     # Someone else's alarm (a test runner's timeout, the user's own) is left alone.
-    return current in (signal.SIG_DFL, signal.SIG_IGN, None, _on_alarm) and (
-        current is _on_alarm or signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    return signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None) and (
+        signal.getitimer(signal.ITIMER_REAL)[0] == 0
     )
 
 
 @contextmanager
-def time_limit(seconds: float):
+def time_limit(seconds: float | None) -> Iterator[bool]:
     """Raise :class:`BudgetExceeded` in the block after ``seconds`` (main thread only; a no-op elsewhere).
 
     Nested limits keep the earliest deadline.  Yields whether the limit is enforced.
+
+    >>> with time_limit(10) as enforced:
+    ...     pass
+    >>> enforced
+    True
     """
     if seconds is None or not _can_time():
         yield False
         return
     deadline = time.monotonic() + seconds
-    with _lock:
-        outermost = not _deadlines
-        if outermost:
-            previous = signal.signal(signal.SIGALRM, _on_alarm)
-        _deadlines.append(deadline)
-        # Repeats every 50 ms after the deadline, in case something catches the first exception.
-        signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3), 0.05)
+    outermost = not _deadlines
+    previous = signal.signal(signal.SIGALRM, _on_alarm) if outermost else None
+    _deadlines.append(deadline)
+    _arm()
     try:
         yield True
     finally:
-        with _lock:
-            _deadlines.remove(deadline)
-            if _deadlines:
-                signal.setitimer(signal.ITIMER_REAL, max(min(_deadlines) - time.monotonic(), 1e-3), 0.05)
-            else:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                if outermost:
-                    signal.signal(signal.SIGALRM, previous)
+        _deadlines.remove(deadline)  # first: from here on the handler raises for no one else
+        if _deadlines:
+            _arm()
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous if outermost else signal.SIG_DFL)
 
 
 def attempt(
@@ -136,7 +140,6 @@ def attempt(
     *args: Any,
     seconds: float | None = SECONDS,
     max_weight: int | None = MAX_WEIGHT,
-    what: str = "simplified",
     **kwargs: Any,
 ) -> Attempt[T]:
     """``function(expression, *args, **kwargs)`` within the size and time budgets.
@@ -148,13 +151,13 @@ def attempt(
     if max_weight is not None:
         size = weight(expression)
         if size > max_weight:
-            return Attempt(None, f"not {what}: the expression is too large (weight {size}, budget {max_weight})")
+            return Attempt(None, f"the expression is too large (weight {size}, budget {max_weight})")
     start = time.monotonic()
     try:
         with time_limit(seconds):
             value = function(expression, *args, **kwargs)
     except BudgetExceeded:
         if seconds is not None and time.monotonic() - start >= seconds * 0.99:
-            return Attempt(None, f"not {what}: SymPy took longer than the {seconds:g} s budget")
+            return Attempt(None, f"SymPy took longer than the {seconds:g} s budget")
         raise  # an outer limit's: it is that caller's to handle
     return Attempt(value)

@@ -380,6 +380,8 @@ def build_report(
                      else derivation.tie_summary())
     if derivation.form == "indexed":
         notes.append("Index form: one generic neuron per layer; its size does not grow with layer width.")
+    if derivation.simplify_note is not None:
+        notes.append(f"The assembled derivative is {derivation.simplify_note}.")
     return Report(
         title=f"∂{derivation.cost_name}/∂{derivation.target_name}",
         source=source,
