@@ -161,7 +161,8 @@ class _Parser:
     def error(self, message: str, token: _Token | None = None) -> FormulaError:
         token = token or self.current
         where = "end" if token.kind == "end" else f"position {token.position}"
-        return FormulaError(f"{message} at {where} in formula {self.text!r}")
+        shown = self.text if len(self.text) <= 100 else self.text[:97] + "..."
+        return FormulaError(f"{message} at {where} in formula {shown!r}")
 
     def expect(self, op: str) -> None:
         if self.current.kind != "op" or self.current.text != op:
