@@ -1062,14 +1062,18 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
     per_example = terms.sum(dim=1) / (terms.shape[1] if cost.output_reduction == "mean" else 1)
     total = per_example.mean() if cost.example_reduction == "mean" else per_example.sum()
     total.backward()
-    result = [(W.grad.numpy().copy(), b.grad.numpy().copy()) for W, b in zip(weights, biases)]
+    def grad(tensor: Any) -> np.ndarray:  # None where the cost does not depend on it (a constant activation)
+        return np.zeros(tuple(tensor.shape)) if tensor.grad is None else tensor.grad.numpy().copy()
+
+    result = [(grad(W), grad(b)) for W, b in zip(weights, biases)]
     for group, members in enumerate(groups):  # the shared tensor's gradient, in each of its entries
         for ref in members:
             w_grad, b_grad = result[ref.layer - 1]
+            value = 0.0 if shared.grad is None else float(shared.grad[group])
             if ref.kind == "w":
-                w_grad[ref.j, ref.k] = float(shared.grad[group])
+                w_grad[ref.j, ref.k] = value
             else:
-                b_grad[ref.j] = float(shared.grad[group])
+                b_grad[ref.j] = value
     return result
 
 
