@@ -795,3 +795,26 @@ def test_tex_and_markdown_tables_have_clean_rows_and_list_unreadable_claims() ->
     assert not [line for line in tex.splitlines() if line.startswith(")")]
     assert any(line.startswith("2 & ") and "invalid" in line for line in tex.splitlines())
     assert any(line.startswith("| 2 |") and "invalid" in line for line in md.splitlines())
+
+
+def test_check_of_a_wide_layer_with_a_tied_bias(monkeypatch) -> None:
+    # Sampled entries and random directions leave the tie alone; it is checked as one shared parameter.
+    from symback.compiler import CompiledNetwork
+
+    net = Network([300, 200, 3], ["tanh", "sigmoid"], "mse", names={"b(1)_0": "shared", "b(1)_150": "shared"})
+    rng = np.random.default_rng(5)
+    data = Dataset.from_arrays(rng.normal(size=(4, 300)), rng.uniform(0.1, 0.9, (4, 3)))
+    params = Parameters.initialize(net, seed=3)
+    params.set("shared", 0.2, net)
+    monkeypatch.setattr("symback.verify._torch_gradient", lambda *args: None)  # finite differences alone
+    result = gradient_check(net, params, data)
+    assert result.passed, result.text()
+    honest = CompiledNetwork.gradient
+
+    def corrupted(self, *args, **kwargs):  # the tie's derivative off by 10 %
+        gradient = honest(self, *args, **kwargs)
+        gradient.biases[0][[0, 150]] *= 1.1
+        return gradient
+
+    monkeypatch.setattr(CompiledNetwork, "gradient", corrupted)
+    assert not gradient_check(net, params, data).passed
