@@ -51,6 +51,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import precedence
 
 from .activations import Z, Activation
+from .budget import attempt
 from .costs import A, Y
 from .data import Dataset
 from .network import Network
@@ -644,21 +645,34 @@ def derivative_in_output(formula: sp.Expr) -> sp.Expr | None:
         return None
     derivative = sp.diff(formula, Z)
     candidates = [derivative.subs(formula, A)]
+    # Each symbolic step is budgeted (symback.budget): solve(a = z^1000) alone runs for hours.
+    # A step over budget only loses the cheaper form; σ'(z) is then computed from z as it is.
     try:
-        solutions = sp.solve(sp.Eq(A, formula), Z)
+        solutions = attempt(sp.solve, sp.Eq(A, formula), Z, max_weight=_INVERT_WEIGHT).value or []
     except (NotImplementedError, ValueError, TypeError):  # SymPy cannot invert every formula
         solutions = []
     for solution in solutions:
         try:
-            candidates.append(sp.simplify(derivative.subs(Z, solution)))
+            simplified = attempt(sp.simplify, derivative.subs(Z, solution)).value
         except (TypeError, ValueError):
             continue
+        if simplified is not None:
+            candidates.append(simplified)
     for candidate in candidates:
         if candidate.has(Z) or not candidate.is_polynomial(A):
             continue
-        if sp.simplify(candidate.subs(A, formula) - derivative) == 0:
-            return min((candidate, sp.expand(candidate), sp.factor(candidate)), key=_cost_of)
+        if attempt(sp.simplify, candidate.subs(A, formula) - derivative).value == 0:
+            forms = [candidate]
+            for transform in (sp.expand, sp.factor):
+                form = attempt(transform, candidate).value
+                if form is not None:
+                    forms.append(form)
+            return min(forms, key=_cost_of)
     return None
+
+
+#: Largest formula (symback.budget.weight) that derivative_in_output tries to invert for z.
+_INVERT_WEIGHT = 40
 
 
 def _cost_of(expression: sp.Expr) -> tuple[int, int]:
@@ -671,9 +685,11 @@ def _shortest(expression: sp.Expr) -> sp.Expr:
     forms = [expression]
     for transform in (sp.cancel, sp.factor):
         try:
-            forms.append(transform(expression))
+            form = attempt(transform, expression).value  # budgeted: (z+1)^50 factors slowly
         except (sp.PolynomialError, TypeError, ValueError):  # Piecewise and friends
             continue
+        if form is not None:
+            forms.append(form)
     return min(forms, key=_cost_of)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from .budget import attempt
 from .compiler import CompiledNetwork, compile_network, evaluate
 from .data import Dataset
 from .errors import SpecError
@@ -148,13 +149,26 @@ class Derivation:
             raise SpecError("the indexed form has no fully substituted expression; use .product")
         return self.model.substitute_forward(self.product)
 
-    @cached_property
+    @property
     def simplified(self) -> sp.Expr:
-        """A simplified form of :attr:`product` (kept as is when too large to simplify quickly)."""
+        """A simplified form of :attr:`product`; the product itself when over budget (see :attr:`simplify_note`)."""
+        return self._simplification[0]
+
+    @property
+    def simplify_note(self) -> str | None:
+        """Why :attr:`simplified` is the product as it is (too large, or over the time budget), else None."""
+        return self._simplification[1]
+
+    @cached_property
+    def _simplification(self) -> tuple[sp.Expr, str | None]:
         expression = self.product
-        if self.paths is None or sp.count_ops(expression) > SIMPLIFY_LIMIT:
-            return expression
-        return sp.factor_terms(sp.simplify(expression))
+        if self.paths is None:
+            return expression, None
+        # Budgeted (symback.budget): (z+1)^50·(z−1)^50 has few operations but simplifies for hours.
+        result = attempt(lambda e: sp.factor_terms(sp.simplify(e)), expression, max_weight=SIMPLIFY_LIMIT)
+        if result.value is None:
+            return expression, f"not simplified: {result.note}"
+        return result.value, None
 
     def over_examples(self, n_examples: int) -> sp.Expr:
         """The total over ``n_examples`` examples: ``Σ_i`` (or ``1/n Σ_i``) of the product.
@@ -302,6 +316,8 @@ class Derivation:
             for c in shown.cancellations
         ]
         result["simplified"] = {"text": text(self.simplified), "latex": latex(self.simplified)}
+        if self.simplify_note is not None:
+            result["simplified"]["note"] = self.simplify_note
         if params is not None and data is not None:
             evaluation = self.evaluate(params, data)
             result["value"] = evaluation.value
@@ -351,6 +367,8 @@ class Derivation:
         for cancellation in shown.cancellations:
             steps = " = ".join(text(s) for s in (cancellation.delta, *cancellation.steps))
             lines.append(f"  so {steps}" + (f"  (when {cancellation.condition})" if cancellation.condition else ""))
+        if self.simplify_note is not None:
+            lines.append(f"simplified:  ({self.simplify_note})")
         if params is not None and data is not None:
             evaluation = self.evaluate(params, data)
             over = "Σ_i" if self.reduction == "sum" else "(1/n) Σ_i"

@@ -35,6 +35,8 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
+from .budget import attempt
+
 __all__ = [
     "Alongside",
     "ChainProduct",
@@ -391,8 +393,13 @@ def text(expr: Any) -> str:
 
 
 def _equal(a: sp.Expr, b: sp.Expr) -> bool:
-    """``a == b`` proven by SymPy (expand, then simplify for what expand leaves)."""
-    difference = sp.expand(a - b)
+    """``a == b`` proven by SymPy (expand, then simplify for what expand leaves), within the symbolic
+    budget: a user's formula (z^1000) can make the proof run for ever, and then nothing is proven."""
+    return bool(attempt(_is_zero, a - b).value)
+
+
+def _is_zero(difference: sp.Expr) -> bool:
+    difference = sp.expand(difference)
     if difference == 0:
         return True
     return sp.count_ops(difference) < 200 and sp.simplify(difference) == 0
@@ -791,7 +798,9 @@ def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | 
         return None
     written = ordered_sum([product([az.simplest, cost.simplest]) for az, cost in pieces])
     multiplied = sp.Add(*(az.simplest * cost.factor.derivative for az, cost in pieces))
-    simplified = sp.factor(sp.cancel(sp.together(multiplied)))
+    simplified = attempt(lambda e: sp.factor(sp.cancel(sp.together(e))), multiplied).value
+    if simplified is None:  # over the symbolic budget: no cancellation is claimed
+        return None
     condition = ""
     before = simplified
     if len(pieces) > 1:

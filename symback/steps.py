@@ -490,8 +490,14 @@ def rewrite_in_terms_of(formula: sp.Expr, var: sp.Symbol, value: sp.Symbol, *, d
         return None
     if not (np.all(np.isfinite(fs)) and np.all(np.isfinite(dfs))):
         return None
-    basis = np.vander(fs, degree + 1, increasing=True)
-    coefficients, *_ = np.linalg.lstsq(basis, dfs, rcond=None)
+    with np.errstate(over="ignore", invalid="ignore"):
+        basis = np.vander(fs, degree + 1, increasing=True)
+    if not np.all(np.isfinite(basis)):  # z^1000: its cube overflows, and no low-degree polynomial fits
+        return None
+    try:
+        coefficients, *_ = np.linalg.lstsq(basis, dfs, rcond=None)
+    except np.linalg.LinAlgError:
+        return None
     if np.max(np.abs(basis @ coefficients - dfs)) > 1e-8:
         return None
     # Small rationals only (σ' = σ − σ², tanh' = 1 − tanh²); a fit like 2^z' = log(2)·2^z is no such

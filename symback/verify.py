@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -768,14 +769,31 @@ def render(report: VerificationReport, fmt: str) -> str:
 # -- gradient check ---------------------------------------------------------------------------------
 
 
+#: Entries of each weight matrix (and of each bias vector) compared one by one with central
+#: differences; a larger array is compared at this many random entries, and as a whole along
+#: :data:`DIRECTIONS` random directions per layer.  The cost of a check does not grow with width.
+ENTRIES = 128
+#: Random directions per layer along which the directional derivative is compared (as JAX's check_grads does).
+DIRECTIONS = 4
+
+
 @dataclass(frozen=True)
 class GradientCheck:
-    """Worst relative error per layer between the derived gradient and central finite differences."""
+    """Worst relative error per layer between the derived gradient and central finite differences.
+
+    Every entry of a layer with at most :data:`ENTRIES` weights (and biases) is compared; a
+    larger layer at that many random entries and along :data:`DIRECTIONS` random directions
+    (``checked`` says which, ``evaluations`` counts the perturbed costs computed).
+    """
 
     layers: tuple[tuple[str, float], ...]  # (layer label, worst relative error over its weights and biases)
     tolerance: float
     #: The same against PyTorch autograd on the same formulas (None when torch is not installed).
     torch_layers: tuple[tuple[str, float], ...] | None = None
+    #: What the finite differences compared, per layer: e.g. "128 of 50,176 w, 64 of 64 b, 4 directions".
+    checked: tuple[str, ...] = ()
+    #: Number of perturbed costs the finite differences computed.
+    evaluations: int = 0
 
     @property
     def worst(self) -> float:
@@ -789,13 +807,19 @@ class GradientCheck:
     def text(self) -> str:
         torch_column = self.torch_layers is not None
         header = f"{'layer':<8}{'vs finite differences':>23}" + (f"{'vs PyTorch autograd':>22}" if torch_column else "")
+        if self.checked:
+            header += "   finite differences of"
         lines = [header]
         for index, (label, error) in enumerate(self.layers):
             row = f"{label:<8}{error:>23.2e}"
             if torch_column:
                 row += f"{self.torch_layers[index][1]:>22.2e}"
+            if self.checked:
+                row += f"   {self.checked[index]}"
             lines.append(row)
-        if not torch_column:
+        if torch_column:
+            lines.append("(PyTorch autograd: every weight and bias)")
+        else:
             lines.append("(PyTorch is not installed: compared with finite differences only)")
         lines.append(f"worst relative error {self.worst:.2e} (tolerance {self.tolerance:g})")
         lines.append("ok" if self.passed else "FAILED: the derived gradient disagrees with an independent oracle")
@@ -807,18 +831,23 @@ def _relative(a: np.ndarray, b: np.ndarray, floor: float) -> float:
     return float(np.max(np.abs(a - b) / denominator)) if a.size else 0.0
 
 
-def _costs_of_perturbed(
-    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, kind: str, deltas: np.ndarray
-) -> np.ndarray:
-    """The cost for every perturbation of one layer's weights or biases at once (batched over perturbations)."""
+def _layer_input(compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int) -> np.ndarray:
+    """The activations feeding ``layer`` (the layers below are not perturbed)."""
     a = data.X
-    for index in range(layer - 1):  # layers below are untouched
+    for index in range(layer - 1):
         a = compiled.layers[index].forward(a @ params.weights[index].T + params.biases[index])
-    W, b = params.weights[layer - 1], params.biases[layer - 1]
-    if kind == "w":
-        z = np.einsum("nk,pjk->pnj", a, W[None] + deltas) + b
-    else:
-        z = (a @ W.T + b)[None] + deltas[:, None, :]
+    return a
+
+
+def _costs_with_shifted_z(
+    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, a: np.ndarray, shifts: np.ndarray
+) -> np.ndarray:
+    """The cost with ``z(layer)`` moved by each ``shifts[p]`` (shape ``(p, examples, width)``), batched.
+
+    Moving ``w(layer)_jk`` by ``h`` moves ``z_j`` by ``h·a_k`` and nothing else (z = W a + b), so a
+    perturbed parameter is a shifted z; the layers above are computed forward from there.
+    """
+    z = (a @ params.weights[layer - 1].T + params.biases[layer - 1])[None] + shifts
     out = compiled.layers[layer - 1].forward(z.reshape(-1, z.shape[-1])).reshape(z.shape)
     for index in range(layer, len(params.weights)):
         z = out @ params.weights[index].T + params.biases[index]
@@ -833,77 +862,159 @@ def _costs_of_perturbed(
     return per_example.sum(axis=1) if compiled.network.cost.example_reduction == "sum" else per_example.mean(axis=1)
 
 
+def _central_differences(
+    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, a: np.ndarray, h: float,
+    shift: Callable[[slice], np.ndarray], count: int,
+) -> np.ndarray:
+    """``(C(+h) − C(−h)) / 2h`` for ``count`` perturbations; ``shift(chunk)`` gives their z shifts for h = 1."""
+    out = np.empty(count)
+    # Chunks bound the memory of the batched forward pass (perturbations × examples × width): about 4e6 numbers.
+    chunk = max(1, int(4e6 // max(1, len(data) * max(compiled.network.sizes))))
+    for start in range(0, count, chunk):
+        part = slice(start, min(count, start + chunk))
+        shifts = h * shift(part)
+        plus = _costs_with_shifted_z(compiled, params, data, layer, a, shifts)
+        minus = _costs_with_shifted_z(compiled, params, data, layer, a, -shifts)
+        out[part] = (plus - minus) / (2 * h)
+    return out
+
+
+def _entry_differences(
+    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, h: float,
+    weights: np.ndarray, biases: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences at the weight entries ``weights`` (flat indices) and bias entries ``biases``."""
+    n, width = len(data), compiled.network.sizes[layer]
+    a = _layer_input(compiled, params, data, layer)
+    rows, columns = np.unravel_index(weights, params.weights[layer - 1].shape)
+
+    def weight_shift(part: slice) -> np.ndarray:
+        shifts = np.zeros((len(rows[part]), n, width))
+        shifts[np.arange(len(rows[part])), :, rows[part]] = a[:, columns[part]].T
+        return shifts
+
+    def bias_shift(part: slice) -> np.ndarray:
+        shifts = np.zeros((len(biases[part]), n, width))
+        shifts[np.arange(len(biases[part])), :, biases[part]] = 1.0
+        return shifts
+
+    return (_central_differences(compiled, params, data, layer, a, h, weight_shift, len(weights)),
+            _central_differences(compiled, params, data, layer, a, h, bias_shift, len(biases)))
+
+
 def _finite_differences(compiled: CompiledNetwork, params: Parameters, data: Dataset, h: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Central differences of every weight and bias, layer by layer (every entry: for small networks)."""
     result = []
     for layer in range(1, len(params.weights) + 1):
-        pair = []
-        for kind, array in (("w", params.weights[layer - 1]), ("b", params.biases[layer - 1])):
-            size = array.size
-            out = np.empty(size)
-            # Chunks bound the memory of the batched forward pass (perturbations × examples × width)
-            # and of the dense perturbation basis (perturbations × layer size): about 4e6 numbers each.
-            width = max(compiled.network.sizes)
-            chunk = max(1, int(4e6 // max(1, len(data) * width, size)))
-            for start in range(0, size, chunk):
-                stop = min(size, start + chunk)
-                basis = np.zeros((stop - start, size))
-                basis[np.arange(stop - start), np.arange(start, stop)] = h
-                deltas = basis.reshape((stop - start, *array.shape))
-                plus = _costs_of_perturbed(compiled, params, data, layer, kind, deltas)
-                minus = _costs_of_perturbed(compiled, params, data, layer, kind, -deltas)
-                out[start:stop] = (plus - minus) / (2 * h)
-            pair.append(out.reshape(array.shape))
-        result.append((pair[0], pair[1]))
-    if compiled.ties is not None:
-        _tied_differences(compiled, params, data, h, result)
+        W, b = params.weights[layer - 1], params.biases[layer - 1]
+        fw, fb = _entry_differences(compiled, params, data, layer, h, np.arange(W.size), np.arange(b.size))
+        result.append((fw.reshape(W.shape), fb.reshape(b.shape)))
+    for ref, value in _tied_differences(compiled, params, data, h).items():
+        weights, biases = result[ref.layer - 1]
+        if ref.kind == "w":
+            weights[ref.j, ref.k] = value
+        else:
+            biases[ref.j] = value
     return result
 
 
-def _tied_differences(
-    compiled: CompiledNetwork, params: Parameters, data: Dataset, h: float, result: list[tuple[np.ndarray, np.ndarray]]
-) -> None:
-    """A tied parameter's central difference, written into each of its entries: every entry moved together
+def _tied_differences(compiled: CompiledNetwork, params: Parameters, data: Dataset, h: float) -> dict[NodeRef, float]:
+    """A tied parameter's central difference, for each of its entries: every entry moved together
     by ±h, as the one shared value it is (one pair of forward passes per tied parameter)."""
     network = compiled.network
+    values: dict[NodeRef, float] = {}
+    if compiled.ties is None:
+        return values
     for members in network.ties.values():
         costs = []
         for sign in (1, -1):
             moved = params.copy()
             moved.set_tied(network, members[0], params.get(members[0]) + sign * h)
             costs.append(compiled.cost(moved, data))
-        value = (costs[0] - costs[1]) / (2 * h)
         for ref in members:
-            weights, biases = result[ref.layer - 1]
-            if ref.kind == "w":
-                weights[ref.j, ref.k] = value
-            else:
-                biases[ref.j] = value
+            values[ref] = (costs[0] - costs[1]) / (2 * h)
+    return values
+
+
+def _directional_differences(
+    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, h: float,
+    directions: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Central differences of the cost along each direction ``(Vw[p], Vb[p])`` of the layer's parameters."""
+    Vw, Vb = directions
+    a = _layer_input(compiled, params, data, layer)
+    return _central_differences(compiled, params, data, layer, a, h,
+                                lambda part: np.einsum("nk,pjk->pnj", a, Vw[part]) + Vb[part][:, None, :], len(Vw))
+
+
+def _sample(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(size) if size <= count else np.sort(rng.choice(size, count, replace=False))
 
 
 def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: float = 1e-4,
-                   tolerance: float = 1e-5) -> GradientCheck:
-    """Compare every parameter's derived partial with central differences, layer by layer.
+                   tolerance: float = 1e-5, entries: int = ENTRIES, directions: int = DIRECTIONS,
+                   seed: int = 0) -> GradientCheck:
+    """Compare the derived partials with central differences, layer by layer.
 
-    The derived gradient is the compiled one (BP1–BP4 built from SymPy's derivatives); the central
-    differences of each layer are computed for all of its parameters at once in a batched forward pass.
+    The derived gradient is the compiled one (BP1–BP4 built from SymPy's derivatives).  Each layer's
+    weights and biases are compared entry by entry (all of them up to ``entries`` per array, else
+    that many random ones) and, where an array is larger, also along ``directions`` random unit
+    directions: a wrong entry anywhere changes the directional derivative.  The differences of a
+    layer are computed in batched forward passes from the layer's shifted ``z``.  PyTorch
+    autograd, when installed, is compared on every entry.
 
     >>> from symback import Network, Parameters, Dataset
     >>> net = Network([2, 3, 1], "tanh", "mse")
     >>> result = gradient_check(net, Parameters.initialize(net, seed=0), Dataset.from_arrays([[0.1, 0.2]], [0.5]))
-    >>> result.passed
-    True
+    >>> result.passed, result.checked
+    (True, ('6 of 6 w, 3 of 3 b', '3 of 3 w, 1 of 1 b'))
     """
     compiled = compile_network(network)
     derived = compiled.gradient(params, data, respect_frozen=False)
-    numeric = _finite_differences(compiled, params, data, h)
     # Central differences carry rounding noise of about eps·C/h, so partials far below the largest one
     # cannot be resolved relatively: they are compared on the scale of 1e-4 of the largest partial.
     largest = max(float(np.max(np.abs(g))) for g in [*derived.weights, *derived.biases])
     floor = max(1e-4 * largest, 1e-8)
-    layers = []
-    for layer, (fw, fb) in enumerate(numeric, 1):
-        error = max(_relative(derived.weights[layer - 1], fw, floor), _relative(derived.biases[layer - 1], fb, floor))
+    rng = np.random.default_rng(seed)
+    tied = _tied_differences(compiled, params, data, h)
+    first_of_tie = [members[0] for members in network.ties.values()] if tied else []
+    layers, checked, evaluations = [], [], 2 * len(first_of_tie)
+    for layer in range(1, network.depth + 1):
+        gw, gb = derived.weights[layer - 1], derived.biases[layer - 1]
+        chosen_w, chosen_b = _sample(gw.size, entries, rng), _sample(gb.size, entries, rng)
+        fw, fb = _entry_differences(compiled, params, data, layer, h, chosen_w, chosen_b)
+        # A tied entry's derived partial is the shared parameter's: compared with all its entries moved together.
+        tied_w = np.zeros(gw.shape, dtype=bool)
+        tied_b = np.zeros(gb.shape, dtype=bool)
+        for ref, value in tied.items():
+            if ref.layer != layer:
+                continue
+            if ref.kind == "w":
+                tied_w[ref.j, ref.k] = True
+                fw[chosen_w == np.ravel_multi_index((ref.j, ref.k), gw.shape)] = value
+            else:
+                tied_b[ref.j] = True
+                fb[chosen_b == ref.j] = value
+        error = max(_relative(gw.reshape(-1)[chosen_w], fw, floor), _relative(gb[chosen_b], fb, floor))
+        for ref in first_of_tie:
+            if ref.layer == layer:
+                got = gw[ref.j, ref.k] if ref.kind == "w" else gb[ref.j]
+                error = max(error, _relative(np.array([got]), np.array([tied[ref]]), floor))
+        evaluations += 2 * (len(chosen_w) + len(chosen_b))
+        what = f"{len(chosen_w):,} of {gw.size:,} w, {len(chosen_b):,} of {gb.size:,} b"
+        if (len(chosen_w) < gw.size or len(chosen_b) < gb.size) and directions > 0:
+            # Directions leave tied entries alone (checked above as the shared parameters they are).
+            Vw = rng.standard_normal((directions, *gw.shape)) * ~tied_w
+            Vb = rng.standard_normal((directions, *gb.shape)) * ~tied_b
+            norms = np.sqrt((Vw**2).sum(axis=(1, 2)) + (Vb**2).sum(axis=1))
+            Vw, Vb = Vw / norms[:, None, None], Vb / norms[:, None]
+            along = _directional_differences(compiled, params, data, layer, h, (Vw, Vb))
+            expected = np.einsum("pjk,jk->p", Vw, gw) + Vb @ gb
+            error = max(error, _relative(expected, along, floor))
+            evaluations += 2 * directions
+            what += f", {directions} random directions"
         layers.append((network.layer_label(layer), error))
+        checked.append(what)
     torch_layers = None
     autograd = _torch_gradient(network, params, data)
     if autograd is not None:
@@ -914,7 +1025,7 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
                                              _relative(derived.biases[layer - 1], tb, tiny)))
             for layer, (tw, tb) in enumerate(autograd, 1)
         )
-    return GradientCheck(tuple(layers), tolerance, torch_layers)
+    return GradientCheck(tuple(layers), tolerance, torch_layers, tuple(checked), evaluations)
 
 
 def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list[tuple[np.ndarray, np.ndarray]] | None:
@@ -952,8 +1063,9 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
     for activation, W, b in zip(network.activations, used_weights, used_biases):
         z = a @ W.T + b
         if activation.elementwise:
-            kernel = lambdify([Z], stabilize(activation.formula), modules="torch")
-            a = torch.broadcast_to(torch.as_tensor(kernel(z)), z.shape)
+            # as_tensor of a constant formula would be float32: the network is float64 throughout.
+            value = lambdify([Z], stabilize(activation.formula), modules="torch")(z)
+            a = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), z.shape)
         else:
             a = torch.softmax(z, dim=1)
     cost = network.cost
@@ -966,14 +1078,18 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
     per_example = terms.sum(dim=1) / (terms.shape[1] if cost.output_reduction == "mean" else 1)
     total = per_example.mean() if cost.example_reduction == "mean" else per_example.sum()
     total.backward()
-    result = [(W.grad.numpy().copy(), b.grad.numpy().copy()) for W, b in zip(weights, biases)]
+    def grad(tensor: Any) -> np.ndarray:  # None where the cost does not depend on it (a constant activation)
+        return np.zeros(tuple(tensor.shape)) if tensor.grad is None else tensor.grad.numpy().copy()
+
+    result = [(grad(W), grad(b)) for W, b in zip(weights, biases)]
     for group, members in enumerate(groups):  # the shared tensor's gradient, in each of its entries
         for ref in members:
             w_grad, b_grad = result[ref.layer - 1]
+            value = 0.0 if shared.grad is None else float(shared.grad[group])
             if ref.kind == "w":
-                w_grad[ref.j, ref.k] = float(shared.grad[group])
+                w_grad[ref.j, ref.k] = value
             else:
-                b_grad[ref.j] = float(shared.grad[group])
+                b_grad[ref.j] = value
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mpmath
 import pytest
 import sympy as sp
 from hypothesis import assume, given, settings
@@ -98,9 +99,24 @@ def _extend(children):
 def test_round_trip_of_printed_expressions(expression):
     assume(not expression.has(sp.zoo, sp.oo, -sp.oo, sp.nan, sp.I))
     text = sp.sstr(expression).replace("**", "^").replace("E", "e")  # SymPy prints exp(1) as E
-    parsed = parse_formula(text, {"z": z, "a": a, "y": y})
+    try:
+        parsed = parse_formula(text, {"z": z, "a": a, "y": y})
+    except FormulaError as error:
+        # A constant past float64's range (exp(1296)) or not real is refused, and only such a one.
+        constants = [node for node in sp.preorder_traversal(expression) if node.is_number and not node.is_Rational]
+        assert "number too large" in str(error) or "not a real number" in str(error) or "not a finite" in str(error)
+        assert any(abs(complex(sp.N(c, 30))) > 1.7e308 or sp.im(sp.N(c, 30)) != 0 for c in constants)
+        return
     # Structure may differ only where SymPy itself auto-distributes (-(a + z) -> -a - z).
-    assert parsed == expression or sp.expand(parsed - expression) == 0
+    if parsed == expression or sp.expand(parsed - expression) == 0:
+        return
+    # A rational past 2^53 is read as a correctly rounded Float (the parser's documented rule), and only
+    # such a one: then the two agree to float64 rounding.
+    big = [r for r in sp.preorder_traversal(expression) if r.is_Rational and max(abs(r.p), r.q) > 2**53]
+    assert big, (parsed, expression)
+    point = {z: sp.Rational(7, 10), a: sp.Rational(3, 10), y: sp.Rational(1, 5)}
+    want, got = complex(sp.N(expression.subs(point), 30)), complex(sp.N(parsed.subs(point), 30))
+    assert abs(got - want) <= 1e-12 * max(abs(want), 1e-300), (parsed, expression)
 
 
 @settings(max_examples=300, deadline=None)
@@ -113,3 +129,117 @@ def test_arbitrary_text_parses_or_raises_formula_error(text):
     else:
         assert isinstance(result, sp.Expr)
         assert result.free_symbols <= {z}
+
+
+# -- numbers: bounded precision, float64's range, one-line errors (issue 11) -------------------------
+
+_HANG_GUARD = 120  # seconds: these formulas hung uninterruptibly before; a regression fails, never hangs
+
+
+def _parse_in_subprocess(text: str) -> str:
+    """The parser's answer in a child process (a C-level big-integer hang cannot be interrupted)."""
+    import subprocess
+    import sys
+
+    program = (
+        "import sympy as sp\n"
+        "from symback.formula import parse_formula\n"
+        "from symback.errors import FormulaError\n"
+        "z = sp.Symbol('z')\n"
+        "try:\n"
+        f"    print('ok', parse_formula({text!r}, {{'z': z}}))\n"
+        "except FormulaError as error:\n"
+        "    print('error', error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=_HANG_GUARD)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("((0.1^1000)^1000)^1000", "number too small: 0.1^1000 is about 1.0e-1000"),
+        ("cos(exp(10^10))^2", "number too large: exp(10^10) is about 1.08e+4342944819"),
+        ("z*sin(exp(10^10))", "number too large: exp(10^10)"),
+    ],
+)
+def test_constants_that_hung_the_parser_are_refused(text, message):
+    answer = _parse_in_subprocess(text)
+    assert answer.startswith("error ") and message in answer
+    assert "\n" not in answer
+
+
+def test_a_huge_integer_to_a_tiny_power_is_a_float():
+    answer = _parse_in_subprocess("123456789012345678901234567890^(-0.000001)")
+    assert answer.startswith("ok ")
+    expected = mpmath.power(mpmath.mpf(123456789012345678901234567890), mpmath.mpf(-1) / 10**6)
+    assert abs(float(answer.split()[1]) - float(expected)) <= 1e-16
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max(exp(exp(exp(1000))), z)", "number too large: exp(1000) is about 1.97e+434"),
+        ("z*3.14159^1000", "number too large: 3.14159^1000 is about 1.41e+497"),
+        ("(a - y)^2 + 1e400", "number too large: 1e400"),
+        ("(a - y)^2 + log(0)", "log(0) is not a finite number"),
+        ("(a - y)^2 * (-8)^(1/3)", "(-8)^(1/3) is not a real number"),
+        ("sqrt(-4) + z", "sqrt(-4) is not a real number"),
+        ("z*1e-330", "number too small: 1e-330"),
+        ("z*2^-1075", "number too small: 2^-1075"),
+        ("1" * 4990, "number too large: 1111"),
+        ("z^1001", "exponent too large (at most 1000)"),
+    ],
+)
+def test_numbers_outside_float64_or_not_real_are_one_line_errors(text, message):
+    with pytest.raises(FormulaError) as info:
+        parse_formula(text, {"z": z, "a": a, "y": y})
+    assert message in str(info.value)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def _mp(value: float | mpmath.mpf) -> mpmath.mpf:
+    return mpmath.mpf(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "true_constant"),
+    [
+        # NumPy cannot take tan or sqrt of a Python integer past 2^63: these are Floats, correctly rounded.
+        ("z + tan(10^20)", lambda: mpmath.tan(mpmath.mpf(10) ** 20)),
+        ("z + sqrt(123456789012345678901234567890)", lambda: mpmath.sqrt(123456789012345678901234567890)),
+        # NumPy would take cos of exp(700) rounded to a float64, another number altogether.
+        ("z + cos(exp(700))", lambda: mpmath.cos(mpmath.exp(700))),
+        ("z + 2^60", lambda: mpmath.mpf(2) ** 60),
+        ("z + 1e-310", lambda: mpmath.mpf("1e-310")),
+    ],
+)
+def test_large_constants_are_correctly_rounded_floats(text, true_constant):
+    import numpy as np
+
+    parsed = parse_formula(text, {"z": z})
+    constant = parsed - z
+    assert constant.is_Float
+    with mpmath.workdps(400):  # cos(exp(700)) needs the 1,010 bits of exp(700) and more
+        expected = true_constant()
+        assert abs(mpmath.mpf(constant._mpf_) - expected) <= abs(expected) * 1e-16
+    from symback.compiler import lambdify
+
+    values = lambdify([z], parsed)(np.array([0.0, 1.0]))
+    assert values.dtype == np.float64 and values[0] == float(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2^60 - 2^60 + z", z),  # exact within 2^53 per part; the Floats cancel to 0
+        ("8^(1/3)*z", 2 * z),
+        ("sqrt(2)*z", sp.sqrt(2) * z),
+        ("exp(2)*z + pi^2", sp.exp(2) * z + sp.pi**2),
+        ("0.123456789012345*z", sp.Rational(123456789012345, 10**15) * z),
+        ("z^1000", z**1000),
+    ],
+)
+def test_small_constants_stay_exact(text, expected):
+    assert sp.simplify(parse_formula(text, {"z": z}) - expected) == 0

@@ -15,6 +15,7 @@ from symback import Network, derive
 from symback.cli import main
 from symback.errors import SymbackError
 from symback.latex import latex
+from symback.compiler import compile_network
 from symback.report import build_report, render, template_dir, write_report
 
 from .tools import chromium_screenshot, dark_pixels, png_pixels, require_program
@@ -212,6 +213,71 @@ def test_network_report_index_and_matrix_forms_agree(seed002):
     report = build_report(seed002.network, seed002.parameters, symback.Dataset.from_arrays([0, 0.5, 1], [0, 1, 0]))
     assert [layer.layer for layer in report.layers] == ["L", "L-1"]
     assert report.check and all(float(row.difference) < 1e-9 for row in report.check)
+
+
+@pytest.mark.parametrize(
+    ("activations", "cost"),
+    [("sigmoid", "squared_error"), (["tanh", "relu", "softmax"], "categorical_cross_entropy")],
+)
+def test_network_report_evaluates_the_index_form_without_writing_out_its_sums(monkeypatch, activations, cost):
+    # Sum.doit() wrote out (and tried to simplify) one term per path: over 120 s on 784-4-4-10 (issue 11).
+    import numpy as np
+    import sympy as sp
+
+    def refuse(self, **hints):
+        raise AssertionError("the index form's sums were written out symbolically")
+
+    net = Network([40, 5, 4, 3], activations, cost)
+    rng = np.random.default_rng(0)
+    data = symback.Dataset.from_arrays(rng.normal(size=(6, 40)), np.eye(3)[[0, 1, 2, 2, 1, 0]])
+    params = symback.Parameters.initialize(net, seed=2)
+    monkeypatch.setattr(sp.Sum, "doit", refuse)
+    report = build_report(net, params, data)
+    assert len(report.check) == 9
+    gradient = compile_network(net).gradient(params, data)
+    largest = max(float(np.max(np.abs(w))) for w in gradient.weights)
+    assert all(float(row.difference) <= 1e-12 * largest for row in report.check)
+
+
+def test_index_form_value_matches_the_written_out_sum():
+    # The oracle: the index form's sums written out term by term (fine on a network this small).
+    import numpy as np
+    import sympy as sp
+
+    from symback.network import NodeRef
+    from symback.report import _index_form_value
+
+    net = Network([2, 3, 2], ["tanh", "softmax"], "categorical_cross_entropy")
+    params = symback.Parameters.initialize(net, seed=4)
+    data = symback.Dataset.from_arrays([[0.2, -0.5], [0.9, 0.1]], [[1, 0], [0, 1]])
+    d = derive(net, NodeRef("w", 1, 2, 1), form="indexed")
+    expr = d.indexed_product.xreplace(dict(zip(d.indexed_target.indices, (2, 1)))).doit()
+    forward = compile_network(net).forward(params, data.X)
+    from symback.model import IndexedModel
+
+    im = IndexedModel(net)
+    total = 0.0
+    for i in range(len(data)):
+        values = {}
+        for entry in expr.atoms(sp.Indexed):
+            index = tuple(int(v) for v in entry.indices)
+            base = entry.base
+            if base == im.weights[1] or base == im.weights[2]:
+                values[entry] = params.weights[1 if base == im.weights[2] else 0][index]
+            elif base == im.activations[2]:
+                values[entry] = forward.activations[2][i, index[0]]
+            elif base == im.activations[1]:
+                values[entry] = forward.activations[1][i, index[0]]
+            elif base == im.zs[1]:
+                values[entry] = forward.zs[0][i, index[0]]
+            elif base == im.activations[0]:
+                values[entry] = data.X[i, index[0]]
+            elif base == im.targets:
+                values[entry] = data.Y[i, index[0]]
+        total += float(expr.xreplace(values))
+    if d.reduction == "mean":
+        total /= len(data)
+    assert _index_form_value(d, params, data) == pytest.approx(total, rel=1e-12)
 
 
 def test_625_20_20_10_is_reported_in_index_form():

@@ -499,6 +499,73 @@ def test_gradient_check_passes_for_every_activation_and_cost() -> None:
             assert len(result.layers) == 2 and result.worst < 1e-6
 
 
+def _wide(width: int) -> tuple[Network, Parameters, Dataset]:
+    net = Network([300, width, 3], ["tanh", "sigmoid"], "mse")
+    rng = np.random.default_rng(2)
+    data = Dataset.from_arrays(rng.normal(size=(4, 300)), rng.uniform(0.1, 0.9, (4, 3)))
+    return net, Parameters.initialize(net, seed=1), data
+
+
+def test_check_cost_does_not_grow_with_width() -> None:
+    # Every entry was perturbed before: 13.8 s on 784-64-10, over 60 s on 784-256-256-10 (issue 11).
+    counts = []
+    for width in (200, 400):
+        net, params, data = _wide(width)
+        result = gradient_check(net, params, data)
+        assert result.passed, result.text()
+        counts.append(result.evaluations)
+    # Layer 1: 128 weights, 128 biases (of 200 or 400), 4 directions; layer 2: 128 weights, 3 biases, 4 directions.
+    assert counts[0] == counts[1] == 2 * (128 + 128 + 4) + 2 * (128 + 3 + 4)
+
+
+def test_check_says_what_it_compared() -> None:
+    net, params, data = _wide(200)
+    result = gradient_check(net, params, data)
+    assert result.checked == ("128 of 60,000 w, 128 of 200 b, 4 random directions",
+                              "128 of 600 w, 3 of 3 b, 4 random directions")
+    assert "128 of 60,000 w, 128 of 200 b, 4 random directions" in result.text()
+
+
+def test_check_finds_a_wrong_entry_it_did_not_sample(monkeypatch) -> None:
+    # The sampled entries alone could miss it; a random directional derivative cannot.
+    from symback.compiler import CompiledNetwork
+
+    net, params, data = _wide(200)
+    sampled = set(np.random.default_rng(0).choice(60_000, 128, replace=False).tolist())
+    wrong = next(index for index in range(60_000) if index not in sampled)
+    honest = CompiledNetwork.gradient
+
+    def corrupted(self, *args, **kwargs):
+        gradient = honest(self, *args, **kwargs)
+        weights = gradient.weights[0]
+        weights.reshape(-1)[wrong] += 0.5 * np.max(np.abs(weights))
+        return gradient
+
+    monkeypatch.setattr(CompiledNetwork, "gradient", corrupted)
+    monkeypatch.setattr("symback.verify._torch_gradient", lambda *args: None)  # finite differences alone
+    result = gradient_check(net, params, data)
+    assert not result.passed and result.layers[0][1] > 1e-3 and result.layers[1][1] < 1e-6
+
+
+def test_check_compares_every_entry_of_a_small_network() -> None:
+    net = Network([3, 4, 2], "tanh", "mse")
+    data = Dataset.from_arrays([[0.1, 0.2, 0.3]], [[0.5, 0.1]])
+    result = gradient_check(net, Parameters.initialize(net, seed=0), data)
+    assert result.checked == ("12 of 12 w, 4 of 4 b", "8 of 8 w, 2 of 2 b")
+    assert result.evaluations == 2 * (12 + 4 + 8 + 2)
+
+
+def test_check_of_a_constant_activation_under_pytorch() -> None:
+    # A formula without z (here 123456789012345678901234567890^(-0.000001), a Float) came back
+    # from torch as float32 and the float64 matrix product failed (issue 11).
+    from .tools import require_module
+
+    require_module("torch")
+    net = Network([1, 2, 1], [{"formula": "123456789012345678901234567890^(-0.000001)"}, "identity"], "ssr")
+    result = gradient_check(net, Parameters.initialize(net, seed=0), Dataset.from_arrays([[0.5], [1.0]], [1.0, 0.0]))
+    assert result.passed and result.torch_layers is not None
+
+
 # -- command line -----------------------------------------------------------------------------------
 
 
@@ -728,3 +795,26 @@ def test_tex_and_markdown_tables_have_clean_rows_and_list_unreadable_claims() ->
     assert not [line for line in tex.splitlines() if line.startswith(")")]
     assert any(line.startswith("2 & ") and "invalid" in line for line in tex.splitlines())
     assert any(line.startswith("| 2 |") and "invalid" in line for line in md.splitlines())
+
+
+def test_check_of_a_wide_layer_with_a_tied_bias(monkeypatch) -> None:
+    # Sampled entries and random directions leave the tie alone; it is checked as one shared parameter.
+    from symback.compiler import CompiledNetwork
+
+    net = Network([300, 200, 3], ["tanh", "sigmoid"], "mse", names={"b(1)_0": "shared", "b(1)_150": "shared"})
+    rng = np.random.default_rng(5)
+    data = Dataset.from_arrays(rng.normal(size=(4, 300)), rng.uniform(0.1, 0.9, (4, 3)))
+    params = Parameters.initialize(net, seed=3)
+    params.set("shared", 0.2, net)
+    monkeypatch.setattr("symback.verify._torch_gradient", lambda *args: None)  # finite differences alone
+    result = gradient_check(net, params, data)
+    assert result.passed, result.text()
+    honest = CompiledNetwork.gradient
+
+    def corrupted(self, *args, **kwargs):  # the tie's derivative off by 10 %
+        gradient = honest(self, *args, **kwargs)
+        gradient.biases[0][[0, 150]] *= 1.1
+        return gradient
+
+    monkeypatch.setattr(CompiledNetwork, "gradient", corrupted)
+    assert not gradient_check(net, params, data).passed
