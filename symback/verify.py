@@ -599,6 +599,8 @@ class _Judge:
             status, note = RIGHT, ""
         else:
             status, note = WRONG, comparison.reason
+        if status == RIGHT:
+            right = claim.expression.text  # it is right: a simplified restatement would only obscure that
         check = Check("expression", claim.expression.text, status, right, note)
         written = _notation(claim.expression.expression)
         return self.verdict(claim, (check,), claim.quantity.expression, None,

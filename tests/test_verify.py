@@ -728,3 +728,23 @@ def test_tex_and_markdown_tables_have_clean_rows_and_list_unreadable_claims() ->
     assert not [line for line in tex.splitlines() if line.startswith(")")]
     assert any(line.startswith("2 & ") and "invalid" in line for line in tex.splitlines())
     assert any(line.startswith("| 2 |") and "invalid" in line for line in md.splitlines())
+
+
+def test_claims_files_accept_the_notation_people_type() -> None:
+    report = verify(claims_from_text(SIGMOID + """
+[[claim]]
+quantity = "dC/da(L)"
+expression = "2(a(L) - y)"
+[[claim]]
+quantity = "da(L)/dz(L)"
+expression = "a(L)(1 - a(L))"
+[[claim]]
+quantity = "dC/dw(L)"
+expression = "2(a - y) σ′(z) x"
+[[claim]]
+quantity = "dE/db(L)"
+expression = "δ"
+"""))
+    assert [v.status for v in report.verdicts] == [RIGHT] * 4, report.text()
+    # A right expression is shown as written, not as SymPy's rewriting of it (1/(4 cosh²(z/2)) for a(1 - a)).
+    assert report.verdicts[1].checks[0].expected == "a(L)(1 - a(L))"
