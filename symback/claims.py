@@ -275,6 +275,13 @@ class Notation:
             raise FormulaError(f"name {name!r} is ambiguous: it could be {' or '.join(sorted(found))}")
         return found[0] if found else None
 
+    def define(self, name: str, expression: sp.Expr) -> None:
+        """A name the working introduces itself (``E_o1 = 1/2 (target_o1 - out_o1)^2``); later formulas may use it."""
+        if not _IDENT.fullmatch(name) or "__" in name or name in FUNCTIONS:
+            raise FormulaError(f"{name!r} cannot be defined: a name is a letter followed by letters, digits and _")
+        self.names[name] = expression
+        self._by_folded.setdefault(name.casefold(), []).append(name)
+
     def node(self, name: str) -> NodeRef:
         """The node called ``name`` (case-insensitive when unambiguous); UnknownNameError otherwise."""
         key = self.lookup(name.strip()) if _IDENT.fullmatch(name.strip()) else None

@@ -78,6 +78,7 @@ from .train import descend
 __all__ = [
     "CARRIED",
     "INVALID",
+    "NOT_JUDGED",
     "RIGHT",
     "STATE",
     "UNJUDGED",
@@ -98,9 +99,10 @@ CARRIED = "error carried forward"
 UNJUDGED = "cannot be judged"
 INVALID = "invalid"  # a malformed claim: cannot be judged, and the input is unusable (exit status 2)
 STATE = "state"  # a change of state ("now b3 = 1.57"): not a claim
+NOT_JUDGED = "not judged"  # a line of plain-text working whose math could not be read: listed, never fatal
 
 # How bad a status is, for the verdict of a line made of several checks.
-_SEVERITY = {STATE: 0, RIGHT: 1, UNJUDGED: 2, CARRIED: 3, WRONG: 4, INVALID: 5}
+_SEVERITY = {STATE: 0, NOT_JUDGED: 0, RIGHT: 1, UNJUDGED: 2, CARRIED: 3, WRONG: 4, INVALID: 5}
 
 #: Random points at which symbolic claims are compared numerically.
 SAMPLE_POINTS = 24
@@ -135,10 +137,13 @@ class Verdict:
     # For the LaTeX / HTML renderings: the quantity, the written and the right expression (symbolic claims),
     # and the derived expression of the quantity for lines that are not right.
     math: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    slips: tuple[str, ...] = ()  # the slips named, "the factor 2 of a square dropped: ..."
+    state: str = ""  # when the line was judged at a changed state: which
+    unit: str = "claim"  # "claim" (a claims file) or "line" (plain-text working)
 
     @property
     def where(self) -> str:
-        return where(self.number, self.line)
+        return f"line {self.line}" if self.unit == "line" else where(self.number, self.line)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +156,8 @@ class Verdict:
             "message": self.message,
             "derivation": self.derivation,
             "carried_from": list(self.carried_from),
+            "slips": list(self.slips),
+            "state": self.state,
         }
 
 
@@ -161,6 +168,7 @@ class VerificationReport:
     verdicts: tuple[Verdict, ...]
     title: str = ""
     path: str = ""
+    prose: tuple[tuple[int, str], ...] = ()  # plain-text working: the lines without an equation (not judged)
 
     @property
     def first_wrong(self) -> Verdict | None:
@@ -172,7 +180,7 @@ class VerificationReport:
         statuses = {v.status for v in self.verdicts}
         if INVALID in statuses:
             return 2
-        return 0 if statuses <= {RIGHT, STATE} else 1
+        return 0 if statuses <= {RIGHT, STATE, NOT_JUDGED} else 1
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -189,13 +197,18 @@ class VerificationReport:
             "first_wrong": None if first is None else {"claim": first.number, "line": first.line, "text": first.text},
             "counts": self.counts(),
             "exit_status": self.exit_status,
+            "not_judged": [{"line": number, "text": text} for number, text in self.prose],
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
-    def text(self, *, details: bool = True) -> str:
-        """A terminal table (one row per checked number), then the explanations of the lines that are not right."""
+    def text(self, *, details: bool = True, explain: bool = False) -> str:
+        """A terminal table (one row per checked number), then short explanations of the lines that are not right.
+
+        Each explanation says what was written, what is right, the slip when one is recognised and the one
+        chain-rule line concerned; ``explain`` adds the full derivation behind each wrong line.
+        """
         rows = [("#", "line", "claim", "part", "written", "verdict", "symback")]
         for verdict in self.verdicts:
             checks = verdict.checks or (Check("", "", verdict.status, ""),)
@@ -226,8 +239,10 @@ class VerificationReport:
                     continue
                 lines += ["", f"{verdict.where}: {verdict.status} — {verdict.text}"]
                 lines += [f"  {line}" for line in verdict.message.splitlines()]
-                if verdict.derivation:
+                if verdict.derivation and explain:
                     lines += ["", *(f"    {line}" for line in verdict.derivation.splitlines())]
+        if self.prose:
+            lines += ["", f"not judged (no equation): line(s) {_ranges([number for number, _ in self.prose])}"]
         lines.append("")
         counts = self.counts()
         lines.append("summary: " + ", ".join(f"{counts[s]} {s}" for s in _SEVERITY if s in counts))
@@ -237,6 +252,17 @@ class VerificationReport:
         elif self.exit_status == 0:
             lines.append("every line is right")
         return "\n".join(lines)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``1-3, 7, 9-10``."""
+    spans: list[tuple[int, int]] = []
+    for number in sorted(numbers):
+        if spans and spans[-1][1] == number - 1:
+            spans[-1] = (spans[-1][0], number)
+        else:
+            spans.append((number, number))
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _clip(text: str, width: int) -> str:
@@ -356,9 +382,30 @@ class _Engine:
         values[self.cost] = self.compiled.cost(params, self.data, forward)
         return values
 
-    def value(self, expression: sp.Expr, params: Parameters, example: int | None = None) -> float:
-        """The number ``expression`` stands for: the cost and ∂cost/∂parameter are totals over the examples."""
+    def value(self, expression: sp.Expr, params: Parameters, example: int | None = None,
+              known: dict[sp.Symbol, float] | None = None) -> float:
+        """The number ``expression`` stands for: the cost and ∂cost/∂parameter are totals over the examples.
+
+        ``known`` gives numbers for symbols of the caller's own (a learning rate, a Σ already evaluated).
+        """
+        n = len(self.data)
+        if example is not None and example >= n:
+            raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
+        values, per_example = self.values(expression, params, known)
+        if not per_example:
+            return float(values[0])
+        if example is not None:
+            return float(values[example])
+        if np.allclose(values, values[0], rtol=1e-12, atol=1e-15):
+            return float(values[0])
+        shown = ", ".join(_show(v) for v in values[:5]) + (", …" if n > 5 else "")
+        raise _ShapeError(f"this quantity has one value per example ({shown}); give example = 1 … {n} to pick one")
+
+    def values(self, expression: sp.Expr, params: Parameters,
+               known: dict[sp.Symbol, float] | None = None) -> tuple[np.ndarray, bool]:
+        """``expression`` at every example, and whether it depends on the example at all."""
         environment = self.environment(params)
+        environment.update(known or {})
         n = len(self.data)
         reduce = np.sum if self.network.cost.example_reduction == "sum" else np.mean
         replacements: dict[sp.Expr, sp.Expr] = {}
@@ -372,18 +419,8 @@ class _Engine:
                 replacements[derivative] = marker
             else:
                 replacements[derivative] = inner
-        if example is not None and example >= n:
-            raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
         expression = expression.xreplace(replacements)
-        values = evaluate(expression, environment, n)
-        if not (expression.free_symbols & self._per_example):
-            return float(values[0])
-        if example is not None:
-            return float(values[example])
-        if np.allclose(values, values[0], rtol=1e-12, atol=1e-15):
-            return float(values[0])
-        shown = ", ".join(_show(v) for v in values[:5]) + (", …" if n > 5 else "")
-        raise _ShapeError(f"this quantity has one value per example ({shown}); give example = 1 … {n} to pick one")
+        return evaluate(expression, environment, n), bool(expression.free_symbols & self._per_example)
 
     def slope(self, params: Parameters, ref: NodeRef) -> float:
         gradient = self.compiled.gradient(params, self.data, respect_frozen=False)
@@ -968,10 +1005,12 @@ _FORMATS = ("text", "json", "html", "tex", "md")
 
 
 def _configure_verify(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("claims", help="claims file (TOML): a network, its values and the lines to check")
+    parser.add_argument("claims", help="claims file (TOML), or a worked example as plain text (.md, .txt) "
+                        "with a +++ TOML front matter naming the network")
     parser.add_argument("--format", choices=_FORMATS, default="text", help="output format (default text)")
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random points of symbolic checks")
+    parser.add_argument("--explain", action="store_true", help="show the full chain-rule derivation behind each wrong line")
 
 
 def _write(text: str, output: str | None) -> None:
@@ -981,13 +1020,23 @@ def _write(text: str, output: str | None) -> None:
     write_atomic(output, text if text.endswith("\n") else text + "\n")
 
 
+#: Plain-text working (judged by :mod:`symback.working`); every other file is a TOML claims file.
+WORKING_SUFFIXES = (".md", ".txt", ".markdown")
+
+
 def _run_verify(args: argparse.Namespace) -> int:
-    claims = load_claims(args.claims)
-    report = verify(claims, seed=args.seed)
+    from pathlib import Path
+
+    if Path(args.claims).suffix.lower() in WORKING_SUFFIXES:
+        from .working import judge, load_working
+
+        report = judge(load_working(args.claims), seed=args.seed)
+    else:
+        report = verify(load_claims(args.claims), seed=args.seed)
     if args.format == "json":
         text = report.to_json()
     elif args.format == "text":
-        text = report.text()
+        text = report.text(explain=args.explain)
     else:
         text = render(report, args.format)
     _write(text, args.output)

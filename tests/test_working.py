@@ -1,0 +1,329 @@
+"""Plain-text working: seed 002 as written, errors carried forward, update conventions, slips, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symback import load_spec
+from symback.cli import main
+from symback.errors import SpecError
+from symback.verify import CARRIED, NOT_JUDGED, RIGHT, STATE, UNJUDGED, WRONG
+from symback.working import judge, load_working, working_from_text
+
+from . import reference
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SEED002 = (EXAMPLES / "seed002.toml").as_posix()
+
+
+def _seed002(b3: float) -> float:
+    """dSSR/db3 of seed 002 at ``b3`` from the hand-written NumPy backprop (an oracle sharing no code)."""
+    spec = load_spec(EXAMPLES / "seed002.toml")
+    biases = [b.copy() for b in spec.parameters.biases]
+    biases[1][0] = b3
+    _, _, db = reference.gradients(
+        spec.network.sizes, ["softplus", "identity"], "ssr", spec.parameters.weights, biases, spec.data.X, spec.data.Y
+    )
+    return float(db[1][0])
+
+
+def _working(body: str, front: str = "") -> str:
+    return f'+++\nspec = "{SEED002}"\nlearning_rate = 0.1\n{front}+++\n{body}'
+
+
+def _statuses(report) -> dict[int, str]:
+    return {v.line: v.status for v in report.verdicts}
+
+
+# -- seed 002, as written -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_report():
+    return judge(load_working(EXAMPLES / "seed002_working.md"))
+
+
+def _line(report, text: str):
+    return next(v for v in report.verdicts if text in v.text)
+
+
+def test_seed002_working_line_by_line(seed_report) -> None:
+    statuses = [(v.text, v.status) for v in seed_report.verdicts]
+    assert statuses == [
+        ("Residual = Observed - Predicted", RIGHT),
+        ("SSR = Sum of (Observed - Predicted)^2", RIGHT),
+        ("Predicted = Top Layer + Bottom Layer + Bias (b3)", RIGHT),
+        ("dssr/db3 = dssr/dpredicted * dpredicted/db3", RIGHT),
+        ("dssr/dpredicted = (Observed - Predicted)^2", WRONG),
+        ("dssr/dpredicted = 2*(Observed - Predicted)*(d(Observed - Predicted))/dpredicted)", RIGHT),
+        ("dssr/dpredicted = 2*(Observed - Predicted)(-1)", RIGHT),
+        ("dssr/dpredicted = -2 (Observed - Predicted)", RIGHT),  # the article's line break, read as one line
+        ("dpredicted = Top Layer + Bottom Layer + Bias (b3)", NOT_JUDGED),  # a differential, listed with why
+        ("dpredicted/db3 = 1", RIGHT),
+        ("Finaly dssr/db3 = -2*(Observed - Predicted) * 1", RIGHT),
+        ("dssr/db3 = Σ(-2*(Observed-Predicted))", RIGHT),
+        ("dssr/db3 = -2 * [(Observed1 - Predicted1) * 1 + (Observed2 - Predicted2) * 1 + (Observed3 - Predicted3) * 1]",
+         RIGHT),
+        ("dssr/db3 = -2 * [(Residual1) + (Residual2) + (Residual3)]", RIGHT),
+        ("dssr/db3 = -2 * (ResidualSum)", RIGHT),
+        ("For our training data I got slope = -15.7", RIGHT),
+        ("step size = slope x learning rate", RIGHT),
+        ("step size = -15.7 x 0.1 = -1.57", RIGHT),
+        # The update rule itself adds the step: the slip is marked where it is first written ...
+        ("new b3 = old b3 + step size", WRONG),
+        # ... and the number it gives is the first wrong value (numbers carry only from numbers).
+        ("new b3 = 0 + (-1.57) = -1.57", WRONG),
+        ("slop = -6.26", RIGHT),
+        ("step size = -6.26 x 0.1 = -0.626", RIGHT),
+        ("new b3 = -1.57 + (-0.626) = -2.196", WRONG),
+        ("We found the optimal b3 = 2.21", WRONG),
+    ]
+    assert seed_report.exit_status == 1
+    assert seed_report.first_wrong.text == "dssr/dpredicted = (Observed - Predicted)^2"
+
+
+def test_seed002_working_agrees_with_the_claims_file() -> None:
+    from symback.claims import load_claims
+    from symback.verify import verify
+
+    claims = verify(load_claims(EXAMPLES / "seed002_claims.toml")).verdicts
+    working = judge(load_working(EXAMPLES / "seed002_working.md"))
+    # The claims file's lines and the working's lines that say the same thing.
+    same = {0: "dssr/dpredicted = (Observed - Predicted)^2", 2: "2*(Observed - Predicted)(-1)", 3: "dpredicted/db3 = 1",
+            4: "dssr/dpredicted * dpredicted/db3", 5: "-2*(Observed - Predicted) * 1", 6: "slope = -15.7",
+            7: "0 + (-1.57)", 9: "optimal b3"}
+    for index, text in same.items():
+        assert _line(working, text).status == claims[index].status, text
+    claim_step = {c.part: c for c in claims[7].checks}
+    assert claim_step["step"].status == RIGHT and _line(working, "-15.7 x 0.1").status == RIGHT
+
+
+def test_seed002_working_numbers_match_an_independent_oracle(seed_report) -> None:
+    slope = _seed002(0.0)
+    assert _line(seed_report, "slope = -15.7").checks[0].expected == f"-15.7 ({slope:.6g})"
+    step = _line(seed_report, "-15.7 x 0.1 = -1.57").checks[1]
+    assert step.status == RIGHT and step.expected == f"-1.57 ({0.1 * slope:.6g})"
+    # -6.26 is the slope at the right b3 = 1.5655 (at the author's -1.57 it would be -25.1)
+    right_b3 = -0.1 * slope
+    assert round(_seed002(right_b3), 2) == -6.26 and round(_seed002(-1.57), 1) == -25.1
+    assert "b3 = 1.56551" in _line(seed_report, "slop = -6.26").state
+    b3 = right_b3 - 0.1 * _seed002(right_b3)
+    for _ in range(1000):  # plain gradient descent from there, until the step is under 0.001
+        step = 0.1 * _seed002(b3)
+        b3 -= step
+        if abs(step) < 0.001:
+            break
+    assert _line(seed_report, "optimal b3").checks[0].expected == f"2.61 ({b3:.6g})"
+
+
+def test_seed002_working_names_the_slips(seed_report) -> None:
+    first = _line(seed_report, "dssr/dpredicted = (Observed - Predicted)^2")
+    assert first.slips and first.slips[0].startswith("the function written instead of its derivative")
+    for text in ("new b3 = old b3 + step size", "new b3 = 0 + (-1.57)", "-2.196"):
+        verdict = _line(seed_report, text)
+        assert verdict.slips and "the step was added" in verdict.slips[0], text
+    added = _line(seed_report, "new b3 = 0 + (-1.57)")
+    assert added.checks[0].status == WRONG and added.checks[0].expected.startswith("1.566")
+    # The "= -1.57" after "0 + (-1.57)" follows from the member before it: the line is wrong once, not twice.
+    assert added.checks[1].status == CARRIED and added.carried_from == ()
+
+
+def test_seed002_verdicts_are_short_and_the_derivation_is_one_flag_away(seed_report) -> None:
+    text = seed_report.text()
+    assert "chain rule: ∂SSR/∂b3 = ∂SSR/∂predicted · ∂predicted/∂z(L) · ∂z(L)/∂b3" in text
+    assert "assembled:" not in text and "∂SSR/∂predicted = ∂SSR/∂predicted" not in text
+    assert "assembled:" in seed_report.text(explain=True)
+    assert "not judged (no equation): line(s) 18, 20, 22-23" in text
+    assert "written (Observed - Predicted)^2, right: 2*(-observed + predicted)" in text
+
+
+# -- errors carried forward, for numbers --------------------------------------------------------------
+
+
+def test_one_slip_in_a_number_gives_one_wrong_line_and_the_rest_is_carried() -> None:
+    slope = _seed002(0.0)
+    half = f"{slope / 2:.3g}"  # the factor 2 of the square dropped
+    step = f"{0.1 * float(half):.3g}"
+    new = f"{-float(step):.3g}"
+    later = f"{_seed002(float(new)):.3g}"  # the next slope, rightly computed at the author's (wrong) b3
+    report = judge(working_from_text(_working(
+        f"slope = {half}\n\nstep size = {half} x 0.1 = {step}\n\nnew b3 = 0 - ({step}) = {new}\n\n"
+        f"slope = {later}\n", 'parameter = "b3"\n')))
+    assert [v.status for v in report.verdicts] == [WRONG, CARRIED, CARRIED, CARRIED], report.text()
+    assert report.verdicts[0].slips[0].startswith("the factor 2 of a square dropped")
+    slip = report.verdicts[0].line
+    assert report.verdicts[1].carried_from == (slip,) and report.verdicts[3].carried_from == (slip,)
+    # A line never follows from itself.
+    assert all(v.line not in v.carried_from for v in report.verdicts)
+
+
+def test_rounded_values_of_the_author_are_not_errors() -> None:
+    report = judge(working_from_text(_working("slope = -16\n\nstep = -16 x 0.1 = -1.6\n", 'parameter = "b3"\n')))
+    assert [v.status for v in report.verdicts] == [RIGHT, RIGHT], report.text()
+
+
+def test_an_arithmetic_slip_is_named() -> None:
+    report = judge(working_from_text(_working("step size = -15.7 x 0.1 = -1.75\n", 'parameter = "b3"\n')))
+    (verdict,) = report.verdicts
+    assert verdict.status == WRONG and "arithmetic: -15.7 x 0.1 = -1.57" in verdict.message
+
+
+# -- update conventions -------------------------------------------------------------------------------
+
+TWO = """+++
+learning_rate = 0.5
+updates = "{updates}"
+[network]
+layers = [1, 1, 1]
+activations = "sigmoid"
+cost = "squared_error"
+[names]
+"w(L)" = "w2"
+"b(L)" = "b2"
+"w(L-1)" = "w1"
+[parameters]
+w1 = 0.8
+"b(L-1)" = 0.1
+w2 = -1.2
+b2 = 0.3
+[data]
+x = [1.0]
+y = [0.2]
++++
+"""
+
+
+def _two_partials(spec_params: dict[str, float]) -> tuple[float, float]:
+    w1, b1, w2, b2 = (spec_params[k] for k in ("w1", "b1", "w2", "b2"))
+    _, dW, _ = reference.gradients([1, 1, 1], ["sigmoid", "sigmoid"], "squared_error",
+                                   [np.array([[w1]]), np.array([[w2]])], [np.array([b1]), np.array([b2])],
+                                   np.array([[1.0]]), np.array([[0.2]]))
+    return float(dW[1][0, 0]), float(dW[0][0, 0])
+
+
+@pytest.mark.parametrize("updates", ["simultaneous", "sequential"])
+def test_backpropagation_order_is_right_when_updates_are_simultaneous(updates: str) -> None:
+    start = {"w1": 0.8, "b1": 0.1, "w2": -1.2, "b2": 0.3}
+    dw2, dw1 = _two_partials(start)
+    new_w2 = -1.2 - 0.5 * dw2
+    after = _two_partials({**start, "w2": new_w2})[1]  # dC/dw1 with the updated w2
+    body = (f"dC/dw2 = {dw2:.5g}\nnew w2 = -1.2 - 0.5 x ({dw2:.5g}) = {new_w2:.5g}\n"
+            f"dC/dw1 = {dw1:.5g}\ndC/dw1 = {after:.5g}\n")
+    report = judge(working_from_text(TWO.format(updates=updates) + body))
+    statuses = [v.status for v in report.verdicts]
+    if updates == "simultaneous":  # every partial of the step at the old weights, as backpropagation does
+        assert statuses == [RIGHT, RIGHT, RIGHT, WRONG], report.text()
+        assert "an updated weight used where the old one was needed" in report.verdicts[3].slips[0]
+        assert "before the update(s) of line(s) 2" in report.verdicts[2].state
+    else:
+        assert statuses == [RIGHT, RIGHT, WRONG, RIGHT], report.text()
+        assert "after the update(s) of line(s) 2" in report.verdicts[3].state
+
+
+# -- names the working defines, prose, not judged ---------------------------------------------------
+
+MAZUR = """+++
+[network]
+layers = [1, 2]
+activations = "sigmoid"
+cost = "half_squared_error"
+[names]
+"a(L)_0" = "out_o1"
+"a(L)_1" = "out_o2"
+"y_0" = "target_o1"
+"y_1" = "target_o2"
+"w(L)_0_0" = "w5"
+[parameters]
+w5 = 0.4
+"w(L)_1_0" = 0.45
+"b(L)_0" = 0.6
+"b(L)_1" = 0.6
+[data]
+x = [[0.59]]
+y = [[0.01, 0.99]]
++++
+The error for each output neuron:
+E_o1 = 1/2 (target_o1 - out_o1)^2
+E_o2 = ½ (target_o2 - out_o2)^2
+E_total = E_o1 + E_o2 = {total:.9f}
+dE_total/dout_o1 = −(target_o1 − out_o1) = {d:.8f}
+∂E_total/∂w5 = dE_total/dout_o1 · dout_o1/dz(L)_0 · dz(L)_0/dw5 = {dw5:.8f}
+"""
+
+
+def test_names_the_working_defines_and_the_cost_in_other_spellings() -> None:
+    z = np.array([0.4 * 0.59 + 0.6, 0.45 * 0.59 + 0.6])
+    out = 1 / (1 + np.exp(-z))
+    target = np.array([0.01, 0.99])
+    total = float(0.5 * np.sum((target - out) ** 2))
+    d = float(out[0] - target[0])
+    dw5 = d * out[0] * (1 - out[0]) * 0.59
+    text = MAZUR.replace("½", "1/2").format(total=total, d=d, dw5=dw5)
+    report = judge(working_from_text(text))
+    assert [v.status for v in report.verdicts] == [STATE, STATE, RIGHT, RIGHT, RIGHT], report.text()
+    assert report.verdicts[0].checks[0].part == "defines"
+    assert report.prose == ((21, "The error for each output neuron:"),)
+    wrong = judge(working_from_text(text.replace(f"{dw5:.8f}", f"{dw5 / (out[0] * (1 - out[0])):.8f}")))
+    assert wrong.verdicts[-1].status == WRONG and wrong.verdicts[-1].slips[0].startswith("σ′(z) left out")
+
+
+def test_prose_is_never_fatal_and_unreadable_math_is_listed_with_its_reason() -> None:
+    report = judge(working_from_text(_working("Hello.\nfoo bar = baz qux\nslope = -15.7\n", 'parameter = "b3"\n')))
+    assert [v.status for v in report.verdicts] == [NOT_JUDGED, RIGHT]
+    assert "cannot read" in report.verdicts[0].message
+    assert report.exit_status == 0
+
+
+def test_a_descent_that_does_not_converge_cannot_be_judged() -> None:
+    report = judge(working_from_text(_working("the optimal b3 = 2.61\n", 'parameter = "b3"\nmax_steps = 3\n')))
+    assert report.verdicts[0].status == UNJUDGED and "did not reach" in report.verdicts[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("slope = 1\n", "no network"),
+        ('+++\nspec = "x.toml"\n', "never closed"),
+        (f'+++\nspec = "{SEED002}"\ncolour = 1\n+++\n', "unknown key or section 'colour'"),
+        (f'+++\nspec = "{SEED002}"\nupdates = "later"\n+++\n', "simultaneous"),
+        (f'+++\nspec = "{SEED002}"\nlearning_rate = -1\n+++\n', "positive"),
+    ],
+)
+def test_an_unusable_front_matter_is_one_spec_error(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        working_from_text(text)
+    assert message in str(caught.value)
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+
+def test_cli_verify_reads_plain_text_working(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(EXAMPLES / "seed002_working.md")]) == 1
+    out = capsys.readouterr().out
+    assert "first wrong line: line 58" in out and "the step was added" in out
+    assert main(["verify", str(EXAMPLES / "seed002_working.md"), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"] == {RIGHT: 18, WRONG: 5, NOT_JUDGED: 1}
+    assert data["not_judged"][0] == {"line": 18, "text": "Why Do Neural Networks Need the Chain Rule? How do we apply it?"}
+    path = tmp_path / "w.txt"
+    path.write_text(_working("slope = -15.7\n", 'parameter = "b3"\n'), encoding="utf-8")
+    assert main(["verify", str(path)]) == 0
+    bad = tmp_path / "bad.md"
+    bad.write_text("+++\nspec = \"nope.toml\"\n+++\nslope = 1\n", encoding="utf-8")
+    assert main(["verify", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("symback: error: ")
+
+
+def test_html_and_tex_of_a_working(tmp_path: Path) -> None:
+    from symback.verify import render
+
+    report = judge(load_working(EXAMPLES / "seed002_working.md"))
+    html = render(report, "html")
+    assert "new b3 = 0 + (-1.57) = -1.57" in html and "the step was added" in html
+    assert "\\begin{longtable}" in render(report, "tex")
