@@ -213,7 +213,7 @@ class Notation:
     >>> notation.parse("dC/da(L) * da(L)/dz(L)")
     Derivative(C, a(L))*Derivative(a(L), z(L))
     >>> notation.parse("a(L)(1 − a(L))")
-    (1 - a(L))*a(L)
+    a(L)*(1 - a(L))
     """
 
     def __init__(

@@ -129,8 +129,9 @@ def paths(context: SlipContext, node: sp.Symbol, wrt: sp.Symbol) -> list[sp.Expr
 
 @register_slip("factor_two", "the factor 2 of a square dropped", "partial")
 def _factor_two(context: SlipContext, true: sp.Expr, derivative: sp.Derivative) -> list[Variant]:
-    if not context.network.cost.term.has(sp.Pow):
-        return []
+    coefficient, square = context.network.cost.term.as_coeff_Mul()
+    if coefficient != 1 or not (isinstance(square, sp.Pow) and square.exp == 2):
+        return []  # only a plain square (a − y)² has a 2 to drop (not ½(a − y)², not cross-entropy)
     return [Variant(true / 2, "differentiating (a − y)² gives 2(a − y): the right factor is 2")]
 
 

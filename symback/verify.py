@@ -577,6 +577,10 @@ class _Judge:
                         f"{_lines(taint)}, {what or part} would be {_show(author)}")
             return Check(part, claimed.text, RIGHT, _as_written(true, claimed), note), claimed.value, frozenset()
         if differs and np.isfinite(author) and claimed.matches(author):
+            if taint == {number}:  # built on a wrong number of this same claim: it is wrong once, not twice
+                note = f"follows from the wrong value before it in this claim; the right value is {_as_written(true, claimed)}"
+                return Check(part, claimed.text, CARRIED, _as_written(true, claimed), note), claimed.value, taint
+            taint = taint - {number}
             if taint:
                 note = (f"consistent with the earlier wrong value(s) of line(s) {_lines(taint)}; "
                         f"the right value is {_as_written(true, claimed)}")

@@ -675,7 +675,7 @@ class _Judge:
                     expected = _as_written(true, link.value or ClaimValue.parse(_digits_of(value, allowance)))
                 member = _Member(link, status, value, source)
                 carried |= set(source) - {line.number}
-            if status == WRONG and note.startswith("slip: "):
+            if status == WRONG and note.startswith("slip: ") and note[len("slip: "):] not in slips:
                 slips.append(note[len("slip: "):])
             members.append(member)
             checks.append(Check(f"= {_clip(link.text)}", link.text, status, expected, note))

@@ -748,3 +748,18 @@ expression = "δ"
     assert [v.status for v in report.verdicts] == [RIGHT] * 4, report.text()
     # A right expression is shown as written, not as SymPy's rewriting of it (1/(4 cosh²(z/2)) for a(1 - a)).
     assert report.verdicts[1].checks[0].expected == "a(L)(1 - a(L))"
+
+
+def test_a_claim_never_follows_from_itself() -> None:
+    # The step is wrong (the learning rate left out) and the new value follows from it: one wrong claim,
+    # and no note that says it is consistent with its own line.
+    report = verify(_claims('[[claim]]\nupdate = "b3"\nlearning_rate = 0.1\nslope = "-15.7"\nstep = "-15.7"\nnew = "15.7"\n'))
+    (verdict,) = report.verdicts
+    checks = {c.part: c for c in verdict.checks}
+    assert checks["step"].status == WRONG and checks["new"].status == CARRIED
+    assert verdict.carried_from == () and "line(s) 1" not in verdict.message and "line(s) 2" not in verdict.message
+
+
+def test_wrong_lines_are_short_and_the_derivation_is_behind_explain(seed_report) -> None:
+    assert "assembled:" not in seed_report.text()
+    assert seed_report.text(explain=True).count("assembled:") >= 1

@@ -327,3 +327,121 @@ def test_html_and_tex_of_a_working(tmp_path: Path) -> None:
     html = render(report, "html")
     assert "new b3 = 0 + (-1.57) = -1.57" in html and "the step was added" in html
     assert "\\begin{longtable}" in render(report, "tex")
+
+
+# -- property: working generated from the true derivation, with and without one slip ------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from symback import Network, Parameters  # noqa: E402
+
+_SPELLINGS = ["dC/d{}", "∂C/∂{}", "d(C)/d({})", "dE/d{}", "∂E_total/∂{}", "dcost/d{}"]
+_NEW = ["new {}", "{}+", "updated {}"]
+_SLIPS = {  # slip -> (which line it is made in, the name the verdict must give)
+    "factor_two": ("slope", "the factor 2 of a square dropped"),
+    "sign_flipped": ("slope", "the sign of (a − y) flipped"),
+    "step_added": ("update", "the step added instead of subtracted"),
+    "learning_rate_missing": ("update", "the learning rate left out"),
+}
+
+
+def _fmt(value: float, digits: int) -> str:
+    return f"{value:.{digits}g}"
+
+
+@st.composite
+def _cases(draw):
+    sizes = [draw(st.integers(1, 2)), draw(st.integers(1, 2)), 1]
+    activations = [draw(st.sampled_from(["sigmoid", "tanh", "softplus"])) for _ in range(2)]
+    cost = draw(st.sampled_from(["squared_error", "ssr", "half_squared_error"]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    digits = draw(st.lists(st.integers(3, 6), min_size=8, max_size=8))
+    spellings = draw(st.lists(st.sampled_from(_SPELLINGS), min_size=3, max_size=3))
+    new = draw(st.sampled_from(_NEW))
+    slip = draw(st.sampled_from([None, *_SLIPS]))
+    return sizes, activations, cost, seed, digits, spellings, new, slip
+
+
+def _generate(case):
+    """A working written from the true derivation (NumPy oracle), with ``slip`` made and followed through."""
+    sizes, activations, cost, seed, digits, spellings, new_spelling, slip = case
+    if slip == "factor_two" and cost == "half_squared_error":
+        slip = "sign_flipped"  # ½(a − y)² has no 2 to drop
+    rng = np.random.default_rng(seed)
+    net = Network(sizes, activations, cost)
+    params = Parameters.initialize(net, "uniform", seed=seed)
+    X = rng.uniform(-1.5, 1.5, size=(2, sizes[0]))
+    Y = rng.uniform(0.1, 0.9, size=(2, 1))
+    refs = list(net.parameter_refs())
+    theta, other = (refs[i] for i in rng.choice(len(refs), size=2, replace=False))
+
+    def grad(p: Parameters, ref) -> float:
+        _, dW, db = reference.gradients(sizes, activations, cost, p.weights, p.biases, X, Y)
+        return float(dW[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else db[ref.layer - 1][ref.j])
+
+    front = ["+++", "learning_rate = 0.1", "[network]", f"layers = {sizes}", f"activations = {json.dumps(activations)}",
+             f'cost = "{cost}"', "[parameters]"]
+    front += [f'"{net.canonical_name(r)}" = {params.get(r)!r}' for r in refs]
+    front += ["[data]", f"x = {X.tolist()!r}", f"y = {Y.tolist()!r}", "+++"]
+    name, other_name = net.canonical_name(theta), net.canonical_name(other)
+    slope = grad(params, theta)
+    written = {"factor_two": slope / 2, "sign_flipped": -slope}.get(slip, slope)
+    slope_text = _fmt(written, digits[0])
+    old = params.get(theta)
+    old_text = _fmt(old, 6)
+    if slip == "step_added":
+        arithmetic, new = f"{old_text} + 0.1 x ({slope_text})", old + 0.1 * float(slope_text)
+    elif slip == "learning_rate_missing":
+        arithmetic, new = f"{old_text} - ({slope_text})", old - float(slope_text)
+    else:
+        arithmetic, new = f"{old_text} - 0.1 x ({slope_text})", old - 0.1 * float(slope_text)
+    new_text = _fmt(new, digits[1])
+    lines = [
+        f"The slope: {spellings[0].format(name)} = {slope_text}",
+        f"{spellings[1].format(other_name)} = {_fmt(grad(params, other), digits[2])}",
+        f"{new_spelling.format(name)} = {arithmetic} = {new_text}",
+        "Then the slope again, after the step.",
+    ]
+    author = params.copy()
+    author.set(theta, float(new_text))
+    true_after = params.copy()
+    true_after.set(theta, old - 0.1 * slope)
+    after = grad(author, theta) if slip else grad(true_after, theta)
+    after_text = _fmt(after, digits[3])
+    lines.append(f"{spellings[2].format(name)} = {after_text}")
+    text = "\n".join(front + lines) + "\n"
+    # A slip that changes nothing at the digits written is not a slip the working shows.
+    exact = {"slope": slope, "update": old - 0.1 * slope, "after": grad(true_after, theta)}
+    return text, slip, exact, {"slope": slope_text, "update": new_text, "after": after_text}
+
+
+def _differs(written: str, exact: float) -> bool:
+    from symback.claims import ClaimValue
+
+    value = ClaimValue.parse(written)
+    return abs(value.value - exact) > 4 * value.half_unit + 1e-6 * abs(exact)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cases())
+def test_generated_working_is_right_and_one_slip_is_marked_once_and_carried(case) -> None:
+    text, slip, exact, written = _generate(case)
+    report = judge(working_from_text(text))
+    statuses = [v.status for v in report.verdicts]
+    if slip is None:
+        assert statuses == [RIGHT] * 4, report.text()
+        return
+    where, name = _SLIPS[slip]
+    assume(_differs(written[where], exact[where]) and _differs(written["after"], exact["after"]))
+    if where == "slope":
+        assume(_differs(written["update"], exact["update"]))
+        expected = [WRONG, RIGHT, CARRIED, CARRIED]
+    else:
+        expected = [RIGHT, RIGHT, WRONG, CARRIED]
+    assert statuses == expected, report.text()
+    wrong = report.verdicts[expected.index(WRONG)]
+    assert wrong.slips and wrong.slips[0].startswith(name), report.text()
+    for verdict in report.verdicts:
+        if verdict.status == CARRIED:
+            assert verdict.carried_from == (wrong.line,), report.text()
