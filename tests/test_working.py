@@ -445,3 +445,86 @@ def test_generated_working_is_right_and_one_slip_is_marked_once_and_carried(case
     for verdict in report.verdicts:
         if verdict.status == CARRIED:
             assert verdict.carried_from == (wrong.line,), report.text()
+
+
+# -- every slip of the table, on a 1-2-1 sigmoid network (values by hand in NumPy) ----------------------
+
+_NET121 = """+++
+learning_rate = 0.5
+[network]
+layers = [1, 2, 1]
+activations = "sigmoid"
+cost = "squared_error"
+[parameters]
+"w(L-1)_0_0" = 0.7
+"w(L-1)_1_0" = -0.4
+"b(L-1)_0" = 0.1
+"b(L-1)_1" = 0.2
+"w(L)_0_0" = 1.3
+"w(L)_0_1" = -0.9
+"b(L)" = 0.05
+[data]
+x = [0.8]
+y = [0.3]
++++
+"""
+
+
+def _by_hand() -> dict[str, float]:
+    s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    ds = lambda v: s(v) * (1 - s(v))  # noqa: E731
+    x, y = 0.8, 0.3
+    w1, b1, w2, b2 = np.array([0.7, -0.4]), np.array([0.1, 0.2]), np.array([1.3, -0.9]), 0.05
+    z1 = w1 * x + b1
+    a1 = s(z1)
+    z2 = w2 @ a1 + b2
+    a2 = s(z2)
+    e = 2 * (a2 - y)
+    paths = e * ds(z2) * w2 * ds(z1) * w1  # ∂C/∂x, one term per hidden neuron
+    return {
+        "dw": e * ds(z2) * w2[0] * ds(z1[0]) * x,  # ∂C/∂w(L-1)_0_0
+        "no_sigma_prime": e * w2[0] * ds(z1[0]) * x,
+        "sigma_for_prime": e * s(z2) * w2[0] * ds(z1[0]) * x,
+        "prime_at_a": e * ds(a2) * w2[0] * ds(z1[0]) * x,
+        "dw2": e * ds(z2) * a1[0],  # ∂C/∂w(L)_0_0
+        "wrong_layer": e * ds(z2) * x,
+        "dx": float(paths.sum()),
+        "one_path": float(paths[1]),
+        "db2": e * ds(z2),
+    }
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "slip"),
+    [
+        ("dC/dw(L-1)_0_0 = {}", "no_sigma_prime", "σ′(z) left out"),
+        ("dC/dw(L-1)_0_0 = {}", "sigma_for_prime", "σ(z) written for σ′(z)"),
+        ("dC/dw(L-1)_0_0 = {}", "prime_at_a", "σ′ taken at a instead of z"),
+        ("dC/dw(L)_0_0 = {}", "wrong_layer", "a factor from the wrong layer"),
+        ("dC/dx = {}", "one_path", "one path of a sum over paths left out"),
+    ],
+)
+def test_each_partial_slip_is_named(line: str, key: str, slip: str) -> None:
+    hand = _by_hand()
+    right = judge(working_from_text(_NET121 + "dC/dw(L-1)_0_0 = {:.6g}\ndC/dw(L)_0_0 = {:.6g}\ndC/dx = {:.6g}\n".format(
+        hand["dw"], hand["dw2"], hand["dx"])))
+    assert [v.status for v in right.verdicts] == [RIGHT] * 3, right.text()
+    report = judge(working_from_text(_NET121 + line.format(f"{hand[key]:.6g}") + "\n"))
+    (verdict,) = report.verdicts
+    assert verdict.status == WRONG and verdict.slips and verdict.slips[0].startswith(slip), report.text()
+
+
+def test_the_learning_rate_applied_twice_is_named() -> None:
+    db2 = _by_hand()["db2"]
+    new = 0.05 - 0.25 * db2
+    report = judge(working_from_text(_NET121 + f"new b(L) = 0.05 - 0.25 x {db2:.6g} = {new:.6g}\n"))
+    (verdict,) = report.verdicts
+    assert verdict.status == WRONG and verdict.slips[0].startswith("the learning rate applied twice"), report.text()
+
+
+def test_a_symbolic_slip_is_named_beside_the_right_form() -> None:
+    report = judge(working_from_text(_NET121 + "dC/dz(L) = 2(a(L) - y)\ndC/dz(L) = 2(a(L) - y) σ′(z(L))\n"))
+    wrong, right = report.verdicts
+    assert right.status == RIGHT
+    assert wrong.status == WRONG and wrong.slips[0].startswith("σ′(z) left out")
+    assert "written 2(a(L) - y), right: " in wrong.message
