@@ -327,6 +327,7 @@ class _Engine:
         self.compiled = compile_network(self.network)
         self.cost = self.notation.cost_symbol
         self._memo: dict[tuple[sp.Symbol, sp.Symbol], sp.Expr] = {}
+        self._chains: dict[NodeRef, str] = {}
         self._per_example = {s for s, r in self.model.refs.items() if r.kind in ("x", "y", "z", "a")}
 
     # -- symbolic -------------------------------------------------------------
@@ -442,6 +443,19 @@ class _Engine:
             return path.final, 0, float("nan"), claim.until_step_below is None
         stopped = path.converged or (claim.until_step_below is None and path.steps[-1].taken)
         return path.final, path.taken, path.last_step, stopped
+
+    def chain_line(self, expression: sp.Expr) -> str:
+        """The chain-rule line of the first ∂cost/∂(w, b, z or a) in ``expression``: the one line a wrong verdict shows."""
+        for derivative in sorted(expression.atoms(sp.Derivative), key=str):
+            ref = self.model.refs.get(derivative.variables[0])
+            if derivative.expr == self.cost and ref is not None and ref.kind in ("w", "b", "z", "a"):
+                if ref not in self._chains:
+                    chain = derive(self.network, ref).chain_notation(indexed=False)
+                    target = f"∂{self.cost}/∂{self.network.name_of(ref)}"
+                    # One factor is the quantity itself: "∂C/∂a = ∂C/∂a" says nothing.
+                    self._chains[ref] = "" if chain.strip() == target else f"chain rule: {target} = {chain}"
+                return self._chains[ref]
+        return ""
 
     def derivation_text(self, expression: sp.Expr, params: Parameters | None) -> str:
         """The chain-rule derivation of the first ∂cost/∂(w, b, z or a) in ``expression``."""
@@ -614,6 +628,8 @@ class _Judge:
         derivation = ""
         if status in (WRONG, CARRIED) and expression is not None:
             derivation = self.engine.derivation_text(expression, params)
+        if status == WRONG and expression is not None and self.engine.chain_line(expression):
+            notes.append(self.engine.chain_line(expression))
         carried = sorted({int(x) for c in checks if c.status == CARRIED for x in _numbers(c.note)})
         math = list(math_extra)
         if expression is not None:

@@ -418,7 +418,6 @@ class _Judge:
         parameters = [self.model.symbols[r] for r in self.network.parameter_refs()]
         self.new_forms = {p: p - ETA * sp.Derivative(self.cost, p, evaluate=False) for p in parameters}
         self.context = SlipContext(self.engine, self.new_forms)
-        self._chains: dict[NodeRef, str] = {}
 
     def rng(self, line: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, line])
@@ -562,19 +561,7 @@ class _Judge:
         return ""
 
     def chain_line(self, quantity: sp.Expr) -> str:
-        """The chain-rule line of the first ∂cost/∂(node) in ``quantity`` (the one line a wrong verdict shows)."""
-        from .derivation import derive
-
-        for derivative in sorted(quantity.atoms(sp.Derivative), key=str):
-            ref = self.model.refs.get(derivative.variables[0])
-            if derivative.expr == self.cost and ref is not None and ref.kind in ("w", "b", "z", "a"):
-                if ref not in self._chains:
-                    chain = derive(self.network, ref).chain_notation(indexed=False)
-                    target = f"∂{self.cost}/∂{self.network.name_of(ref)}"
-                    # One factor is the quantity itself: "∂C/∂a = ∂C/∂a" says nothing.
-                    self._chains[ref] = "" if chain.strip() == target else f"chain rule: {target} = {chain}"
-                return self._chains[ref]
-        return ""
+        return self.engine.chain_line(quantity)
 
     # -- state ----------------------------------------------------------------
     def commit(self) -> None:

@@ -763,3 +763,12 @@ def test_a_claim_never_follows_from_itself() -> None:
 def test_wrong_lines_are_short_and_the_derivation_is_behind_explain(seed_report) -> None:
     assert "assembled:" not in seed_report.text()
     assert seed_report.text(explain=True).count("assembled:") >= 1
+
+
+def test_a_wrong_claim_shows_the_chain_rule_line_it_concerns(seed_report) -> None:
+    slope_line = seed_report.verdicts[9]  # the final b3: a descent, no single partial
+    assert slope_line.status == WRONG
+    first = seed_report.verdicts[0]  # ∂SSR/∂predicted: one factor, so no tautological chain line
+    assert "chain rule" not in first.message
+    report = verify(_claims('[[claim]]\nquantity = "dSSR/db3"\nvalue = "3"\n'))
+    assert "chain rule: ∂SSR/∂b3 = ∂SSR/∂predicted · ∂predicted/∂z(L) · ∂z(L)/∂b3" in report.verdicts[0].message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -528,3 +529,26 @@ def test_a_symbolic_slip_is_named_beside_the_right_form() -> None:
     assert right.status == RIGHT
     assert wrong.status == WRONG and wrong.slips[0].startswith("σ′(z) left out")
     assert "written 2(a(L) - y), right: " in wrong.message
+
+
+def test_the_readme_table_of_the_seed002_working_is_what_symback_says(seed_report) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Plain-text working"):]
+    section = section[: section.index("`symback check SPEC`")]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 6
+    by_line = {v.line: v for v in seed_report.verdicts}
+    for number, written, verdict in rows:
+        found = by_line[int(number.strip("| "))]
+        assert found.text == written
+        status, _, rest = verdict.rstrip(" |").partition(":")
+        status = status.split(",")[0]
+        assert found.status == status
+        for figure in re.findall(r"-?\d+\.\d+", rest):
+            assert figure in found.message or figure in found.state, (figure, found.message)
+    others = [v for v in seed_report.verdicts if v.line not in {int(r[0].strip("| ")) for r in rows}]
+    stated = int(re.search(r"The other (\d+) lines with an equation are right", section).group(1))
+    assert sum(v.status == RIGHT for v in others) == stated and [v.status for v in others].count(NOT_JUDGED) == 1
+    assert "(the slope −15.7 is −15.6551, the step −1.57 is\n−1.56551)" in section
+    assert _line(seed_report, "slope = -15.7").checks[0].expected == "-15.7 (-15.6551)"
+    assert _line(seed_report, "-15.7 x 0.1 = -1.57").checks[1].expected == "-1.57 (-1.56551)"
