@@ -552,3 +552,21 @@ def test_the_readme_table_of_the_seed002_working_is_what_symback_says(seed_repor
     assert "(the slope −15.7 is −15.6551, the step −1.57 is\n−1.56551)" in section
     assert _line(seed_report, "slope = -15.7").checks[0].expected == "-15.7 (-15.6551)"
     assert _line(seed_report, "-15.7 x 0.1 = -1.57").checks[1].expected == "-1.57 (-1.56551)"
+
+
+def test_the_tex_of_a_working_with_greek_letters_compiles(tmp_path: Path) -> None:
+    import subprocess
+
+    from symback.verify import render
+
+    from .tools import require_program
+
+    body = "dC/dz(L) = 2(a(L) - y)\nσ′(z(L)) = a(L)(1 - a(L)) ≈ 0.2\nstep = η δ\n"
+    report = judge(working_from_text(_NET121.replace("learning_rate = 0.5", 'learning_rate = 0.5\nparameter = "b(L)"')
+                                     + body))
+    target = tmp_path / "w.tex"
+    target.write_text(render(report, "tex"), encoding="utf-8")
+    pdflatex = require_program("pdflatex")
+    result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", target.name],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
