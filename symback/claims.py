@@ -14,6 +14,11 @@ tables, each one of:
   ``steps = 20`` / ``until_step_below = 0.001`` (and ``new``) for a sequence;
 * a **state change** ``set = { b3 = 1.57 }`` ("now b3 = 1.57").
 
+``updates = "simultaneous"`` (the default) takes the new values of single update claims into effect
+when a later claim is about a parameter already updated (the next step), so every partial of one
+step is judged at the old weights, as backpropagation computes them; ``"sequential"`` applies each
+update at once.
+
 Every claim may carry ``text``: the line as the author wrote it.
 
 Quantities are written in the author's notation and parsed only by the
@@ -72,7 +77,10 @@ __all__ = [
 ]
 
 _SPEC_SECTIONS = ("network", "names", "parameters", "init", "data")
-_TOP_KEYS = {"spec", "title", "source", "claim", *_SPEC_SECTIONS}
+_TOP_KEYS = {"spec", "title", "source", "claim", "updates", *_SPEC_SECTIONS}
+#: When an update claim's new value takes effect: after every partial of the step (as backpropagation
+#: computes them, the default), or at once.
+UPDATES = ("simultaneous", "sequential")
 
 _COMMON = {"text"}
 _KEYS = {
@@ -718,6 +726,7 @@ class ClaimsFile:
     claims: tuple[Claim, ...]
     title: str = ""
     path: Path | None = None
+    updates: str = "simultaneous"
 
     @property
     def invalid(self) -> tuple[InvalidClaim, ...]:
@@ -763,7 +772,10 @@ def claims_from_text(text: str, *, base: Path | None = None, path: Path | None =
         line = lines[number - 1]
         claims.append(_read_claim(number, line, table, notation))
     title = raw.get("title", "")
-    return ClaimsFile(spec, notation, tuple(claims), str(title), path)
+    updates = raw.get("updates", "simultaneous")
+    if updates not in UPDATES:
+        raise SpecError(f"updates must be \"simultaneous\" or \"sequential\", not {updates!r}")
+    return ClaimsFile(spec, notation, tuple(claims), str(title), path, updates)
 
 
 def _claim_lines(text: str, count: int) -> tuple[int | None, ...]:

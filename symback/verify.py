@@ -544,6 +544,10 @@ class _Judge:
         self.true = _State(claims.spec.parameters.copy(), self.network)
         self.author = _State(claims.spec.parameters.copy(), self.network)
         self.seed = seed
+        self.simultaneous = getattr(claims, "updates", "simultaneous") == "simultaneous"
+        # Simultaneous updates wait here until a claim is about an updated parameter (the next step).
+        self.pending: dict[NodeRef, tuple[float, float, frozenset[int], int]] = {}
+        self.applied: list[int] = []
 
     def name(self, ref: NodeRef) -> str:
         return self.network.name_of(ref)
@@ -559,7 +563,49 @@ class _Judge:
         path = str(self.claims.path) if self.claims.path else ""
         return VerificationReport(tuple(verdicts), self.claims.title, path)
 
+    def commit(self) -> None:
+        for ref, (true, author, taint, number) in self.pending.items():
+            self.true.set(ref, true)
+            self.author.set(ref, author, taint)
+            self.applied.append(number)
+        self.pending.clear()
+
+    def touches(self, claim: Claim) -> set[NodeRef]:
+        """The parameters a claim is about: their slope, value or update (an updated one starts the next step)."""
+        if isinstance(claim, SetClaim) or (isinstance(claim, UpdateClaim) and claim.is_sequence):
+            return set(self.pending)
+        if isinstance(claim, UpdateClaim):
+            return {claim.parameter, *(ref for ref, _ in claim.at)}
+        if isinstance(claim, NumericClaim):
+            refs = {ref for ref, _ in claim.at}
+            for symbol in claim.quantity.expression.free_symbols:
+                refs.add(self.engine.model.refs.get(symbol, NodeRef("C")))
+            for derivative in claim.quantity.expression.atoms(sp.Derivative):
+                refs.add(self.engine.model.refs.get(derivative.variables[0], NodeRef("C")))
+            return refs
+        return set()
+
+    def state_note(self) -> str:
+        parts = []
+        if self.applied:
+            parts.append(f"judged after the update(s) of claim(s) {', '.join(map(str, sorted(set(self.applied))))}")
+        if self.pending:
+            numbers = ", ".join(str(p[3]) for p in self.pending.values())
+            parts.append(f"at the weights before the update(s) of claim(s) {numbers} (simultaneous updates)")
+        return "; ".join(parts)
+
     def judge(self, claim: Claim) -> Verdict:
+        if self.pending and (self.touches(claim) & set(self.pending)):
+            self.commit()
+        verdict = self._judge(claim)
+        state = self.state_note() if isinstance(claim, (NumericClaim, UpdateClaim)) else ""
+        if state and verdict.status not in (INVALID,):
+            message = "\n".join(x for x in (verdict.message, state) if x)
+            verdict = Verdict(verdict.number, verdict.line, verdict.kind, verdict.text, verdict.status, verdict.checks,
+                              message, verdict.derivation, verdict.carried_from, verdict.math, verdict.slips, state)
+        return verdict
+
+    def _judge(self, claim: Claim) -> Verdict:
         if isinstance(claim, InvalidClaim):
             return Verdict(claim.number, claim.line, claim.kind, claim.text or "(unreadable claim)", INVALID,
                            message=claim.message)
@@ -731,11 +777,12 @@ class _Judge:
             check = _with_note(check, f"the step was added ({_show(author_old)} + ({_show(author_step)})); "
                                       f"gradient descent subtracts it: new = old − step")
         checks.append(check)
-        self.true.set(ref, true_new)
-        if claim.new is None:
-            self.author.set(ref, guess, old_taint | step_taint)
+        author_value, author_taint = (guess, old_taint | step_taint) if claim.new is None else (author_new, new_taint)
+        if self.simultaneous:
+            self.pending[ref] = (true_new, author_value, author_taint, number)
         else:
-            self.author.set(ref, author_new, new_taint)
+            self.true.set(ref, true_new)
+            self.author.set(ref, author_value, author_taint)
         derivative = sp.Derivative(self.engine.cost, self.engine.model.symbols[ref], evaluate=False)
         return self.verdict(claim, tuple(c for c in checks if c), derivative, self.true_before(ref, true_old))
 

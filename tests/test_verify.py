@@ -384,6 +384,7 @@ def _build(sizes, activations, cost, seed, n_examples, n_claims, digits):
     Y = rng.uniform(0.1, 0.9, size=(n_examples, sizes[-1]))
     refs = list(net.parameter_refs())
     lines = [
+        'updates = "sequential"',  # the last claim is judged in the state after the update
         "[network]",
         f"layers = {sizes}",
         f"activations = {json.dumps(activations)}",
@@ -772,3 +773,54 @@ def test_a_wrong_claim_shows_the_chain_rule_line_it_concerns(seed_report) -> Non
     assert "chain rule" not in first.message
     report = verify(_claims('[[claim]]\nquantity = "dSSR/db3"\nvalue = "3"\n'))
     assert "chain rule: ∂SSR/∂b3 = ∂SSR/∂predicted · ∂predicted/∂z(L) · ∂z(L)/∂b3" in report.verdicts[0].message
+
+
+_TWO_PARAMETERS = """
+[network]
+layers = [1, 1, 1]
+activations = "sigmoid"
+cost = "squared_error"
+[names]
+"w(L)" = "w2"
+"w(L-1)" = "w1"
+[parameters]
+w1 = 0.8
+"b(L-1)" = 0.1
+w2 = -1.2
+"b(L)" = 0.3
+[data]
+x = [1.0]
+y = [0.2]
+"""
+
+
+@pytest.mark.parametrize("updates", ["simultaneous", "sequential", None])
+def test_claims_follow_the_update_convention(updates) -> None:
+    def partials(w2: float) -> tuple[float, float]:
+        _, dW, _ = reference.gradients([1, 1, 1], ["sigmoid", "sigmoid"], "squared_error",
+                                       [np.array([[0.8]]), np.array([[w2]])], [np.array([0.1]), np.array([0.3])],
+                                       np.array([[1.0]]), np.array([[0.2]]))
+        return float(dW[1][0, 0]), float(dW[0][0, 0])
+
+    dw2, dw1 = partials(-1.2)
+    new = -1.2 - 0.5 * dw2
+    header = f'updates = "{updates}"\n' if updates else ""
+    report = verify(claims_from_text(header + _TWO_PARAMETERS + f"""
+[[claim]]
+update = "w2"
+learning_rate = 0.5
+new = "{new:.5g}"
+[[claim]]
+quantity = "dC/dw1"
+value = "{dw1:.5g}"
+[[claim]]
+quantity = "dC/dw2"
+value = "{partials(new)[0]:.5g}"
+"""))
+    statuses = [v.status for v in report.verdicts]
+    if updates == "sequential":
+        assert statuses == [RIGHT, WRONG, RIGHT], report.text()
+    else:  # simultaneous, the default: ∂C/∂w1 at the old w2, as backpropagation computes it
+        assert statuses == [RIGHT, RIGHT, RIGHT], report.text()
+        assert "before the update(s) of claim(s) 1" in report.verdicts[1].state
+        assert "after the update(s) of claim(s) 1" in report.verdicts[2].state
