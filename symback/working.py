@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .claims import AtExample, ClaimValue, ExampleSum, Notation, UpdateClaim, _load_network, _plain
-from .errors import FormulaError, SpecError, SymbackError
+from .claims import AtExample, ClaimValue, ExampleSum, Notation, UpdateClaim, _load_network
+from .errors import SpecError, SymbackError
 from .files import read_text
 from .network import NodeRef
 from .parameters import Parameters
@@ -112,10 +112,6 @@ class Working:
     title: str = ""
     path: Path | None = None
 
-    @property
-    def invalid(self) -> tuple[Line, ...]:
-        return ()
-
 
 # -- reading ----------------------------------------------------------------------------------------
 
@@ -173,14 +169,14 @@ def working_from_text(text: str, *, base: Path | None = None, path: Path | None 
     max_steps = int(raw.get("max_steps", 10_000))
     if not (until > 0 and max_steps > 0):
         raise SpecError("until_step_below and max_steps must be positive")
-    parameter = _parameter(raw, spec, aliases, body)
+    parameter = _parameter(raw, spec, body)
     notation = _notation(spec, rate, parameter, {**ALIASES, **aliases})
     lines, prose = _read_lines(body, notation)
     return Working(spec, notation, tuple(lines), tuple(prose), rate, parameter, updates, until, max_steps,
                    str(raw.get("title", "")), path)
 
 
-def _parameter(raw: dict[str, Any], spec: Spec, aliases: dict[str, str], body: list[tuple[int, str]]) -> NodeRef | None:
+def _parameter(raw: dict[str, Any], spec: Spec, body: list[tuple[int, str]]) -> NodeRef | None:
     """The parameter "slope" and "step" are about: named, the only trained one, or the first ``new X``."""
     network = spec.network
     if "parameter" in raw:
