@@ -344,11 +344,18 @@ def _chain(notation: Notation, number: int, original: str, text: str, lead_in: s
                 if link is not None:
                     break
         if link is None:
-            return Line(number, original, prose or original, reason=f"cannot read {part.strip()!r}")
+            if position == len(parts) - 1 or (defines and position == 1):
+                return Line(number, original, prose or original, reason=f"cannot read {part.strip()!r}")
+            # A member in the middle that cannot be read is listed; the members after it are still judged.
+            links.append(Link(part.strip(), sp.S.Zero, "unread"))
+            continue
         links.append(link[0])
         if link[1]:
             notes.append(link[1])
         if defines and position == 1:
+            if link[0].kind != "symbolic":
+                return Line(number, original, prose, reason=f"{defines} is given a number, not a formula: "
+                            f"what it stands for is not known, so it is not judged")
             try:
                 notation.define(defines, link[0].expression)
             except SymbackError as error:
@@ -641,6 +648,9 @@ class _Judge:
         carried: set[int] = set()
         for link in rest:
             previous = members[-1]
+            if link.kind == "unread":
+                checks.append(Check(f"= {_clip(link.text)}", link.text, NOT_JUDGED, "", "cannot read this member"))
+                continue
             if link.kind == "symbolic":
                 status, expected, note = self._symbolic(line, first, previous, link)
                 member = _Member(link, status)
@@ -653,9 +663,9 @@ class _Judge:
                         abs(value), abs(x), allowance)
 
                 status, expected, note, source = self._numeric(line, first, previous, close, true, author, taint)
-                expected = expected if expected is not None else ""
-                if expected == "" and true is not None:
-                    expected = _as_written(true, link.value or ClaimValue.parse(_digits_of(value, allowance)))
+                if expected is None and true is not None:
+                    expected = _as_written(true, link.value) if link.value is not None else f"{true:.6g}"
+                expected = expected or ""
                 member = _Member(link, status, value, source)
                 carried |= set(source) - {line.number}
             if status == WRONG and note.startswith("slip: ") and note[len("slip: "):] not in slips:
@@ -737,13 +747,22 @@ class _Judge:
             return WRONG, None, f"arithmetic: {previous.link.text} = {previous.value:.6g}", frozenset({line.number})
         return WRONG, None, "", frozenset({line.number})
 
+    def exact_numbers(self) -> set[Decimal]:
+        """Numbers an author copies exactly, not rounded: the learning rate, parameter values, the data."""
+        values = [*self.true.flat(), *self.author.params.flat(), *self.engine.data.X.ravel(), *self.engine.data.Y.ravel()]
+        out = {Decimal(repr(float(v))) for v in values}
+        if self.rate is not None:
+            out.add(Decimal(self.rate.p) / Decimal(self.rate.q))
+        return out
+
     def allowance(self, link: Link) -> float:
         """How far an arithmetic member may be off because the numbers in it were rounded as written."""
         total = 0.0
+        exact = self.exact_numbers()
         for match in re.finditer(r"(?<![\w.])(\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?", link.text):
             literal = Decimal(match.group())
-            if self.rate is not None and literal == Decimal(str(self.rate.p / self.rate.q)):
-                continue  # the learning rate is exact
+            if literal in exact or -literal in exact:
+                continue  # copied, not rounded
             exponent = literal.as_tuple().exponent
             assert isinstance(exponent, int)
             half = Decimal(5).scaleb(exponent - 1)
@@ -787,14 +806,6 @@ def _display(expression: sp.Expr) -> str:
     """A quantity as text with its derivatives written ∂C/∂w (and η for the learning rate)."""
     names = {d: sp.Symbol(f"∂{d.expr}/∂{d.variables[0]}") for d in expression.atoms(sp.Derivative)}
     return str(expression.xreplace(names))
-
-
-def _digits_of(value: float, allowance: float) -> str:
-    """A number written to about the precision an arithmetic member carries (for showing the right value)."""
-    if allowance <= 0:
-        return repr(float(value))
-    digits = max(0, -int(math.floor(math.log10(allowance * 2))))
-    return f"{value:.{min(digits, 12)}f}"
 
 
 def _clip(text: str, width: int = 24) -> str:
