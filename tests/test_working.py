@@ -114,11 +114,11 @@ def test_seed002_working_numbers_match_an_independent_oracle(seed_report) -> Non
     assert round(_seed002(right_b3), 2) == -6.26 and round(_seed002(-1.57), 1) == -25.1
     assert "b3 = 1.56551" in _line(seed_report, "slop = -6.26").state
     b3 = right_b3 - 0.1 * _seed002(right_b3)
-    for _ in range(1000):  # plain gradient descent from there, until the step is under 0.001
+    for _ in range(1000):  # plain gradient descent from there; the step under 0.001 ends it, not taken
         step = 0.1 * _seed002(b3)
-        b3 -= step
         if abs(step) < 0.001:
             break
+        b3 -= step
     assert _line(seed_report, "optimal b3").checks[0].expected == f"2.61 ({b3:.6g})"
 
 
