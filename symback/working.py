@@ -413,7 +413,7 @@ class _Judge:
         self.cost = self.engine.cost
         self.rate = working.learning_rate
         self.true = working.spec.parameters.copy()
-        self.author = _State(working.spec.parameters.copy())
+        self.author = _State(working.spec.parameters.copy(), self.network)
         self.pending: dict[NodeRef, _Pending] = {}
         self.written: dict[sp.Expr, tuple[float, frozenset[int]]] = {}
         self.applied: list[int] = []  # lines whose updates are in the current state
