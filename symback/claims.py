@@ -14,6 +14,11 @@ tables, each one of:
   ``steps = 20`` / ``until_step_below = 0.001`` (and ``new``) for a sequence;
 * a **state change** ``set = { b3 = 1.57 }`` ("now b3 = 1.57").
 
+``updates = "simultaneous"`` (the default) takes the new values of single update claims into effect
+when a later claim is about a parameter already updated (the next step), so every partial of one
+step is judged at the old weights, as backpropagation computes them; ``"sequential"`` applies each
+update at once.
+
 Every claim may carry ``text``: the line as the author wrote it.
 
 Quantities are written in the author's notation and parsed only by the
@@ -46,7 +51,7 @@ from typing import Any
 import sympy as sp
 
 from .data import loads_with_data_arrays
-from .errors import FormulaError, SpecError, SymbackError
+from .errors import FormulaError, SpecError, SymbackError, UnknownNameError
 from .files import read_text
 from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .model import ExplicitModel
@@ -61,6 +66,8 @@ __all__ = [
     "ClaimValue",
     "InvalidClaim",
     "Notation",
+    "ExampleSum",
+    "AtExample",
     "NumericClaim",
     "Quantity",
     "SetClaim",
@@ -71,7 +78,10 @@ __all__ = [
 ]
 
 _SPEC_SECTIONS = ("network", "names", "parameters", "init", "data")
-_TOP_KEYS = {"spec", "title", "source", "claim", *_SPEC_SECTIONS}
+_TOP_KEYS = {"spec", "title", "source", "claim", "updates", *_SPEC_SECTIONS}
+#: When an update claim's new value takes effect: after every partial of the step (as backpropagation
+#: computes them, the default), or at once.
+UPDATES = ("simultaneous", "sequential")
 
 _COMMON = {"text"}
 _KEYS = {
@@ -161,7 +171,37 @@ class Quantity:
 
 
 _CANONICAL = re.compile(r"(?<![A-Za-z0-9_])[wbza]\(\s*(?:L(?:\s*-\s*\d+)?|\d+)\s*\)(?:_\d+(?:_\d+)?)?")
+#: A canonical name starting exactly here (after the ``d`` of ``da(L)``).
+_CANONICAL_AT = re.compile(r"[wbza]\(\s*(?:L(?:\s*-\s*\d+)?|\d+)\s*\)(?:_\d+(?:_\d+)?)?")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NOT_WORD = r"(?<![A-Za-z0-9_])"
+#: δ (or delta) of a layer, ``δ(L)``, ``δ(L-1)_0``, or bare ``δ`` for a single output neuron: ∂C/∂z.
+_DELTA = re.compile(_NOT_WORD + r"(?:δ|delta)(?:\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)(?P<j>_\d+)?)?(?![A-Za-z0-9_(])")
+#: σ′(…), sigma'(…), sigmoid'(…): the derivative of the activation; σ(…), sigma(…): the activation.
+_ACT_PRIME = re.compile(r"(?:σ|" + _NOT_WORD + r"(?:sigma|sigmoid))\s*(?:'|′|_prime)\s*(?=\()")
+_ACT = re.compile(r"(?:σ|" + _NOT_WORD + r"sigma)\s*(?=\()")
+#: "sum of", "sum over the examples of", Σ_i: a sum over the examples.
+_SUM_WORDS = re.compile(_NOT_WORD + r"(?i:sum\s+(?:over\s+(?:the\s+)?examples\s+)?of)\s+")
+_SUM_INDEX = re.compile(r"Σ\s*_\s*(?:\{\s*[a-z]\s*\}|[a-z])")
+#: Other names of the cost (the user's own names win).
+_COST_NAMES = ("C", "E", "E_total", "E_tot", "Etotal", "cost", "loss", "error")
+#: Functions the notation adds to :data:`~symback.formula.FUNCTIONS`, with the spelling shown in messages.
+_OWN_FUNCTIONS = {"__sbact": "σ", "__sbdact": "σ′", "__sbsum": "Σ"}
+_PLACEHOLDER_TEXT = re.compile(r"__sb\w*")
+
+
+class ExampleSum(sp.Function):
+    """Σ over the examples of a per-example expression, kept unevaluated for the judge (``Σ residual``)."""
+
+    nargs = 1
+    is_real = True
+
+
+class AtExample(sp.Function):
+    """A per-example expression at one example (0-based), as in ``Observed1``, ``Residual2``."""
+
+    nargs = 2
+    is_real = True
 
 
 class Notation:
@@ -169,28 +209,70 @@ class Notation:
 
     Needs the explicit model (every node its own symbol), so it is for the small
     networks of worked examples.
+
+    Arguments:
+        network: the network.
+        examples: the number of examples, so that ``Observed2`` names the target of the second.
+        quantities: more names (``slope``, ``step``, ``η`` …) and the expressions they stand for.
+        prefixes: words such as ``new`` and ``old`` before a parameter name, each a function of its symbol.
+        aliases: phrases of the author (``"step size"``) and the formula text each stands for.
+
+    >>> from symback.network import Network
+    >>> notation = Notation(Network([1, 1], "sigmoid", "squared_error"))
+    >>> notation.parse("dC/da(L) * da(L)/dz(L)")
+    Derivative(C, a(L))*Derivative(a(L), z(L))
+    >>> notation.parse("a(L)(1 − a(L))")
+    a(L)*(1 - a(L))
     """
 
-    def __init__(self, network: Network) -> None:
+    def __init__(
+        self,
+        network: Network,
+        *,
+        examples: int | None = None,
+        quantities: Mapping[str, sp.Expr] | None = None,
+        prefixes: Mapping[str, Any] | None = None,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
         self.network = network
         self.model = ExplicitModel(network)
+        self.examples = examples
         symbols = self.model.symbols
         self.cost_symbol = symbols[NodeRef("C")]
         names: dict[str, sp.Expr] = {}
         for ref, symbol in symbols.items():
             names[network.canonical_name(ref)] = symbol
+        for name in _COST_NAMES:
+            names[name] = self.cost_symbol
         L = network.depth
+        self._per_example: dict[str, sp.Expr] = {}  # names that may take an example number: Observed2
         if network.sizes[-1] == 1:
             output, target = symbols[NodeRef("a", L, 0)], symbols[NodeRef("y", 0, 0)]
             names["a"] = output
             names["z"] = symbols[NodeRef("z", L, 0)]
             names["residual"] = target - output
+            names["output"], names["target"] = output, target
+            self._per_example.update(residual=target - output, output=output, target=target)
+        if network.sizes[0] == 1:
+            self._per_example["input"] = symbols[NodeRef("x", 0, 0)]
+        for name, value in (quantities or {}).items():
+            names[name] = value
         for ref, symbol in symbols.items():  # the user's own names win over the generic ones
             names[network.name_of(ref)] = symbol
+            if ref.kind in ("x", "y") or (ref.kind == "a" and ref.layer == L):
+                self._per_example[network.name_of(ref)] = symbol
         self.names = names
+        self.prefixes = dict(prefixes or {})
+        self.aliases = dict(aliases or {})
         self._by_folded: dict[str, list[str]] = {}
         for name in names:
             self._by_folded.setdefault(name.casefold(), []).append(name)
+        self.functions = {
+            **FUNCTIONS,
+            "__sbact": (1, self._activation),
+            "__sbdact": (1, self._activation_derivative),
+            "__sbsum": (1, ExampleSum),
+        }
 
     # -- names ----------------------------------------------------------------
     def lookup(self, name: str) -> str | None:
@@ -202,6 +284,13 @@ class Notation:
             raise FormulaError(f"name {name!r} is ambiguous: it could be {' or '.join(sorted(found))}")
         return found[0] if found else None
 
+    def define(self, name: str, expression: sp.Expr) -> None:
+        """A name the working introduces itself (``E_o1 = 1/2 (target_o1 - out_o1)^2``); later formulas may use it."""
+        if not _IDENT.fullmatch(name) or "__" in name or name in FUNCTIONS:
+            raise FormulaError(f"{name!r} cannot be defined: a name is a letter followed by letters, digits and _")
+        self.names[name] = expression
+        self._by_folded.setdefault(name.casefold(), []).append(name)
+
     def node(self, name: str) -> NodeRef:
         """The node called ``name`` (case-insensitive when unambiguous); UnknownNameError otherwise."""
         key = self.lookup(name.strip()) if _IDENT.fullmatch(name.strip()) else None
@@ -211,29 +300,118 @@ class Notation:
                 return self.model.refs[symbol]
         return self.network.resolve(name)
 
+    def _layer_symbol(self, argument: sp.Expr) -> NodeRef | None:
+        ref = self.model.refs.get(argument) if isinstance(argument, sp.Symbol) else None
+        return ref if ref is not None and ref.kind == "z" else None
+
+    def _activation(self, argument: sp.Expr) -> sp.Expr:
+        """σ(z): the activation of z's layer when z is a weighted input, else the logistic sigmoid."""
+        ref = self._layer_symbol(argument)
+        if ref is not None and self.network.activation(ref.layer).elementwise:
+            return self.network.activation(ref.layer).at(argument)
+        return 1 / (1 + sp.exp(-argument))
+
+    def _activation_derivative(self, argument: sp.Expr) -> sp.Expr:
+        """σ′(z): the derivative of z's layer's activation (of the logistic sigmoid for other arguments)."""
+        ref = self._layer_symbol(argument)
+        if ref is not None and self.network.activation(ref.layer).elementwise:
+            return self.network.activation(ref.layer).derivative_at(argument)
+        s = 1 / (1 + sp.exp(-argument))
+        return s * (1 - s)
+
     # -- parsing --------------------------------------------------------------
     def parse(self, text: str) -> sp.Expr:
-        """Parse a formula in the author's notation (see the module docstring)."""
+        """Parse a formula in the author's notation (see the module docstring).
+
+        Errors quote the text as written: the placeholders the preprocessor uses never appear.
+        """
         if not isinstance(text, str):
             raise FormulaError(f"a formula must be a string, not {type(text).__name__}")
-        if "__sb" in text:
-            raise FormulaError(f"formula {text!r} uses the reserved text '__sb'")
+        if "__" in text:
+            raise FormulaError("a name in this formula has a double underscore, which is reserved")
         placeholders: dict[str, sp.Expr] = {}
-        prepared = self._replace_canonical(text.replace("∂", "d ").replace("\u2212", "-"), placeholders)
-        prepared = self._replace_derivatives(prepared, placeholders, text)
-        prepared = self._normalise_names(prepared, placeholders)
-        symbols = {**self.names, **placeholders}
-        return parse_formula(prepared, symbols)
+        sources: dict[str, str] = dict(_OWN_FUNCTIONS)
+        try:
+            prepared = self._prepare(text, placeholders, sources)
+            return parse_formula(prepared, {**self.names, **placeholders}, functions=self.functions)
+        except (FormulaError, UnknownNameError) as error:
+            raise FormulaError(_public(str(error), text, sources)) from None
 
-    def _new_placeholder(self, value: sp.Expr, placeholders: dict[str, sp.Expr]) -> str:
+    def _prepare(self, text: str, placeholders: dict[str, sp.Expr], sources: dict[str, str]) -> str:
+        self._sources = sources
+        prepared = self._apply_aliases(text)
+        prepared = prepared.replace("\u2212", "-").replace("\u2032", "'").replace("[", "(").replace("]", ")")
+        prepared = prepared.replace("∂", "d ")
+        prepared = _ACT_PRIME.sub("__sbdact", prepared)
+        prepared = _ACT.sub("__sbact", prepared)
+        prepared = _SUM_INDEX.sub("Σ", _SUM_WORDS.sub("Σ", prepared))
+        if re.search(_NOT_WORD + r"sum\s*\(", prepared) and self.lookup("sum") is None:
+            prepared = re.sub(_NOT_WORD + r"sum\s*\(", "Σ(", prepared)
+        prepared = self._replace_deltas(prepared, placeholders)
+        prepared = self._replace_prefixes(prepared, placeholders)
+        prepared = _wrap_sums(prepared)
+        prepared = self._replace_canonical(prepared, placeholders)
+        prepared = self._replace_derivatives(prepared, placeholders, text)
+        prepared = _times_x(prepared)
+        prepared = self._normalise_names(prepared, placeholders)
+        return self._implicit_products(prepared, placeholders)
+
+    def _apply_aliases(self, text: str) -> str:
+        for phrase in sorted(self.aliases, key=len, reverse=True):
+            value = self.aliases[phrase]
+            replacement = value if re.fullmatch(r"[\w ]+", value) else f"({value})"
+            pattern = r"(?i)" + (_NOT_WORD if phrase[:1].isalnum() or phrase[:1] == "_" else "") + re.escape(phrase)
+            pattern += r"(?![A-Za-z0-9_])" if phrase[-1:].isalnum() or phrase[-1:] == "_" else ""
+            text = re.sub(pattern, lambda _: replacement, text)
+        return text
+
+    def _new_placeholder(self, value: sp.Expr, placeholders: dict[str, sp.Expr], source: str = "") -> str:
         name = _PLACEHOLDER.format(len(placeholders))
         placeholders[name] = value
+        self._sources[name] = source or str(value)
         return name
+
+    def _replace_deltas(self, text: str, placeholders: dict[str, sp.Expr]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            word = match.group()
+            if match["layer"] is None and self.lookup(word) is not None:
+                return word  # the user's own name "delta"
+            if match["layer"] is None:
+                if self.network.sizes[-1] != 1:
+                    raise FormulaError(f"{word} alone needs one output neuron; write {word}(L)_j")
+                z = NodeRef("z", self.network.depth, 0)
+            else:
+                z = self.network.resolve(f"z({match['layer'].replace(' ', '')}){match['j'] or ''}")
+            derivative = sp.Derivative(self.cost_symbol, self.model.symbols[z], evaluate=False)
+            return self._new_placeholder(derivative, placeholders, word)
+
+        return _DELTA.sub(replace, text)
+
+    def _replace_prefixes(self, text: str, placeholders: dict[str, sp.Expr]) -> str:
+        """``new b3`` / ``old b3`` / ``b3+`` (when the vocabulary has them)."""
+        if not self.prefixes:
+            return text
+        words = "|".join(sorted((re.escape(w) for w in self.prefixes), key=len, reverse=True))
+        operand = r"(?P<name>[wbza]\(\s*(?:L(?:\s*-\s*\d+)?|\d+)\s*\)(?:_\d+(?:_\d+)?)?|[A-Za-z_][A-Za-z0-9_]*)"
+
+        def replace(match: re.Match[str], word: str | None = None) -> str:
+            word = word or match["word"].lower()
+            symbol = self.model.symbols[self.node(re.sub(r"\s+", "", match["name"]))]
+            if self.model.refs[symbol].kind not in ("w", "b"):
+                raise FormulaError(f"{match.group().strip()!r}: {word} goes with a weight or bias")
+            return self._new_placeholder(self.prefixes[word](symbol), placeholders, match.group().strip())
+
+        text = re.sub(r"(?i)" + _NOT_WORD + rf"(?P<word>{words})\s+" + operand, replace, text)
+        if "new" in self.prefixes:
+            text = re.sub(operand + r"\s*\+\s*$", lambda m: replace(m, "new"), text)
+            text = re.sub(operand.replace("(?P<name>", "(?P<name>", 1) + r"_(?P<word>new|old)\b",
+                          lambda m: replace(m, m["word"]) if m["word"] in self.prefixes else m.group(), text)
+        return text
 
     def _replace_canonical(self, text: str, placeholders: dict[str, sp.Expr]) -> str:
         def replace(match: re.Match[str]) -> str:
             ref = self.network.resolve(re.sub(r"\s+", "", match.group()))
-            return self._new_placeholder(self.model.symbols[ref], placeholders)
+            return self._new_placeholder(self.model.symbols[ref], placeholders, match.group())
 
         return _CANONICAL.sub(replace, text)
 
@@ -246,6 +424,9 @@ class Notation:
         position = start + 1
         while position < len(text) and text[position] == " ":
             position += 1
+        canonical = _CANONICAL_AT.match(text, position)
+        if canonical is not None:  # da(L), dw(L-1)_0_1
+            return canonical.group(), canonical.end()
         if position < len(text) and text[position] == "(":
             depth, end = 0, position
             while end < len(text):
@@ -269,7 +450,7 @@ class Notation:
         if identifier.startswith("__sb"):
             return True
         try:
-            return self.lookup(identifier) is not None
+            return self.lookup(identifier) is not None or self._indexed(identifier) is not None
         except FormulaError:
             return True  # ambiguous: let the parser report it
 
@@ -289,18 +470,22 @@ class Notation:
                     bottom = self._operand(text, after)
                     if bottom is not None:
                         derivative = self._derivative(top[0], bottom[0], placeholders, original)
-                        out.append(self._new_placeholder(derivative, placeholders))
+                        out.append(self._new_placeholder(derivative, placeholders, text[position : bottom[1]]))
                         position = bottom[1]
                         continue
             out.append(text[position])
             position += 1
         return "".join(out)
 
+    def _inner(self, text: str, placeholders: dict[str, sp.Expr]) -> sp.Expr:
+        prepared = self._replace_canonical(text.strip(), placeholders)
+        prepared = self._replace_derivatives(prepared, placeholders, text)
+        prepared = self._implicit_products(self._normalise_names(prepared, placeholders), placeholders)
+        return parse_formula(prepared, {**self.names, **placeholders}, functions=self.functions)
+
     def _derivative(self, top: str, bottom: str, placeholders: dict[str, sp.Expr], original: str) -> sp.Derivative:
-        inner = self._normalise_names(self._replace_derivatives(top, placeholders, original), placeholders)
-        numerator = parse_formula(inner, {**self.names, **placeholders})
-        denominator_text = self._normalise_names(bottom.strip(), placeholders)
-        denominator = parse_formula(denominator_text, {**self.names, **placeholders})
+        numerator = self._inner(top, placeholders)
+        denominator = self._inner(bottom, placeholders)
         if not (isinstance(denominator, sp.Symbol) and denominator in self.model.refs):
             raise FormulaError(f"in {original!r}: d(...)/d({bottom.strip()}) must be taken with respect to one node name")
         if numerator.has(sp.Derivative):
@@ -311,34 +496,147 @@ class Notation:
             )
         return sp.Derivative(numerator, denominator, evaluate=False)
 
+    def _indexed(self, name: str) -> sp.Expr | None:
+        """``Observed2``, ``residual_3``: a per-example quantity at one example (1-based as written)."""
+        if not self.examples:
+            return None
+        match = re.fullmatch(r"([A-Za-z][A-Za-z_]*?)_?(\d+)", name)
+        if match is None:
+            return None
+        stem = next((s for s in self._per_example if s.casefold() == match[1].casefold()), None)
+        number = int(match[2])
+        if stem is None or not 1 <= number <= self.examples:
+            return None
+        return AtExample(self._per_example[stem], sp.Integer(number - 1))
+
     def _normalise_names(self, text: str, placeholders: dict[str, sp.Expr]) -> str:
-        """Map names to the network's spelling ignoring case; ``a(1 - a)`` becomes ``a*(1 - a)``."""
+        """Map names to the network's spelling ignoring case (and ``Observed2`` to its example)."""
         out: list[str] = []
         position = 0
         for match in _IDENT.finditer(text):
             if match.start() > 0 and (text[match.start() - 1].isdigit() or text[match.start() - 1] == "."):
-                # part of a number such as 1e-3
-                continue
+                continue  # part of a number such as 1e-3
             name = match.group()
-            following = text[match.end() :].lstrip()
-            calls = following.startswith("(")
-            if name in placeholders or (calls and name in FUNCTIONS) or (name in CONSTANTS and name not in self.names):
+            calls = text[match.end() :].lstrip().startswith("(")
+            if name in placeholders or (calls and name in self.functions) or (
+                    name in CONSTANTS and name not in self.names):
                 replacement = name
             else:
                 known = self.lookup(name)
                 if known is None:
-                    replacement = name  # the parser names it as unknown, with the allowed names
-                elif calls:
-                    replacement = known + "*"  # implicit multiplication: a(1 - a)
+                    indexed = self._indexed(name)
+                    replacement = name if indexed is None else self._new_placeholder(indexed, placeholders, name)
+                elif not _IDENT.fullmatch(known):
+                    replacement = self._new_placeholder(self.names[known], placeholders, name)
                 else:
                     replacement = known
-                if known is not None and not _IDENT.fullmatch(known):
-                    replacement = self._new_placeholder(self.names[known], placeholders) + ("*" if calls else "")
             out.append(text[position : match.start()])
             out.append(replacement)
             position = match.end()
         out.append(text[position:])
         return "".join(out)
+
+    def _callable(self, name: str, placeholders: Mapping[str, sp.Expr]) -> bool:
+        """Whether ``name(`` is a call: a function, or a name that is neither a node nor a quantity."""
+        if name in placeholders:
+            return False
+        try:
+            return name in self.functions or self.lookup(name) is None
+        except FormulaError:
+            return True
+
+    def _implicit_products(self, text: str, placeholders: dict[str, sp.Expr]) -> str:
+        """``a(1 - a)``, ``2(a - y)``, ``(a - y)(-1)``: a product where nothing else can be meant."""
+        tokens = _tokens(text)
+        if tokens is None:
+            return text  # a character the parser will name
+        out: list[str] = []
+        for index, (kind, token) in enumerate(tokens):
+            if index and kind != "space":
+                before = next(((k, t) for k, t in reversed(tokens[:index]) if k != "space"), None)
+                if before is not None and _juxtaposed(before, (kind, token), self._callable(before[1], placeholders)):
+                    out.append("*")
+            out.append(token)
+        return "".join(out)
+
+
+def _tokens(text: str) -> list[tuple[str, str]] | None:
+    from .formula import _TOKEN
+
+    tokens, position = [], 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            return None
+        tokens.append((match.lastgroup or "", match.group()))
+        position = match.end()
+    return tokens
+
+
+def _juxtaposed(before: tuple[str, str], after: tuple[str, str], calls: bool) -> bool:
+    """Whether two neighbouring tokens are a product written without ``*`` (``calls``: ``before(`` is a call)."""
+    kind, token = before
+    operand_end = kind == "number" or token == ")" or (kind == "name" and not calls)
+    if not operand_end:
+        return False
+    if after[1] == "(":
+        return True
+    if kind == "name":
+        return False  # two names side by side are prose, not a product
+    return after[0] in ("name", "number") and not (kind == "number" and after[0] == "number")
+
+
+def _times_x(text: str) -> str:
+    """``-15.7 x 0.1``: an x between spaces, between two operands, is a multiplication sign."""
+    tokens = _tokens(text)
+    if tokens is None or not any(t == "x" for _, t in tokens):
+        return text
+    out = []
+    for index, (kind, token) in enumerate(tokens):
+        if token == "x" and 0 < index < len(tokens) - 1 and tokens[index - 1][0] == "space" and tokens[index + 1][0] == "space":
+            before = next((t for t in reversed(tokens[:index]) if t[0] != "space"), None)
+            after = next((t for t in tokens[index + 1 :] if t[0] != "space"), None)
+            if before and after and (before[0] in ("number", "name") or before[1] == ")") and (
+                    after[0] in ("number", "name") or after[1] in ("(", "-", "+")):
+                out.append("*")
+                continue
+        out.append(token)
+    return "".join(out)
+
+
+def _wrap_sums(text: str) -> str:
+    """``Σ residual`` → ``Σ(residual)``: Σ reaches to the next + or − outside parentheses."""
+    start = text.find("Σ")
+    if start < 0:
+        return text
+    position = start + 1
+    while position < len(text) and text[position] == " ":
+        position += 1
+    depth, end, previous = 0, position, ""
+    while end < len(text):
+        char = text[end]
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif char in "+-=," and depth == 0 and previous not in ("", "^", "*", "/", "e", "E"):
+            break
+        if not char.isspace():
+            previous = char
+        end += 1
+    operand = _wrap_sums(text[position:end]).strip()
+    return text[:start] + f"__sbsum({operand})" + _wrap_sums(text[end:])
+
+
+def _public(message: str, original: str, sources: Mapping[str, str]) -> str:
+    """A parser message about the prepared text, told about the text as written."""
+    message = re.sub(r" at (?:position \d+|end) in formula '(?:[^'\\]|\\.)*'", f" in {original!r}", message)
+    message = re.sub(r" in formula '(?:[^'\\]|\\.)*'", f" in {original!r}", message)
+    message = re.sub(r"(?:, )?__sb\w+(?=[,)])", "", message.replace("(, ", "("))
+    message = message.replace("(allowed symbols: , ", "(allowed symbols: ").replace("(, ", "(")
+    return _PLACEHOLDER_TEXT.sub(lambda m: sources.get(m.group(), "…"), message)
 
 
 # -- claim records ----------------------------------------------------------------------------------
@@ -429,6 +727,7 @@ class ClaimsFile:
     claims: tuple[Claim, ...]
     title: str = ""
     path: Path | None = None
+    updates: str = "simultaneous"
 
     @property
     def invalid(self) -> tuple[InvalidClaim, ...]:
@@ -472,7 +771,10 @@ def claims_from_text(text: str, *, base: Path | None = None, path: Path | None =
         line = lines[number - 1]
         claims.append(_read_claim(number, line, table, notation))
     title = raw.get("title", "")
-    return ClaimsFile(spec, notation, tuple(claims), str(title), path)
+    updates = raw.get("updates", "simultaneous")
+    if updates not in UPDATES:
+        raise SpecError(f"updates must be \"simultaneous\" or \"sequential\", not {updates!r}")
+    return ClaimsFile(spec, notation, tuple(claims), str(title), path, updates)
 
 
 def _claim_lines(text: str, count: int) -> tuple[int | None, ...]:

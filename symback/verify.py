@@ -79,6 +79,7 @@ from .train import descend
 __all__ = [
     "CARRIED",
     "INVALID",
+    "NOT_JUDGED",
     "RIGHT",
     "STATE",
     "UNJUDGED",
@@ -99,9 +100,10 @@ CARRIED = "error carried forward"
 UNJUDGED = "cannot be judged"
 INVALID = "invalid"  # a malformed claim: cannot be judged, and the input is unusable (exit status 2)
 STATE = "state"  # a change of state ("now b3 = 1.57"): not a claim
+NOT_JUDGED = "not judged"  # a line of plain-text working whose math could not be read: listed, never fatal
 
 # How bad a status is, for the verdict of a line made of several checks.
-_SEVERITY = {STATE: 0, RIGHT: 1, UNJUDGED: 2, CARRIED: 3, WRONG: 4, INVALID: 5}
+_SEVERITY = {STATE: 0, NOT_JUDGED: 0, RIGHT: 1, UNJUDGED: 2, CARRIED: 3, WRONG: 4, INVALID: 5}
 
 #: Random points at which symbolic claims are compared numerically.
 SAMPLE_POINTS = 24
@@ -136,10 +138,13 @@ class Verdict:
     # For the LaTeX / HTML renderings: the quantity, the written and the right expression (symbolic claims),
     # and the derived expression of the quantity for lines that are not right.
     math: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    slips: tuple[str, ...] = ()  # the slips named, "the factor 2 of a square dropped: ..."
+    state: str = ""  # when the line was judged at a changed state: which
+    unit: str = "claim"  # "claim" (a claims file) or "line" (plain-text working)
 
     @property
     def where(self) -> str:
-        return where(self.number, self.line)
+        return f"line {self.line}" if self.unit == "line" else where(self.number, self.line)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -152,6 +157,8 @@ class Verdict:
             "message": self.message,
             "derivation": self.derivation,
             "carried_from": list(self.carried_from),
+            "slips": list(self.slips),
+            "state": self.state,
         }
 
 
@@ -162,6 +169,7 @@ class VerificationReport:
     verdicts: tuple[Verdict, ...]
     title: str = ""
     path: str = ""
+    prose: tuple[tuple[int, str], ...] = ()  # plain-text working: the lines without an equation (not judged)
 
     @property
     def first_wrong(self) -> Verdict | None:
@@ -173,7 +181,7 @@ class VerificationReport:
         statuses = {v.status for v in self.verdicts}
         if INVALID in statuses:
             return 2
-        return 0 if statuses <= {RIGHT, STATE} else 1
+        return 0 if statuses <= {RIGHT, STATE, NOT_JUDGED} else 1
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -190,13 +198,18 @@ class VerificationReport:
             "first_wrong": None if first is None else {"claim": first.number, "line": first.line, "text": first.text},
             "counts": self.counts(),
             "exit_status": self.exit_status,
+            "not_judged": [{"line": number, "text": text} for number, text in self.prose],
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
 
-    def text(self, *, details: bool = True) -> str:
-        """A terminal table (one row per checked number), then the explanations of the lines that are not right."""
+    def text(self, *, details: bool = True, explain: bool = False) -> str:
+        """A terminal table (one row per checked number), then short explanations of the lines that are not right.
+
+        Each explanation says what was written, what is right, the slip when one is recognised and the one
+        chain-rule line concerned; ``explain`` adds the full derivation behind each wrong line.
+        """
         rows = [("#", "line", "claim", "part", "written", "verdict", "symback")]
         for verdict in self.verdicts:
             checks = verdict.checks or (Check("", "", verdict.status, ""),)
@@ -227,8 +240,10 @@ class VerificationReport:
                     continue
                 lines += ["", f"{verdict.where}: {verdict.status} — {verdict.text}"]
                 lines += [f"  {line}" for line in verdict.message.splitlines()]
-                if verdict.derivation:
+                if verdict.derivation and explain:
                     lines += ["", *(f"    {line}" for line in verdict.derivation.splitlines())]
+        if self.prose:
+            lines += ["", f"not judged (no equation): line(s) {_ranges([number for number, _ in self.prose])}"]
         lines.append("")
         counts = self.counts()
         lines.append("summary: " + ", ".join(f"{counts[s]} {s}" for s in _SEVERITY if s in counts))
@@ -238,6 +253,17 @@ class VerificationReport:
         elif self.exit_status == 0:
             lines.append("every line is right")
         return "\n".join(lines)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``1-3, 7, 9-10``."""
+    spans: list[tuple[int, int]] = []
+    for number in sorted(numbers):
+        if spans and spans[-1][1] == number - 1:
+            spans[-1] = (spans[-1][0], number)
+        else:
+            spans.append((number, number))
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _clip(text: str, width: int) -> str:
@@ -307,6 +333,7 @@ class _Engine:
         self.compiled = compile_network(self.network)
         self.cost = self.notation.cost_symbol
         self._memo: dict[tuple[sp.Symbol, sp.Symbol], sp.Expr] = {}
+        self._chains: dict[NodeRef, str] = {}
         self._per_example = {s for s, r in self.model.refs.items() if r.kind in ("x", "y", "z", "a")}
 
     # -- symbolic -------------------------------------------------------------
@@ -362,9 +389,30 @@ class _Engine:
         values[self.cost] = self.compiled.cost(params, self.data, forward)
         return values
 
-    def value(self, expression: sp.Expr, params: Parameters, example: int | None = None) -> float:
-        """The number ``expression`` stands for: the cost and ∂cost/∂parameter are totals over the examples."""
+    def value(self, expression: sp.Expr, params: Parameters, example: int | None = None,
+              known: dict[sp.Symbol, float] | None = None) -> float:
+        """The number ``expression`` stands for: the cost and ∂cost/∂parameter are totals over the examples.
+
+        ``known`` gives numbers for symbols of the caller's own (a learning rate, a Σ already evaluated).
+        """
+        n = len(self.data)
+        if example is not None and example >= n:
+            raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
+        values, per_example = self.values(expression, params, known)
+        if not per_example:
+            return float(values[0])
+        if example is not None:
+            return float(values[example])
+        if np.allclose(values, values[0], rtol=1e-12, atol=1e-15):
+            return float(values[0])
+        shown = ", ".join(_show(v) for v in values[:5]) + (", …" if n > 5 else "")
+        raise _ShapeError(f"this quantity has one value per example ({shown}); give example = 1 … {n} to pick one")
+
+    def values(self, expression: sp.Expr, params: Parameters,
+               known: dict[sp.Symbol, float] | None = None) -> tuple[np.ndarray, bool]:
+        """``expression`` at every example, and whether it depends on the example at all."""
         environment = self.environment(params)
+        environment.update(known or {})
         n = len(self.data)
         reduce = np.sum if self.network.cost.example_reduction == "sum" else np.mean
         in_z = activations_in_z(self.model)  # a = σ(z) written out: stable where a rounds to 0 or 1
@@ -379,18 +427,8 @@ class _Engine:
                 replacements[derivative] = marker
             else:
                 replacements[derivative] = inner
-        if example is not None and example >= n:
-            raise _ShapeError(f"example = {example + 1}, but the data have {n} example(s)")
         expression = expression.xreplace(replacements).xreplace(in_z)
-        values = evaluate(expression, environment, n)
-        if not (expression.free_symbols & self._per_example):
-            return float(values[0])
-        if example is not None:
-            return float(values[example])
-        if np.allclose(values, values[0], rtol=1e-12, atol=1e-15):
-            return float(values[0])
-        shown = ", ".join(_show(v) for v in values[:5]) + (", …" if n > 5 else "")
-        raise _ShapeError(f"this quantity has one value per example ({shown}); give example = 1 … {n} to pick one")
+        return evaluate(expression, environment, n), bool(expression.free_symbols & self._per_example)
 
     def slope(self, params: Parameters, ref: NodeRef) -> float:
         gradient = self.compiled.gradient(params, self.data, respect_frozen=False)
@@ -412,6 +450,19 @@ class _Engine:
             return path.final, 0, float("nan"), claim.until_step_below is None
         stopped = path.converged or (claim.until_step_below is None and path.steps[-1].taken)
         return path.final, path.taken, path.last_step, stopped
+
+    def chain_line(self, expression: sp.Expr) -> str:
+        """The chain-rule line of the first ∂cost/∂(w, b, z or a) in ``expression``: the one line a wrong verdict shows."""
+        for derivative in sorted(expression.atoms(sp.Derivative), key=str):
+            ref = self.model.refs.get(derivative.variables[0])
+            if derivative.expr == self.cost and ref is not None and ref.kind in ("w", "b", "z", "a"):
+                if ref not in self._chains:
+                    chain = derive(self.network, ref).chain_notation(indexed=False)
+                    target = f"∂{self.cost}/∂{self.network.name_of(ref)}"
+                    # One factor is the quantity itself: "∂C/∂a = ∂C/∂a" says nothing.
+                    self._chains[ref] = "" if chain.strip() == target else f"chain rule: {target} = {chain}"
+                return self._chains[ref]
+        return ""
 
     def derivation_text(self, expression: sp.Expr, params: Parameters | None) -> str:
         """The chain-rule derivation of the first ∂cost/∂(w, b, z or a) in ``expression``."""
@@ -500,6 +551,10 @@ class _Judge:
         self.true = _State(claims.spec.parameters.copy(), self.network)
         self.author = _State(claims.spec.parameters.copy(), self.network)
         self.seed = seed
+        self.simultaneous = getattr(claims, "updates", "simultaneous") == "simultaneous"
+        # Simultaneous updates wait here until a claim is about an updated parameter (the next step).
+        self.pending: dict[NodeRef, tuple[float, float, frozenset[int], int]] = {}
+        self.applied: list[int] = []
 
     def name(self, ref: NodeRef) -> str:
         return self.network.name_of(ref)
@@ -515,7 +570,51 @@ class _Judge:
         path = str(self.claims.path) if self.claims.path else ""
         return VerificationReport(tuple(verdicts), self.claims.title, path)
 
+    def commit(self) -> None:
+        for ref, (true, author, taint, number) in self.pending.items():
+            self.true.set(ref, true)
+            self.author.set(ref, author, taint)
+            self.applied.append(number)
+        self.pending.clear()
+
+    def touches(self, claim: Claim) -> set[NodeRef]:
+        """The parameters a claim is about: their slope, value or update (an updated one starts the next step)."""
+        if isinstance(claim, SetClaim) or (isinstance(claim, UpdateClaim) and claim.is_sequence):
+            return set(self.pending)
+        if isinstance(claim, UpdateClaim):
+            return {claim.parameter, *(ref for ref, _ in claim.at)}
+        if isinstance(claim, NumericClaim):
+            refs = {ref for ref, _ in claim.at}
+            for symbol in claim.quantity.expression.free_symbols:
+                refs.add(self.engine.model.refs.get(symbol, NodeRef("C")))
+            for derivative in claim.quantity.expression.atoms(sp.Derivative):
+                refs.add(self.engine.model.refs.get(derivative.variables[0], NodeRef("C")))
+            return refs
+        return set()
+
+    def state_note(self) -> str:
+        parts = []
+        if self.applied:
+            parts.append(f"judged after the update(s) of claim(s) {', '.join(map(str, sorted(set(self.applied))))}")
+        if self.pending:
+            numbers = ", ".join(str(p[3]) for p in self.pending.values())
+            parts.append(f"at the weights before the update(s) of claim(s) {numbers} (simultaneous updates)")
+        return "; ".join(parts)
+
     def judge(self, claim: Claim) -> Verdict:
+        # A tied parameter is every one of its entries: a claim naming another entry touches it too.
+        pending = {entry for ref in self.pending for entry in self.engine.network.tied(ref)}
+        if pending and (self.touches(claim) & pending):
+            self.commit()
+        verdict = self._judge(claim)
+        state = self.state_note() if isinstance(claim, (NumericClaim, UpdateClaim)) else ""
+        if state and verdict.status not in (INVALID,):
+            message = "\n".join(x for x in (verdict.message, state) if x)
+            verdict = Verdict(verdict.number, verdict.line, verdict.kind, verdict.text, verdict.status, verdict.checks,
+                              message, verdict.derivation, verdict.carried_from, verdict.math, verdict.slips, state)
+        return verdict
+
+    def _judge(self, claim: Claim) -> Verdict:
         if isinstance(claim, InvalidClaim):
             return Verdict(claim.number, claim.line, claim.kind, claim.text or "(unreadable claim)", INVALID,
                            message=claim.message)
@@ -547,6 +646,10 @@ class _Judge:
                         f"{_lines(taint)}, {what or part} would be {_show(author)}")
             return Check(part, claimed.text, RIGHT, _as_written(true, claimed), note), claimed.value, frozenset()
         if differs and np.isfinite(author) and claimed.matches(author):
+            if taint == {number}:  # built on a wrong number of this same claim: it is wrong once, not twice
+                note = f"follows from the wrong value before it in this claim; the right value is {_as_written(true, claimed)}"
+                return Check(part, claimed.text, CARRIED, _as_written(true, claimed), note), claimed.value, taint
+            taint = taint - {number}
             if taint:
                 note = (f"consistent with the earlier wrong value(s) of line(s) {_lines(taint)}; "
                         f"the right value is {_as_written(true, claimed)}")
@@ -580,6 +683,8 @@ class _Judge:
         derivation = ""
         if status in (WRONG, CARRIED) and expression is not None:
             derivation = self.engine.derivation_text(expression, params)
+        if status == WRONG and expression is not None and self.engine.chain_line(expression):
+            notes.append(self.engine.chain_line(expression))
         carried = sorted({int(x) for c in checks if c.status == CARRIED for x in _numbers(c.note)})
         math = list(math_extra)
         if expression is not None:
@@ -606,6 +711,8 @@ class _Judge:
             status, note = RIGHT, ""
         else:
             status, note = WRONG, comparison.reason
+        if status == RIGHT:
+            right = claim.expression.text  # it is right: a simplified restatement would only obscure that
         check = Check("expression", claim.expression.text, status, right, note)
         written = _notation(claim.expression.expression)
         return self.verdict(claim, (check,), claim.quantity.expression, None,
@@ -679,11 +786,12 @@ class _Judge:
             check = _with_note(check, f"the step was added ({_show(author_old)} + ({_show(author_step)})); "
                                       f"gradient descent subtracts it: new = old − step")
         checks.append(check)
-        self.true.set(ref, true_new)
-        if claim.new is None:
-            self.author.set(ref, guess, old_taint | step_taint)
+        author_value, author_taint = (guess, old_taint | step_taint) if claim.new is None else (author_new, new_taint)
+        if self.simultaneous:
+            self.pending[ref] = (true_new, author_value, author_taint, number)
         else:
-            self.author.set(ref, author_new, new_taint)
+            self.true.set(ref, true_new)
+            self.author.set(ref, author_value, author_taint)
         derivative = sp.Derivative(self.engine.cost, self.engine.model.symbols[ref], evaluate=False)
         return self.verdict(claim, tuple(c for c in checks if c), derivative, self.true_before(ref, true_old))
 
@@ -1099,10 +1207,12 @@ _FORMATS = ("text", "json", "html", "tex", "md")
 
 
 def _configure_verify(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("claims", help="claims file (TOML): a network, its values and the lines to check")
+    parser.add_argument("claims", help="claims file (TOML), or a worked example as plain text (.md, .txt) "
+                        "with a +++ TOML front matter naming the network")
     parser.add_argument("--format", choices=_FORMATS, default="text", help="output format (default text)")
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random points of symbolic checks")
+    parser.add_argument("--explain", action="store_true", help="show the full chain-rule derivation behind each wrong line")
 
 
 def _write(text: str, output: str | None) -> None:
@@ -1112,13 +1222,23 @@ def _write(text: str, output: str | None) -> None:
     write_atomic(output, text if text.endswith("\n") else text + "\n")
 
 
+#: Plain-text working (judged by :mod:`symback.working`); every other file is a TOML claims file.
+WORKING_SUFFIXES = (".md", ".txt", ".markdown")
+
+
 def _run_verify(args: argparse.Namespace) -> int:
-    claims = load_claims(args.claims)
-    report = verify(claims, seed=args.seed)
+    from pathlib import Path
+
+    if Path(args.claims).suffix.lower() in WORKING_SUFFIXES:
+        from .working import judge, load_working
+
+        report = judge(load_working(args.claims), seed=args.seed)
+    else:
+        report = verify(load_claims(args.claims), seed=args.seed)
     if args.format == "json":
         text = report.to_json()
     elif args.format == "text":
-        text = report.text()
+        text = report.text(explain=args.explain)
     else:
         text = render(report, args.format)
     _write(text, args.output)

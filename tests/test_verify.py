@@ -384,6 +384,7 @@ def _build(sizes, activations, cost, seed, n_examples, n_claims, digits):
     Y = rng.uniform(0.1, 0.9, size=(n_examples, sizes[-1]))
     refs = list(net.parameter_refs())
     lines = [
+        'updates = "sequential"',  # the last claim is judged in the state after the update
         "[network]",
         f"layers = {sizes}",
         f"activations = {json.dumps(activations)}",
@@ -818,3 +819,98 @@ def test_check_of_a_wide_layer_with_a_tied_bias(monkeypatch) -> None:
 
     monkeypatch.setattr(CompiledNetwork, "gradient", corrupted)
     assert not gradient_check(net, params, data).passed
+
+
+def test_claims_files_accept_the_notation_people_type() -> None:
+    report = verify(claims_from_text(SIGMOID + """
+[[claim]]
+quantity = "dC/da(L)"
+expression = "2(a(L) - y)"
+[[claim]]
+quantity = "da(L)/dz(L)"
+expression = "a(L)(1 - a(L))"
+[[claim]]
+quantity = "dC/dw(L)"
+expression = "2(a - y) σ′(z) x"
+[[claim]]
+quantity = "dE/db(L)"
+expression = "δ"
+"""))
+    assert [v.status for v in report.verdicts] == [RIGHT] * 4, report.text()
+    # A right expression is shown as written, not as SymPy's rewriting of it (1/(4 cosh²(z/2)) for a(1 - a)).
+    assert report.verdicts[1].checks[0].expected == "a(L)(1 - a(L))"
+
+
+def test_a_claim_never_follows_from_itself() -> None:
+    # The step is wrong (the learning rate left out) and the new value follows from it: one wrong claim,
+    # and no note that says it is consistent with its own line.
+    report = verify(_claims('[[claim]]\nupdate = "b3"\nlearning_rate = 0.1\nslope = "-15.7"\nstep = "-15.7"\nnew = "15.7"\n'))
+    (verdict,) = report.verdicts
+    checks = {c.part: c for c in verdict.checks}
+    assert checks["step"].status == WRONG and checks["new"].status == CARRIED
+    assert verdict.carried_from == () and "line(s) 1" not in verdict.message and "line(s) 2" not in verdict.message
+
+
+def test_wrong_lines_are_short_and_the_derivation_is_behind_explain(seed_report) -> None:
+    assert "assembled:" not in seed_report.text()
+    assert seed_report.text(explain=True).count("assembled:") >= 1
+
+
+def test_a_wrong_claim_shows_the_chain_rule_line_it_concerns(seed_report) -> None:
+    slope_line = seed_report.verdicts[9]  # the final b3: a descent, no single partial
+    assert slope_line.status == WRONG
+    first = seed_report.verdicts[0]  # ∂SSR/∂predicted: one factor, so no tautological chain line
+    assert "chain rule" not in first.message
+    report = verify(_claims('[[claim]]\nquantity = "dSSR/db3"\nvalue = "3"\n'))
+    assert "chain rule: ∂SSR/∂b3 = ∂SSR/∂predicted · ∂predicted/∂z(L) · ∂z(L)/∂b3" in report.verdicts[0].message
+
+
+_TWO_PARAMETERS = """
+[network]
+layers = [1, 1, 1]
+activations = "sigmoid"
+cost = "squared_error"
+[names]
+"w(L)" = "w2"
+"w(L-1)" = "w1"
+[parameters]
+w1 = 0.8
+"b(L-1)" = 0.1
+w2 = -1.2
+"b(L)" = 0.3
+[data]
+x = [1.0]
+y = [0.2]
+"""
+
+
+@pytest.mark.parametrize("updates", ["simultaneous", "sequential", None])
+def test_claims_follow_the_update_convention(updates) -> None:
+    def partials(w2: float) -> tuple[float, float]:
+        _, dW, _ = reference.gradients([1, 1, 1], ["sigmoid", "sigmoid"], "squared_error",
+                                       [np.array([[0.8]]), np.array([[w2]])], [np.array([0.1]), np.array([0.3])],
+                                       np.array([[1.0]]), np.array([[0.2]]))
+        return float(dW[1][0, 0]), float(dW[0][0, 0])
+
+    dw2, dw1 = partials(-1.2)
+    new = -1.2 - 0.5 * dw2
+    header = f'updates = "{updates}"\n' if updates else ""
+    report = verify(claims_from_text(header + _TWO_PARAMETERS + f"""
+[[claim]]
+update = "w2"
+learning_rate = 0.5
+new = "{new:.5g}"
+[[claim]]
+quantity = "dC/dw1"
+value = "{dw1:.5g}"
+[[claim]]
+quantity = "dC/dw2"
+value = "{partials(new)[0]:.5g}"
+"""))
+    statuses = [v.status for v in report.verdicts]
+    if updates == "sequential":
+        assert statuses == [RIGHT, WRONG, RIGHT], report.text()
+    else:  # simultaneous, the default: ∂C/∂w1 at the old w2, as backpropagation computes it
+        assert statuses == [RIGHT, RIGHT, RIGHT], report.text()
+        assert "before the update(s) of claim(s) 1" in report.verdicts[1].state
+        assert "after the update(s) of claim(s) 1" in report.verdicts[2].state

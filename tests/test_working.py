@@ -1,0 +1,692 @@
+"""Plain-text working: seed 002 as written, errors carried forward, update conventions, slips, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symback import load_spec
+from symback.cli import main
+from symback.errors import SpecError
+from symback.verify import CARRIED, NOT_JUDGED, RIGHT, STATE, UNJUDGED, WRONG
+from symback.working import judge, load_working, working_from_text
+
+from . import reference
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SEED002 = (EXAMPLES / "seed002.toml").as_posix()
+
+
+def _seed002(b3: float) -> float:
+    """dSSR/db3 of seed 002 at ``b3`` from the hand-written NumPy backprop (an oracle sharing no code)."""
+    spec = load_spec(EXAMPLES / "seed002.toml")
+    biases = [b.copy() for b in spec.parameters.biases]
+    biases[1][0] = b3
+    _, _, db = reference.gradients(
+        spec.network.sizes, ["softplus", "identity"], "ssr", spec.parameters.weights, biases, spec.data.X, spec.data.Y
+    )
+    return float(db[1][0])
+
+
+def _working(body: str, front: str = "") -> str:
+    return f'+++\nspec = "{SEED002}"\nlearning_rate = 0.1\n{front}+++\n{body}'
+
+
+def _statuses(report) -> dict[int, str]:
+    return {v.line: v.status for v in report.verdicts}
+
+
+# -- seed 002, as written -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_report():
+    return judge(load_working(EXAMPLES / "seed002_working.md"))
+
+
+def _line(report, text: str):
+    return next(v for v in report.verdicts if text in v.text)
+
+
+def test_seed002_working_line_by_line(seed_report) -> None:
+    statuses = [(v.text, v.status) for v in seed_report.verdicts]
+    assert statuses == [
+        ("Residual = Observed - Predicted", RIGHT),
+        ("SSR = Sum of (Observed - Predicted)^2", RIGHT),
+        ("Predicted = Top Layer + Bottom Layer + Bias (b3)", RIGHT),
+        ("dssr/db3 = dssr/dpredicted * dpredicted/db3", RIGHT),
+        ("dssr/dpredicted = (Observed - Predicted)^2", WRONG),
+        ("dssr/dpredicted = 2*(Observed - Predicted)*(d(Observed - Predicted))/dpredicted)", RIGHT),
+        ("dssr/dpredicted = 2*(Observed - Predicted)(-1)", RIGHT),
+        ("dssr/dpredicted = -2 (Observed - Predicted)", RIGHT),  # the article's line break, read as one line
+        ("dpredicted = Top Layer + Bottom Layer + Bias (b3)", NOT_JUDGED),  # a differential, listed with why
+        ("dpredicted/db3 = 1", RIGHT),
+        ("Finaly dssr/db3 = -2*(Observed - Predicted) * 1", RIGHT),
+        ("dssr/db3 = Σ(-2*(Observed-Predicted))", RIGHT),
+        ("dssr/db3 = -2 * [(Observed1 - Predicted1) * 1 + (Observed2 - Predicted2) * 1 + (Observed3 - Predicted3) * 1]",
+         RIGHT),
+        ("dssr/db3 = -2 * [(Residual1) + (Residual2) + (Residual3)]", RIGHT),
+        ("dssr/db3 = -2 * (ResidualSum)", RIGHT),
+        ("For our training data I got slope = -15.7", RIGHT),
+        ("step size = slope x learning rate", RIGHT),
+        ("step size = -15.7 x 0.1 = -1.57", RIGHT),
+        # The update rule itself adds the step: the slip is marked where it is first written ...
+        ("new b3 = old b3 + step size", WRONG),
+        # ... and the number it gives is the first wrong value (numbers carry only from numbers).
+        ("new b3 = 0 + (-1.57) = -1.57", WRONG),
+        ("slop = -6.26", RIGHT),
+        ("step size = -6.26 x 0.1 = -0.626", RIGHT),
+        ("new b3 = -1.57 + (-0.626) = -2.196", WRONG),
+        ("We found the optimal b3 = 2.21", WRONG),
+    ]
+    assert seed_report.exit_status == 1
+    assert seed_report.first_wrong.text == "dssr/dpredicted = (Observed - Predicted)^2"
+
+
+def test_seed002_working_agrees_with_the_claims_file() -> None:
+    from symback.claims import load_claims
+    from symback.verify import verify
+
+    claims = verify(load_claims(EXAMPLES / "seed002_claims.toml")).verdicts
+    working = judge(load_working(EXAMPLES / "seed002_working.md"))
+    # The claims file's lines and the working's lines that say the same thing.
+    same = {0: "dssr/dpredicted = (Observed - Predicted)^2", 2: "2*(Observed - Predicted)(-1)", 3: "dpredicted/db3 = 1",
+            4: "dssr/dpredicted * dpredicted/db3", 5: "-2*(Observed - Predicted) * 1", 6: "slope = -15.7",
+            7: "0 + (-1.57)", 9: "optimal b3"}
+    for index, text in same.items():
+        assert _line(working, text).status == claims[index].status, text
+    claim_step = {c.part: c for c in claims[7].checks}
+    assert claim_step["step"].status == RIGHT and _line(working, "-15.7 x 0.1").status == RIGHT
+
+
+def test_seed002_working_numbers_match_an_independent_oracle(seed_report) -> None:
+    slope = _seed002(0.0)
+    assert _line(seed_report, "slope = -15.7").checks[0].expected == f"-15.7 ({slope:.6g})"
+    step = _line(seed_report, "-15.7 x 0.1 = -1.57").checks[1]
+    assert step.status == RIGHT and step.expected == f"-1.57 ({0.1 * slope:.6g})"
+    # -6.26 is the slope at the right b3 = 1.5655 (at the author's -1.57 it would be -25.1)
+    right_b3 = -0.1 * slope
+    assert round(_seed002(right_b3), 2) == -6.26 and round(_seed002(-1.57), 1) == -25.1
+    assert "b3 = 1.56551" in _line(seed_report, "slop = -6.26").state
+    b3 = right_b3 - 0.1 * _seed002(right_b3)
+    for _ in range(1000):  # plain gradient descent from there; the step under 0.001 ends it, not taken
+        step = 0.1 * _seed002(b3)
+        if abs(step) < 0.001:
+            break
+        b3 -= step
+    assert _line(seed_report, "optimal b3").checks[0].expected == f"2.61 ({b3:.6g})"
+
+
+def test_seed002_working_names_the_slips(seed_report) -> None:
+    first = _line(seed_report, "dssr/dpredicted = (Observed - Predicted)^2")
+    assert first.slips and first.slips[0].startswith("the function written instead of its derivative")
+    for text in ("new b3 = old b3 + step size", "new b3 = 0 + (-1.57)", "-2.196"):
+        verdict = _line(seed_report, text)
+        assert verdict.slips and "the step was added" in verdict.slips[0], text
+    added = _line(seed_report, "new b3 = 0 + (-1.57)")
+    assert added.checks[0].status == WRONG and added.checks[0].expected == f"{-0.1 * _seed002(0.0):.6g}"
+    # The "= -1.57" after "0 + (-1.57)" follows from the member before it: the line is wrong once, not twice.
+    assert added.checks[1].status == CARRIED and added.carried_from == ()
+
+
+def test_seed002_verdicts_are_short_and_the_derivation_is_one_flag_away(seed_report) -> None:
+    text = seed_report.text()
+    assert "chain rule: ∂SSR/∂b3 = ∂SSR/∂predicted · ∂predicted/∂z(L) · ∂z(L)/∂b3" in text
+    assert "assembled:" not in text and "∂SSR/∂predicted = ∂SSR/∂predicted" not in text
+    assert "assembled:" in seed_report.text(explain=True)
+    assert "not judged (no equation): line(s) 18, 20, 22-23" in text
+    assert "written (Observed - Predicted)^2, right: 2*(-observed + predicted)" in text
+
+
+# -- errors carried forward, for numbers --------------------------------------------------------------
+
+
+def test_one_slip_in_a_number_gives_one_wrong_line_and_the_rest_is_carried() -> None:
+    slope = _seed002(0.0)
+    half = f"{slope / 2:.3g}"  # the factor 2 of the square dropped
+    step = f"{0.1 * float(half):.3g}"
+    new = f"{-float(step):.3g}"
+    later = f"{_seed002(float(new)):.3g}"  # the next slope, rightly computed at the author's (wrong) b3
+    report = judge(working_from_text(_working(
+        f"slope = {half}\n\nstep size = {half} x 0.1 = {step}\n\nnew b3 = 0 - ({step}) = {new}\n\n"
+        f"slope = {later}\n", 'parameter = "b3"\n')))
+    assert [v.status for v in report.verdicts] == [WRONG, CARRIED, CARRIED, CARRIED], report.text()
+    assert report.verdicts[0].slips[0].startswith("the factor 2 of a square dropped")
+    slip = report.verdicts[0].line
+    assert report.verdicts[1].carried_from == (slip,) and report.verdicts[3].carried_from == (slip,)
+    # A line never follows from itself.
+    assert all(v.line not in v.carried_from for v in report.verdicts)
+
+
+def test_rounded_values_of_the_author_are_not_errors() -> None:
+    report = judge(working_from_text(_working("slope = -16\n\nstep = -16 x 0.1 = -1.6\n", 'parameter = "b3"\n')))
+    assert [v.status for v in report.verdicts] == [RIGHT, RIGHT], report.text()
+
+
+def test_an_arithmetic_slip_is_named() -> None:
+    report = judge(working_from_text(_working("step size = -15.7 x 0.1 = -1.75\n", 'parameter = "b3"\n')))
+    (verdict,) = report.verdicts
+    assert verdict.status == WRONG and "arithmetic: -15.7 x 0.1 = -1.57" in verdict.message
+
+
+# -- update conventions -------------------------------------------------------------------------------
+
+TWO = """+++
+learning_rate = 0.5
+updates = "{updates}"
+[network]
+layers = [1, 1, 1]
+activations = "sigmoid"
+cost = "squared_error"
+[names]
+"w(L)" = "w2"
+"b(L)" = "b2"
+"w(L-1)" = "w1"
+[parameters]
+w1 = 0.8
+"b(L-1)" = 0.1
+w2 = -1.2
+b2 = 0.3
+[data]
+x = [1.0]
+y = [0.2]
++++
+"""
+
+
+def _two_partials(spec_params: dict[str, float]) -> tuple[float, float]:
+    w1, b1, w2, b2 = (spec_params[k] for k in ("w1", "b1", "w2", "b2"))
+    _, dW, _ = reference.gradients([1, 1, 1], ["sigmoid", "sigmoid"], "squared_error",
+                                   [np.array([[w1]]), np.array([[w2]])], [np.array([b1]), np.array([b2])],
+                                   np.array([[1.0]]), np.array([[0.2]]))
+    return float(dW[1][0, 0]), float(dW[0][0, 0])
+
+
+@pytest.mark.parametrize("updates", ["simultaneous", "sequential"])
+def test_backpropagation_order_is_right_when_updates_are_simultaneous(updates: str) -> None:
+    start = {"w1": 0.8, "b1": 0.1, "w2": -1.2, "b2": 0.3}
+    dw2, dw1 = _two_partials(start)
+    new_w2 = -1.2 - 0.5 * dw2
+    after = _two_partials({**start, "w2": new_w2})[1]  # dC/dw1 with the updated w2
+    body = (f"dC/dw2 = {dw2:.5g}\nnew w2 = -1.2 - 0.5 x ({dw2:.5g}) = {new_w2:.5g}\n"
+            f"dC/dw1 = {dw1:.5g}\ndC/dw1 = {after:.5g}\n")
+    report = judge(working_from_text(TWO.format(updates=updates) + body))
+    statuses = [v.status for v in report.verdicts]
+    if updates == "simultaneous":  # every partial of the step at the old weights, as backpropagation does
+        assert statuses == [RIGHT, RIGHT, RIGHT, WRONG], report.text()
+        assert "an updated weight used where the old one was needed" in report.verdicts[3].slips[0]
+        assert "before the update(s) of line(s) 2" in report.verdicts[2].state
+    else:
+        assert statuses == [RIGHT, RIGHT, WRONG, RIGHT], report.text()
+        assert "after the update(s) of line(s) 2" in report.verdicts[3].state
+
+
+# -- names the working defines, prose, not judged ---------------------------------------------------
+
+MAZUR = """+++
+[network]
+layers = [1, 2]
+activations = "sigmoid"
+cost = "half_squared_error"
+[names]
+"a(L)_0" = "out_o1"
+"a(L)_1" = "out_o2"
+"y_0" = "target_o1"
+"y_1" = "target_o2"
+"w(L)_0_0" = "w5"
+[parameters]
+w5 = 0.4
+"w(L)_1_0" = 0.45
+"b(L)_0" = 0.6
+"b(L)_1" = 0.6
+[data]
+x = [[0.59]]
+y = [[0.01, 0.99]]
++++
+The error for each output neuron:
+E_o1 = 1/2 (target_o1 - out_o1)^2
+E_o2 = ½ (target_o2 - out_o2)^2
+E_total = E_o1 + E_o2 = {total:.9f}
+dE_total/dout_o1 = −(target_o1 − out_o1) = {d:.8f}
+∂E_total/∂w5 = dE_total/dout_o1 · dout_o1/dz(L)_0 · dz(L)_0/dw5 = {dw5:.8f}
+"""
+
+
+def test_names_the_working_defines_and_the_cost_in_other_spellings() -> None:
+    z = np.array([0.4 * 0.59 + 0.6, 0.45 * 0.59 + 0.6])
+    out = 1 / (1 + np.exp(-z))
+    target = np.array([0.01, 0.99])
+    total = float(0.5 * np.sum((target - out) ** 2))
+    d = float(out[0] - target[0])
+    dw5 = d * out[0] * (1 - out[0]) * 0.59
+    text = MAZUR.replace("½", "1/2").format(total=total, d=d, dw5=dw5)
+    report = judge(working_from_text(text))
+    assert [v.status for v in report.verdicts] == [STATE, STATE, RIGHT, RIGHT, RIGHT], report.text()
+    assert report.verdicts[0].checks[0].part == "defines"
+    assert report.prose == ((21, "The error for each output neuron:"),)
+    wrong = judge(working_from_text(text.replace(f"{dw5:.8f}", f"{dw5 / (out[0] * (1 - out[0])):.8f}")))
+    assert wrong.verdicts[-1].status == WRONG and wrong.verdicts[-1].slips[0].startswith("σ′(z) left out")
+
+
+def test_prose_is_never_fatal_and_unreadable_math_is_listed_with_its_reason() -> None:
+    report = judge(working_from_text(_working("Hello.\nfoo bar = baz qux\nslope = -15.7\n", 'parameter = "b3"\n')))
+    assert [v.status for v in report.verdicts] == [NOT_JUDGED, RIGHT]
+    assert "cannot read" in report.verdicts[0].message
+    assert report.exit_status == 0
+
+
+def test_a_descent_that_does_not_converge_cannot_be_judged() -> None:
+    report = judge(working_from_text(_working("the optimal b3 = 2.61\n", 'parameter = "b3"\nmax_steps = 3\n')))
+    assert report.verdicts[0].status == UNJUDGED and "did not reach" in report.verdicts[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("slope = 1\n", "no network"),
+        ('+++\nspec = "x.toml"\n', "never closed"),
+        (f'+++\nspec = "{SEED002}"\ncolour = 1\n+++\n', "unknown key or section 'colour'"),
+        (f'+++\nspec = "{SEED002}"\nupdates = "later"\n+++\n', "simultaneous"),
+        (f'+++\nspec = "{SEED002}"\nlearning_rate = -1\n+++\n', "positive"),
+    ],
+)
+def test_an_unusable_front_matter_is_one_spec_error(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        working_from_text(text)
+    assert message in str(caught.value)
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+
+def test_cli_verify_reads_plain_text_working(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(EXAMPLES / "seed002_working.md")]) == 1
+    out = capsys.readouterr().out
+    assert "first wrong line: line 58" in out and "the step was added" in out
+    assert main(["verify", str(EXAMPLES / "seed002_working.md"), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"] == {RIGHT: 18, WRONG: 5, NOT_JUDGED: 1}
+    assert data["not_judged"][0] == {"line": 18, "text": "Why Do Neural Networks Need the Chain Rule? How do we apply it?"}
+    path = tmp_path / "w.txt"
+    path.write_text(_working("slope = -15.7\n", 'parameter = "b3"\n'), encoding="utf-8")
+    assert main(["verify", str(path)]) == 0
+    bad = tmp_path / "bad.md"
+    bad.write_text("+++\nspec = \"nope.toml\"\n+++\nslope = 1\n", encoding="utf-8")
+    assert main(["verify", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("symback: error: ")
+
+
+def test_html_and_tex_of_a_working(tmp_path: Path) -> None:
+    from symback.verify import render
+
+    report = judge(load_working(EXAMPLES / "seed002_working.md"))
+    html = render(report, "html")
+    assert "new b3 = 0 + (-1.57) = -1.57" in html and "the step was added" in html
+    assert "\\begin{longtable}" in render(report, "tex")
+
+
+# -- property: working generated from the true derivation, with and without one slip ------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from symback import Network, Parameters  # noqa: E402
+
+_SPELLINGS = ["dC/d{}", "∂C/∂{}", "d(C)/d({})", "dE/d{}", "∂E_total/∂{}", "dcost/d{}"]
+_NEW = ["new {}", "{}+", "updated {}"]
+_SLIPS = {  # slip -> (which line it is made in, the name the verdict must give)
+    "factor_two": ("slope", "the factor 2 of a square dropped"),
+    "sign_flipped": ("slope", "the sign of (a − y) flipped"),
+    "step_added": ("update", "the step added instead of subtracted"),
+    "learning_rate_missing": ("update", "the learning rate left out"),
+}
+
+
+def _fmt(value: float, digits: int) -> str:
+    return f"{value:.{digits}g}"
+
+
+@st.composite
+def _cases(draw):
+    sizes = [draw(st.integers(1, 2)), draw(st.integers(1, 2)), 1]
+    activations = [draw(st.sampled_from(["sigmoid", "tanh", "softplus"])) for _ in range(2)]
+    cost = draw(st.sampled_from(["squared_error", "ssr", "half_squared_error"]))
+    seed = draw(st.integers(0, 2**31 - 1))
+    digits = draw(st.lists(st.integers(3, 6), min_size=8, max_size=8))
+    spellings = draw(st.lists(st.sampled_from(_SPELLINGS), min_size=3, max_size=3))
+    new = draw(st.sampled_from(_NEW))
+    slip = draw(st.sampled_from([None, *_SLIPS]))
+    return sizes, activations, cost, seed, digits, spellings, new, slip
+
+
+def _generate(case):
+    """A working written from the true derivation (NumPy oracle), with ``slip`` made and followed through."""
+    sizes, activations, cost, seed, digits, spellings, new_spelling, slip = case
+    if slip == "factor_two" and cost == "half_squared_error":
+        slip = "sign_flipped"  # ½(a − y)² has no 2 to drop
+    rng = np.random.default_rng(seed)
+    net = Network(sizes, activations, cost)
+    params = Parameters.initialize(net, "uniform", seed=seed)
+    X = rng.uniform(-1.5, 1.5, size=(2, sizes[0]))
+    Y = rng.uniform(0.1, 0.9, size=(2, 1))
+    refs = list(net.parameter_refs())
+    theta, other = (refs[i] for i in rng.choice(len(refs), size=2, replace=False))
+
+    def grad(p: Parameters, ref) -> float:
+        _, dW, db = reference.gradients(sizes, activations, cost, p.weights, p.biases, X, Y)
+        return float(dW[ref.layer - 1][ref.j, ref.k] if ref.kind == "w" else db[ref.layer - 1][ref.j])
+
+    front = ["+++", "learning_rate = 0.1", "[network]", f"layers = {sizes}", f"activations = {json.dumps(activations)}",
+             f'cost = "{cost}"', "[parameters]"]
+    front += [f'"{net.canonical_name(r)}" = {params.get(r)!r}' for r in refs]
+    front += ["[data]", f"x = {X.tolist()!r}", f"y = {Y.tolist()!r}", "+++"]
+    name, other_name = net.canonical_name(theta), net.canonical_name(other)
+    slope = grad(params, theta)
+    written = {"factor_two": slope / 2, "sign_flipped": -slope}.get(slip, slope)
+    slope_text = _fmt(written, digits[0])
+    old = params.get(theta)
+    old_text = _fmt(old, 6)
+    if slip == "step_added":
+        arithmetic, new = f"{old_text} + 0.1 x ({slope_text})", old + 0.1 * float(slope_text)
+    elif slip == "learning_rate_missing":
+        arithmetic, new = f"{old_text} - ({slope_text})", old - float(slope_text)
+    else:
+        arithmetic, new = f"{old_text} - 0.1 x ({slope_text})", old - 0.1 * float(slope_text)
+    new_text = _fmt(new, digits[1])
+    lines = [
+        f"The slope: {spellings[0].format(name)} = {slope_text}",
+        f"{spellings[1].format(other_name)} = {_fmt(grad(params, other), digits[2])}",
+        f"{new_spelling.format(name)} = {arithmetic} = {new_text}",
+        "Then the slope again, after the step.",
+    ]
+    author = params.copy()
+    author.set(theta, float(new_text))
+    true_after = params.copy()
+    true_after.set(theta, old - 0.1 * slope)
+    after = grad(author, theta) if slip else grad(true_after, theta)
+    after_text = _fmt(after, digits[3])
+    lines.append(f"{spellings[2].format(name)} = {after_text}")
+    text = "\n".join(front + lines) + "\n"
+    # A slip that changes nothing at the digits written is not a slip the working shows.
+    exact = {"slope": slope, "update": old - 0.1 * slope, "after": grad(true_after, theta)}
+    return text, slip, exact, {"slope": slope_text, "update": new_text, "after": after_text}
+
+
+def _differs(written: str, exact: float) -> bool:
+    from symback.claims import ClaimValue
+
+    value = ClaimValue.parse(written)
+    return abs(value.value - exact) > 4 * value.half_unit + 1e-6 * abs(exact)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cases())
+def test_generated_working_is_right_and_one_slip_is_marked_once_and_carried(case) -> None:
+    text, slip, exact, written = _generate(case)
+    report = judge(working_from_text(text))
+    statuses = [v.status for v in report.verdicts]
+    if slip is None:
+        assert statuses == [RIGHT] * 4, report.text()
+        return
+    where, name = _SLIPS[slip]
+    assume(_differs(written[where], exact[where]) and _differs(written["after"], exact["after"]))
+    if where == "slope":
+        assume(_differs(written["update"], exact["update"]))
+        expected = [WRONG, RIGHT, CARRIED, CARRIED]
+    else:
+        expected = [RIGHT, RIGHT, WRONG, CARRIED]
+    assert statuses == expected, report.text()
+    wrong = report.verdicts[expected.index(WRONG)]
+    assert wrong.slips and wrong.slips[0].startswith(name), report.text()
+    for verdict in report.verdicts:
+        if verdict.status == CARRIED:
+            assert verdict.carried_from == (wrong.line,), report.text()
+
+
+# -- every slip of the table, on a 1-2-1 sigmoid network (values by hand in NumPy) ----------------------
+
+_NET121 = """+++
+learning_rate = 0.5
+[network]
+layers = [1, 2, 1]
+activations = "sigmoid"
+cost = "squared_error"
+[parameters]
+"w(L-1)_0_0" = 0.7
+"w(L-1)_1_0" = -0.4
+"b(L-1)_0" = 0.1
+"b(L-1)_1" = 0.2
+"w(L)_0_0" = 1.3
+"w(L)_0_1" = -0.9
+"b(L)" = 0.05
+[data]
+x = [0.8]
+y = [0.3]
++++
+"""
+
+
+def _by_hand() -> dict[str, float]:
+    s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    ds = lambda v: s(v) * (1 - s(v))  # noqa: E731
+    x, y = 0.8, 0.3
+    w1, b1, w2, b2 = np.array([0.7, -0.4]), np.array([0.1, 0.2]), np.array([1.3, -0.9]), 0.05
+    z1 = w1 * x + b1
+    a1 = s(z1)
+    z2 = w2 @ a1 + b2
+    a2 = s(z2)
+    e = 2 * (a2 - y)
+    paths = e * ds(z2) * w2 * ds(z1) * w1  # ∂C/∂x, one term per hidden neuron
+    return {
+        "dw": e * ds(z2) * w2[0] * ds(z1[0]) * x,  # ∂C/∂w(L-1)_0_0
+        "no_sigma_prime": e * w2[0] * ds(z1[0]) * x,
+        "sigma_for_prime": e * s(z2) * w2[0] * ds(z1[0]) * x,
+        "prime_at_a": e * ds(a2) * w2[0] * ds(z1[0]) * x,
+        "dw2": e * ds(z2) * a1[0],  # ∂C/∂w(L)_0_0
+        "wrong_layer": e * ds(z2) * x,
+        "dx": float(paths.sum()),
+        "one_path": float(paths[1]),
+        "db2": e * ds(z2),
+    }
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "slip"),
+    [
+        ("dC/dw(L-1)_0_0 = {}", "no_sigma_prime", "σ′(z) left out"),
+        ("dC/dw(L-1)_0_0 = {}", "sigma_for_prime", "σ(z) written for σ′(z)"),
+        ("dC/dw(L-1)_0_0 = {}", "prime_at_a", "σ′ taken at a instead of z"),
+        ("dC/dw(L)_0_0 = {}", "wrong_layer", "a factor from the wrong layer"),
+        ("dC/dx = {}", "one_path", "one path of a sum over paths left out"),
+    ],
+)
+def test_each_partial_slip_is_named(line: str, key: str, slip: str) -> None:
+    hand = _by_hand()
+    right = judge(working_from_text(_NET121 + "dC/dw(L-1)_0_0 = {:.6g}\ndC/dw(L)_0_0 = {:.6g}\ndC/dx = {:.6g}\n".format(
+        hand["dw"], hand["dw2"], hand["dx"])))
+    assert [v.status for v in right.verdicts] == [RIGHT] * 3, right.text()
+    report = judge(working_from_text(_NET121 + line.format(f"{hand[key]:.6g}") + "\n"))
+    (verdict,) = report.verdicts
+    assert verdict.status == WRONG and verdict.slips and verdict.slips[0].startswith(slip), report.text()
+
+
+def test_the_learning_rate_applied_twice_is_named() -> None:
+    db2 = _by_hand()["db2"]
+    new = 0.05 - 0.25 * db2
+    report = judge(working_from_text(_NET121 + f"new b(L) = 0.05 - 0.25 x {db2:.6g} = {new:.6g}\n"))
+    (verdict,) = report.verdicts
+    assert verdict.status == WRONG and verdict.slips[0].startswith("the learning rate applied twice"), report.text()
+
+
+def test_a_symbolic_slip_is_named_beside_the_right_form() -> None:
+    report = judge(working_from_text(_NET121 + "dC/dz(L) = 2(a(L) - y)\ndC/dz(L) = 2(a(L) - y) σ′(z(L))\n"))
+    wrong, right = report.verdicts
+    assert right.status == RIGHT
+    assert wrong.status == WRONG and wrong.slips[0].startswith("σ′(z) left out")
+    assert "written 2(a(L) - y), right: " in wrong.message
+
+
+def test_the_readme_table_of_the_seed002_working_is_what_symback_says(seed_report) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Plain-text working"):]
+    section = section[: section.index("`symback check SPEC`")]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 6
+    by_line = {v.line: v for v in seed_report.verdicts}
+    for number, written, verdict in rows:
+        found = by_line[int(number.strip("| "))]
+        assert found.text == written
+        status, _, rest = verdict.rstrip(" |").partition(":")
+        status = status.split(",")[0]
+        assert found.status == status
+        for figure in re.findall(r"-?\d+\.\d+", rest):
+            assert figure in found.message or figure in found.state, (figure, found.message)
+    others = [v for v in seed_report.verdicts if v.line not in {int(r[0].strip("| ")) for r in rows}]
+    stated = int(re.search(r"The other (\d+) lines with an equation are right", section).group(1))
+    assert sum(v.status == RIGHT for v in others) == stated and [v.status for v in others].count(NOT_JUDGED) == 1
+    assert "(the slope −15.7 is −15.6551, the step −1.57 is\n−1.56551)" in section
+    assert _line(seed_report, "slope = -15.7").checks[0].expected == "-15.7 (-15.6551)"
+    assert _line(seed_report, "-15.7 x 0.1 = -1.57").checks[1].expected == "-1.57 (-1.56551)"
+
+
+def test_the_tex_of_a_working_with_greek_letters_compiles(tmp_path: Path) -> None:
+    import subprocess
+
+    from symback.verify import render
+
+    from .tools import require_program
+
+    body = "dC/dz(L) = 2(a(L) - y)\nσ′(z(L)) = a(L)(1 - a(L)) ≈ 0.2\nstep = η δ\n"
+    report = judge(working_from_text(_NET121.replace("learning_rate = 0.5", 'learning_rate = 0.5\nparameter = "b(L)"')
+                                     + body))
+    target = tmp_path / "w.tex"
+    target.write_text(render(report, "tex"), encoding="utf-8")
+    pdflatex = require_program("pdflatex")
+    result = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", target.name],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+# -- a published 2-2-2 worked example, as its author wrote it ----------------------------------------
+
+#: M. Mazur, "A Step by Step Backpropagation Example" (2015): its own numbers, computed by its author,
+#: are the oracle here (only the front matter is added; Mazur's shared biases are two equal biases).
+MAZUR_222 = """+++
+learning_rate = 0.5
+[network]
+layers = [2, 2, 2]
+activations = "sigmoid"
+cost = "half_squared_error"
+[names]
+"w(1)_0_0" = "w1"
+"w(1)_0_1" = "w2"
+"w(1)_1_0" = "w3"
+"w(1)_1_1" = "w4"
+"w(2)_0_0" = "w5"
+"w(2)_0_1" = "w6"
+"w(2)_1_0" = "w7"
+"w(2)_1_1" = "w8"
+"z(1)_0" = "net_h1"
+"a(1)_0" = "out_h1"
+"z(1)_1" = "net_h2"
+"a(1)_1" = "out_h2"
+"z(2)_0" = "net_o1"
+"a(2)_0" = "out_o1"
+"z(2)_1" = "net_o2"
+"a(2)_1" = "out_o2"
+"x_0" = "i1"
+"x_1" = "i2"
+"y_0" = "target_o1"
+"y_1" = "target_o2"
+[parameters]
+w1 = 0.15
+w2 = 0.20
+w3 = 0.25
+w4 = 0.30
+"b(1)_0" = 0.35
+"b(1)_1" = 0.35
+w5 = 0.40
+w6 = 0.45
+w7 = 0.50
+w8 = 0.55
+"b(2)_0" = 0.60
+"b(2)_1" = 0.60
+[data]
+x = [[0.05, 0.10]]
+y = [[0.01, 0.99]]
++++
+The Forward Pass
+net_h1 = w1 * i1 + w2 * i2 + b(1)_0 * 1
+net_h1 = 0.15 * 0.05 + 0.2 * 0.1 + 0.35 * 1 = 0.3775
+out_h1 = 1/(1+e^-net_h1) = 1/(1+e^-0.3775) = 0.593269992
+out_h2 = 0.596884378
+out_o1 = 0.75136507
+E_o1 = 1/2(target_o1 - out_o1)^2 = 1/2(0.01 - 0.75136507)^2 = 0.274811083
+E_o2 = 0.023560026
+E_total = E_o1 + E_o2 = 0.274811083 + 0.023560026 = 0.298371109
+∂E_total/∂w5 = ∂E_total/∂out_o1 * ∂out_o1/∂net_o1 * ∂net_o1/∂w5
+∂E_total/∂out_o1 = -(target_o1 - out_o1) = -(0.01 - 0.75136507) = 0.74136507
+∂out_o1/∂net_o1 = out_o1(1 - out_o1) = 0.75136507(1 - 0.75136507) = 0.186815602
+∂net_o1/∂w5 = out_h1 = 0.593269992
+∂E_total/∂w5 = 0.74136507 * 0.186815602 * 0.593269992 = 0.082167041
+w5+ = w5 - η * ∂E_total/∂w5 = 0.4 - 0.5 * 0.082167041 = 0.35891648
+w6+ = 0.408666186
+w7+ = 0.511301270
+w8+ = 0.561370121
+∂E_total/∂w1 = 0.000438568
+w1+ = w1 - η * ∂E_total/∂w1 = 0.15 - 0.5 * 0.000438568 = 0.149780716
+"""
+
+
+def test_a_published_2_2_2_worked_example_is_right_as_written() -> None:
+    report = judge(working_from_text(MAZUR_222))
+    statuses = {v.line: v.status for v in report.verdicts}
+    assert [s for s in statuses.values() if s not in (RIGHT, NOT_JUDGED)] == [], report.text()
+    assert sum(s == RIGHT for s in statuses.values()) == 18
+    # E_o2 is given as a number only ("repeating this process for o2"): not judged, and said why.
+    not_judged = [v for v in report.verdicts if v.status == NOT_JUDGED]
+    assert len(not_judged) == 1 and "E_o2 is given a number, not a formula" in not_judged[0].message
+    # ∂E_total/∂w1 is taken at the old w5 … w8 (simultaneous updates), as the article says it must be.
+    hidden = next(v for v in report.verdicts if v.text.startswith("∂E_total/∂w1"))
+    assert "before the update(s) of line(s)" in hidden.state
+
+
+def test_a_slip_in_the_published_example_is_marked_once_and_carried() -> None:
+    text = MAZUR_222.replace(
+        "∂E_total/∂w5 = 0.74136507 * 0.186815602 * 0.593269992 = 0.082167041",
+        "∂E_total/∂w5 = 0.74136507 * 0.593269992 = 0.43983",
+    ).replace("0.4 - 0.5 * 0.082167041 = 0.35891648", "0.4 - 0.5 * 0.43983 = 0.180085")
+    report = judge(working_from_text(text))
+    wrong = [v for v in report.verdicts if v.status == WRONG]
+    carried = [v for v in report.verdicts if v.status == CARRIED]
+    assert len(wrong) == 1 and wrong[0].slips[0].startswith("σ′(z) left out"), report.text()
+    assert [v.text[:3] for v in carried] == ["w5+"] and carried[0].carried_from == (wrong[0].line,)
+
+
+# -- no text makes the judge crash or leak an internal name --------------------------------------------
+
+from hypothesis import strategies as _st  # noqa: E402
+
+_PIECES = _st.sampled_from([
+    "slope", "step", "=", " = ", "new b3", "old b3", "b3+", "-15.7", "x", " x ", "0.1", "(", ")", "Σ", "residual",
+    "Observed2", "dssr/db3", "d", "/", "E_o1", "2", "^", "e", "*", "σ′(", "δ", "\n", "We found the", "1e308",
+    "0^-1", "exp(", "ResidualSum", "a(L)", "dC/da(L)", "foo", ".", ",", "≈", "<=", "[", "]",
+])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_st.lists(_PIECES, min_size=1, max_size=10).map("".join))
+def test_any_text_is_judged_or_listed_never_a_crash(body: str) -> None:
+    try:
+        working = working_from_text(_working(body + "\n", 'parameter = "b3"\n'))
+    except SpecError:
+        return
+    report = judge(working)
+    for verdict in report.verdicts:
+        assert "__" not in verdict.message and "\n" not in verdict.where
+    assert report.text()
