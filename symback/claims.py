@@ -57,7 +57,7 @@ from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .model import ExplicitModel
 from .network import Network, NodeRef
 from .spec import Spec, load_spec, read_data, spec_from_dict
-from .registry import unknown_name
+from .registry import FoldedNames, unknown_name
 from .tomlread import parse_toml
 
 __all__ = [
@@ -264,9 +264,7 @@ class Notation:
         self.names = names
         self.prefixes = dict(prefixes or {})
         self.aliases = dict(aliases or {})
-        self._by_folded: dict[str, list[str]] = {}
-        for name in names:
-            self._by_folded.setdefault(name.casefold(), []).append(name)
+        self._folded = FoldedNames(names)
         self.functions = {
             **FUNCTIONS,
             "__sbact": (1, self._activation),
@@ -277,19 +275,14 @@ class Notation:
     # -- names ----------------------------------------------------------------
     def lookup(self, name: str) -> str | None:
         """The known name ``name`` stands for: exact, else the one that matches ignoring case."""
-        if name in self.names:
-            return name
-        found = self._by_folded.get(name.casefold(), [])
-        if len(found) > 1:
-            raise FormulaError(f"name {name!r} is ambiguous: it could be {' or '.join(sorted(found))}")
-        return found[0] if found else None
+        return self._folded.lookup(name)
 
     def define(self, name: str, expression: sp.Expr) -> None:
         """A name the working introduces itself (``E_o1 = 1/2 (target_o1 - out_o1)^2``); later formulas may use it."""
         if not _IDENT.fullmatch(name) or "__" in name or name in FUNCTIONS:
             raise FormulaError(f"{name!r} cannot be defined: a name is a letter followed by letters, digits and _")
         self.names[name] = expression
-        self._by_folded.setdefault(name.casefold(), []).append(name)
+        self._folded.add(name)
 
     def node(self, name: str) -> NodeRef:
         """The node called ``name`` (case-insensitive when unambiguous); UnknownNameError otherwise."""

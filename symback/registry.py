@@ -163,6 +163,12 @@ class FoldedNames:
         for name in sorted(self.known):
             self._folded.setdefault(name.casefold(), []).append(name)
 
+    def add(self, name: str) -> None:
+        """Know ``name`` too (a name a worked example defines itself)."""
+        if name not in self.known:
+            self.known.add(name)
+            self._folded.setdefault(name.casefold(), []).append(name)
+
     def lookup(self, name: str) -> str | None:
         """The known name ``name`` stands for, or None; FormulaError when it could be two."""
         if name in self.known:
