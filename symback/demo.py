@@ -13,7 +13,6 @@ and ``index.html``, one self-contained page (pictures embedded) linking everythi
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from .resources import example_file
 from .spec import load_spec
 from .train import Trainer, TrainingConfig, TrainingResult, training_data
 
-__all__ = ["DemoResult", "commands", "run_demo"]
+__all__ = ["DemoResult", "run_demo"]
 
 #: Epochs of the digits run: about 92% test accuracy in a few seconds on 2 cores.
 EPOCHS = 20
@@ -247,23 +246,3 @@ def _pictures(
         pictures["images"].append({"caption": caption, "uri": plots.data_uri(png), "file": name})
     steps.say("wrote " + ", ".join(figures))
     return pictures
-
-
-# -- command line --------------------------------------------------------------------------------------
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", default="symback-demo", metavar="DIR", help="folder (default symback-demo)")
-    parser.add_argument("--fast", action="store_true", help=f"train {FAST_EPOCHS} epochs instead of {EPOCHS}")
-
-
-def _run(args: argparse.Namespace) -> int:
-    run_demo(args.output, fast=args.fast)
-    return 0
-
-
-def commands() -> dict[str, Any]:
-    from .cli import Command
-
-    return {"demo": Command("derive, verify, train and draw: writes a folder of results", _configure, _run)}
-

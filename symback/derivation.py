@@ -413,15 +413,25 @@ class Derivation:
     def __str__(self) -> str:
         return self.text()
 
+    # Jupyter display: the printers of symback.latex, imported when a notebook asks (the reports' Jinja2
+    # renderer is never needed, and derivation stays below the report stage).
     def _repr_latex_(self) -> str:
-        from .report import repr_latex  # lazily: reports pull in Jinja2
+        """``$$ ∂C/∂target = the product in chain order $$`` (the forms of every other output)."""
+        from .latex import latex
 
-        return repr_latex(self)
+        shown = self.presentation
+        return "$$" + latex(sp.Eq(shown.lhs, shown.chain_order, evaluate=False)) + "$$"
 
     def _repr_html_(self) -> str:
-        from .report import repr_html
+        """A small HTML fragment (MathML): the product in chain order and the δ form, in one naming."""
+        from .latex import mathml
 
-        return repr_html(self)
+        shown = self.presentation
+        parts = [mathml(sp.Eq(shown.lhs, shown.chain_order, evaluate=False), display=True)]
+        if shown.delta_form is not None:
+            parts.append(mathml(sp.Eq(shown.lhs, shown.delta_form, evaluate=False), display=True))
+            parts += [mathml(e, display=True) for e in shown.deltas]
+        return "<div class=\"symback\">" + "".join(parts) + "</div>"
 
     def __repr__(self) -> str:
         return f"Derivation(∂{self.cost_name}/∂{self.target_name}, {self.form}, {len(self.chain)} factors)"

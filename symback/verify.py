@@ -44,9 +44,7 @@ digits, so a ``simplify`` miss never becomes a false verdict.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -64,14 +62,12 @@ from .claims import (
     SetClaim,
     SymbolicClaim,
     UpdateClaim,
-    load_claims,
     where,
 )
 from .compiler import CompiledNetwork, compile_network, evaluate, lambdify, stabilize
 from .data import Dataset
 from .derivation import activations_in_z, derive
 from .errors import SpecError, SymbackError
-from .files import write_atomic
 from .network import Network, NodeRef
 from .parameters import Parameters
 from .train import descend
@@ -88,7 +84,6 @@ __all__ = [
     "GradientCheck",
     "Verdict",
     "VerificationReport",
-    "commands",
     "gradient_check",
     "render",
     "verify",
@@ -1199,79 +1194,3 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
             else:
                 b_grad[ref.j] = value
     return result
-
-
-# -- command line -----------------------------------------------------------------------------------
-
-_FORMATS = ("text", "json", "html", "tex", "md")
-
-
-def _configure_verify(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("claims", help="claims file (TOML), or a worked example as plain text (.md, .txt) "
-                        "with a +++ TOML front matter naming the network")
-    parser.add_argument("--format", choices=_FORMATS, default="text", help="output format (default text)")
-    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random points of symbolic checks")
-    parser.add_argument("--explain", action="store_true", help="show the full chain-rule derivation behind each wrong line")
-
-
-def _write(text: str, output: str | None) -> None:
-    if output is None:
-        print(text)
-        return
-    write_atomic(output, text if text.endswith("\n") else text + "\n")
-
-
-#: Plain-text working (judged by :mod:`symback.working`); every other file is a TOML claims file.
-WORKING_SUFFIXES = (".md", ".txt", ".markdown")
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    if Path(args.claims).suffix.lower() in WORKING_SUFFIXES:
-        from .working import judge, load_working
-
-        report = judge(load_working(args.claims), seed=args.seed)
-    else:
-        report = verify(load_claims(args.claims), seed=args.seed)
-    if args.format == "json":
-        text = report.to_json()
-    elif args.format == "text":
-        text = report.text(explain=args.explain)
-    else:
-        text = render(report, args.format)
-    _write(text, args.output)
-    for verdict in report.verdicts:
-        if verdict.status == INVALID:
-            print(f"symback: error: {verdict.message}", file=sys.stderr)
-    return report.exit_status
-
-
-def _configure_check(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="TOML spec file with [data]")
-    parser.add_argument("--tolerance", type=float, default=1e-5, help="largest relative error allowed (default 1e-5)")
-    parser.add_argument("--step", type=float, default=1e-4, help="finite-difference step h (default 1e-4)")
-
-
-def _run_check(args: argparse.Namespace) -> int:
-    from .spec import load_spec
-
-    if not (args.tolerance > 0 and args.step > 0):
-        raise SpecError("--tolerance and --step must be positive")
-    spec = load_spec(args.spec)
-    result = gradient_check(spec.network, spec.parameters, spec.require_data(), h=args.step, tolerance=args.tolerance)
-    print(result.text())
-    return 0 if result.passed else 1
-
-
-def commands() -> dict[str, Any]:
-    """The ``verify`` and ``check`` subcommands (see :mod:`symback.cli`)."""
-    from .cli import Command
-
-    return {
-        "verify": Command("check a hand calculation (claims file) line by line", _configure_verify, _run_verify),
-        "check": Command(
-            "compare every derived partial with central finite differences", _configure_check, _run_check
-        ),
-    }

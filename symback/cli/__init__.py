@@ -1,11 +1,13 @@
-"""The ``symback`` command line.
+"""The ``symback`` command line: the one place that turns arguments into calls of the stages.
 
-Subcommands are registered in :data:`COMMANDS` (name -> :class:`Command`), one
-small function pair each, so a new stage adds its command without touching
-the others.  Any :class:`~symback.errors.SymbackError` becomes one line on
-stderr and exit status 2, never a traceback.  NumPy's floating-point warnings
-(an overflow, a square root of a negative number) are collected while a command
-runs and said once, in words, on stderr (:class:`NumericNotes`).
+Every command group is a module of this package (:mod:`symback.cli.info`, :mod:`~symback.cli.verify`,
+:mod:`~symback.cli.report`, :mod:`~symback.cli.train`, :mod:`~symback.cli.demo`, :mod:`~symback.cli.sweep`)
+with a ``commands() -> dict[str, Command]``; :data:`COMMAND_MODULES` lists them in help order.  The CLI
+imports the stages, never the other way round, and a command's stages are imported only when it runs,
+so ``symback --version`` and ``symback --help`` load neither SymPy nor the compiler.
+Any :class:`~symback.errors.SymbackError` becomes one line on stderr and exit status 2, never a traceback.
+NumPy's floating-point warnings (an overflow, a square root of a negative number) are collected while a
+command runs and said once, in words, on stderr (:class:`NumericNotes`).
 """
 
 from __future__ import annotations
@@ -15,83 +17,43 @@ import importlib
 import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__
-from .errors import SymbackError
+from .. import __version__
+from ..errors import SymbackError
+from .command import Command
 
-__all__ = ["COMMANDS", "Command", "NumericNotes", "main", "register_command"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "Command", "NumericNotes", "build_parser", "main", "register_command"]
 
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its one-line help, how to add its arguments, and what it runs (returns the exit status)."""
-
-    help: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
+#: Commands added by :func:`register_command` (a plug-in's), after those of :data:`COMMAND_MODULES`.
 COMMANDS: dict[str, Command] = {}
 
-#: Modules of later stages that add subcommands: each defines ``commands() -> dict[str, Command]``.
-#: They are imported only when the parser is built, so importing symback stays light.
-COMMAND_MODULES: tuple[str, ...] = ("symback.verify", "symback.report", "symback.train", "symback.demo", "symback.sweep")
+#: The command groups, in help order: each module defines ``commands() -> dict[str, Command]``.
+#: A new group is one module here and one line in this tuple (see LAYOUT.md).
+COMMAND_MODULES: tuple[str, ...] = (
+    "symback.cli.info",
+    "symback.cli.verify",
+    "symback.cli.report",
+    "symback.cli.train",
+    "symback.cli.demo",
+    "symback.cli.sweep",
+)
 
 
 def register_command(name: str, command: Command) -> None:
+    """Add a subcommand from outside the package (a plug-in); the built-in ones live in COMMAND_MODULES."""
     COMMANDS[name] = command
 
 
-# -- symback info -----------------------------------------------------------------------------------
-
-
-def _configure_info(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="TOML spec file")
-
-
-def _run_info(args: argparse.Namespace) -> int:
-    from .spec import load_spec
-
-    spec = load_spec(args.spec)
-    print(spec.network.summary())
-    if spec.data is not None:
-        print(f"data        {len(spec.data)} example(s)")
-    return 0
-
-
-# -- symback derive ---------------------------------------------------------------------------------
-
-
-def _configure_derive(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="TOML spec file")
-    parser.add_argument("--wrt", required=True, metavar="NAME", help="parameter or node, e.g. b3, 'w(L)', 'a(L-1)_0'")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
-    parser.add_argument(
-        "--form", choices=("auto", "explicit", "indexed"), default="auto", help="explicit paths or index form"
-    )
-
-
-def _run_derive(args: argparse.Namespace) -> int:
-    from .derivation import derive
-    from .spec import load_spec
-
-    spec = load_spec(args.spec)
-    derivation = derive(spec.network, args.wrt, form=args.form)
-    data = spec.data
-    if args.format == "json":
-        print(derivation.to_json(spec.parameters if data is not None else None, data))
-    else:
-        print(derivation.text(spec.parameters if data is not None else None, data))
-    return 0
-
-
-register_command("info", Command("describe the network in a spec file", _configure_info, _run_info))
-register_command(
-    "derive", Command("derive ∂C/∂NAME by the chain rule, factor by factor", _configure_derive, _run_derive)
-)
+def all_commands() -> dict[str, Command]:
+    """Every subcommand by name, in help order (importing the command modules, not the stages)."""
+    commands: dict[str, Command] = {}
+    for module_name in COMMAND_MODULES:
+        commands.update(importlib.import_module(module_name).commands())
+    commands.update(COMMANDS)
+    return commands
 
 
 # NumPy's floating-point warnings ("overflow encountered in exp", "invalid value encountered in sqrt", ...).
@@ -158,10 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"symback {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands = dict(COMMANDS)
-    for module_name in COMMAND_MODULES:
-        commands.update(importlib.import_module(module_name).commands())
-    for name, command in commands.items():
+    for name, command in all_commands().items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
         command.configure(sub)
         sub.set_defaults(run=command.run)
