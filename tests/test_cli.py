@@ -133,3 +133,22 @@ def test_other_warnings_still_reach_the_user():
     with pytest.warns(UserWarning, match="kept"), NumericNotes() as notes:
         warnings.warn("kept", UserWarning, stacklevel=1)
     assert notes.line() is None
+
+
+def test_the_cli_s_copies_of_stage_constants_match_the_stages():
+    """The parser is built without importing a stage, so a few choices are written in the CLI: they must agree."""
+    from symback import demo, train
+    from symback.cli import demo as demo_command
+    from symback.cli import train as train_command
+
+    assert train_command.DTYPES == tuple(sorted(train._DTYPES))
+    assert (demo_command._EPOCHS, demo_command._FAST_EPOCHS) == (demo.EPOCHS, demo.FAST_EPOCHS)
+
+
+def test_every_command_is_listed_in_help_order(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    listed = ["info", "derive", "verify", "check", "report", "train", "demo", "sweep"]
+    positions = [out.index(f"    {name} ") for name in listed]
+    assert positions == sorted(positions)
