@@ -55,6 +55,7 @@ from .errors import FormulaError, SpecError, SymbackError, UnknownNameError
 from .files import read_text
 from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .model import ExplicitModel
+from .names import LAYER_PATTERN, NODE_PATTERN
 from .network import Network, NodeRef
 from .spec import Spec, load_spec, read_data, spec_from_dict
 from .registry import FoldedNames, unknown_name
@@ -170,13 +171,14 @@ class Quantity:
         return self.text
 
 
-_CANONICAL = re.compile(r"(?<![A-Za-z0-9_])[wbza]\(\s*(?:L(?:\s*-\s*\d+)?|\d+)\s*\)(?:_\d+(?:_\d+)?)?")
+# Node names inside a formula, in the one name grammar (symback.names): w(L)_0_1, a( L - 1 ), b(2)_0.
+_CANONICAL = re.compile(r"(?<![A-Za-z0-9_])" + NODE_PATTERN)
 #: A canonical name starting exactly here (after the ``d`` of ``da(L)``).
-_CANONICAL_AT = re.compile(r"[wbza]\(\s*(?:L(?:\s*-\s*\d+)?|\d+)\s*\)(?:_\d+(?:_\d+)?)?")
+_CANONICAL_AT = re.compile(NODE_PATTERN)
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_WORD = r"(?<![A-Za-z0-9_])"
 #: δ (or delta) of a layer, ``δ(L)``, ``δ(L-1)_0``, or bare ``δ`` for a single output neuron: ∂C/∂z.
-_DELTA = re.compile(_NOT_WORD + r"(?:δ|delta)(?:\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)(?P<j>_\d+)?)?(?![A-Za-z0-9_(])")
+_DELTA = re.compile(_NOT_WORD + rf"(?:δ|delta)(?:\(\s*(?P<layer>{LAYER_PATTERN})\s*\)(?P<j>_[0-9]+)?)?(?![A-Za-z0-9_(])")
 #: σ′(…), sigma'(…), sigmoid'(…): the derivative of the activation; σ(…), sigma(…): the activation.
 _ACT_PRIME = re.compile(r"(?:σ|" + _NOT_WORD + r"(?:sigma|sigmoid))\s*(?:'|′|_prime)\s*(?=\()")
 _ACT = re.compile(r"(?:σ|" + _NOT_WORD + r"sigma)\s*(?=\()")
@@ -385,7 +387,7 @@ class Notation:
         if not self.prefixes:
             return text
         words = "|".join(sorted((re.escape(w) for w in self.prefixes), key=len, reverse=True))
-        operand = r"(?P<name>[wbza]\(\s*(?:L(?:\s*-\s*\d+)?|\d+)\s*\)(?:_\d+(?:_\d+)?)?|[A-Za-z_][A-Za-z0-9_]*)"
+        operand = rf"(?P<name>{NODE_PATTERN}|[A-Za-z_][A-Za-z0-9_]*)"
 
         def replace(match: re.Match[str], word: str | None = None) -> str:
             word = word or match["word"].lower()

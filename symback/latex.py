@@ -31,6 +31,7 @@ from sympy.printing.mathml import MathMLPresentationPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 # The notation's nodes print themselves (printmethod); re-exported here for older imports.
+from .names import parse as parse_node_name
 from .notation import ChainProduct, Difference, Partial
 
 __all__ = [
@@ -73,8 +74,6 @@ _GREEK = {
     "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
     "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega",
 }
-_LAYER = r"L(?:-\d+)?|\d+"
-_NODE = re.compile(rf"^(?P<base>[A-Za-z]+)\((?P<layer>{_LAYER})\)(?:_(?P<j>\d+)(?:_(?P<k>\d+))?)?\Z")
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9]*\Z")
 _WORD_DIGITS = re.compile(r"^(?P<word>[A-Za-z]+)(?P<digits>\d+)\Z")
 _PARTIAL = re.compile(r"^d(?P<of>[A-Za-z][A-Za-z0-9]*)/d(?P<wrt>[^\[\]/]+)(?:\[(?P<idx>[A-Za-z](?:, ?[A-Za-z])*)\])?\Z")
@@ -94,10 +93,10 @@ def parse_name(name: str, *, depth: int = 0) -> _Name:
     """Split a symbol name into notation pieces (never fails: unknown names become escaped text)."""
     if depth > 4 or not name:
         return _Name("text", (name,))
-    match = _NODE.match(name)
-    if match:
-        indices = [i for i in (match["j"], match["k"]) if i is not None]
-        return _Name("script", (_Name("ident", (match["base"],)), match["layer"], tuple(indices)))
+    node = parse_node_name(name)  # w(L)_j_k, a(L-1), delta(L)_0: the one name grammar (symback.names)
+    if node is not None and node.layer is not None:
+        indices = tuple(str(i) for i in node.indices)
+        return _Name("script", (_Name("ident", (node.base,)), str(node.layer), indices))
     if _IDENT.match(name):
         word = _WORD_DIGITS.match(name)
         if word and word["word"] not in _GREEK:

@@ -23,7 +23,6 @@ NodeRef(kind='w', layer=1, j=2, k=5)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -35,6 +34,8 @@ from .activations import Activation, get_activation
 from .costs import Cost, get_cost
 from .errors import SpecError, UnknownNameError, shown
 from .formula import CONSTANTS, FUNCTIONS
+from .names import UNLAYERED, Name, is_identifier
+from .names import parse as parse_name
 from .registry import FoldedNames, did_you_mean
 
 __all__ = ["KINDS", "MAX_LAYERS", "MAX_PARAMETERS", "FrozenParameters", "Network", "NodeRef"]
@@ -50,22 +51,14 @@ KINDS = {
     "C": "cost",
 }
 
-# Matched with fullmatch: "$" would also match before a final newline ("w1\n").  ASCII digits only.
-_NAME = re.compile(
-    r"""(?P<kind>[wbza])\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)
-        (?:_(?P<j>\d+|\*)(?:_(?P<k>\d+|\*))?)?""",
-    re.VERBOSE | re.ASCII,
-)
-_XY = re.compile(r"(?P<kind>[xy])(?:_(?P<j>\d+))?", re.ASCII)
-_USER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+#: The kinds a name writes with a layer, ``w(L)_j_k`` (the grammar itself is :mod:`symback.names`).
+_LAYERED = ("w", "b", "z", "a")
 
 #: The largest network symback builds: weights and biases in all (each array is allocated whole,
 #: and an optimizer keeps up to three more of the same size).
 MAX_PARAMETERS = 50_000_000
 #: The most layers after the input (the symbolic derivation walks every one).
 MAX_LAYERS = 1_000
-#: An index written with more digits than this is out of range in any network symback builds.
-_INDEX_DIGITS = 18
 
 
 @dataclass(frozen=True, order=True)
@@ -341,44 +334,34 @@ class Network:
             "cost": NodeRef("C"),
         }
 
-    def _layer_number(self, label: str) -> int:
-        """``3``, ``L`` or ``L-2`` (as written inside ``w(...)``) as a layer number."""
-        label = label.replace(" ", "")
-        if label.startswith("L"):
-            return self.depth - (_index(label[2:]) if len(label) > 1 else 0)
-        return _index(label)
-
     def _parse_canonical(self, text: str) -> NodeRef | None:
-        if text == "C":
-            return NodeRef("C")
-        match = _XY.fullmatch(text)
-        if match:
-            kind = match["kind"]
-            width = self.sizes[0] if kind == "x" else self.sizes[-1]
-            if match["j"] is None and width != 1:
-                return None
-            return NodeRef(kind, 0, _index(match["j"] or "0"))
-        match = _NAME.fullmatch(text)
-        if not match:
+        name = parse_name(text)
+        if name is None:
             return None
-        kind, layer = match["kind"], self._layer_number(match["layer"])
+        if name == Name("C"):
+            return NodeRef("C")
+        if name.base in UNLAYERED and name.layer is None:
+            width = self.sizes[0] if name.base == "x" else self.sizes[-1]
+            if not name.indices and width != 1:
+                return None
+            return NodeRef(name.base, 0, name.indices[0] if name.indices else 0)  # type: ignore[arg-type]
+        if name.base not in _LAYERED or name.layer is None or name.wildcard:
+            return None
+        kind, layer = name.base, name.layer.resolve(self.depth)
         if not 1 <= layer <= self.depth:
             return None
-        if "*" in (match["j"] or "") or "*" in (match["k"] or ""):
-            return None
-        j = match["j"]
-        k = match["k"]
+        indices: tuple[int, ...] = name.indices  # type: ignore[assignment]  # no wildcard: ints
         if kind == "w":
-            if j is None and self.sizes[layer] == 1 and self.sizes[layer - 1] == 1:
+            if not indices and self.sizes[layer] == 1 and self.sizes[layer - 1] == 1:
                 return NodeRef("w", layer, 0, 0)
-            if j is None or k is None:
+            if len(indices) != 2:
                 return None
-            return NodeRef("w", layer, _index(j), _index(k))
-        if k is not None:
+            return NodeRef("w", layer, *indices)
+        if len(indices) > 1:
             return None
-        if j is None:
+        if not indices:
             return NodeRef(kind, layer, 0) if self.sizes[layer] == 1 else None
-        return NodeRef(kind, layer, _index(j))
+        return NodeRef(kind, layer, indices[0])
 
     def _check_ref(self, ref: NodeRef, text: str) -> None:
         ok = ref.kind in KINDS
@@ -421,7 +404,7 @@ class Network:
         taken: dict[str, tuple[str, NodeRef | None]] = {}
         reserved = set(FUNCTIONS) | set(CONSTANTS)
         for key, value in names.items():
-            if not isinstance(value, str) or not _USER_NAME.fullmatch(value):
+            if not isinstance(value, str) or not is_identifier(value):
                 raise SpecError(
                     f"name {value!r} for {key!r} must start with a letter and use letters, digits and _ only"
                 )
@@ -503,12 +486,12 @@ class Network:
     def _mark(self, name: str, what: str, weights: list[np.ndarray], biases: list[np.ndarray]) -> None:
         """Set the mask entries of a parameter name, or of ``w(1)_*`` / ``b(L)_*`` (a layer's weights or biases)."""
         text = name.strip()
-        match = _NAME.fullmatch(text)
-        if match and match["kind"] in "wb" and "*" in ((match["j"] or "") + (match["k"] or "")):
-            layer = self._layer_number(match["layer"])
+        parsed = parse_name(text)
+        if parsed is not None and parsed.base in ("w", "b") and parsed.layer is not None and parsed.wildcard:
+            layer = parsed.layer.resolve(self.depth)
             if not 1 <= layer <= self.depth:
                 raise UnknownNameError(self._unknown(text))
-            (weights if match["kind"] == "w" else biases)[layer - 1][...] = True
+            (weights if parsed.base == "w" else biases)[layer - 1][...] = True
             return
         ref = self.resolve(text)
         if not ref.is_parameter:
@@ -596,14 +579,6 @@ def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(checked)
 
 
-def _index(digits: str) -> int:
-    """An index or layer number as written; one too long to be in range is a number no network reaches.
-
-    (``int()`` of 4,301 digits raises ValueError, and a long one costs time for nothing.)
-    """
-    return int(digits) if len(digits) <= _INDEX_DIGITS else 10**_INDEX_DIGITS
-
-
 def _canonical_case(text: str) -> str:
     """A canonical name that is a plain word, in its own letter case: ``c`` → ``C``, ``X_0`` → ``x_0``.
 
@@ -611,4 +586,5 @@ def _canonical_case(text: str) -> str:
     """
     if text in ("c", "C"):
         return "C"
-    return text.lower() if _XY.fullmatch(text.lower()) else text
+    lower = parse_name(text.lower())
+    return text.lower() if lower is not None and lower.base in UNLAYERED and lower.layer is None else text
