@@ -29,7 +29,7 @@ import sympy as sp
 
 from .errors import FormulaError, SpecError
 from .formula import parse_formula
-from .registry import finite_number, merged_settings, unknown_name, with_settings
+from .registry import Registry, finite_number, merged_settings
 
 __all__ = [
     "ACTIVATIONS",
@@ -146,7 +146,7 @@ def _elu(alpha: float = 1.0) -> Activation:
 
 
 #: Registry: name -> factory taking the activation's keyword settings.
-ACTIVATIONS: dict[str, Callable[..., Activation]] = {
+ACTIVATIONS: Registry[Callable[..., Activation]] = Registry("activation", {
     "identity": lambda: Activation("identity", Z),
     "sigmoid": lambda: Activation("sigmoid", 1 / (1 + sp.exp(-Z))),
     "tanh": lambda: Activation("tanh", sp.tanh(Z)),
@@ -157,12 +157,12 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "elu": _elu,
     "silu": lambda: Activation("silu", Z / (1 + sp.exp(-Z))),
     "softmax": Softmax,
-}
+}, hint='or write {formula = "..."} in z')
 
 
 def register_activation(name: str, factory: Callable[..., Activation]) -> None:
     """Make ``factory`` available as ``get_activation(name, **settings)``."""
-    ACTIVATIONS[name] = factory
+    ACTIVATIONS.register(name, factory)
 
 
 def activation_from_formula(text: str, name: str | None = None) -> Activation:
@@ -197,7 +197,4 @@ def get_activation(spec: str | Mapping[str, Any] | Activation, **settings: Any) 
         return get_activation(name, **merged_settings(options, settings, "activation"))
     if not isinstance(spec, str):
         raise SpecError(f"an activation must be a name or a table, not {spec!r}")
-    key = spec.strip().lower().replace("-", "_")
-    if key not in ACTIVATIONS:
-        raise unknown_name("activation", spec, ACTIVATIONS, hint='or write {formula = "..."} in z')
-    return with_settings(ACTIVATIONS[key], settings, "activation", key)
+    return ACTIVATIONS.build(spec, settings)

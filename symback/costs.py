@@ -24,7 +24,7 @@ import sympy as sp
 
 from .errors import FormulaError, SpecError
 from .formula import parse_formula
-from .registry import merged_settings, unknown_name, with_settings
+from .registry import Registry, merged_settings
 
 __all__ = ["A", "COSTS", "Cost", "Y", "cost_from_formula", "get_cost", "register_cost"]
 
@@ -107,7 +107,7 @@ class Cost:
 
 
 #: Registry: name -> factory taking keyword settings (``reduction`` for the example reduction).
-COSTS: dict[str, Callable[..., Cost]] = {
+COSTS: Registry[Callable[..., Cost]] = Registry("cost", {
     # 3Blue1Brown's C0 = Σ_j (a_j − y_j)², averaged over the training examples.
     "squared_error": lambda reduction="mean": Cost("squared_error", (A - Y) ** 2, "sum", reduction),
     # Nielsen's quadratic cost C = 1/(2n) Σ_x ||y − a||².
@@ -124,14 +124,14 @@ COSTS: dict[str, Callable[..., Cost]] = {
     "categorical_cross_entropy": lambda reduction="mean": Cost(
         "categorical_cross_entropy", -Y * sp.log(A), "sum", reduction, output_activation="softmax"
     ),
-}
+}, hint='or write {formula = "..."} in a and y')
 COSTS["sse"] = COSTS["ssr"]
 COSTS["cross_entropy"] = COSTS["categorical_cross_entropy"]
 
 
 def register_cost(name: str, factory: Callable[..., Cost]) -> None:
     """Make ``factory`` available as ``get_cost(name, **settings)``."""
-    COSTS[name] = factory
+    COSTS.register(name, factory)
 
 
 def cost_from_formula(text: str, *, reduction: str = "mean", outputs: str = "sum", name: str | None = None) -> Cost:
@@ -168,7 +168,4 @@ def get_cost(spec: str | Mapping[str, Any] | Cost, **settings: Any) -> Cost:
         return get_cost(name, **merged_settings(options, settings, "cost"))
     if not isinstance(spec, str):
         raise SpecError(f"a cost must be a name or a table, not {spec!r}")
-    key = spec.strip().lower().replace("-", "_")
-    if key not in COSTS:
-        raise unknown_name("cost", spec, COSTS, hint='or write {formula = "..."} in a and y')
-    return with_settings(COSTS[key], settings, "cost", key)
+    return COSTS.build(spec, settings)

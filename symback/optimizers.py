@@ -24,7 +24,7 @@ import numpy as np
 
 from .compiler import Gradients
 from .errors import SpecError
-from .registry import finite_number, merged_settings, unknown_name, with_settings
+from .registry import Registry, finite_number, merged_settings
 from .parameters import Parameters, packed_views
 
 __all__ = ["OPTIMIZERS", "Adam", "Momentum", "Optimizer", "RMSprop", "SGD", "get_optimizer", "register_optimizer"]
@@ -218,18 +218,18 @@ class Adam(Optimizer):
 
 
 #: Registry: name -> optimizer class (called with learning_rate and its own settings).
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
+OPTIMIZERS: Registry[Callable[..., Optimizer]] = Registry("optimizer", {
     "sgd": SGD,
     "gradient_descent": SGD,
     "momentum": Momentum,
     "rmsprop": RMSprop,
     "adam": Adam,
-}
+})
 
 
 def register_optimizer(name: str, factory: Callable[..., Optimizer]) -> None:
     """Make ``factory`` available as ``get_optimizer(name, learning_rate=..., **settings)``."""
-    OPTIMIZERS[name] = factory
+    OPTIMIZERS.register(name, factory)
 
 
 def get_optimizer(spec: str | Mapping[str, Any] | Optimizer, **settings: Any) -> Optimizer:
@@ -249,10 +249,7 @@ def get_optimizer(spec: str | Mapping[str, Any] | Optimizer, **settings: Any) ->
         return get_optimizer(name, **merged_settings(options, settings, "optimizer"))
     if not isinstance(spec, str):
         raise SpecError(f"an optimizer must be a name or a table, not {spec!r}")
-    key = spec.strip().lower().replace("-", "_")
-    if key not in OPTIMIZERS:
-        raise unknown_name("optimizer", spec, OPTIMIZERS)
-    return with_settings(OPTIMIZERS[key], settings, "optimizer", key)
+    return OPTIMIZERS.build(spec, settings)
 
 
 def _positive(value: Any, what: str) -> float:

@@ -39,7 +39,7 @@ import numpy as np
 
 from .errors import SpecError
 from .network import Network, NodeRef
-from .registry import unknown_name
+from .registry import Registry
 
 __all__ = ["INITIALIZERS", "PackedArrays", "Parameters", "packed_views", "register_initializer"]
 
@@ -65,18 +65,18 @@ def _he(rng: np.random.Generator, fan_out: int, fan_in: int) -> np.ndarray:
 
 
 #: Registry of weight initialisers: name -> f(rng, fan_out, fan_in) -> array.
-INITIALIZERS: dict[str, Initializer] = {
+INITIALIZERS: Registry[Initializer] = Registry("initialisation", {
     "uniform": _uniform,
     "normal": _normal,
     "xavier": _xavier,
     "glorot": _xavier,
     "he": _he,
-}
+})
 
 
 def register_initializer(name: str, initializer: Initializer) -> None:
     """Make ``initializer`` available to :meth:`Parameters.initialize`."""
-    INITIALIZERS[name] = initializer
+    INITIALIZERS.register(name, initializer)
 
 
 def packed_views(buffer: np.ndarray, shapes: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
@@ -168,10 +168,8 @@ class Parameters(PackedArrays):
         ``seed`` makes the draw reproducible; biases start at 0 except for ``uniform``,
         which, like seed 000's dials, draws them too.
         """
-        if method not in INITIALIZERS:
-            raise unknown_name("initialisation", method, INITIALIZERS)
+        draw = INITIALIZERS.lookup(method)
         rng = np.random.default_rng(seed)
-        draw = INITIALIZERS[method]
         weights, biases = [], []
         for layer in range(1, network.depth + 1):
             fan_out, fan_in = network.sizes[layer], network.sizes[layer - 1]

@@ -1,4 +1,8 @@
-"""Helpers shared by the registries (activations, costs, optimizers) and every place that looks a name up.
+"""The one registry helper (:class:`Registry`) and what every place that looks a name up shares.
+
+Activations, costs, optimizers, initialisers and output formats are each a :class:`Registry`: name ->
+object, looked up ignoring case (``"Adam"``, ``" leaky-relu "``), an unknown name answered with the close
+matches and the known ones; a layer-kind table is one more ``Registry("layer kind")``.
 
 >>> merged_settings({"slope": 0.1}, {}, "activation")
 {'slope': 0.1}
@@ -15,13 +19,14 @@ import difflib
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, Generic, TypeVar, overload
 
 from .errors import FormulaError, SpecError, SymbackError, UnknownNameError, shown
 
 __all__ = [
     "FoldedNames",
+    "Registry",
     "close_matches",
     "did_you_mean",
     "finite_number",
@@ -177,3 +182,115 @@ class FoldedNames:
         if len(found) > 1:
             raise FormulaError(f"name {shown(name)} is ambiguous: it could be {' or '.join(found)}")
         return found[0] if found else None
+
+
+def folded(name: str) -> str:
+    """A registry key as looked up: no outer spaces, case folded, ``-`` read as ``_``.
+
+    >>> folded(" Leaky-ReLU ")
+    'leaky_relu'
+    """
+    return name.strip().casefold().replace("-", "_")
+
+
+class Registry(MutableMapping[str, T], Generic[T]):
+    """Name -> object for one kind of thing (``what``: "activation", "cost", "layer kind" ...).
+
+    A mapping whose keys are looked up ignoring case (:func:`folded`); :meth:`lookup` and :meth:`build`
+    answer an unknown name with one clear error (close matches, then the known names and ``hint``).
+    Several names for one object are aliases; :meth:`listing` shows them together.
+
+    >>> shapes = Registry("shape", {"square": lambda side=1: side**2})
+    >>> shapes.register("disc", lambda radius=1: 3 * radius**2)
+    >>> shapes.build("Square", {"side": 3}), "DISC" in shapes, shapes.names()
+    (9, True, ['disc', 'square'])
+    >>> shapes.lookup("sqare")
+    Traceback (most recent call last):
+    ...
+    symback.errors.UnknownNameError: unknown shape 'sqare' (did you mean 'square'? known: disc, square)
+
+    A decorator registers a class or function under a name:
+
+    >>> @shapes.register("triangle")
+    ... def triangle(base=1, height=1):
+    ...     return base * height / 2
+    >>> shapes.listing()
+    'disc, square, triangle'
+    """
+
+    def __init__(
+        self, what: str, entries: Mapping[str, T] | None = None, *, hint: str = "",
+        error: type[SymbackError] = UnknownNameError,
+    ) -> None:
+        self.what, self.hint, self.error = what, hint, error
+        self._entries: dict[str, T] = {}
+        for name, entry in (entries or {}).items():
+            self[name] = entry
+
+    # -- the mapping: keys case-folded ---------------------------------------------------------------
+    def __getitem__(self, name: str) -> T:
+        return self._entries[folded(name)]
+
+    def __setitem__(self, name: str, entry: T) -> None:
+        self._entries[folded(name)] = entry
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[folded(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and folded(name) in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.what!r}: {self.listing()})"
+
+    # -- registering, looking up -----------------------------------------------------------------------
+    @overload
+    def register(self, name: str) -> Callable[[T], T]: ...
+    @overload
+    def register(self, name: str, entry: T) -> None: ...
+    def register(self, name: str, entry: Any = None) -> Any:
+        """Add (or replace) ``name``; without ``entry``, a decorator that registers what it decorates."""
+        if not isinstance(name, str) or not folded(name):
+            raise SpecError(f"a {self.what} is registered under a name, not {shown(name)}")
+        if entry is None:
+            def decorate(obj: T) -> T:
+                self[name] = obj
+                return obj
+
+            return decorate
+        self[name] = entry
+        return None
+
+    def lookup(self, name: Any) -> T:
+        """The entry called ``name`` (ignoring case); else the error naming the close and the known names."""
+        if isinstance(name, str) and name in self:
+            return self[name]
+        raise unknown_name(self.what, name, self._entries, hint=self.hint, error=self.error)
+
+    def build(self, name: Any, settings: Mapping[str, Any] | None = None) -> Any:
+        """``lookup(name)(**settings)``, where a setting the factory does not take is named (:func:`with_settings`)."""
+        factory = self.lookup(name)
+        return with_settings(factory, dict(settings or {}), self.what, folded(name))  # type: ignore[arg-type]
+
+    def names(self) -> list[str]:
+        """Every name (aliases too), sorted."""
+        return sorted(self._entries)
+
+    def listing(self) -> str:
+        """The names for help and docs, an alias beside the name it stands for: ``'mse, ssr (also sse)'``."""
+        owners: dict[int, str] = {}  # the first name an object was registered under owns it
+        aliases: dict[str, list[str]] = {}
+        for name, entry in self._entries.items():
+            owner = owners.setdefault(id(entry), name)
+            aliases.setdefault(owner, [])
+            if owner != name:
+                aliases[owner].append(name)
+        return ", ".join(
+            name + (f" (also {', '.join(sorted(aliases[name]))})" if aliases[name] else "") for name in sorted(aliases)
+        )

@@ -53,6 +53,7 @@ from .notation import text as notation_text
 from .model import IndexedModel
 from .network import Network, NodeRef
 from .parameters import Parameters
+from .registry import Registry
 from .resources import locate
 from .steps import ChainRule, Rule, rewrite_in_terms_of, trace
 from .train import descend
@@ -716,7 +717,9 @@ def _summed_over_indices(product: sp.Expr, im: IndexedModel, params: Parameters,
 # -- rendering ------------------------------------------------------------------------------------------
 
 #: Output formats: suffix -> template (PDF is the LaTeX template compiled by pdflatex).
-FORMATS = {"tex": "report.tex.j2", "html": "report.html.j2", "md": "report.md.j2", "pdf": "report.tex.j2"}
+FORMATS: Registry[str] = Registry(
+    "report format", {"tex": "report.tex.j2", "html": "report.html.j2", "md": "report.md.j2", "pdf": "report.tex.j2"}
+)
 
 
 def template_dir() -> Path:

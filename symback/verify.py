@@ -70,6 +70,7 @@ from .derivation import activations_in_z, derive
 from .errors import SpecError, SymbackError
 from .network import Network, NodeRef
 from .parameters import Parameters
+from .registry import Registry
 from .train import descend
 
 __all__ = [
@@ -836,7 +837,9 @@ def verify(claims: ClaimsFile, *, seed: int = 0) -> VerificationReport:
 # -- LaTeX, HTML and Markdown ----------------------------------------------------------------------
 
 #: Report formats besides text and json: format -> template (in the report templates' folder).
-TEMPLATES = {"html": "verify.html.j2", "tex": "verify.tex.j2", "md": "verify.md.j2"}
+TEMPLATES: Registry[str] = Registry(
+    "verification format", {"html": "verify.html.j2", "tex": "verify.tex.j2", "md": "verify.md.j2"}
+)
 
 
 def render(report: VerificationReport, fmt: str) -> str:
