@@ -4,7 +4,9 @@ A command's ``configure`` only adds argparse arguments (it runs whenever the par
 ``symback --version``, so it imports no stage); its ``run`` imports the stages it calls.
 
 >>> import argparse
->>> hello = Command("say hello", lambda parser: parser.add_argument("name"), lambda args: print("hi", args.name) or 0)
+>>> def configure(parser):
+...     parser.add_argument("name")
+>>> hello = Command("say hello", configure, lambda args: print("hi", args.name) or 0)
 >>> parser = argparse.ArgumentParser(prog="demo")
 >>> hello.configure(parser)
 >>> hello.run(parser.parse_args(["Ada"]))
