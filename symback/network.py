@@ -34,7 +34,7 @@ from .activations import Activation, get_activation
 from .costs import Cost, get_cost
 from .errors import SpecError, UnknownNameError, shown
 from .formula import CONSTANTS, FUNCTIONS
-from .names import UNLAYERED, Name, is_identifier
+from .names import UNLAYERED, Layer, Name, is_identifier
 from .names import parse as parse_name
 from .registry import FoldedNames, did_you_mean
 
@@ -218,22 +218,20 @@ class Network:
     # -- names ----------------------------------------------------------------
     def layer_label(self, layer: int) -> str:
         """``L``, ``L-1``, … for layers counted back from the output (seed 001's notation)."""
-        back = self.depth - layer
-        return "L" if back == 0 else f"L-{back}"
+        return str(Layer(self.depth - layer, from_output=True))
 
     def canonical_name(self, ref: NodeRef) -> str:
         """Default text name of ``ref``, ignoring user names: ``w(L)_0_1``, ``a(L-1)``, ``x_0``."""
         if ref.kind == "C":
             return "C"
-        if ref.kind in ("x", "y"):
+        if ref.kind in UNLAYERED:
             width = self.sizes[0] if ref.kind == "x" else self.sizes[-1]
-            return ref.kind if width == 1 else f"{ref.kind}_{ref.j}"
-        head = f"{ref.kind}({self.layer_label(ref.layer)})"
+            return str(Name(ref.kind, None, () if width == 1 else (ref.j,)))
+        layer = Layer(self.depth - ref.layer, from_output=True)
         if ref.kind == "w":
-            if self.sizes[ref.layer] == 1 and self.sizes[ref.layer - 1] == 1:
-                return head
-            return f"{head}_{ref.j}_{ref.k}"
-        return head if self.sizes[ref.layer] == 1 else f"{head}_{ref.j}"
+            single = self.sizes[ref.layer] == 1 and self.sizes[ref.layer - 1] == 1
+            return str(Name("w", layer, () if single else (ref.j, ref.k)))
+        return str(Name(ref.kind, layer, () if self.sizes[ref.layer] == 1 else (ref.j,)))
 
     def name_of(self, ref: NodeRef) -> str:
         """The name the user sees for ``ref``: their own name if they gave one, else the canonical name."""
