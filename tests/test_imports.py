@@ -104,7 +104,11 @@ def test_module_level_imports_have_no_cycle_and_the_stage_order_is_printed():
         pytest.fail(f"module-level import cycle: {' -> '.join(error.args[1])}")
     print("\nstage order (each line imports, at module level, only modules on the lines above it):")
     for number, stage in enumerate(stages):
-        print(f"  {number:>2}  {', '.join(name.removeprefix('symback.') or 'symback' for name in stage)}")
+        shown = [name.removeprefix("symback.") or "symback" for name in stage if not _is_cli(name)]
+        if shown:
+            print(f"  {number:>2}  {', '.join(shown)}")
+    command_line = sorted(module for module in graph.eager if _is_cli(module))
+    print(f"  command line (imports the stages when a command runs): {', '.join(command_line)}")
     flat = [module for stage in stages for module in stage]
     assert set(flat) == set(graph.eager)
     position = {module: number for number, stage in enumerate(stages) for module in stage}
