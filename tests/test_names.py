@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from symback.errors import SpecError
 from symback.names import ANY, LAYER_PATTERN, NODE_PATTERN, Layer, Name, is_identifier, number, parse
 from symback.network import Network, NodeRef
 
@@ -105,8 +106,9 @@ def test_layers_resolve_against_the_depth():
 
 
 def test_identifiers_are_the_user_names_the_network_takes():
-    assert [is_identifier(t) for t in ("w1", "E_total", "_w", "1w", "w-1", "wé")] == [True, True, False, False, False, False]
-    with pytest.raises(Exception, match="must start with a letter"):
+    texts = ("w1", "E_total", "_w", "1w", "w-1", "wé")
+    assert [is_identifier(t) for t in texts] == [True, True, False, False, False, False]
+    with pytest.raises(SpecError, match="must start with a letter"):
         Network([1, 1], names={"w(L)": "wé"})
 
 
