@@ -10,7 +10,27 @@ SymPy, shown step by step, and compiled into vectorised NumPy kernels that train
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads each name
+    from .activations import (
+        ACTIVATIONS,
+        Activation,
+        Softmax,
+        activation_from_formula,
+        get_activation,
+        register_activation,
+    )
+    from .compiler import CompiledNetwork, lambdify
+    from .costs import COSTS, Cost, cost_from_formula, get_cost, register_cost
+    from .data import Dataset
+    from .derivation import BackpropEquations, Derivation, Factor, backprop_equations, derive
+    from .errors import FormulaError, SpecError, SymbackError, UnknownNameError
+    from .formula import parse_formula
+    from .model import ExplicitModel, IndexedModel
+    from .network import Network, NodeRef
+    from .parameters import INITIALIZERS, Parameters, register_initializer
+    from .spec import Spec, load_spec, spec_from_dict
 
 __version__ = "0.1.0"
 

@@ -189,3 +189,11 @@ def test_a_cycle_is_found_and_named():
     with pytest.raises(graphlib.CycleError):
         graph.order()
     assert ImportGraph(eager={"a": {"b"}, "b": set()}).order() == [["b"], ["a"]]
+
+
+def test_the_names_type_checkers_see_are_the_names_loaded_at_run_time():
+    """symback/__init__.py's ``if TYPE_CHECKING:`` imports (for editors) and ``_PUBLIC`` (for __getattr__) agree."""
+    tree = ast.parse((ROOT / "__init__.py").read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if _is_type_checking(node))
+    seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert seen == symback._PUBLIC
