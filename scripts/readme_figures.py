@@ -17,12 +17,17 @@ import functools
 import importlib.util
 import io
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# Before NumPy loads: the training figures are made with OpenBLAS's AVX2 (Haswell) kernels, the same on
+# every x86-64 machine; its other kernels round differently and chaotic runs end elsewhere.
+os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

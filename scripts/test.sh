@@ -25,4 +25,7 @@ if [ "${SYMBACK_TEST_TORCH:-1}" = "1" ]; then
 else
     .venv/bin/python -m pip install -q ".[test,plot]"
 fi
+# The README's training figures are made with OpenBLAS's AVX2 (Haswell) kernels: other kernels round
+# differently and chaotic runs end elsewhere (tests/conftest.py).
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 exec .venv/bin/python -m pytest "$@"

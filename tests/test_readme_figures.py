@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import BLAS_KERNELS, BLAS_PINNED, ROOT
 from .tools import load_script
 
 
@@ -23,6 +23,10 @@ FIGURES = _figures().FIGURES
     "name", [pytest.param(n, marks=pytest.mark.slow) if f.slow else n for n, f in FIGURES.items()]
 )
 def test_the_readme_quotes_what_the_script_gives(name, request):
+    assert BLAS_PINNED, (
+        f"the README's figures are made with OPENBLAS_CORETYPE={BLAS_KERNELS} set before NumPy loads "
+        "(scripts/test.sh sets it; tests/conftest.py when NumPy is not loaded yet)"
+    )
     # seed003: the full run tests/test_seed003.py checks too, made once a session (tests/conftest.py).
     given = {"results": request.getfixturevalue("seed003_run")[0]} if name == "seed003" else {}
     phrases, absent = _figures().missing(name, **given)
