@@ -549,7 +549,12 @@ class Notation:
         for index, (kind, token) in enumerate(tokens):
             if index and kind != "space":
                 before = next(((k, t) for k, t in reversed(tokens[:index]) if k != "space"), None)
-                if before is not None and _juxtaposed(before, (kind, token), self._callable(before[1], placeholders)):
+                after = next((t for k, t in tokens[index + 1 :] if k != "space"), "")
+                # ``w σ′(z)``: a name before a call of a known function is a factor (two plain names are prose).
+                call = kind == "name" and after == "(" and token in self.functions
+                if before is not None and (_juxtaposed(before, (kind, token), self._callable(before[1], placeholders))
+                                           or (call and before[0] == "name"
+                                               and not self._callable(before[1], placeholders))):
                     out.append("*")
             out.append(token)
         return "".join(out)

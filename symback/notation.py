@@ -824,3 +824,14 @@ def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | 
         if step not in steps:
             steps.append(step)
     return Cancellation(delta, tuple(steps), condition)
+
+
+def function_text(activation: Any) -> str:
+    """The name an activation is written with in plain text: ``σ`` for sigmoid, ``tanh``, ``f`` for a formula.
+
+    >>> from symback.activations import get_activation
+    >>> function_text(get_activation("sigmoid")), function_text(get_activation("softplus"))
+    ('σ', 'softplus')
+    """
+    name = prime_name(activation)
+    return _TEXT_FUNCTIONS.get(name, name)

@@ -103,25 +103,42 @@ def _activation_factors(context: SlipContext, true: sp.Expr) -> Iterable[tuple[s
             yield symbol, model.symbols[NodeRef("a", ref.layer, ref.j)], activation.at(symbol), derivative
 
 
-def paths(context: SlipContext, node: sp.Symbol, wrt: sp.Symbol) -> list[sp.Expr]:
-    """One product of local derivatives per path from ``node`` down to ``wrt`` (empty when none)."""
+def paths(context: SlipContext, node: sp.Symbol, wrt: sp.Symbol) -> list[tuple[sp.Expr, sp.Expr]]:
+    """One product of local derivatives per path from ``node`` down to ``wrt`` (empty when none), each
+    with the same product as a textbook writes it (σ′(z) named), for the verdict to show."""
     model = context.model
     if node == wrt:
-        return [sp.S.One]
+        return [(sp.S.One, sp.S.One)]
     ref = model.refs[node]
     if ref.kind in ("w", "b", "x", "y"):
         return []
     local = model.local_expression(ref)
-    out: list[sp.Expr] = []
+    out: list[tuple[sp.Expr, sp.Expr]] = []
     for symbol in sorted(local.free_symbols, key=str):
         if symbol in model.refs:
             below = paths(context, symbol, wrt)
             if below:
                 factor = sp.diff(local, symbol)
-                out += [factor * term for term in below]
+                shown = context.engine.shown_factor(node, local, symbol)  # type: ignore[attr-defined]
+                out += [(factor * term, shown * form) for term, form in below]
             if len(out) > MAX_PATHS:
                 return out
     return out
+
+
+def _named(context: SlipContext, z: sp.Symbol) -> str:
+    """The name the function of z's layer is written with: σ for a sigmoid, tanh, softplus, f for a formula."""
+    from .notation import function_text
+
+    return function_text(context.network.activation(context.model.refs[z].layer))
+
+
+def _prime(context: SlipContext, z: sp.Symbol, a: sp.Symbol) -> str:
+    """``σ′(z(L)) = a(L)·(1 − a(L))``: a layer's derivative named, with the form it takes in a."""
+    from .notation import activation_forms, text
+
+    forms = activation_forms(context.network.activation(context.model.refs[z].layer), z, a)
+    return " = ".join(text(form) for form in dict.fromkeys((forms.named, forms.simplest)))
 
 
 # -- partial-derivative slips -----------------------------------------------------------------------
@@ -144,18 +161,19 @@ def _function(context: SlipContext, true: sp.Expr, derivative: sp.Derivative) ->
 
 @register_slip("sigma_prime_left_out", "σ′(z) left out", "partial")
 def _sigma_prime_left_out(context: SlipContext, true: sp.Expr, derivative: sp.Derivative) -> list[Variant]:
-    return [Variant(true / d, f"the factor σ′({z}) = {d} is missing") for z, _, _, d in _activation_factors(context, true)]
+    return [Variant(true / d, f"the factor {_prime(context, z, a)} is missing") for z, a, _, d in _activation_factors(context, true)]
 
 
 @register_slip("sigma_for_sigma_prime", "σ(z) written for σ′(z)", "partial")
 def _sigma_for_prime(context: SlipContext, true: sp.Expr, derivative: sp.Derivative) -> list[Variant]:
-    return [Variant(true / d * s, f"σ({z}) where σ′({z}) = {d} belongs") for z, _, s, d in _activation_factors(context, true)]
+    return [Variant(true / d * s, f"{_named(context, z)}({z}) where {_prime(context, z, a)} belongs")
+            for z, a, s, d in _activation_factors(context, true)]
 
 
 @register_slip("sigma_prime_at_a", "σ′ taken at a instead of z", "partial")
 def _sigma_prime_at_a(context: SlipContext, true: sp.Expr, derivative: sp.Derivative) -> list[Variant]:
     return [
-        Variant(true / d * d.subs(z, a), f"σ′({a}) where σ′({z}) belongs")
+        Variant(true / d * d.subs(z, a), f"{_named(context, z)}′({a}) where {_named(context, z)}′({z}) belongs")
         for z, a, _, d in _activation_factors(context, true)
     ]
 
@@ -173,7 +191,9 @@ def _path_left_out(context: SlipContext, true: sp.Expr, derivative: sp.Derivativ
     terms = paths(context, derivative.expr, derivative.variables[0])
     if not 2 <= len(terms) <= MAX_PATHS:
         return []
-    return [Variant(true - term, f"the path {term} of the {len(terms)} is missing") for term in terms]
+    from .notation import text
+
+    return [Variant(true - term, f"the path {text(shown)} of the {len(terms)} is missing") for term, shown in terms]
 
 
 @register_slip("wrong_layer", "a factor from the wrong layer", "partial")

@@ -45,6 +45,7 @@ digits, so a ``simplify`` miss never becomes a false verdict.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -356,6 +357,59 @@ class _Engine:
                     total += sp.diff(expression, symbol) * inner
         return total
 
+    def shown_partial(self, expression: sp.Expr, wrt: sp.Symbol, node: sp.Symbol | None = None) -> sp.Expr:
+        """``partial`` in the forms a textbook writes its factors: ``2(a(L) − y)·σ′(z(L))``, not SymPy's
+        ``1/(4 cosh(z/2)²)``.  ``node`` is the node ``expression`` defines (its local factors are named)."""
+        total = sp.S.Zero
+        for symbol in sorted(expression.free_symbols, key=str):
+            if symbol in self.model.refs and self.partial_node(symbol, wrt) != 0:
+                total += self.shown_factor(node, expression, symbol) * self._shown_node(symbol, wrt)
+        return total
+
+    def _shown_node(self, node: sp.Symbol, wrt: sp.Symbol) -> sp.Expr:
+        if node == wrt:
+            return sp.S.One
+        return self.shown_partial(self.model.local_expression(self.model.refs[node]), wrt, node)
+
+    def shown_factor(self, node: sp.Symbol | None, expression: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
+        """One local derivative ∂node/∂symbol, named: σ′(z) for an activation, the cost's own difference."""
+        from .notation import activation_forms, cost_form
+
+        derivative = sp.diff(expression, symbol)
+        ref = self.model.refs.get(node) if node is not None else None
+        if ref is not None and ref.kind == "a" and self.model.refs[symbol].kind == "z":
+            activation = self.network.activation(ref.layer)
+            if activation.elementwise:
+                return activation_forms(activation, symbol, node).named
+        if ref is not None and ref.kind == "C":
+            return cost_form(derivative, expression, symbol)
+        return derivative
+
+    def textbook(self, expression: sp.Expr) -> sp.Expr:
+        """``per_example`` in textbook forms (:meth:`shown_partial`), for showing the right form beside a wrong one."""
+        expression = expression.replace(
+            lambda e: isinstance(e, sp.Derivative), lambda e: self.shown_partial(e.expr, e.variables[0])
+        )
+        return expression.xreplace({self.cost: self.model.local_expression(NodeRef("C"))})
+
+    def right_text(self, expression: sp.Expr) -> str:
+        """The right form of a quantity as a textbook writes it: ``2(a(L) − y)·σ′(z(L))``; a lone σ′(z) with its
+        form in a, ``σ′(z(L)) = a(L)·(1 − a(L))``.
+
+        The derivatives of ``expression`` are taken through the network (``∂C/∂b(L)`` as its chain-rule
+        product), never simplified into a form nobody writes (``1/(4 cosh(z/2)²)``).
+        """
+        from .notation import FunctionPrime, activation_forms, text
+
+        shown = self.textbook(expression)
+        if isinstance(shown, FunctionPrime):
+            ref = self.model.refs.get(shown.arg)
+            if ref is not None and ref.kind == "z":
+                a = self.model.symbols[NodeRef("a", ref.layer, ref.j)]
+                forms = activation_forms(self.network.activation(ref.layer), shown.arg, a)
+                return " = ".join(text(form) for form in (shown, forms.simplest) if form is not None)
+        return text(shown)
+
     def per_example(self, expression: sp.Expr) -> sp.Expr:
         """Derivatives replaced by their derived expressions; the cost by one example's cost."""
         expression = expression.replace(
@@ -466,8 +520,35 @@ class _Engine:
             ref = self.model.refs[derivative.variables[0]]
             if derivative.expr == self.cost and ref.kind in ("w", "b", "z", "a"):
                 derivation = derive(self.network, ref)
-                return derivation.text(params, self.data) if params is not None else derivation.text()
+                text = derivation.text(params, self.data) if params is not None else derivation.text()
+                return _without_tautologies(text, f"∂{self.cost}/∂{self.network.name_of(ref)}")
         return ""
+
+
+_LABEL = re.compile(r"^(\s*(?:[\w δ]+:\s+|with\s+|so\s+)?)(.*)$")
+
+
+def _without_tautologies(text: str, target: str) -> str:
+    """A derivation without the lines that say nothing: ``∂C/∂a[k] = ∂C/∂a[k]``, or a chain that is the quantity
+    itself; repeated members of a chain (``X = X = Y``) written once.
+
+    >>> print(_without_tautologies("chain rule:\n  ∂C/∂a = ∂C/∂a\n  ∂C/∂a\n    ∂C/∂a = ∂C/∂a = 2(a − y)", "∂C/∂a"))
+    chain rule:
+        ∂C/∂a = 2(a − y)
+    """
+    kept = []
+    for line in text.splitlines():
+        match = _LABEL.match(line)
+        assert match is not None  # the pattern matches every line
+        label, rest = match.groups()
+        members: list[str] = []
+        for member in rest.split(" = "):
+            if not members or member.strip() != members[-1].strip():
+                members.append(member)
+        if rest.strip() and (len(members) == 1 and " = " in rest or rest.strip() == target and not label.strip()):
+            continue
+        kept.append(label + " = ".join(members))
+    return "\n".join(kept)
 
 
 # -- comparing expressions --------------------------------------------------------------------------
@@ -700,7 +781,7 @@ class _Judge:
             engine.leaves(claim.expression.expression),
             rng=np.random.default_rng(self.seed + claim.number),
         )
-        right = _pretty(true_local)
+        right = engine.right_text(claim.quantity.expression)
         if comparison.equal is None:
             status, note = UNJUDGED, comparison.reason
         elif comparison.equal:
@@ -712,7 +793,7 @@ class _Judge:
         check = Check("expression", claim.expression.text, status, right, note)
         written = _notation(claim.expression.expression)
         return self.verdict(claim, (check,), claim.quantity.expression, None,
-                            math_extra=(("written", written), ("right", true_local)))
+                            math_extra=(("written", written), ("right", engine.textbook(claim.quantity.expression))))
 
     # -- update claims --------------------------------------------------------
     def update(self, claim: UpdateClaim) -> Verdict:
@@ -810,7 +891,6 @@ def _lines(numbers: frozenset[int]) -> str:
 
 
 def _numbers(note: str) -> list[str]:
-    import re
 
     match = re.search(r"line\(s\) ([\d, ]+)", note)
     return [x for x in match.group(1).replace(" ", "").split(",") if x] if match else []
@@ -821,12 +901,6 @@ def _notation(expression: sp.Expr) -> sp.Expr:
     from .latex import Partial
 
     return expression.replace(lambda e: isinstance(e, sp.Derivative), lambda e: Partial(e.expr, e.variables[0]))
-
-
-def _pretty(expression: sp.Expr) -> str:
-    if sp.count_ops(expression) <= SIMPLIFY_LIMIT:
-        expression = sp.factor_terms(sp.simplify(expression))
-    return str(expression)
 
 
 def verify(claims: ClaimsFile, *, seed: int = 0) -> VerificationReport:

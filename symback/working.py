@@ -490,6 +490,10 @@ class _Judge:
         expression = self.engine.per_example(expression)
         return expression.xreplace({ETA: self.rate}) if self.rate is not None else expression
 
+    def _rated(self, expression: sp.Expr) -> sp.Expr:
+        """``expression`` with the learning rate's value for η (when the working gives it)."""
+        return expression.xreplace({ETA: self.rate}) if self.rate is not None else expression
+
     def identity(self, left: sp.Expr, right: sp.Expr, line: int) -> tuple[bool | None, str]:
         """Whether ``left = right`` holds in this network (for every example and every parameter value)."""
         from .verify import compare_expressions
@@ -700,12 +704,13 @@ class _Judge:
 
             local = self.local(first.expression)
             if local is not None:
-                math_items = (("quantity", _notation(first.expression)), ("right", local))
+                math_items = (("quantity", _notation(first.expression)),
+                              ("right", self.engine.textbook(self._rated(first.expression))))
         return Verdict(line.number, line.number, "working", line.text, status, tuple(checks), "\n".join(messages),
                        derivation, tuple(sorted(carried)), math_items, slips=tuple(slips), state=note, unit="line")
 
     def _symbolic(self, line: Line, first: Link, previous: _Member, link: Link) -> tuple[str, str, str]:
-        from .verify import CARRIED, RIGHT, UNJUDGED, WRONG, _pretty
+        from .verify import CARRIED, RIGHT, UNJUDGED, WRONG
 
         if first.kind != "symbolic":
             return UNJUDGED, "", "a formula after a number cannot be checked against it"
@@ -718,7 +723,7 @@ class _Judge:
         if first.expression.has(ETA) or local is None:
             right = _display(first.expression)  # an update or step: as the vocabulary says it, not per example
         else:
-            right = _pretty(local)
+            right = self.engine.right_text(self._rated(first.expression))
         if previous.link.kind == "symbolic" and previous.status in (WRONG, CARRIED) and previous.link is not first:
             if self.identity(previous.link.expression, link.expression, line.number)[0]:
                 return CARRIED, right, "follows from the member before it, which is wrong"
@@ -803,9 +808,11 @@ class _Judge:
 
 
 def _display(expression: sp.Expr) -> str:
-    """A quantity as text with its derivatives written ∂C/∂w (and η for the learning rate)."""
-    names = {d: sp.Symbol(f"∂{d.expr}/∂{d.variables[0]}") for d in expression.atoms(sp.Derivative)}
-    return str(expression.xreplace(names))
+    """A quantity as a textbook writes it, its derivatives as ∂C/∂w: ``b3 − η·∂SSR/∂b3``."""
+    from .notation import text
+    from .verify import _notation
+
+    return text(_notation(expression))
 
 
 def _clip(text: str, width: int = 24) -> str:
