@@ -642,6 +642,17 @@ def _public(message: str, original: str, sources: Mapping[str, str]) -> str:
 # -- claim records ----------------------------------------------------------------------------------
 
 
+def cost_value(expression: sp.Expr, cost: sp.Symbol) -> bool:
+    """Whether ``expression`` uses the value of the cost itself (not only derivatives of it).
+
+    >>> C, w = sp.symbols("C w")
+    >>> cost_value(C + 1, C), cost_value(sp.Derivative(C, w), C)
+    (True, False)
+    """
+    hidden = {derivative: sp.Dummy() for derivative in expression.atoms(sp.Derivative)}
+    return expression.xreplace(hidden).has(cost)
+
+
 def where(number: int, line: int | None) -> str:
     """``claim 3 (line 17)``: how a claim is named in every message."""
     return f"claim {number}" + (f" (line {line})" if line else "")

@@ -63,6 +63,7 @@ from .claims import (
     SetClaim,
     SymbolicClaim,
     UpdateClaim,
+    cost_value,
     where,
 )
 from .compiler import CompiledNetwork, compile_network, evaluate, lambdify, stabilize
@@ -669,19 +670,25 @@ class _Judge:
             return refs
         return set()
 
+    def about_the_cost(self, claim: Claim) -> bool:
+        """A numeric claim on the cost's own value: after an update, it is about the new weights (UPDATE_RULE)."""
+        return isinstance(claim, NumericClaim) and cost_value(claim.quantity.expression, self.engine.cost)
+
     def state_note(self) -> str:
         parts = []
         if self.applied:
-            parts.append(f"judged after the update(s) of claim(s) {', '.join(map(str, sorted(set(self.applied))))}")
+            parts.append(f"judged at the weights after the update(s) of claim(s) "
+                         f"{', '.join(map(str, sorted(set(self.applied))))}")
         if self.pending:
             numbers = ", ".join(str(p[3]) for p in self.pending.values())
-            parts.append(f"at the weights before the update(s) of claim(s) {numbers} (simultaneous updates)")
+            parts.append(f"at the weights before the update(s) of claim(s) {numbers} (simultaneous updates: every "
+                         f"partial of a step at the old weights)")
         return "; ".join(parts)
 
     def judge(self, claim: Claim) -> Verdict:
         # A tied parameter is every one of its entries: a claim naming another entry touches it too.
         pending = {entry for ref in self.pending for entry in self.engine.network.tied(ref)}
-        if pending and (self.touches(claim) & pending):
+        if pending and (self.touches(claim) & pending or self.about_the_cost(claim)):
             self.commit()
         verdict = self._judge(claim)
         state = self.state_note() if isinstance(claim, (NumericClaim, UpdateClaim)) else ""

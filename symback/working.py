@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from .claims import AtExample, ClaimValue, ExampleSum, Notation, UpdateClaim, _load_network
+from .claims import AtExample, ClaimValue, ExampleSum, Notation, UpdateClaim, _load_network, cost_value
 from .errors import SpecError, SymbackError
 from .files import read_text
 from .network import NodeRef
@@ -51,6 +51,16 @@ from .spec import Spec
 __all__ = ["Converged", "Link", "Line", "Working", "judge", "load_working", "working_from_text"]
 
 NOT_JUDGED = "not judged"
+
+#: When the updates of a gradient step take effect (``updates = "simultaneous"``, the default).
+UPDATE_RULE = """\
+The updates of one gradient step wait, and every line is judged at the weights before them (as
+backpropagation takes every partial of a step at the old weights), until a line is about the new
+weights: a slope, update or value of a parameter already updated in this step (the next step
+begins), or the value of the cost itself (C, E_total, SSR; not a derivative of it), which after an
+update is what the step changed.  Node values (a, z, out_h1) and partials with respect to nodes
+stay at the old weights until then: the backward pass still uses them.  With
+updates = "sequential" every update applies at once."""
 
 _TOP_KEYS = {
     "spec", "title", "network", "names", "parameters", "init", "data", "learning_rate", "parameter", "updates",
@@ -322,10 +332,13 @@ def _chain(notation: Notation, number: int, original: str, text: str, lead_in: s
     if first is None:
         name = words[-1] if words else ""
         differential = name[:1] in ("d", "∂") and _parses(notation, name[1:]) is not None
-        if differential:
-            return Line(number, original, original, reason=f"{name!r} reads as a differential d({name[1:]}) without "
-                        f"'/d…': only derivatives and quantities are judged")
-        if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) and notation.lookup(name) is None and len(parts) > 1:
+        if differential:  # "dpredicted = Top Layer + …" before "dpredicted/db3 = 1": the author means predicted
+            first = _link(notation, name[1:])
+            assert first is not None  # it parses: checked above
+            prose = " ".join(words[:-1])
+            notes.append(f"{name!r} has no '/d…' to divide by: read as {name[1:]!r}, the quantity it is the "
+                         f"differential of")
+        elif re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) and notation.lookup(name) is None and len(parts) > 1:
             defines, prose = name, " ".join(words[:-1])
         else:
             shown = parts[0].strip().split()[-1] if parts[0].strip() else parts[0]
@@ -594,6 +607,13 @@ class _Judge:
             out.add(self.model.refs[first])
         return out
 
+    def ends_the_step(self, line: Line) -> bool:
+        """Whether ``line`` is about the weights after the pending updates (see :data:`UPDATE_RULE`)."""
+        if self.working.updates == "sequential":
+            return True
+        pending = {entry for ref in self.pending for entry in self.network.tied(ref)}
+        return bool(self.touches(line) & pending) or (bool(line.links) and cost_value(line.links[0].expression, self.cost))
+
     def state_note(self) -> str:
         parts = []
         if self.applied:
@@ -601,10 +621,11 @@ class _Judge:
                        if not np.isclose(self.true.get(r), self.working.spec.parameters.get(r), rtol=0, atol=0)]
             shown = ", ".join(f"{self.network.name_of(r)} = {self.true.get(r):.6g}" for r in changed[:4])
             lines = ", ".join(str(n) for n in sorted(set(self.applied)))
-            parts.append(f"judged after the update(s) of line(s) {lines}" + (f" ({shown})" if shown else ""))
+            parts.append(f"judged at the weights after the update(s) of line(s) {lines}" + (f" ({shown})" if shown else ""))
         if self.pending:
             lines = ", ".join(str(p.line) for p in self.pending.values())
-            parts.append(f"at the weights before the update(s) of line(s) {lines} ({self.working.updates} updates)")
+            parts.append(f"at the weights before the update(s) of line(s) {lines} (simultaneous updates: every "
+                         f"partial of a step at the old weights)")
         return "; ".join(parts)
 
     # -- lines ----------------------------------------------------------------
@@ -621,7 +642,7 @@ class _Judge:
         if line.reason:
             return Verdict(line.number, line.number, "working", line.text, NOT_JUDGED, message=line.reason,
                            unit="line")
-        if self.pending and (self.working.updates == "sequential" or self.touches(line) & set(self.pending)):
+        if self.pending and self.ends_the_step(line):
             self.commit()
         try:
             return self._judge(line)

@@ -64,7 +64,7 @@ def test_seed002_working_line_by_line(seed_report) -> None:
         ("dssr/dpredicted = 2*(Observed - Predicted)*(d(Observed - Predicted))/dpredicted)", RIGHT),
         ("dssr/dpredicted = 2*(Observed - Predicted)(-1)", RIGHT),
         ("dssr/dpredicted = -2 (Observed - Predicted)", RIGHT),  # the article's line break, read as one line
-        ("dpredicted = Top Layer + Bottom Layer + Bias (b3)", NOT_JUDGED),  # a differential, listed with why
+        ("dpredicted = Top Layer + Bottom Layer + Bias (b3)", RIGHT),  # a lone differential, read as predicted
         ("dpredicted/db3 = 1", RIGHT),
         ("Finaly dssr/db3 = -2*(Observed - Predicted) * 1", RIGHT),
         ("dssr/db3 = Σ(-2*(Observed-Predicted))", RIGHT),
@@ -228,6 +228,63 @@ def test_backpropagation_order_is_right_when_updates_are_simultaneous(updates: s
     else:
         assert statuses == [RIGHT, RIGHT, WRONG, RIGHT], report.text()
         assert "after the update(s) of line(s) 2" in report.verdicts[3].state
+
+
+def _two(spec_params: dict[str, float]) -> tuple[float, float, float]:
+    """(C, dC/dw2, dC/dw1) of the TWO network from the NumPy oracle."""
+    w1, b1, w2, b2 = (spec_params[k] for k in ("w1", "b1", "w2", "b2"))
+    cost, dW, _ = reference.gradients([1, 1, 1], ["sigmoid", "sigmoid"], "squared_error",
+                                      [np.array([[w1]]), np.array([[w2]])], [np.array([b1]), np.array([b2])],
+                                      np.array([[1.0]]), np.array([[0.2]]))
+    return float(cost), float(dW[1][0, 0]), float(dW[0][0, 0])
+
+
+@pytest.mark.parametrize("updates", ["simultaneous", "sequential"])
+def test_the_cost_after_an_update_block_is_at_the_new_weights(updates: str) -> None:
+    """The rule (working.UPDATE_RULE): a partial with respect to a node stays at the old weights; the cost's own
+    value after the updates of a step is what the step changed, so it is judged at the new weights."""
+    start = {"w1": 0.8, "b1": 0.1, "w2": -1.2, "b2": 0.3}
+    cost, dw2, dw1 = _two(start)
+    new = {**start, "w2": -1.2 - 0.5 * dw2}
+    step_dw1 = _two(new)[2] if updates == "sequential" else dw1  # sequential: w1's step at the new w2
+    new["w1"] = 0.8 - 0.5 * step_dw1
+    new_cost = _two(new)[0]
+    assert abs(new_cost - cost) > 1e-3  # the two states are told apart at 5 digits
+    body = (f"C = {cost:.5g}\ndC/dw2 = {dw2:.5g}\ndC/dw1 = {dw1:.5g}\n"
+            f"new w2 = {new['w2']:.5g}\nnew w1 = {new['w1']:.5g}\nC = {new_cost:.5g}\n")
+    report = judge(working_from_text(TWO.format(updates=updates) + body))
+    assert [v.status for v in report.verdicts] == [RIGHT] * 6, report.text()
+    assert "after the update(s) of line(s) 24, 25" in report.verdicts[5].state, report.text()
+    old = judge(working_from_text(TWO.format(updates=updates) + body.replace(f"C = {new_cost:.5g}", f"C = {cost:.5g}")))
+    assert old.verdicts[5].status == WRONG, old.text()  # the old cost is no longer the cost
+
+
+def test_a_node_partial_between_updates_stays_at_the_old_weights() -> None:
+    start = {"w1": 0.8, "b1": 0.1, "w2": -1.2, "b2": 0.3}
+    _, dw2, _ = _two(start)
+    s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    a1 = s(0.8 + 0.1)
+    dc_da1 = 2 * (s(-1.2 * a1 + 0.3) - 0.2) * s(-1.2 * a1 + 0.3) * (1 - s(-1.2 * a1 + 0.3)) * -1.2  # old w2
+    body = f"new w2 = {-1.2 - 0.5 * dw2:.5g}\ndC/da(L-1) = {dc_da1:.5g}\n"
+    report = judge(working_from_text(TWO.format(updates="simultaneous") + body))
+    assert [v.status for v in report.verdicts] == [RIGHT, RIGHT], report.text()
+    assert "before the update(s) of line(s) 21" in report.verdicts[1].state, report.text()
+
+
+def test_claims_files_follow_the_same_rule_for_the_cost(tmp_path: Path) -> None:
+    from symback.claims import claims_from_text
+    from symback.verify import verify
+
+    start = {"w1": 0.8, "b1": 0.1, "w2": -1.2, "b2": 0.3}
+    cost, dw2, _ = _two(start)
+    new_cost = _two({**start, "w2": -1.2 - 0.5 * dw2})[0]
+    front = TWO.format(updates="simultaneous").replace("+++\n", "").replace('updates = "simultaneous"\n', "")
+    claims = front.replace("learning_rate = 0.5\n", "") + (
+        f'\n[[claim]]\nupdate = "w2"\nlearning_rate = 0.5\nnew = "{-1.2 - 0.5 * dw2:.5g}"\n'
+        f'[[claim]]\nquantity = "C"\nvalue = "{new_cost:.5g}"\n')
+    report = verify(claims_from_text(claims))
+    assert [v.status for v in report.verdicts] == [RIGHT, RIGHT], report.text()
+    assert "after the update(s) of claim(s) 1" in report.verdicts[1].state
 
 
 # -- names the working defines, prose, not judged ---------------------------------------------------
