@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from .budget import attempt
 from .claims import (
     Claim,
     ClaimsFile,
@@ -546,7 +547,7 @@ def _without_tautologies(text: str, target: str) -> str:
         for member in rest.split(" = "):
             if not members or member.strip() != members[-1].strip():
                 members.append(member)
-        if rest.strip() and (len(members) == 1 and " = " in rest or rest.strip() == target and not label.strip()):
+        if rest.strip() and ((len(members) == 1 and " = " in rest) or (rest.strip() == target and not label.strip())):
             continue
         kept.append(label + " = ".join(members))
     return "\n".join(kept)
@@ -575,9 +576,10 @@ def compare_expressions(true: sp.Expr, claimed: sp.Expr, *, rng: np.random.Gener
     """
     difference = true - claimed
     symbols = sorted(difference.free_symbols, key=str)
-    proved: bool | None = None
-    if sp.count_ops(difference) <= SIMPLIFY_LIMIT:
-        proved = sp.simplify(difference) == 0
+    # A user's formula can keep simplify busy for ever: it is tried within the symbolic budget, and the
+    # random points (and the 50-digit re-evaluation) decide alone when it runs out.
+    simplified = attempt(sp.simplify, difference, max_weight=SIMPLIFY_LIMIT).value
+    proved: bool | None = None if simplified is None else simplified == 0
     if not symbols:
         value = complex(sp.N(difference, 50)) if difference.is_finite is not False else complex("nan")
         if not np.isfinite(value):

@@ -47,10 +47,29 @@ from .network import NodeRef
 from .parameters import Parameters
 from .slips import ETA, SLIPS, SlipContext, same_function
 from .spec import Spec
+from .verify import (
+    _SEVERITY,
+    CARRIED,
+    NOT_JUDGED,
+    RIGHT,
+    STATE,
+    UNJUDGED,
+    WRONG,
+    Check,
+    Verdict,
+    VerificationReport,
+    _as_written,
+    _Engine,
+    _lines,
+    _State,
+    compare_expressions,
+)
+from .verify import (
+    _notation as _as_partials,
+)
 
 __all__ = ["Converged", "Link", "Line", "Working", "judge", "load_working", "working_from_text"]
 
-NOT_JUDGED = "not judged"
 
 #: When the updates of a gradient step take effect (``updates = "simultaneous"``, the default).
 UPDATE_RULE = """\
@@ -417,8 +436,6 @@ class _Judge:
     """Follows the true state and the author's state down the working, line by line."""
 
     def __init__(self, working: Working, seed: int) -> None:
-        from .verify import _Engine, _State
-
         self.working = working
         self.engine = _Engine(working)  # type: ignore[arg-type] - it reads .notation and .spec only
         self.model = self.engine.model
@@ -509,8 +526,6 @@ class _Judge:
 
     def identity(self, left: sp.Expr, right: sp.Expr, line: int) -> tuple[bool | None, str]:
         """Whether ``left = right`` holds in this network (for every example and every parameter value)."""
-        from .verify import compare_expressions
-
         a, b = self.local(left), self.local(right)
         if a is not None and b is not None:
             result = compare_expressions(self.model.substitute_forward(a), self.model.substitute_forward(b),
@@ -630,15 +645,11 @@ class _Judge:
 
     # -- lines ----------------------------------------------------------------
     def run(self):
-        from .verify import VerificationReport
-
         verdicts = [self.line(line) for line in self.working.lines]
         path = str(self.working.path) if self.working.path else ""
         return VerificationReport(tuple(verdicts), self.working.title, path, prose=self.working.prose)
 
     def line(self, line: Line):
-        from .verify import UNJUDGED, Verdict
-
         if line.reason:
             return Verdict(line.number, line.number, "working", line.text, NOT_JUDGED, message=line.reason,
                            unit="line")
@@ -652,8 +663,6 @@ class _Judge:
             return Verdict(line.number, line.number, "working", line.text, NOT_JUDGED, message=str(error), unit="line")
 
     def _judge(self, line: Line):
-        from .verify import _SEVERITY, CARRIED, RIGHT, STATE, WRONG, Check, Verdict, _as_written
-
         first = line.links[0]
         # A definition's first member is the definition itself: checking it would only say it equals itself.
         rest = line.links[2:] if line.defines else line.links[1:]
@@ -721,18 +730,14 @@ class _Judge:
             derivation = self.engine.derivation_text(first.expression, self.true)
         math_items: tuple[tuple[str, Any], ...] = ()
         if first.kind == "symbolic" and status in (WRONG, CARRIED):
-            from .verify import _notation
-
             local = self.local(first.expression)
             if local is not None:
-                math_items = (("quantity", _notation(first.expression)),
+                math_items = (("quantity", _as_partials(first.expression)),
                               ("right", self.engine.textbook(self._rated(first.expression))))
         return Verdict(line.number, line.number, "working", line.text, status, tuple(checks), "\n".join(messages),
                        derivation, tuple(sorted(carried)), math_items, slips=tuple(slips), state=note, unit="line")
 
     def _symbolic(self, line: Line, first: Link, previous: _Member, link: Link) -> tuple[str, str, str]:
-        from .verify import CARRIED, RIGHT, UNJUDGED, WRONG
-
         if first.kind != "symbolic":
             return UNJUDGED, "", "a formula after a number cannot be checked against it"
         equal, reason = self.identity(first.expression, link.expression, line.number)
@@ -753,8 +758,6 @@ class _Judge:
 
     def _numeric(self, line: Line, first: Link, previous: _Member, close, true: float | None,
                  author: float | None, taint: frozenset[int]) -> tuple[str, str | None, str, frozenset[int]]:
-        from .verify import CARRIED, RIGHT, WRONG, _lines
-
         own = taint - {line.number}
         if true is not None and close(true):
             return RIGHT, None, "", frozenset()
@@ -800,8 +803,6 @@ class _Judge:
         return total
 
     def _record(self, line: Line, first: Link, members: list[_Member], status: str, carried: set[int]) -> None:
-        from .verify import CARRIED, WRONG
-
         numbers = [m for m in members[1:] if m.value is not None]
         if first.kind != "symbolic" or not numbers:
             return
@@ -831,9 +832,8 @@ class _Judge:
 def _display(expression: sp.Expr) -> str:
     """A quantity as a textbook writes it, its derivatives as ∂C/∂w: ``b3 − η·∂SSR/∂b3``."""
     from .notation import text
-    from .verify import _notation
 
-    return text(_notation(expression))
+    return text(_as_partials(expression))
 
 
 def _clip(text: str, width: int = 24) -> str:
