@@ -635,6 +635,7 @@ class _Judge:
         # Simultaneous updates wait here until a claim is about an updated parameter (the next step).
         self.pending: dict[NodeRef, tuple[float, float, frozenset[int], int]] = {}
         self.applied: list[int] = []
+        self.changed: set[NodeRef] = set()  # the parameters the applied updates changed
 
     def name(self, ref: NodeRef) -> str:
         return self.network.name_of(ref)
@@ -655,6 +656,7 @@ class _Judge:
             self.true.set(ref, true)
             self.author.set(ref, author, taint)
             self.applied.append(number)
+            self.changed.add(self.network.tied(ref)[0])
         self.pending.clear()
 
     def touches(self, claim: Claim) -> set[NodeRef]:
@@ -692,8 +694,13 @@ class _Judge:
         pending = {entry for ref in self.pending for entry in self.engine.network.tied(ref)}
         if pending and (self.touches(claim) & pending or self.about_the_cost(claim)):
             self.commit()
+        # The state the claim is judged at, before its own update (if any) is pending.
+        state = ""
+        if isinstance(claim, (NumericClaim, UpdateClaim)):
+            reset = {self.network.tied(ref)[0] for ref, _ in claim.at}  # `at` sets them for this claim
+            pending = {self.network.tied(ref)[0] for ref in self.pending}
+            state = "" if self.changed | pending <= reset else self.state_note()
         verdict = self._judge(claim)
-        state = self.state_note() if isinstance(claim, (NumericClaim, UpdateClaim)) else ""
         if state and verdict.status not in (INVALID,):
             message = "\n".join(x for x in (verdict.message, state) if x)
             verdict = Verdict(verdict.number, verdict.line, verdict.kind, verdict.text, verdict.status, verdict.checks,

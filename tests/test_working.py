@@ -745,12 +745,16 @@ _PIECES = _st.sampled_from([
 def test_any_text_is_judged_or_listed_never_a_crash(body: str) -> None:
     try:
         working = working_from_text(_working(body + "\n", 'parameter = "b3"\n'))
-    except SpecError:
+    except SpecError as error:
+        assert "__" not in str(error) and "\n" not in str(error), str(error)
         return
     report = judge(working)
     for verdict in report.verdicts:
         assert "__" not in verdict.message and "\n" not in verdict.where
-    assert report.text()
+        for check in verdict.checks:  # nor in what a verdict shows beside a line
+            assert "__" not in check.expected + check.note + check.claimed, check
+        assert not any("__" in slip for slip in verdict.slips)
+    assert "__" not in report.text(explain=True)
 
 
 # -- the README's vocabulary, every spelling read ---------------------------------------------------
