@@ -257,6 +257,8 @@ class Notation:
             self._per_example.update(residual=target - output, output=output, target=target)
         if network.sizes[0] == 1:
             self._per_example["input"] = symbols[NodeRef("x", 0, 0)]
+        if tuple(network.sizes) == (1, 1):  # one neuron: its weight and bias are w and b (z = w·x + b)
+            names["w"], names["b"] = symbols[NodeRef("w", 1, 0, 0)], symbols[NodeRef("b", 1, 0)]
         for name, value in (quantities or {}).items():
             names[name] = value
         for ref, symbol in symbols.items():  # the user's own names win over the generic ones

@@ -913,3 +913,45 @@ value = "{partials(new)[0]:.5g}"
         assert statuses == [RIGHT, RIGHT, RIGHT], report.text()
         assert "before the update(s) of claim(s) 1" in report.verdicts[1].state
         assert "after the update(s) of claim(s) 1" in report.verdicts[2].state
+
+
+# -- saturated units: the oracles cannot resolve them, a 50-digit evaluation referees -----------------
+
+
+def test_check_passes_at_saturated_tanh_where_autograd_rounds_to_zero() -> None:
+    """tanh′(37) = 1 − tanh²(37) rounds to 0 in PyTorch's backward; the derived partial is right (mpmath)."""
+    import mpmath
+
+    net = Network([1, 1], "tanh", "squared_error")
+    params = Parameters([np.array([[1.0]])], [np.zeros(1)])
+    data = Dataset(np.array([[37.0]]), np.array([[0.5]]))
+    result = gradient_check(net, params, data)
+    assert result.passed, result.text()
+    assert any("PyTorch autograd rounds" in line for line in result.refereed) or result.torch_layers is None
+    with mpmath.workdps(120):  # the right value, from the formula, far beyond tanh's cancellation
+        z = mpmath.mpf(37)
+        true = float(2 * (mpmath.tanh(z) - mpmath.mpf("0.5")) / mpmath.cosh(z) ** 2 * z)
+    from symback.compiler import CompiledNetwork
+
+    derived = float(CompiledNetwork(net).gradient(params, data).weights[0][0, 0])
+    assert abs(derived - true) <= 1e-12 * abs(true)
+
+
+def test_the_referee_never_excuses_a_wrong_derived_partial(monkeypatch) -> None:
+    from symback.compiler import CompiledNetwork
+
+    net = Network([1, 1], "tanh", "squared_error")
+    params = Parameters([np.array([[1.0]])], [np.zeros(1)])
+    data = Dataset(np.array([[37.0]]), np.array([[0.5]]))
+    honest = CompiledNetwork.gradient
+
+    def corrupted(self, *args, **kwargs):
+        gradient = honest(self, *args, **kwargs)
+        gradient.weights[0][0, 0] *= 1.001  # 1e-3 off: autograd and differences disagree, and so does mpmath
+        return gradient
+
+    monkeypatch.setattr(CompiledNetwork, "gradient", corrupted)
+    result = gradient_check(net, params, data)
+    assert not result.passed, result.text()
+    # Only the untouched bias (where autograd rounds to 0) is refereed; the corrupted weight stays failed.
+    assert all("rounds 1 partial(s)" in line for line in result.refereed), result.text()

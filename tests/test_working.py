@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -792,3 +793,88 @@ def test_every_spelling_of_the_readme_vocabulary_is_read() -> None:
         if not any(reads(n) for n in notations):
             unread.append(item)
     assert not unread, unread
+
+
+# -- saturated units: verify (claims file and plain text) and check against 50-digit mpmath ---------------
+
+# (activation, cost, targets) as in tests/test_accuracy.py: squared error is not taken at a target the unit
+# saturates towards (there a − y is exact only to a's rounding).
+_UNITS = [
+    ("sigmoid", "binary_cross_entropy", (0.0, 1.0)),
+    ("tanh", "squared_error", (0.0, 0.5, -0.5)),
+    ("softplus", "squared_error", (0.0, 1.0)),
+    ("sigmoid", "squared_error", (0.0, 0.5)),
+]
+_ZS = (-700.0, -100.0, -40.0, -37.0, -36.0, -20.0, -1.5, 0.5, 20.0, 36.0, 37.0, 40.0, 100.0, 700.0)
+
+
+def _mp_delta(activation: str, cost: str, z: float, y: float):
+    """∂C/∂z of one neuron at 50 digits, from the textbook formulas (no symback code)."""
+    import mpmath
+
+    with mpmath.workdps(50):
+        z, y = mpmath.mpf(z), mpmath.mpf(y)
+        sigma = lambda v: 1 / (1 + mpmath.exp(-v))  # noqa: E731
+        a, da = {"sigmoid": (sigma(z), sigma(z) * sigma(-z)), "tanh": (mpmath.tanh(z), 1 / mpmath.cosh(z) ** 2),
+                 "softplus": (mpmath.log1p(mpmath.exp(z)), sigma(z))}[activation]
+        if cost == "binary_cross_entropy":  # −(y ln a + (1 − y) ln(1 − a)), with 1 − a = σ(−z)
+            return (-y / a + (1 - y) / sigma(-z)) * da
+        return 2 * (a - y) * da
+
+
+def _written(value) -> str | None:
+    """13 significant digits: judged right only within 5e-13 relative; None below float64's normal range."""
+    return None if abs(value) < 1e-290 else f"{float(value):.13g}"
+
+
+_ONE_NEURON = """[network]
+layers = [1, 1]
+activations = ["{activation}"]
+cost = "{cost}"
+[parameters]
+"w(1)_0_0" = {w!r}
+"b(1)_0" = 0.0
+[data]
+x = [{x!r}]
+y = [{y!r}]
+"""
+
+
+@pytest.mark.parametrize("activation, cost, targets", _UNITS)
+def test_saturated_units_are_judged_right_by_verify_and_check(activation: str, cost: str, targets) -> None:
+    """Issue 13: |z| up to 700; the right ∂C/∂w and ∂C/∂b to 13 digits are right, in a claims file (every z, set
+    through `at`) and in plain text (the extremes), and `check` is finite and passes there."""
+    from symback.claims import claims_from_text
+    from symback.data import Dataset
+    from symback.network import Network
+    from symback.parameters import Parameters
+    from symback.verify import gradient_check, verify
+
+    for y in targets:
+        claims, lines = [], []
+        for z in _ZS:  # x = 2, b = 0: z = 2w, so ∂C/∂w = 2 δ and ∂C/∂b = δ
+            delta = _mp_delta(activation, cost, z, y)
+            for quantity, value in (("dC/dw", 2 * delta), ("dC/db", delta)):
+                written = _written(value)
+                if written is not None:
+                    claims.append(f'[[claim]]\nquantity = "{quantity}"\nvalue = "{written}"\nat = {{ w = {z / 2!r} }}\n')
+                    lines.append((z, quantity, written))
+        report = verify(claims_from_text(_ONE_NEURON.format(activation=activation, cost=cost, w=1.0, x=2.0, y=y)
+                                         + "".join(claims)))
+        wrong = [(line, v.message) for line, v in zip(lines, report.verdicts, strict=True) if v.status != RIGHT]
+        assert not wrong, wrong
+        for z in (-700.0, -37.0, 36.0, 700.0):  # plain text, w = 1 and x = z
+            delta = _mp_delta(activation, cost, z, y)
+            body = "".join(f"∂C/∂{name} = {_written(value)}\n" for name, value in (("w", z * delta), ("b", delta))
+                           if _written(value) is not None)
+            if not body:
+                continue  # both below float64's normal range
+            text = "+++\n" + _ONE_NEURON.format(activation=activation, cost=cost, w=1.0, x=z, y=y) + "+++\n" + body
+            working = judge(working_from_text(text))
+            assert working.verdicts and all(v.status == RIGHT for v in working.verdicts), working.text()
+            network = Network([1, 1], activation, cost)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                result = gradient_check(network, Parameters([np.array([[1.0]])], [np.zeros(1)]),
+                                        Dataset(np.array([[z]]), np.array([[y]])))
+            assert result.passed and np.isfinite(result.worst), result.text()
