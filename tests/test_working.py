@@ -105,6 +105,35 @@ def test_seed002_working_agrees_with_the_claims_file() -> None:
     assert claim_step["step"].status == RIGHT and _line(working, "-15.7 x 0.1").status == RIGHT
 
 
+def test_seed002_article_as_plain_text_gives_the_issues_verdicts(seed_report) -> None:
+    """Issue 13's list, line by line, beside today's claims file; every other math line right (or carried)."""
+    from symback.claims import load_claims
+    from symback.verify import verify
+
+    claims = verify(load_claims(EXAMPLES / "seed002_claims.toml")).verdicts
+    squared = _line(seed_report, "dssr/dpredicted = (Observed - Predicted)^2")
+    assert squared.status == WRONG == claims[0].status
+    slope, step = _line(seed_report, "slope = -15.7"), _line(seed_report, "step size = -15.7 x 0.1 = -1.57")
+    claim_parts = {c.part: c for c in claims[7].checks}
+    assert slope.status == RIGHT == claim_parts["slope"].status
+    assert step.status == RIGHT == claim_parts["step"].status and step.checks[-1].claimed == "-1.57"
+    added = _line(seed_report, "new b3 = 0 + (-1.57) = -1.57")
+    assert added.status == WRONG == claim_parts["new"].status
+    assert "the step was added" in added.message and "the step was added" in claim_parts["new"].note
+    again = _line(seed_report, "-2.196")
+    assert again.status == WRONG == {c.part: c for c in claims[8].checks}["new"].status
+    optimum = _line(seed_report, "optimal b3 = 2.21")
+    assert optimum.status == WRONG == claims[9].status
+    assert optimum.checks[0].expected.startswith("2.61") and "2.61" in claims[9].checks[-1].expected
+    listed = {squared.line, slope.line, step.line, added.line, again.line, optimum.line}
+    # The one more wrong line: the article's own update rule, new b3 = old b3 + step size, adds the step too.
+    rule = _line(seed_report, "new b3 = old b3 + step size")
+    assert rule.status == WRONG and rule.slips[0].startswith("the step added instead of subtracted")
+    others = [v for v in seed_report.verdicts if v.line not in listed | {rule.line}]
+    assert len(others) == 17 and all(v.status in (RIGHT, CARRIED) for v in others), [
+        (v.line, v.status) for v in others if v.status not in (RIGHT, CARRIED)]
+
+
 def test_seed002_working_numbers_match_an_independent_oracle(seed_report) -> None:
     slope = _seed002(0.0)
     assert _line(seed_report, "slope = -15.7").checks[0].expected == f"-15.7 ({slope:.6g})"
