@@ -433,9 +433,30 @@ _NEW = ["new {}", "{}+", "updated {}"]
 _SLIPS = {  # slip -> (which line it is made in, the name the verdict must give)
     "factor_two": ("slope", "the factor 2 of a square dropped"),
     "sign_flipped": ("slope", "the sign of (a − y) flipped"),
+    "sigma_prime_left_out": ("slope", "σ′(z) left out"),
+    "sigma_for_sigma_prime": ("slope", "σ(z) written for σ′(z)"),
+    "sigma_prime_at_a": ("slope", "σ′ taken at a instead of z"),
     "step_added": ("update", "the step added instead of subtracted"),
     "learning_rate_missing": ("update", "the learning rate left out"),
+    "learning_rate_twice": ("update", "the learning rate applied twice"),
 }
+_OUTPUT_SLIPS = ("sigma_prime_left_out", "sigma_for_sigma_prime", "sigma_prime_at_a")  # made at σ′(z(L))
+
+
+def _output_slope(sizes, activations, cost, params: Parameters, X, Y, ref, slip: str) -> float:
+    """∂C/∂(an output-layer w or b) with σ′(z(L)) replaced as ``slip`` does, by a NumPy forward pass."""
+    a, acts, zs = X, [X], []
+    for layer, name in enumerate(activations):
+        z = a @ params.weights[layer].T + params.biases[layer]
+        a = reference.ACTIVATIONS[name][0](z)
+        zs.append(z)
+        acts.append(a)
+    f, df = reference.ACTIVATIONS[activations[-1]]
+    _, dterm, _, reduction = reference.COSTS[cost]
+    factor = {"sigma_prime_left_out": 1.0, "sigma_for_sigma_prime": f(zs[-1]), "sigma_prime_at_a": df(a)}[slip]
+    below = acts[-2][:, ref.k] if ref.kind == "w" else 1.0
+    per_example = (dterm(a, Y) * factor)[:, 0] * below
+    return float(per_example.sum() / (len(X) if reduction == "mean" else 1))
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -467,6 +488,10 @@ def _generate(case):
     Y = rng.uniform(0.1, 0.9, size=(2, 1))
     refs = list(net.parameter_refs())
     theta, other = (refs[i] for i in rng.choice(len(refs), size=2, replace=False))
+    if slip in _OUTPUT_SLIPS:  # a slip at σ′(z(L)): the slope of an output-layer parameter
+        outputs = [r for r in refs if r.layer == net.depth]
+        theta = outputs[rng.integers(len(outputs))]
+        other = next(r for r in refs if r != theta)
 
     def grad(p: Parameters, ref) -> float:
         _, dW, db = reference.gradients(sizes, activations, cost, p.weights, p.biases, X, Y)
@@ -479,6 +504,8 @@ def _generate(case):
     name, other_name = net.canonical_name(theta), net.canonical_name(other)
     slope = grad(params, theta)
     written = {"factor_two": slope / 2, "sign_flipped": -slope}.get(slip, slope)
+    if slip in _OUTPUT_SLIPS:
+        written = _output_slope(sizes, activations, cost, params, X, Y, theta, slip)
     slope_text = _fmt(written, digits[0])
     old = params.get(theta)
     old_text = _fmt(old, 6)
@@ -486,6 +513,8 @@ def _generate(case):
         arithmetic, new = f"{old_text} + 0.1 x ({slope_text})", old + 0.1 * float(slope_text)
     elif slip == "learning_rate_missing":
         arithmetic, new = f"{old_text} - ({slope_text})", old - float(slope_text)
+    elif slip == "learning_rate_twice":
+        arithmetic, new = f"{old_text} - 0.1 x 0.1 x ({slope_text})", old - 0.01 * float(slope_text)
     else:
         arithmetic, new = f"{old_text} - 0.1 x ({slope_text})", old - 0.1 * float(slope_text)
     new_text = _fmt(new, digits[1])
@@ -515,7 +544,7 @@ def _differs(written: str, exact: float) -> bool:
     return abs(value.value - exact) > 4 * value.half_unit + 1e-6 * abs(exact)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_cases())
 def test_generated_working_is_right_and_one_slip_is_marked_once_and_carried(case) -> None:
     text, slip, exact, written = _generate(case)
