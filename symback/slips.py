@@ -20,7 +20,7 @@ used where the old one was needed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +28,10 @@ import sympy as sp
 
 from .network import NodeRef
 
-__all__ = ["ETA", "SLIPS", "Slip", "SlipContext", "Variant", "register_slip", "same_function"]
+__all__ = [
+    "ETA", "SLIPS", "Slip", "SlipContext", "SlippedPartial", "Variant", "register_slip", "same_function", "symbolic_slip",
+    "variants",
+]
 
 #: The learning rate as written in a quantity (``step = η ∂C/∂w``).
 ETA = sp.Symbol("η", positive=True)
@@ -249,6 +252,52 @@ def _rate_twice(context: SlipContext, quantity: sp.Expr) -> list[Variant]:
 def _updated_weight(context: SlipContext, quantity: sp.Expr) -> list[Variant]:
     # Every partial of one gradient step is taken at the old weights (as backpropagation computes them).
     return [Variant(quantity, "every partial of a step is taken at the old weights", state="updated")]
+
+
+# -- applying the rules ------------------------------------------------------------------------------
+
+
+class SlippedPartial(sp.Function):
+    """A partial derivative replaced by a slipped per-example form; ``total`` (1/0): summed like ∂C/∂w."""
+
+    nargs = 2
+
+
+def variants(context: SlipContext, quantity: sp.Expr) -> Iterator[tuple[Slip, Variant]]:
+    """(slip, variant) for every registered slip that applies: the quantity's own first, then its partials'
+    (each partial replaced by a :class:`SlippedPartial` of its slipped per-example form)."""
+    engine, model = context.engine, context.model
+    for slip in SLIPS.values():
+        if slip.family == "quantity":
+            yield from ((slip, variant) for variant in slip.rule(context, quantity))
+    for slip in SLIPS.values():
+        if slip.family != "partial":
+            continue
+        for derivative in sorted(quantity.atoms(sp.Derivative), key=str):
+            true = engine.partial(derivative.expr, derivative.variables[0])  # type: ignore[attr-defined]
+            total = int(derivative.expr == engine.cost and model.refs[derivative.variables[0]].is_parameter)  # type: ignore[attr-defined]
+            for variant in slip.rule(context, true, derivative):
+                form = quantity.xreplace({derivative: SlippedPartial(variant.expression, sp.Integer(total))})
+                yield slip, Variant(form, variant.detail, variant.state)
+
+
+def symbolic_slip(context: SlipContext, quantity: sp.Expr, written: sp.Expr, *,
+                  local: Callable[[sp.Expr], sp.Expr | None], rng: np.random.Generator) -> str:
+    """``"name: detail"`` of the first slip whose form of ``quantity`` is the function ``written`` is, else ``""``.
+
+    ``local`` gives an expression's per-example form in node symbols (None when it needs numbers).
+    """
+    target = local(written)
+    if target is None:
+        return ""
+    target = context.model.substitute_forward(target)
+    for slip, variant in variants(context, quantity):
+        if variant.state:
+            continue
+        form = local(variant.expression)
+        if form is not None and same_function(context.model.substitute_forward(form), target, rng=rng):
+            return f"{slip.name}: {variant.detail}"
+    return ""
 
 
 # -- comparing forms --------------------------------------------------------------------------------

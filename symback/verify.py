@@ -48,7 +48,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -75,6 +75,7 @@ from .errors import SpecError, SymbackError
 from .network import Network, NodeRef
 from .parameters import Parameters
 from .registry import Registry
+from .slips import SlipContext, SlippedPartial, symbolic_slip
 from .train import descend
 
 __all__ = [
@@ -805,12 +806,24 @@ class _Judge:
             status, note = RIGHT, ""
         else:
             status, note = WRONG, comparison.reason
+        slips: tuple[str, ...] = ()
+        if status == WRONG:  # the same registered rules as for plain-text working
+            slip = symbolic_slip(SlipContext(engine), claim.quantity.expression, claim.expression.expression,
+                                 local=self.local, rng=np.random.default_rng(self.seed + claim.number))
+            if slip:
+                slips, note = (slip,), f"slip: {slip}"
         if status == RIGHT:
             right = claim.expression.text  # it is right: a simplified restatement would only obscure that
         check = Check("expression", claim.expression.text, status, right, note)
         written = _notation(claim.expression.expression)
-        return self.verdict(claim, (check,), claim.quantity.expression, None,
-                            math_extra=(("written", written), ("right", engine.textbook(claim.quantity.expression))))
+        verdict = self.verdict(claim, (check,), claim.quantity.expression, None,
+                               math_extra=(("written", written), ("right", engine.textbook(claim.quantity.expression))))
+        return replace(verdict, slips=slips)
+
+    def local(self, expression: sp.Expr) -> sp.Expr:
+        """A claim's per-example form in node symbols, a slipped partial as its slipped form."""
+        expression = expression.replace(lambda e: isinstance(e, SlippedPartial), lambda e: e.args[0])
+        return self.engine.per_example(expression)
 
     # -- update claims --------------------------------------------------------
     def update(self, claim: UpdateClaim) -> Verdict:
@@ -1045,7 +1058,7 @@ class _Referee:
     def __init__(self, network: Network, params: Parameters, data: Dataset) -> None:
         self.network, self.params, self.data = network, params, data
         self.used = 0
-        self._cost: sp.Expr | None | bool = False  # built on the first disagreement (False: not yet)
+        self._cost: sp.Expr | bool | None = False  # built on the first disagreement (False: not yet)
 
     def _expanded_cost(self) -> sp.Expr | None:
         """The cost of one example in parameters, inputs and targets; None for a network over the budget."""

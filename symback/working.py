@@ -45,7 +45,7 @@ from .errors import SpecError, SymbackError
 from .files import read_text
 from .network import NodeRef
 from .parameters import Parameters
-from .slips import ETA, SLIPS, SlipContext, same_function
+from .slips import ETA, SlipContext, SlippedPartial, symbolic_slip, variants
 from .spec import Spec
 from .verify import (
     _SEVERITY,
@@ -399,12 +399,6 @@ def _chain(notation: Notation, number: int, original: str, text: str, lead_in: s
 # -- judging ----------------------------------------------------------------------------------------
 
 
-class _Partial(sp.Function):
-    """A partial derivative replaced by a slipped per-example form; ``total`` (1/0): summed like ∂C/∂w."""
-
-    nargs = 2
-
-
 class _Unjudgeable(SymbackError):
     pass
 
@@ -462,7 +456,7 @@ class _Judge:
     def number(self, expression: sp.Expr, params: Parameters) -> float:
         """The value of a quantity at ``params`` (Σ, examples, descents and slipped partials evaluated)."""
         expression = expression.replace(
-            lambda e: isinstance(e, (Converged, ExampleSum, AtExample, _Partial)),
+            lambda e: isinstance(e, (Converged, ExampleSum, AtExample, SlippedPartial)),
             lambda e: sp.Float(self._special(e, params), 17),
         )
         if expression.has(ETA) and self.rate is None:
@@ -472,7 +466,7 @@ class _Judge:
     def _special(self, atom: sp.Expr, params: Parameters) -> float:
         if isinstance(atom, Converged):
             return self.converge(params, self.model.refs[atom.args[0]])
-        if isinstance(atom, _Partial):
+        if isinstance(atom, SlippedPartial):
             inner, total = atom.args
             if total:
                 summed = ExampleSum(inner)
@@ -516,7 +510,7 @@ class _Judge:
         """The per-example form in node symbols; None when it needs numbers (Σ, one example, a descent)."""
         if expression.has(ExampleSum, AtExample, Converged):
             return None
-        expression = expression.replace(lambda e: isinstance(e, _Partial), lambda e: e.args[0])
+        expression = expression.replace(lambda e: isinstance(e, SlippedPartial), lambda e: e.args[0])
         expression = self.engine.per_example(expression)
         return expression.xreplace({ETA: self.rate}) if self.rate is not None else expression
 
@@ -552,32 +546,10 @@ class _Judge:
         return True, "equal at the current and at random parameter values"
 
     def variants(self, quantity: sp.Expr):
-        """(slip, variant) for every registered slip that applies: the line's own quantity first, then its partials."""
-        for slip in SLIPS.values():
-            if slip.family == "quantity":
-                yield from ((slip, variant) for variant in slip.rule(self.context, quantity))
-        for slip in SLIPS.values():
-            if slip.family != "partial":
-                continue
-            for derivative in sorted(quantity.atoms(sp.Derivative), key=str):
-                true = self.engine.partial(derivative.expr, derivative.variables[0])  # one example's
-                total = int(derivative.expr == self.cost and self.model.refs[derivative.variables[0]].is_parameter)
-                for variant in slip.rule(self.context, true, derivative):
-                    form = quantity.xreplace({derivative: _Partial(variant.expression, sp.Integer(total))})
-                    yield slip, type(variant)(form, variant.detail, variant.state)
+        return variants(self.context, quantity)
 
     def symbolic_slip(self, quantity: sp.Expr, written: sp.Expr, line: int) -> str:
-        target = self.local(written)
-        if target is None:
-            return ""
-        target = self.model.substitute_forward(target)
-        for slip, variant in self.variants(quantity):
-            if variant.state:
-                continue
-            form = self.local(variant.expression)
-            if form is not None and same_function(self.model.substitute_forward(form), target, rng=self.rng(line)):
-                return f"{slip.name}: {variant.detail}"
-        return ""
+        return symbolic_slip(self.context, quantity, written, local=self.local, rng=self.rng(line))
 
     def numeric_slip(self, quantity: sp.Expr, close) -> str:
         for slip, variant in self.variants(quantity):

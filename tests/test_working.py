@@ -306,7 +306,7 @@ def test_claims_files_follow_the_same_rule_for_the_cost(tmp_path: Path) -> None:
     from symback.verify import verify
 
     start = {"w1": 0.8, "b1": 0.1, "w2": -1.2, "b2": 0.3}
-    cost, dw2, _ = _two(start)
+    _, dw2, _ = _two(start)
     new_cost = _two({**start, "w2": -1.2 - 0.5 * dw2})[0]
     front = TWO.format(updates="simultaneous").replace("+++\n", "").replace('updates = "simultaneous"\n', "")
     claims = front.replace("learning_rate = 0.5\n", "") + (
