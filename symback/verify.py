@@ -284,6 +284,8 @@ def _as_written(value: float, claimed: ClaimValue) -> str:
     exponent = claimed.decimal.as_tuple().exponent
     assert isinstance(exponent, int)
     rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(exponent))
+    if rounded.is_zero():
+        rounded = abs(rounded)  # -6.9e-302 to two decimals is 0.00, not -0.00
     text = format(rounded, "f") if -12 < exponent < 12 else _show(value)
     exact = _show(value)
     return text if text == exact else f"{text} ({exact})"
