@@ -236,13 +236,18 @@ class VerificationReport:
             if number == 0:
                 lines.append("  ".join("-" * width for width in widths))
         if details:
+            shown: dict[str, str] = {}  # a derivation already printed -> where (each is printed once)
             for verdict in self.verdicts:
                 if verdict.status in (RIGHT, STATE) and not verdict.message:
                     continue
                 lines += ["", f"{verdict.where}: {verdict.status} — {verdict.text}"]
                 lines += [f"  {line}" for line in verdict.message.splitlines()]
                 if verdict.derivation and explain:
-                    lines += ["", *(f"    {line}" for line in verdict.derivation.splitlines())]
+                    if verdict.derivation in shown:
+                        lines.append(f"  (the derivation is the one shown under {shown[verdict.derivation]})")
+                    else:
+                        shown[verdict.derivation] = verdict.where
+                        lines += ["", *(f"    {line}" for line in verdict.derivation.splitlines())]
         if self.prose:
             lines += ["", f"not judged (no equation): line(s) {_ranges([number for number, _ in self.prose])}"]
         lines.append("")

@@ -172,6 +172,8 @@ def test_seed002_verdicts_are_short_and_the_derivation_is_one_flag_away(seed_rep
     assert "not judged (no equation): line(s) 18, 20, 22-23" in text
     assert "written (Observed - Predicted)^2, right: −2(observed − predicted)" in text
     explained = seed_report.text(explain=True)
+    # one derivation per quantity and state: line 96's ∂SSR/∂b3 at b3 = 0 is line 94's
+    assert "(the derivation is the one shown under line 94)" in explained
     for line in explained.splitlines():  # never a line that equals itself (∂SSR/∂predicted = ∂SSR/∂predicted)
         members = [m.strip() for m in line.split(":")[-1].split(" = ")]
         assert len(members) < 2 or len(set(members)) == len(members), line
