@@ -121,6 +121,7 @@ class Check:
     status: str
     expected: str  # the right value / expression, as text ("" when not computed)
     note: str = ""
+    carried_from: tuple[int, ...] = ()  # error carried forward: the earlier wrong claims (lines) it used
 
 
 @dataclass(frozen=True)
@@ -744,7 +745,7 @@ class _Judge:
         if claimed.matches(true):
             note = ""
             if differs and taint and not claimed.matches(author):
-                note = (f"right for the correct values; with the earlier wrong value(s) of line(s) "
+                note = (f"right for the correct values; with the earlier wrong value(s) of claim(s) "
                         f"{_lines(taint)}, {what or part} would be {_show(author)}")
             return Check(part, claimed.text, RIGHT, _as_written(true, claimed), note), claimed.value, frozenset()
         if differs and np.isfinite(author) and claimed.matches(author):
@@ -753,9 +754,10 @@ class _Judge:
                 return Check(part, claimed.text, CARRIED, _as_written(true, claimed), note), claimed.value, taint
             taint = taint - {number}
             if taint:
-                note = (f"consistent with the earlier wrong value(s) of line(s) {_lines(taint)}; "
+                note = (f"consistent with the earlier wrong value(s) of claim(s) {_lines(taint)}; "
                         f"the right value is {_as_written(true, claimed)}")
-                return Check(part, claimed.text, CARRIED, _as_written(true, claimed), note), claimed.value, taint
+                return Check(part, claimed.text, CARRIED, _as_written(true, claimed), note,
+                             tuple(sorted(taint))), claimed.value, taint
             note = "consistent with the rounded values written earlier"
             return Check(part, claimed.text, RIGHT, _as_written(author, claimed), note), claimed.value, frozenset()
         return Check(part, claimed.text, WRONG, _as_written(true, claimed)), claimed.value, frozenset({number})
@@ -787,7 +789,7 @@ class _Judge:
             derivation = self.engine.derivation_text(expression, params)
         if status == WRONG and expression is not None and self.engine.chain_line(expression):
             notes.append(self.engine.chain_line(expression))
-        carried = sorted({int(x) for c in checks if c.status == CARRIED for x in _numbers(c.note)})
+        carried = sorted({n for c in checks if c.status == CARRIED for n in c.carried_from})
         math = list(math_extra)
         if expression is not None:
             math.insert(0, ("quantity", _notation(expression)))
@@ -925,12 +927,6 @@ def _differ(a: Parameters, b: Parameters) -> bool:
 
 def _lines(numbers: frozenset[int]) -> str:
     return ", ".join(str(n) for n in sorted(numbers))
-
-
-def _numbers(note: str) -> list[str]:
-
-    match = re.search(r"line\(s\) ([\d, ]+)", note)
-    return [x for x in match.group(1).replace(" ", "").split(",") if x] if match else []
 
 
 def _notation(expression: sp.Expr) -> sp.Expr:

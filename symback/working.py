@@ -605,7 +605,7 @@ class _Judge:
         parts = []
         if self.applied:
             changed = [r for r in self.network.parameter_refs()
-                       if not np.isclose(self.true.get(r), self.working.spec.parameters.get(r), rtol=0, atol=0)]
+                       if self.true.get(r) != self.working.spec.parameters.get(r)]
             shown = ", ".join(f"{self.network.name_of(r)} = {self.true.get(r):.6g}" for r in changed[:4])
             lines = ", ".join(str(n) for n in sorted(set(self.applied)))
             parts.append(f"judged at the weights after the update(s) of line(s) {lines}" + (f" ({shown})" if shown else ""))
@@ -657,6 +657,7 @@ class _Judge:
             if link.kind == "unread":
                 checks.append(Check(f"= {_clip(link.text)}", link.text, NOT_JUDGED, "", "cannot read this member"))
                 continue
+            sources: frozenset[int] = frozenset()
             if link.kind == "symbolic":
                 status, expected, note = self._symbolic(line, first, previous, link)
                 member = _Member(link, status)
@@ -673,11 +674,13 @@ class _Judge:
                     expected = _as_written(true, link.value) if link.value is not None else f"{true:.6g}"
                 expected = expected or ""
                 member = _Member(link, status, value, source)
-                carried |= set(source) - {line.number}
+                sources = source - {line.number}
+                carried |= sources
             if status == WRONG and note.startswith("slip: ") and note[len("slip: "):] not in slips:
                 slips.append(note[len("slip: "):])
             members.append(member)
-            checks.append(Check(f"= {_clip(link.text)}", link.text, status, expected, note))
+            checks.append(Check(f"= {_clip(link.text)}", link.text, status, expected, note,
+                                tuple(sorted(sources)) if status == CARRIED else ()))
         if line.defines:
             checks.insert(0, Check("defines", line.defines, STATE, str(first.expression)))
         statuses = [c.status for c in checks] or [STATE]

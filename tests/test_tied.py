@@ -581,7 +581,7 @@ old = "0.312345"
     assert [check.status for check in first.checks if check.part == "new"] == [WRONG]
     (old,) = second.checks
     assert old.status == CARRIED, old
-    assert "line(s) 1" in old.note and "0.340637" in old.note
+    assert "claim(s) 1" in old.note and "0.340637" in old.note
 
 
 def test_auto_form_counts_the_paths_of_every_entry_of_a_tied_parameter():
