@@ -960,6 +960,7 @@ def render(report: VerificationReport, fmt: str) -> str:
     for verdict in report.verdicts:
         verdicts.append({
             "number": verdict.number,
+            "heading": verdict.where[:1].upper() + verdict.where[1:],  # "Claim 8 (line 42)", "Line 96"
             "line": verdict.line or "",
             "text": verdict.text,
             "status": verdict.status,

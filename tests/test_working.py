@@ -420,7 +420,11 @@ def test_html_and_tex_of_a_working(tmp_path: Path) -> None:
     report = judge(load_working(EXAMPLES / "seed002_working.md"))
     html = render(report, "html")
     assert "new b3 = 0 + (-1.57) = -1.57" in html and "the step was added" in html
-    assert "\\begin{longtable}" in render(report, "tex")
+    assert "<strong>Line 96</strong>" in html and "Claim 96" not in html  # a working's verdicts are about lines
+    assert "judged at the weights after the update(s) of line(s) 96" in html  # and say at which weights
+    tex = render(report, "tex")
+    assert "\\begin{longtable}" in tex and "Line 58" in tex
+    assert "## Line 58: wrong" in render(report, "md")
 
 
 # -- property: working generated from the true derivation, with and without one slip ------------------
