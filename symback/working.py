@@ -606,7 +606,8 @@ class _Judge:
         if self.applied:
             changed = [r for r in self.network.parameter_refs()
                        if self.true.get(r) != self.working.spec.parameters.get(r)]
-            shown = ", ".join(f"{self.network.name_of(r)} = {self.true.get(r):.6g}" for r in changed[:4])
+            shown = ", ".join(f"{self.network.name_of(r)} = {self.true.get(r):.6g}" for r in changed[:8])
+            shown += f" and {len(changed) - 8} more" if len(changed) > 8 else ""
             lines = ", ".join(str(n) for n in sorted(set(self.applied)))
             parts.append(f"judged at the weights after the update(s) of line(s) {lines}" + (f" ({shown})" if shown else ""))
         if self.pending:

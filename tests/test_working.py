@@ -942,3 +942,21 @@ def test_saturated_units_are_judged_right_by_verify_and_check(activation: str, c
                 result = gradient_check(network, Parameters([np.array([[1.0]])], [np.zeros(1)]),
                                         Dataset(np.array([[z]]), np.array([[y]])))
             assert result.passed and np.isfinite(result.worst), result.text()
+
+
+def test_the_published_example_s_total_error_after_the_first_round_is_at_the_new_weights() -> None:
+    """Mazur: 'after this first round of backpropagation, the total error is now down to 0.291027924'.
+    The cost after the update block is judged at the new weights (working.UPDATE_RULE), the biases as they were.
+    The article's figure is not what its own weights give: a NumPy forward pass there gives 0.291027774."""
+    s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    hidden = s(np.array([[0.149780716, 0.19956143], [0.24975114, 0.29950229]]) @ [0.05, 0.10] + 0.35)
+    out = s(np.array([[0.35891648, 0.408666186], [0.511301270, 0.561370121]]) @ hidden + 0.60)
+    oracle = float(0.5 * np.sum((np.array([0.01, 0.99]) - out) ** 2))
+    updates = "w2+ = 0.19956143\nw3+ = 0.24975114\nw4+ = 0.29950229\n"
+    right = judge(working_from_text(MAZUR_222 + updates + f"the total error is down to E_total = {oracle:.9f}\n"))
+    last = right.verdicts[-1]
+    assert last.status == RIGHT, right.text()
+    assert "after the update(s) of line(s)" in last.state and "w5 = 0.358916" in last.state, last.state
+    published = judge(working_from_text(MAZUR_222 + updates + "the total error is down to E_total = 0.291027924\n"))
+    assert published.verdicts[-1].status == WRONG
+    assert published.verdicts[-1].checks[-1].expected.startswith(f"{oracle:.9f}"), published.verdicts[-1].checks
