@@ -29,7 +29,15 @@ import sympy as sp
 from .network import NodeRef
 
 __all__ = [
-    "ETA", "SLIPS", "Slip", "SlipContext", "SlippedPartial", "Variant", "register_slip", "same_function", "symbolic_slip",
+    "ETA",
+    "SLIPS",
+    "Slip",
+    "SlipContext",
+    "SlippedPartial",
+    "Variant",
+    "register_slip",
+    "same_function",
+    "symbolic_slip",
     "variants",
 ]
 
@@ -164,7 +172,8 @@ def _function(context: SlipContext, true: sp.Expr, derivative: sp.Derivative) ->
 
 @register_slip("sigma_prime_left_out", "σ′(z) left out", "partial")
 def _sigma_prime_left_out(context: SlipContext, true: sp.Expr, derivative: sp.Derivative) -> list[Variant]:
-    return [Variant(true / d, f"the factor {_prime(context, z, a)} is missing") for z, a, _, d in _activation_factors(context, true)]
+    return [Variant(true / d, f"the factor {_prime(context, z, a)} is missing")
+            for z, a, _, d in _activation_factors(context, true)]
 
 
 @register_slip("sigma_for_sigma_prime", "σ(z) written for σ′(z)", "partial")
@@ -275,7 +284,8 @@ def variants(context: SlipContext, quantity: sp.Expr) -> Iterator[tuple[Slip, Va
             continue
         for derivative in sorted(quantity.atoms(sp.Derivative), key=str):
             true = engine.partial(derivative.expr, derivative.variables[0])  # type: ignore[attr-defined]
-            total = int(derivative.expr == engine.cost and model.refs[derivative.variables[0]].is_parameter)  # type: ignore[attr-defined]
+            wrt = model.refs[derivative.variables[0]]
+            total = int(derivative.expr == engine.cost and wrt.is_parameter)  # type: ignore[attr-defined]
             for variant in slip.rule(context, true, derivative):
                 form = quantity.xreplace({derivative: SlippedPartial(variant.expression, sp.Integer(total))})
                 yield slip, Variant(form, variant.detail, variant.state)

@@ -405,8 +405,8 @@ class _Engine:
         return expression.xreplace({self.cost: self.model.local_expression(NodeRef("C"))})
 
     def right_text(self, expression: sp.Expr) -> str:
-        """The right form of a quantity as a textbook writes it: ``2(a(L) − y)·σ′(z(L))``; a lone σ′(z) with its
-        form in a, ``σ′(z(L)) = a(L)·(1 − a(L))``.
+        """The right form of a quantity as a textbook writes it: ``2(a(L) − y)·σ′(z(L))``; a lone σ′(z)
+        with its form in a, ``σ′(z(L)) = a(L)·(1 − a(L))``.
 
         The derivatives of ``expression`` are taken through the network (``∂C/∂b(L)`` as its chain-rule
         product), never simplified into a form nobody writes (``1/(4 cosh(z/2)²)``).
@@ -541,10 +541,11 @@ _LABEL = re.compile(r"^(\s*(?:[\w δ]+:\s+|with\s+|so\s+)?)(.*)$")
 
 
 def _without_tautologies(text: str, target: str) -> str:
-    """A derivation without the lines that say nothing: ``∂C/∂a[k] = ∂C/∂a[k]``, or a chain that is the quantity
-    itself; repeated members of a chain (``X = X = Y``) written once.
+    r"""A derivation without the lines that say nothing: ``∂C/∂a[k] = ∂C/∂a[k]``, or a chain that is the
+    quantity itself; repeated members of a chain (``X = X = Y``) written once.
 
-    >>> print(_without_tautologies("chain rule:\n  ∂C/∂a = ∂C/∂a\n  ∂C/∂a\n    ∂C/∂a = ∂C/∂a = 2(a − y)", "∂C/∂a"))
+    >>> derivation = "chain rule:\n  ∂C/∂a = ∂C/∂a\n  ∂C/∂a\n    ∂C/∂a = ∂C/∂a = 2(a − y)"
+    >>> print(_without_tautologies(derivation, "∂C/∂a"))
     chain rule:
         ∂C/∂a = 2(a − y)
     """
@@ -1071,11 +1072,13 @@ class _Referee:
 
         if self._cost is False:
             self._cost = None
-            if sum(1 for _ in self.network.parameter_refs()) <= REFEREE_PARAMETERS and len(self.data) <= REFEREE_EXAMPLES:
+            small = sum(1 for _ in self.network.parameter_refs()) <= REFEREE_PARAMETERS
+            if small and len(self.data) <= REFEREE_EXAMPLES:
                 self.model = ExplicitModel(self.network)
                 cost = self.model.substitute_forward(self.model.local_expression(NodeRef("C")))
                 self._cost = cost if weight(cost) <= REFEREE_WEIGHT else None
-                # The raw formulas cancel too (1 − tanh²(z) at z = 100 loses 87 digits): 50 digits beyond e^(−2|z|).
+                # The raw formulas cancel too (1 − tanh²(z) at z = 100 loses 87 digits): 50 digits
+                # beyond e^(−2|z|).
                 zs = compile_network(self.network).forward(self.params, self.data.X).zs
                 largest = max((float(np.max(np.abs(np.nan_to_num(z)))) for z in zs if z.size), default=0.0)
                 self.digits = 50 + int(2 * min(largest, 1e4) / math.log(10))

@@ -599,7 +599,9 @@ class _Judge:
         if self.working.updates == "sequential":
             return True
         pending = {entry for ref in self.pending for entry in self.network.tied(ref)}
-        return bool(self.touches(line) & pending) or (bool(line.links) and cost_value(line.links[0].expression, self.cost))
+        if self.touches(line) & pending:
+            return True
+        return bool(line.links) and cost_value(line.links[0].expression, self.cost)
 
     def state_note(self) -> str:
         parts = []
@@ -609,7 +611,8 @@ class _Judge:
             shown = ", ".join(f"{self.network.name_of(r)} = {self.true.get(r):.6g}" for r in changed[:8])
             shown += f" and {len(changed) - 8} more" if len(changed) > 8 else ""
             lines = ", ".join(str(n) for n in sorted(set(self.applied)))
-            parts.append(f"judged at the weights after the update(s) of line(s) {lines}" + (f" ({shown})" if shown else ""))
+            parts.append(f"judged at the weights after the update(s) of line(s) {lines}"
+                         + (f" ({shown})" if shown else ""))
         if self.pending:
             lines = ", ".join(str(p.line) for p in self.pending.values())
             parts.append(f"at the weights before the update(s) of line(s) {lines} (simultaneous updates: every "

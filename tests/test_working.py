@@ -921,7 +921,8 @@ def test_saturated_units_are_judged_right_by_verify_and_check(activation: str, c
             for quantity, value in (("dC/dw", 2 * delta), ("dC/db", delta)):
                 written = _written(value)
                 if written is not None:
-                    claims.append(f'[[claim]]\nquantity = "{quantity}"\nvalue = "{written}"\nat = {{ w = {z / 2!r} }}\n')
+                    claims.append(f'[[claim]]\nquantity = "{quantity}"\nvalue = "{written}"\n'
+                                  f'at = {{ w = {z / 2!r} }}\n')
                     lines.append((z, quantity, written))
         report = verify(claims_from_text(_ONE_NEURON.format(activation=activation, cost=cost, w=1.0, x=2.0, y=y)
                                          + "".join(claims)))
