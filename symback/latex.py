@@ -267,6 +267,11 @@ class SymbackLatexPrinter(LatexPrinter):
     def _print_EqualityChain(self, expr: EqualityChain) -> str:
         return " = ".join(self._print(a) for a in expr.args)
 
+    def _print_Heaviside(self, expr: sp.Heaviside, exp: Any = None) -> str:
+        # The unit step as textbooks write it, H(z); its value at 0 is said where it is introduced.
+        out = r"H\left(%s\right)" % self._print(expr.args[0])
+        return out if exp is None else r"%s^{%s}" % (out, exp)
+
     def _print_TermSum(self, expr: TermSum) -> str:
         return " + ".join(
             r"\left(%s\right)" % self._print(a) if a.could_extract_minus_sign() else self._print(a) for a in expr.args
@@ -454,6 +459,12 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         return self._row(self._el("mo", "{"), table)
 
 
+
+    def _print_Heaviside(self, e: sp.Heaviside) -> Element:
+        open_, close = self._el("mo", "("), self._el("mo", ")")
+        for fence in (open_, close):
+            fence.setAttribute("stretchy", "false")
+        return self._row(self._el("mi", "H"), open_, self._print(e.args[0]), close)
 
     def _print_EqualityChain(self, e: EqualityChain) -> Element:
         row = self._row()

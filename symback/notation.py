@@ -341,7 +341,7 @@ class SymbackTextPrinter(StrPrinter):
         if coefficient.is_negative:
             return MINUS + self._print(sp.Mul(-coefficient, *rest, evaluate=False) if coefficient != -1
                                        else sp.Mul(*rest, evaluate=False))
-        numerator, denominator = sp.fraction(expr)
+        numerator, denominator = sp.fraction(expr, exact=True)  # e^(−z)/(1 + e^(−z))^2, not 1/(…·e^z)
         if denominator != 1:
             return "%s/%s" % (self.parenthesize(numerator, PRECEDENCE["Mul"]),
                               self.parenthesize(denominator, PRECEDENCE["Mul"] + 1))
@@ -378,6 +378,16 @@ class SymbackTextPrinter(StrPrinter):
 
     def _print_Equality(self, expr: sp.Eq) -> str:
         return f"{self._print(expr.lhs)} = {self._print(expr.rhs)}"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        pieces = [self._print(value) + ("" if condition is sp.true else f" if {self._print(condition)}")
+                  for value, condition in expr.args]
+        if expr.args[-1].cond is sp.true:
+            pieces[-1] = pieces[-1] + " otherwise"
+        return "{" + "; ".join(pieces) + "}"
+
+    def _print_Heaviside(self, expr: sp.Heaviside) -> str:
+        return f"H({self._print(expr.args[0])})"  # the value at 0 is said where H is introduced
 
 
 def text(expr: Any) -> str:
@@ -434,6 +444,28 @@ def cost_form(derivative: sp.Expr, cost: sp.Expr, wrt: sp.Expr) -> sp.Expr:
     return tidy if sp.count_ops(tidy) <= sp.count_ops(derivative) else derivative
 
 
+def step_form(derived: sp.Expr, z: sp.Expr) -> sp.Expr | None:
+    """A two-piece constant derivative as the unit step ``H(z − t)`` (H(0) = the value at the jump), when
+    SymPy proves it equal and it is no bigger: ReLU′(z) = H(z); leaky ReLU′ (0.01 + 0.99 H(z)) stays a brace.
+
+    >>> z = sp.Symbol("z", real=True)
+    >>> text(step_form(sp.Piecewise((1, z > 0), (0, True)), z))
+    'H(z)'
+    """
+    if not (isinstance(derived, sp.Piecewise) and len(derived.args) == 2 and derived.args[1].cond is sp.true):
+        return None
+    (high, condition), (low, _) = derived.args
+    if not (high.is_Number and low.is_Number and isinstance(condition, (sp.StrictGreaterThan, sp.GreaterThan))
+            and condition.lhs == z and condition.rhs.is_Number):
+        return None
+    at_jump = sp.S.Zero if isinstance(condition, sp.StrictGreaterThan) else sp.S.One
+    candidate = low + (high - low) * sp.Heaviside(z - condition.rhs, at_jump)
+    if sp.count_ops(candidate) > sp.count_ops(derived):
+        return None
+    proven = attempt(lambda d: sp.simplify(sp.piecewise_fold(d)) == 0, candidate.rewrite(sp.Piecewise) - derived).value
+    return candidate if proven else None
+
+
 @dataclass(frozen=True)
 class ActivationForms:
     """The forms of one layer's ``∂a/∂z``: ``named`` (σ′(z)), ``derived`` (SymPy's), ``known`` (σ(z) for
@@ -445,11 +477,12 @@ class ActivationForms:
     derived: sp.Expr
     known: sp.Expr | None
     output: sp.Expr | None
+    step: sp.Expr | None = None
 
     @property
     def shown(self) -> tuple[sp.Expr, ...]:
         """Every distinct form, in the order a textbook writes them: σ′(z) = … = a(1 − a)."""
-        forms = [self.named, self.derived, self.known, self.output]
+        forms = [self.named, self.derived, self.step, self.known, self.output]
         out: list[sp.Expr] = []
         for form in forms:
             if form is not None and form not in out:
@@ -458,8 +491,12 @@ class ActivationForms:
 
     @property
     def simplest(self) -> sp.Expr:
-        """The form used inside products: the output form, else the known function, else SymPy's."""
-        return self.output if self.output is not None else self.known if self.known is not None else self.derived
+        """The form used inside products: the output form, else the known function, else the step
+        function, else SymPy's."""
+        for form in (self.output, self.known, self.step):
+            if form is not None:
+                return form
+        return self.derived
 
 
 _FORMS_CACHE: dict[tuple, ActivationForms] = {}
@@ -496,7 +533,7 @@ def activation_forms(activation: Any, z: sp.Expr, a: sp.Expr) -> ActivationForms
     found = rewrite_in_terms_of(activation.formula, Z, a)
     if found is not None:
         output = found.rewritten
-    forms = ActivationForms(activation, named, derived, known, output)
+    forms = ActivationForms(activation, named, derived, known, output, step_form(derived, z))
     _FORMS_CACHE[key] = forms
     return forms
 
@@ -614,6 +651,7 @@ class Cancellation:
     delta: sp.Expr
     steps: tuple[sp.Expr, ...]
     condition: str = ""
+    assumption: sp.Expr | None = None  # sp.Eq(y_0 + y_1, 1): the condition as math, for the reports
 
 
 @dataclass(frozen=True)
@@ -802,18 +840,24 @@ def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | 
     if simplified is None:  # over the symbolic budget: no cancellation is claimed
         return None
     condition = ""
+    assumption = None
     before = simplified
     if len(pieces) > 1:
         # softmax with cross-entropy: Σ_r y_r (a_q − δ_rq) = a_q − y_q needs the targets to sum to 1.
         outputs = {cost.factor.wrt for _, cost in pieces}
         targets = sorted(cost_factors[0].factor.local.free_symbols - outputs, key=str)
         if targets:
-            last = targets[-1]
+            # Collected in the outputs, the targets' sum appears whole (a_q(y_0 + y_1) − y_q); it is
+            # replaced by 1, and SymPy checks the result with one target written as 1 − the others.
+            total = sp.Add(*targets)
             before = sp.collect(sp.expand(simplified), sorted(outputs, key=str))
-            reduced = sp.factor(sp.expand(simplified.xreplace({last: 1 - sp.Add(*targets[:-1])})))
-            if sp.count_ops(reduced) < sp.count_ops(simplified):
+            reduced = before.xreplace({total: sp.S.One})
+            others = {targets[-1]: 1 - sp.Add(*targets[:-1])}
+            if sp.count_ops(reduced) < sp.count_ops(simplified) and _equal(reduced.xreplace(others),
+                                                                        simplified.xreplace(others)):
                 simplified = reduced
-                condition = "the targets sum to 1 (" + " + ".join(map(str, targets)) + " = 1)"
+                assumption = sp.Eq(total, 1)
+                condition = f"the targets sum to 1 ({text(assumption)})"
     baseline = sp.Add(*(az.simplest * sp.factor_terms(cost.factor.derivative) for az, cost in pieces))
     if sp.count_ops(simplified) >= sp.count_ops(baseline):
         return None
@@ -823,7 +867,7 @@ def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | 
     for step in (equation.rhs, written, *( [before] if condition else []), tidy):
         if step not in steps:
             steps.append(step)
-    return Cancellation(delta, tuple(steps), condition)
+    return Cancellation(delta, tuple(steps), condition, assumption)
 
 
 def function_text(activation: Any) -> str:
