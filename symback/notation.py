@@ -643,6 +643,15 @@ class ShownFactor:
     def partial(self) -> Partial:
         return Partial(self.factor.of, self.factor.wrt)
 
+    @property
+    def line(self) -> tuple[sp.Expr, ...]:
+        """The forms on this factor's own line in every output: the named form and the forms proven from
+        it (σ′(z) = a(1 − a), ReLU′(z) = H(z), ∂a_r/∂z_q = −a_r a_q); SymPy's raw derivative only
+        when nothing else is known (it is derived rule by rule where the report derives it once)."""
+        if self.kind == "activation":
+            return self.forms if len(self.forms) <= 2 else (self.forms[0], *self.forms[2:])
+        return tuple(f for f in self.forms if f != self.factor.derivative) or self.forms
+
 
 @dataclass(frozen=True)
 class Cancellation:

@@ -41,6 +41,7 @@ from .latex import EqualityChain, TermSum, escape_latex, latex, mathml
 from .notation import (
     Alongside,
     ChainProduct,
+    Delta,
     Difference,
     FunctionPrime,
     OrderedSum,
@@ -105,7 +106,7 @@ class PathRow:
 
     number: int
     factors: Math
-    delta: Math
+    delta: Math | None
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,10 @@ class Report:
     path_rows: tuple[PathRow, ...] = ()
     delta_form: Math | None = None
     deltas: tuple[Math, ...] = ()
+    delta_rows: tuple[tuple[Math, ...], ...] = ()  # the same, as many to a line as fit (the PDF's layout)
     cancellations: tuple[Math, ...] = ()
-    cancellation_notes: tuple[str, ...] = ()
+    cancelled_alike: tuple[Math, ...] = ()  # the other outputs' δ = a − y, by the same steps
+    cancellation_notes: tuple[Math | None, ...] = ()  # what a cancellation needs (the targets sum to 1)
     subtitle: str = ""
     author: str = "symback"
     heading: Math | None = None
@@ -286,7 +289,7 @@ def _factor_report(network: Network, factor: Factor, derivation: Derivation, hea
     result = Math(sp.Eq(Partial(factor.of, factor.wrt), factor.derivative))
     rewriting = None
     if forms and forms[0] != factor.derivative:
-        rewriting = _chain_display(Partial(factor.of, factor.wrt),
+        rewriting = _column_display(Partial(factor.of, factor.wrt),
                                    (factor.derivative, *(f for f in forms if f != factor.derivative)))
     return FactorReport(
         notation=Math(Partial(factor.of, factor.wrt), False),
@@ -418,13 +421,58 @@ class Display:
     join: str
 
 
-def _chain_display(lhs: sp.Expr, forms: tuple[sp.Expr, ...]) -> Display:
-    """``lhs = f1 = f2 …`` broken over lines."""
+#: "Derivatives used" is set in two columns: a line there is about this wide (:func:`_width`).
+ONE_COLUMN_TEXT = 40
+
+
+def _column_display(lhs: sp.Expr, forms: tuple[sp.Expr, ...]) -> Display:
+    """:func:`_chain_display` for a column of "derivatives used": on one line when it fits the column."""
+    return _chain_display(lhs, forms, one_line=_width(lhs) + sum(_width(f) + 3 for f in forms) <= ONE_COLUMN_TEXT)
+
+
+def _chain_display(lhs: sp.Expr, forms: tuple[sp.Expr, ...], *, one_line: bool = False) -> Display:
+    """``lhs = f1 = f2 …`` broken over lines (or on one, when it fits)."""
+    if one_line:
+        return Display(Math(lhs, False), (Math(EqualityChain(*forms), False),), "=")
     return Display(Math(lhs, False), tuple(Math(f, False) for f in forms), "=")
 
 
+#: A display at most this wide (:func:`_width`) fits one line of the page; wider ones are broken.
+ONE_LINE_TEXT = 90
+
+
+def _width(expr: sp.Expr) -> int:
+    """About how many glyphs wide ``expr`` is typeset: its plain text with every name counted as two
+    (w(L)_0_1 is set as w with small scripts).  A fraction counts as its numerator and denominator side
+    by side, so the estimate errs on the side of breaking; the page tests check for overfull lines."""
+    printed = notation_text(expr)
+    for piecewise in expr.atoms(sp.Piecewise):  # its pieces are stacked: as wide as the widest
+        widest = max(len(notation_text(value)) + len(notation_text(condition)) + 4 for value, condition in piecewise.args)
+        printed = printed.replace(notation_text(piecewise), "x" * widest)
+    names = {notation_text(atom) for atom in expr.atoms(sp.Symbol, sp.Indexed, Delta)}
+    for name in sorted(names, key=len, reverse=True):
+        printed = printed.replace(name, "ab")
+    return len(printed)
+
+
+def _fits_one_line(lhs: sp.Expr, parts: tuple[sp.Expr, ...]) -> bool:
+    return _width(lhs) + sum(_width(p) + 3 for p in parts) <= ONE_LINE_TEXT
+
+
+def _rows(equations: list[sp.Expr]) -> tuple[tuple[Math, ...], ...]:
+    """Equations packed into lines, in order, as many to a line as fit (:data:`ONE_LINE_TEXT`)."""
+    rows: list[list[sp.Expr]] = []
+    for equation in equations:
+        if rows and sum(_width(e) + 8 for e in (*rows[-1], equation)) <= ONE_LINE_TEXT:
+            rows[-1].append(equation)
+        else:
+            rows.append([equation])
+    return tuple(tuple(Math(e, False) for e in row) for row in rows)
+
+
 def _display(lhs: sp.Expr, rhs: sp.Expr, join: str = "+") -> Display:
-    parts = rhs.args if join == "+" and isinstance(rhs, OrderedSum) else (rhs,)
+    many = join == "+" and isinstance(rhs, OrderedSum) and not _fits_one_line(lhs, rhs.args)
+    parts = rhs.args if many else (rhs,)
     return Display(Math(lhs, False), tuple(Math(p, False) for p in parts), join)
 
 
@@ -445,6 +493,7 @@ def _derivatives_used(derivation: Derivation, factors: list[Factor]) -> tuple[Fa
     done_cost = False
     done_activations: list[Any] = []
     done_affine: set[str] = set()
+    done_softmax: set[bool] = set()
     for factor in factors:
         item = shown.factor(factor)
         if item.kind == "cost" and not done_cost:
@@ -454,12 +503,24 @@ def _derivatives_used(derivation: Derivation, factors: list[Factor]) -> tuple[Fa
             done_activations.append(item.activation)
             reports.append(_activation_report(item.activation))
         elif item.kind == "affine" and not done_affine:
-            # One weighted input, derived in full, shows the sum rule every ∂z/∂(w, b or a) follows.
+            # One weighted input, derived in full, shows the sum rule every ∂z/∂(w, b or a) follows:
+            # the shortest one (the narrowest layer's) says it in the fewest lines.
             done_affine.add(_ref_kind(derivation, factor.wrt))
-            reports.append(_factor_report(network, factor, derivation, heading="The weighted input"))
-        elif item.kind == "softmax":
-            reports.append(_factor_report(network, factor, derivation, heading="The softmax"))
+            shortest = min((f for f in factors if shown.factor(f).kind == "affine"),
+                           key=lambda f: len(sp.Add.make_args(f.local)))
+            reports.append(_factor_report(network, shortest, derivation, heading="The weighted input"))
+        elif item.kind == "softmax" and _softmax_case(factor) not in done_softmax:
+            # ∂a_r/∂z_q has two shapes, r = q and r ≠ q; every other entry is one of them.
+            done_softmax.add(_softmax_case(factor))
+            reports.append(_factor_report(network, factor, derivation, heading="The softmax, "
+                                          + ("same neuron" if _softmax_case(factor) else "another neuron")))
     return tuple(reports)
+
+
+def _softmax_case(factor: Factor) -> bool:
+    """True for ∂a_q/∂z_q (the neuron's own exponential is the numerator), False for ∂a_r/∂z_q."""
+    numerator, _ = sp.fraction(factor.local)
+    return numerator == sp.exp(factor.wrt)
 
 
 def _activation_report(activation: Any) -> FactorReport:
@@ -469,7 +530,7 @@ def _activation_report(activation: Any) -> FactorReport:
     traced = trace(activation.formula, Z)  # raises if the rules and sympy.diff disagree
     name = FunctionPrime(prime_name(activation), Z)
     later = forms.shown[2:]
-    rewriting = _chain_display(name, (forms.derived, *later)) if later else None
+    rewriting = _column_display(name, (forms.derived, *later)) if later else None
     return FactorReport(
         notation=Math(name, False),
         definition=Math(sp.Eq(a, activation.formula)),
@@ -477,7 +538,17 @@ def _activation_report(activation: Any) -> FactorReport:
         result=Math(sp.Eq(name, forms.derived)),
         rewriting=rewriting,
         heading=f"The {activation.label} layer",
+        note=_step_note(forms.step),
     )
+
+
+def _step_note(step: sp.Expr | None) -> str:
+    """What H means, where the unit step first appears."""
+    if step is None:
+        return ""
+    (jump,) = step.atoms(sp.Heaviside)
+    at_zero = "1" if jump.args[1] == 1 else "0"
+    return f"H is the unit step (H(0) = {at_zero} here)"
 
 
 def _descent_rows(raw: list[tuple[int, float, float, float, float]]) -> list[DescentRow]:
@@ -536,12 +607,15 @@ def build_report(
             for f in path:
                 seen.setdefault((f.of, f.wrt), f)
         factors = list(seen.values())
-        if len(derivation.paths) > 1 and shown.path_deltas is not None:
-            deltas = shown.path_deltas.args if isinstance(shown.path_deltas, OrderedSum) else (shown.path_deltas,)
-            products = shown.chain_order.args if isinstance(shown.chain_order, OrderedSum) else (shown.chain_order,)
-            if len(deltas) == len(products):
-                path_rows = [PathRow(n, Math(p, False), Math(d, False))
-                             for n, (p, d) in enumerate(zip(products, deltas, strict=True), 1)]
+        if len(derivation.paths) > 1:
+            products = _terms(shown.chain_order)
+            deltas: tuple[Any, ...] = _terms(shown.path_deltas) if shown.path_deltas is not None else ()
+            if len(deltas) != len(products):
+                # Paths that meet at one output z (a softmax layer: C ← a_r ← z_q) share its δ: the δ
+                # column would count it twice, so the δ form is given once below the table instead.
+                deltas = (None,) * len(products)
+            path_rows = [PathRow(n, Math(p, False), None if d is None else Math(d, False))
+                         for n, (p, d) in enumerate(zip(products, deltas, strict=True), 1)]
     results = tuple(Math(EqualityChain(Partial(f.of, f.wrt), *_result_forms(shown.factor(f)))) for f in factors)
     numeric = None
     descent_part = None
@@ -558,9 +632,13 @@ def build_report(
     if derivation.simplify_note is not None:
         notes.append(f"The assembled derivative is {derivation.simplify_note}.")
     lhs = shown.lhs
-    cancellations = tuple(Display(Math(c.delta, False), tuple(Math(step, False) for step in c.steps), "=")
-                          for c in shown.cancellations)
+    # The steps of the first output's cancellation; the other outputs' take the same steps.
+    cancellations = tuple(_chain_display(c.delta, c.steps, one_line=_fits_one_line(c.delta, c.steps))
+                          for c in shown.cancellations[:1])
+    alike = tuple(Math(sp.Eq(c.delta, c.steps[-1], evaluate=False), False) for c in shown.cancellations[1:])
     cancelled = {c.delta: c.steps[-1] for c in shown.cancellations}
+    # An output δ that cancels is listed in its final form; the steps follow under the cancellations.
+    delta_equations = [sp.Eq(e.lhs, cancelled.get(e.lhs, e.rhs), evaluate=False) for e in shown.deltas]
     return Report(
         title=title or f"{notation_text(lhs)}, by the chain rule",
         heading=None if title else Math(lhs, False),
@@ -575,12 +653,14 @@ def build_report(
         results=results,
         path_rows=tuple(path_rows),
         assembled=_display(lhs, shown.chain_order),
-        delta_form=_display(lhs, shown.path_deltas if len(path_rows) > 1 else shown.delta_form)
-        if shown.delta_form is not None else None,
-        # An output δ that cancels is listed in its final form; the steps follow under the cancellations.
-        deltas=tuple(Math(sp.Eq(e.lhs, cancelled.get(e.lhs, e.rhs), evaluate=False), False) for e in shown.deltas),
+        delta_form=_display(lhs, shown.path_deltas if shown.path_deltas is not None and len(path_rows) > 1
+                            else shown.delta_form) if shown.delta_form is not None else None,
+        deltas=tuple(Math(e, False) for e in delta_equations),
+        delta_rows=_rows(delta_equations),
         cancellations=cancellations,
-        cancellation_notes=tuple(c.condition for c in shown.cancellations),
+        cancelled_alike=alike,
+        cancellation_notes=tuple(None if c.assumption is None else Math(c.assumption, False)
+                                 for c in shown.cancellations),
         simplified=None,
         numeric=numeric,
         descent=descent_part,
@@ -589,11 +669,13 @@ def build_report(
     )
 
 
+def _terms(expr: sp.Expr) -> tuple[sp.Expr, ...]:
+    return expr.args if isinstance(expr, OrderedSum) else (expr,)
+
+
 def _result_forms(item: Any) -> tuple[sp.Expr, ...]:
-    """A factor's line: its named form and the forms in the outputs (SymPy's own is in "derivatives used")."""
-    if item.kind == "activation" and len(item.forms) > 2:
-        return (item.forms[0], *item.forms[2:])
-    return item.forms
+    """A factor's line, :attr:`~symback.notation.ShownFactor.line` (SymPy's own form is in "derivatives used")."""
+    return item.line
 
 
 def _subtitle(network: Network, source: str) -> str:
