@@ -50,6 +50,7 @@ __all__ = [
     "SymbackTextPrinter",
     "activation_forms",
     "cost_form",
+    "examples_form",
     "prime_name",
     "text",
 ]
@@ -111,6 +112,8 @@ class Product(sp.Expr):
 
     def _needs_parentheses(self, position: int) -> bool:
         factor = self.args[position]
+        if position == 0 and factor.is_Mul:
+            return False  # −2(o − p) · 1: a leading product keeps its sign outside
         # A sum, or a signed factor after another one (x (−2)(o − p), never x −2(o − p)).
         return precedence(factor) < PRECEDENCE["Mul"] or (position > 0 and factor.could_extract_minus_sign())
 
@@ -379,6 +382,18 @@ class SymbackTextPrinter(StrPrinter):
     def _print_Equality(self, expr: sp.Eq) -> str:
         return f"{self._print(expr.lhs)} = {self._print(expr.rhs)}"
 
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        limits = ""
+        for index, *bounds in expr.limits:
+            limits += f"Σ_{{{self._print(index)}={self._print(bounds[0])}}}^{{{self._print(bounds[1])}}} " if bounds \
+                else f"Σ_{self._print(index)} "
+        body = expr.function
+        printed = self._print(body)
+        return limits + (f"({printed})" if isinstance(body, (sp.Add, OrderedSum)) else printed)
+
+    def _print_Indexed(self, expr: sp.Indexed) -> str:
+        return f"{self._print(expr.base.label)}_" + ",".join(self._print(i) for i in expr.indices)
+
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         pieces = [self._print(value) + ("" if condition is sp.true else f" if {self._print(condition)}")
                   for value, condition in expr.args]
@@ -583,7 +598,11 @@ class OrderedSum(sp.Expr):
         out = []
         for term in self.args:
             negative = term.could_extract_minus_sign() and not isinstance(term, Product)
-            out.append((negative, printer._print(-term if negative else term)))
+            shown = -term if negative else term
+            # (0 − (−2.6)) + (1 − (−1.61)): a difference among the terms keeps its own parentheses.
+            printed = printer.parenthesize(shown, PRECEDENCE["Add"] + 1) if isinstance(shown, Difference) \
+                else printer._print(shown)
+            out.append((negative, printed))
         return out
 
     def _symback_latex(self, printer: Any) -> str:
@@ -888,3 +907,67 @@ def function_text(activation: Any) -> str:
     """
     name = prime_name(activation)
     return _TEXT_FUNCTIONS.get(name, name)
+
+
+# -- the sum over the examples, in the seed's own form ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExamplesForm:
+    """``∂C/∂target`` summed over ``n`` examples as seed 002 writes it.
+
+    ``summed``: ``Σ_{i=1}^{n} −2(observed_i − predicted_i) · 1`` (the cost's factor, then the rest of the
+    chain, each per-example quantity with the example index ``i``); ``residuals``: when the rest is the
+    same for every example and the cost's factor is c·(target − output), ``−2(residual_1 + … + residual_n)``,
+    with ``residual`` (``Difference(target, output)``) and ``coefficient`` (−2) for the numbers.
+    """
+
+    summed: sp.Expr
+    residuals: sp.Expr | None = None
+    residual: Difference | None = None
+    coefficient: sp.Expr = sp.S.One
+    rest: sp.Expr = sp.S.One
+    definition: sp.Expr | None = None  # residual_i = observed_i − predicted_i
+
+
+def examples_form(derivation: Any, n: int) -> ExamplesForm | None:
+    """The seed's form of the sum over ``n`` examples, for a single-path explicit derivation (else None).
+
+    >>> import symback
+    >>> spec = symback.load_spec("examples/seed002.toml")
+    >>> shown = examples_form(symback.derive(spec.network, "b3"), 3)
+    >>> text(shown.summed), text(shown.residuals)
+    ('Σ_{i=1}^{3} −2(observed_i − predicted_i) · 1', '−2(residual_1 + residual_2 + residual_3)')
+    """
+    model = derivation.model
+    if model is None or derivation.paths is None or len(derivation.paths) != 1 or n < 1:
+        return None
+    shown = derivation.presentation
+    path = derivation.paths[0]
+    cost, rest_factors = shown.factor(path[0]), [shown.factor(f).named for f in path[1:]]
+    if cost.kind != "cost":
+        return None
+    i = sp.Symbol("i", integer=True, positive=True)
+    per_example = {symbol: sp.IndexedBase(symbol.name)[i] for symbol, ref in model.refs.items()
+                   if ref.kind in ("x", "y", "z", "a")}
+    kept = [f for f in rest_factors if f != 1]
+    rest = sp.S.One if not kept else kept[0] if len(kept) == 1 else Product(*kept)
+    summed_body = Product(cost.named.xreplace(per_example), rest.xreplace(per_example))
+    summed: sp.Expr = sp.Sum(summed_body, (i, 1, n))
+    if derivation.reduction == "mean":
+        summed = Product(sp.Rational(1, n), summed)
+    coefficient, difference = sp.S.One, cost.named
+    if isinstance(difference, sp.Mul):
+        coefficient, difference = difference.as_two_terms()
+    kinds = {symbol: ref.kind for symbol, ref in model.refs.items()}
+    if (not isinstance(difference, Difference) or not coefficient.is_Number or rest.free_symbols & set(per_example)
+            or [kinds.get(a) for a in difference.args] != ["y", "a"]):
+        return ExamplesForm(summed)
+    residual = sp.IndexedBase("residual")
+    total = OrderedSum(*(residual[k] for k in range(1, n + 1))) if n > 1 else residual[1]
+    residuals = product([sp.Mul(coefficient, total, evaluate=False) if coefficient != 1 else total, rest])
+    if derivation.reduction == "mean":
+        residuals = Product(sp.Rational(1, n), residuals)
+    return ExamplesForm(summed, residuals, Difference(*(a.xreplace(per_example) for a in difference.args)),
+                        coefficient, rest, sp.Eq(residual[i], Difference(*(a.xreplace(per_example)
+                                                                          for a in difference.args)), evaluate=False))

@@ -48,6 +48,7 @@ from .notation import (
     Partial,
     Product,
     activation_forms,
+    examples_form,
     prime_name,
 )
 from .notation import text as notation_text
@@ -125,6 +126,8 @@ class Numeric:
     total: Math
     value: float
     reduction: str
+    seed_form: Any = None  # a Display: Σ_i of the chain per example, in residuals, numbers substituted
+    residual: Math | None = None  # residual_i = observed_i − predicted_i, when the seed form uses it
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,6 @@ class Report:
     path_rows: tuple[PathRow, ...] = ()
     delta_form: Math | None = None
     deltas: tuple[Math, ...] = ()
-    delta_rows: tuple[tuple[Math, ...], ...] = ()  # the same, as many to a line as fit (the PDF's layout)
     cancellations: tuple[Math, ...] = ()
     cancelled_alike: tuple[Math, ...] = ()  # the other outputs' δ = a − y, by the same steps
     cancellation_notes: tuple[Math | None, ...] = ()  # what a cancellation needs (the targets sum to 1)
@@ -360,7 +362,38 @@ def _numeric(derivation: Derivation, params: Parameters, data: Dataset) -> Numer
     if evaluation.reduction == "mean":
         total_expr = sp.Mul(sp.Rational(1, len(data)), total_expr, evaluate=False)
     total = Math(EqualityChain(Partial(cost, target), total_expr, _float(evaluation.value)))
-    return Numeric(headers, tuple(rows), total, evaluation.value, evaluation.reduction)
+    shown = examples_form(derivation, len(data))
+    definition = None if shown is None or shown.definition is None else Math(shown.definition, False)
+    return Numeric(headers, tuple(rows), total, evaluation.value, evaluation.reduction,
+                   _seed_form(derivation, params, data, evaluation.value), definition)
+
+
+def _exact(value: float, digits: int = DIGITS) -> sp.Expr:
+    """A whole number as itself (seed 002's targets 0 and 1), anything else to ``digits`` significant digits."""
+    return sp.Integer(int(value)) if float(value).is_integer() else _float(value, digits)
+
+
+def _seed_form(derivation: Derivation, params: Parameters, data: Dataset, value: float) -> Display | None:
+    """Seed 002's own line: ``Σ_i −2(observed_i − predicted_i) · 1 = −2(residual_1 + …) = −2((0 − p_1) + …)``,
+    the numbers substituted, each residual from the data and the forward pass."""
+    shown = examples_form(derivation, len(data))
+    if shown is None:
+        return None
+    forms: list[sp.Expr] = [shown.summed]
+    if shown.residuals is not None:
+        forms.append(shown.residuals)
+        if shown.rest == 1 and data.Y.shape[1] == 1:
+            predicted = compile_network(derivation.network).forward(params, data.X).activations[-1][:, 0]
+            numbers = OrderedSum(*(Difference(_exact(float(y)), _exact(float(p), DIGITS + 1))
+                                   for y, p in zip(data.Y[:, 0], predicted, strict=True)))
+            substituted: sp.Expr = sp.Mul(shown.coefficient, numbers, evaluate=False) if shown.coefficient != 1 \
+                else numbers
+            if derivation.reduction == "mean":
+                substituted = Product(sp.Rational(1, len(data)), substituted)
+            forms.append(substituted)
+    forms.append(_float(value))
+    lhs = Partial(sp.Symbol(derivation.cost_name), _target_symbol(derivation))
+    return _chain_display(lhs, tuple(forms), one_line=_fits_one_line(lhs, tuple(forms)))
 
 
 def _target_symbol(derivation: Derivation) -> sp.Expr:
@@ -457,17 +490,6 @@ def _width(expr: sp.Expr) -> int:
 
 def _fits_one_line(lhs: sp.Expr, parts: tuple[sp.Expr, ...]) -> bool:
     return _width(lhs) + sum(_width(p) + 3 for p in parts) <= ONE_LINE_TEXT
-
-
-def _rows(equations: list[sp.Expr]) -> tuple[tuple[Math, ...], ...]:
-    """Equations packed into lines, in order, as many to a line as fit (:data:`ONE_LINE_TEXT`)."""
-    rows: list[list[sp.Expr]] = []
-    for equation in equations:
-        if rows and sum(_width(e) + 8 for e in (*rows[-1], equation)) <= ONE_LINE_TEXT:
-            rows[-1].append(equation)
-        else:
-            rows.append([equation])
-    return tuple(tuple(Math(e, False) for e in row) for row in rows)
 
 
 def _display(lhs: sp.Expr, rhs: sp.Expr, join: str = "+") -> Display:
@@ -616,7 +638,8 @@ def build_report(
                 deltas = (None,) * len(products)
             path_rows = [PathRow(n, Math(p, False), None if d is None else Math(d, False))
                          for n, (p, d) in enumerate(zip(products, deltas, strict=True), 1)]
-    results = tuple(Math(EqualityChain(Partial(f.of, f.wrt), *_result_forms(shown.factor(f)))) for f in factors)
+    result_lines = [EqualityChain(Partial(f.of, f.wrt), *_result_forms(shown.factor(f))) for f in factors]
+    results = tuple(Math(e) for e in result_lines)
     numeric = None
     descent_part = None
     if params is not None and data is not None:
@@ -656,7 +679,6 @@ def build_report(
         delta_form=_display(lhs, shown.path_deltas if shown.path_deltas is not None and len(path_rows) > 1
                             else shown.delta_form) if shown.delta_form is not None else None,
         deltas=tuple(Math(e, False) for e in delta_equations),
-        delta_rows=_rows(delta_equations),
         cancellations=cancellations,
         cancelled_alike=alike,
         cancellation_notes=tuple(None if c.assumption is None else Math(c.assumption, False)
