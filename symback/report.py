@@ -192,7 +192,9 @@ class Report:
     cancellation_notes: tuple[Math | None, ...] = ()  # what a cancellation needs (the targets sum to 1)
     subtitle: str = ""
     author: str = "symback"
-    heading: Math | None = None
+    heading: Math | None = None  # what was derived (∂C/∂w(L)); under the title when the user gives one
+    titled: bool = False  # the title is the user's (spec [report] title or --title)
+    date: str = field(default_factory=lambda: _today())  # the HTML and Markdown title's date (the PDF: \today)
     assembled: Math | None = None
     simplified: Math | None = None
     numeric: Numeric | None = None
@@ -203,6 +205,13 @@ class Report:
 
 
 # -- building it -----------------------------------------------------------------------------------------
+
+
+def _today() -> str:
+    import datetime
+
+    today = datetime.date.today()
+    return f"{today.day} {today:%B %Y}"
 
 
 #: Significant digits of the numbers in a report (seed 002's worked example uses three: −15.7, −1.57).
@@ -664,7 +673,8 @@ def build_report(
     delta_equations = [sp.Eq(e.lhs, cancelled.get(e.lhs, e.rhs), evaluate=False) for e in shown.deltas]
     return Report(
         title=title or f"{notation_text(lhs)}, by the chain rule",
-        heading=None if title else Math(lhs, False),
+        titled=title is not None,
+        heading=Math(lhs, False),
         subtitle=_subtitle(network, source),
         author=author or "symback",
         source=source,
@@ -729,6 +739,7 @@ def _network_report(
              "∇_b(l) C = δ(l), ∇_W(l) C = δ(l) a(l−1)ᵀ.",)
     return Report(
         title=title or f"Backpropagation for the {'-'.join(map(str, network.sizes))} network",
+        titled=title is not None,
         subtitle=_subtitle(network, source),
         author=author or "symback",
         source=source,

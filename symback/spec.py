@@ -62,7 +62,7 @@ _SECTIONS = {
     "data": {"x", "y"},
     # Sections read by later stages (training, reports, verification) are passed through.
     "training": None,
-    "report": None,
+    "report": {"title", "author"},  # the title page of `symback report` (its --title/--author win)
     "sweep": {"learning_rate", "activation", "optimizer"},  # symback sweep: each a value or a list
 }
 
@@ -76,6 +76,16 @@ class Spec:
     data: Dataset | None = None
     sections: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def title(self) -> str | None:
+        """``[report] title``: the report's title page (None when not given)."""
+        return self.sections.get("report", {}).get("title")
+
+    @property
+    def author(self) -> str | None:
+        """``[report] author``: who the title page names (None when not given)."""
+        return self.sections.get("report", {}).get("author")
 
     def require_data(self) -> Dataset:
         if self.data is None:
@@ -191,4 +201,26 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
     if "data" in raw:
         data = read_data(raw["data"], network)
     sections = {name: dict(raw[name]) for name in ("training", "report", "sweep") if name in raw}
+    for key, value in sections.get("report", {}).items():
+        _check_title_text(value, f"[report] {key}")
     return Spec(network, parameters, data, sections)
+
+
+#: The longest title or author a title page takes.
+TITLE_LENGTH = 200
+
+
+def _check_title_text(value: Any, what: str) -> None:
+    """A title page's text: one line of at most :data:`TITLE_LENGTH` characters.
+
+    >>> _check_title_text("Backprop by hand\nsecond line", "[report] title")
+    Traceback (most recent call last):
+    ...
+    symback.errors.SpecError: [report] title must be one line of text (no line breaks or control characters)
+    """
+    if not isinstance(value, str):
+        raise SpecError(f"{what} must be text, not {shown(value)}")
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        raise SpecError(f"{what} must be one line of text (no line breaks or control characters)")
+    if len(value) > TITLE_LENGTH:
+        raise SpecError(f"{what} is {len(value):,} characters long; at most {TITLE_LENGTH} fit a title page")

@@ -20,8 +20,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.1, help="for --descent (default 0.1)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="stop at a step with |step size| < this, not taking it (default 1e-3)")
     parser.add_argument("--max-steps", type=int, default=1000, help="most iterations for --descent (default 1000)")
-    parser.add_argument("--title", help="the title page's title (default: what was derived)")
-    parser.add_argument("--author", help="the title page's author (default: symback)")
+    parser.add_argument("--title", help="the title page's title (default: the spec's [report] title, "
+                        "else what was derived)")
+    parser.add_argument("--author", help="the title page's author (default: the spec's [report] author, "
+                        "else symback)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
             spec.require_data()
             descent = {"learning_rate": args.learning_rate, "tolerance": args.tolerance, "max_steps": args.max_steps}
     path = write_report(obj, args.output, params=spec.parameters, data=spec.data, descent=descent, source=source,
-                        title=args.title, author=args.author)
+                        title=args.title or spec.title, author=args.author or spec.author)
     print(f"wrote {path}")
     return 0
 
