@@ -700,7 +700,9 @@ def _matrix_forms(network: Network) -> dict[str, sp.Eq]:
     forms: dict[str, sp.Eq] = {}
     delta_L = sp.MatrixSymbol(f"delta({label(L)})", sizes[L], 1)
     grad_a = sp.MatrixSymbol("nabla_a C", sizes[L], 1)
-    sigma_L = sp.MatrixSymbol(f"sigma'(z({label(L)}))", sizes[L], 1)
+    from .notation import prime_name  # each layer's derivative named by its own function (ReLU′, not σ′)
+
+    sigma_L = sp.MatrixSymbol(f"{prime_name(network.activations[-1])}'(z({label(L)}))", sizes[L], 1)
     if network.activations[-1].elementwise:
         forms["BP1"] = sp.Eq(delta_L, sp.HadamardProduct(grad_a, sigma_L))
     else:
@@ -709,7 +711,7 @@ def _matrix_forms(network: Network) -> dict[str, sp.Eq]:
     if L > 1:
         W = sp.MatrixSymbol(f"W({label(L)})", sizes[L], sizes[L - 1])
         delta_prev = sp.MatrixSymbol(f"delta({label(L - 1)})", sizes[L - 1], 1)
-        sigma_prev = sp.MatrixSymbol(f"sigma'(z({label(L - 1)}))", sizes[L - 1], 1)
+        sigma_prev = sp.MatrixSymbol(f"{prime_name(network.activations[-2])}'(z({label(L - 1)}))", sizes[L - 1], 1)
         forms["BP2"] = sp.Eq(delta_prev, sp.HadamardProduct(W.T * delta_L, sigma_prev))
     a_prev = sp.MatrixSymbol(f"a({label(L - 1)})" if L > 1 else "x", sizes[L - 1], 1)
     forms["BP3"] = sp.Eq(sp.MatrixSymbol(f"nabla_b({label(L)}) C", sizes[L], 1), delta_L)

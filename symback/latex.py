@@ -74,6 +74,9 @@ _GREEK = {
     "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
     "Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega",
 }
+# A generic layer l, l+1, l−1 (the network report's matrix pattern for every layer): display names only,
+# outside the grammar of a network's nodes (symback.names), which has L, L-1 and absolute numbers.
+_GENERIC_LAYER = re.compile(r"^(?P<base>[A-Za-z]+)\((?P<layer>l(?:[-+]1)?)\)\Z")
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9]*\Z")
 _WORD_DIGITS = re.compile(r"^(?P<word>[A-Za-z]+)(?P<digits>\d+)\Z")
 _PARTIAL = re.compile(r"^d(?P<of>[A-Za-z][A-Za-z0-9]*)/d(?P<wrt>[^\[\]/]+)(?:\[(?P<idx>[A-Za-z](?:, ?[A-Za-z])*)\])?\Z")
@@ -97,6 +100,9 @@ def parse_name(name: str, *, depth: int = 0) -> _Name:
     if node is not None and node.layer is not None:
         indices = tuple(str(i) for i in node.indices)
         return _Name("script", (_Name("ident", (node.base,)), str(node.layer), indices))
+    generic = _GENERIC_LAYER.match(name)
+    if generic:
+        return _Name("script", (_Name("ident", (generic["base"],)), generic["layer"], ()))
     if _IDENT.match(name):
         word = _WORD_DIGITS.match(name)
         if word and word["word"] not in _GREEK:
@@ -259,7 +265,8 @@ class SymbackLatexPrinter(LatexPrinter):
         return r" \odot ".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in expr.args)
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta, exp: Any = None) -> str:
-        out = r"\delta_{%s%s}" % (self._print(expr.args[0]), self._print(expr.args[1]))
+        # Iverson's bracket [j = q] (1 when the indices agree), not δ_jq: δ is the error δ(l)_j here.
+        out = r"\left[%s = %s\right]" % (self._print(expr.args[0]), self._print(expr.args[1]))
         return out if exp is None else r"%s^{%s}" % (out, exp)
 
 
@@ -403,9 +410,9 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
     def _layer(self, layer: str) -> Element:
         # TeX sets a^{(L-1)} in script style: no space around the parentheses or the minus sign.
         row = self._row(_tight(self._el("mo", "(")))
-        for piece in re.findall(r"\d+|[A-Za-z]+|-", layer):
-            if piece == "-":
-                row.appendChild(_tight(self._el("mo", MINUS)))
+        for piece in re.findall(r"\d+|[A-Za-z]+|[-+]", layer):
+            if piece in "-+":
+                row.appendChild(_tight(self._el("mo", MINUS if piece == "-" else "+")))
             else:
                 row.appendChild(self._el("mn" if piece.isdigit() else "mi", piece))
         row.appendChild(_tight(self._el("mo", ")")))
@@ -446,7 +453,9 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         return row
 
     def _print_KroneckerDelta(self, e: sp.KroneckerDelta) -> Element:
-        return self._el("msub", self._el("mi", "δ"), self._row(self._print(e.args[0]), self._print(e.args[1])))
+        # [j = q], as the LaTeX printer writes it (δ is the error δ(l)_j).
+        return self._row(self._el("mo", "["), self._print(e.args[0]), self._el("mo", "="), self._print(e.args[1]),
+                         self._el("mo", "]"))
 
     def _print_Piecewise(self, e: sp.Piecewise) -> Element:
         table = self._el("mtable")

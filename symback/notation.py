@@ -385,14 +385,25 @@ class SymbackTextPrinter(StrPrinter):
     def _print_Sum(self, expr: sp.Sum) -> str:
         limits = ""
         for index, *bounds in expr.limits:
-            limits += f"Σ_{{{self._print(index)}={self._print(bounds[0])}}}^{{{self._print(bounds[1])}}} " if bounds \
-                else f"Σ_{self._print(index)} "
+            if isinstance(index, sp.Idx) or not bounds:  # Σ_q over a neuron index: its range is the layer's
+                limits += f"Σ_{self._print(index)} "
+            else:
+                limits += f"Σ_{{{self._print(index)}={self._print(bounds[0])}}}^{{{self._print(bounds[1])}}} "
         body = expr.function
         printed = self._print(body)
         return limits + (f"({printed})" if isinstance(body, (sp.Add, OrderedSum)) else printed)
 
+    def _print_Idx(self, expr: sp.Idx) -> str:
+        return self._print(expr.label)
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
+        return f"[{self._print(expr.args[0])} = {self._print(expr.args[1])}]"  # Iverson's bracket, not δ_jq
+
     def _print_Indexed(self, expr: sp.Indexed) -> str:
-        return f"{self._print(expr.base.label)}_" + ",".join(self._print(i) for i in expr.indices)
+        base = self._print(expr.base.label)
+        if base.startswith("delta("):  # the error δ(l) of the index form
+            base = "δ" + base[len("delta"):]
+        return f"{base}_" + ",".join(self._print(i) for i in expr.indices)
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         pieces = [self._print(value) + ("" if condition is sp.true else f" if {self._print(condition)}")

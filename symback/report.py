@@ -50,7 +50,9 @@ from .notation import (
     activation_forms,
     examples_form,
     prime_name,
+    product,
 )
+from .notation import _equal as notation_equal
 from .notation import text as notation_text
 from .model import IndexedModel
 from .network import Network, NodeRef
@@ -200,6 +202,7 @@ class Report:
     numeric: Numeric | None = None
     descent: Descent | None = None
     layers: tuple[LayerEquations, ...] = ()
+    pattern: tuple[Math, ...] = ()  # the matrix form for a generic layer l (network report)
     check: tuple[CheckRow, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -723,7 +726,7 @@ def _network_report(
     equations = backprop_equations(network)
     layers = []
     for layer in range(network.depth, 0, -1):
-        index_form = [equations.output if layer == network.depth else equations.hidden[layer]]
+        index_form = [_textbook_delta(network, equations, layer)]
         index_form += [equations.bias[layer], equations.weight[layer]]
         matrix = []
         if layer == network.depth:
@@ -735,8 +738,7 @@ def _network_report(
     rows: list[CheckRow] = []
     if check and params is not None and data is not None:
         rows = _check_rows(network, params, data)
-    notes = ("The matrix form repeats for every layer: δ(l) = (W(l+1)ᵀ δ(l+1)) ⊙ σ'(z(l)), "
-             "∇_b(l) C = δ(l), ∇_W(l) C = δ(l) a(l−1)ᵀ.",)
+    notes = ("The matrix form repeats for every layer l:",)
     return Report(
         title=title or f"Backpropagation for the {'-'.join(map(str, network.sizes))} network",
         titled=title is not None,
@@ -745,10 +747,59 @@ def _network_report(
         source=source,
         form="indexed",
         layers=tuple(layers),
+        pattern=_matrix_pattern(network),
         check=tuple(rows),
         notes=notes,
         **_network_part(network),
     )
+
+
+def _textbook_delta(network: Network, equations: Any, layer: int) -> sp.Eq:
+    """BP1/BP2 of one layer in the factor forms every other output uses: δ(L)_j = σ′(z(L)_j) 2(a(L)_j − y_j)
+    (the index form's own presentation) and δ(l)_k = f′(z(l)_k) Σ_j w(l+1)_jk δ(l+1)_j (the layer's
+    derivative, found equal to SymPy's factor of the equation, written first and by its name)."""
+    if layer == network.depth:
+        shown = derive(network, NodeRef("z", layer, 0), form="indexed").presentation
+        return sp.Eq(equations.output.lhs, shown.chain_order, evaluate=False)
+    equation = equations.hidden[layer]
+    activation = network.activation(layer)
+    z = equation.lhs.xreplace({equations.deltas[layer]: IndexedModel(network).zs[layer]})
+    if not activation.elementwise:
+        return equation
+    derivative = activation.derivative_at(z)
+    rest = equation.rhs / derivative
+    if rest.has(z):  # the derivative is one factor, written otherwise (ReLU′'s Piecewise): found by proof
+        factors = sp.Mul.make_args(equation.rhs)
+        found = [f for f in factors if f.has(z) and notation_equal(f, derivative)]
+        rest = sp.Mul(*(f for f in factors if f not in found[:1]))
+    if rest.has(z) or not isinstance(rest, sp.Sum):
+        return equation  # the layer's derivative is not a factor as such: SymPy's form, as derived
+    # Σ_j w(l+1)_jk δ(l+1)_j: the weight first, as Nielsen writes BP2.
+    body = rest.function
+    factors = sorted(sp.Mul.make_args(body), key=lambda f: isinstance(f, sp.Indexed) and f.base == equations.deltas[layer + 1])
+    weighted = sp.Sum(product(factors), *rest.limits)
+    named = activation_forms(activation, z, IndexedModel(network).activations[layer][z.indices]).named
+    return sp.Eq(equation.lhs, product([named, weighted]), evaluate=False)
+
+
+def _matrix_pattern(network: Network) -> tuple[Math, ...]:
+    """BP2–BP4 for a generic layer l, as math: δ(l) = (W(l+1)ᵀ δ(l+1)) ⊙ f′(z(l)), ∇_b(l) C = δ(l),
+    ∇_W(l) C = δ(l) a(l−1)ᵀ; f′ is the hidden layers' own function's name when they share one."""
+    hidden = {prime_name(a) for a in network.activations[:-1]}
+    prime = hidden.pop() if len(hidden) == 1 else "f"
+
+    def vector(name: str, rows: int = 1, columns: int = 1) -> sp.MatrixSymbol:
+        return sp.MatrixSymbol(name, rows, columns)
+
+    delta, delta_above = vector("delta(l)"), vector("delta(l+1)")
+    weights = vector("W(l+1)", 1, 1)
+    equations = [
+        sp.Eq(vector("nabla_b(l) C"), delta),
+        sp.Eq(vector("nabla_W(l) C"), delta * vector("a(l-1)").T),
+    ]
+    if network.depth > 1:
+        equations.insert(0, sp.Eq(delta, sp.HadamardProduct(weights.T * delta_above, vector(f"{prime}'(z(l))"))))
+    return tuple(Math(e) for e in equations)
 
 
 def _check_rows(network: Network, params: Parameters, data: Dataset) -> list[CheckRow]:
