@@ -244,7 +244,8 @@ def test_backprop_equations_are_nielsens_bp1_to_bp4():
     assert hidden.has(sp.IndexedBase("delta(L)", real=True)) and hidden.has(sp.IndexedBase("w(L)", real=True))
     assert str(eqs.weight[2].rhs) == "a(L-1)[k]*delta(L)[j]"
     assert eqs.bias[1].rhs == eqs.deltas[1][sp.Idx("j", 4)]
-    assert str(eqs.matrix["BP2"].rhs) == "HadamardProduct(W(L).T*delta(L), sigma'(z(L-1)))"
+    # The hidden layer is tanh: its derivative is named tanh′, not σ′ (issue 12's notation slips).
+    assert str(eqs.matrix["BP2"].rhs) == "HadamardProduct(W(L).T*delta(L), tanh'(z(L-1)))"
 
 
 def test_frozen_parameters_get_zero_gradient_but_are_still_derived(seed002):
