@@ -51,6 +51,7 @@ __all__ = [
     "activation_forms",
     "cost_form",
     "examples_form",
+    "expanded_form",
     "prime_name",
     "text",
 ]
@@ -982,3 +983,128 @@ def examples_form(derivation: Any, n: int) -> ExamplesForm | None:
     return ExamplesForm(summed, residuals, Difference(*(a.xreplace(per_example) for a in difference.args)),
                         coefficient, rest, sp.Eq(residual[i], Difference(*(a.xreplace(per_example)
                                                                           for a in difference.args)), evaluate=False))
+
+
+# -- expanded in the inputs, on request ---------------------------------------------------------------------
+
+#: The largest expanded factor shown (budget.weight, or half its node count where that is more): expanding
+#: a deep network's factor in its inputs repeats every earlier layer inside it.
+EXPANDED_WEIGHT = 150
+
+
+class Parenthesized(sp.Expr):
+    """``(expr)``: one factor of a product set on a line of its own, ``· (1 − σ(w x + b))``.
+
+    >>> text(Parenthesized(1 - sp.Symbol("a")))
+    '(1 − a)'
+    """
+
+    def _symback_latex(self, printer: Any) -> str:
+        return r"\left(%s\right)" % printer._print(self.args[0])
+
+    _latex = _symback_latex
+
+    def _symback_mathml(self, printer: Any) -> Any:
+        return printer._row(printer._l_paren(), printer._print(self.args[0]), printer._r_paren())
+
+    def _symback_text(self, printer: Any) -> str:
+        return f"({printer._print(self.args[0])})"
+
+    _sympystr = _symback_text
+
+
+@dataclass(frozen=True)
+class ExpandedForm:
+    """``∂C/∂target`` with every factor written in the inputs, parameters and targets (no a or z left).
+
+    ``terms[p][f]`` is factor ``f`` of path ``p``, in chain order (target up to the cost), each the
+    form shown inside products (a(1 − a), σ(z), H(z)) with every node replaced by its forward expression.
+    """
+
+    lhs: Partial
+    terms: tuple[tuple[sp.Expr, ...], ...]
+
+    def lines(self, fits: Any) -> tuple[tuple[str, sp.Expr], ...]:
+        """The expansion broken over lines: ``(join, piece)`` pairs, join ``=`` for the first line, ``+``
+        where a path starts, ``·`` between factors; a factor wider than a line (``fits(expr)`` false) is
+        split into its own factors.  Raises SpecError when one piece alone is wider than a line.
+
+        >>> from symback import Network, derive
+        >>> shown = expanded_form(derive(Network([1, 1], "identity", "half_squared_error"), "w(L)"))
+        >>> [(join, text(piece)) for join, piece in shown.lines(lambda e: True)]
+        [('=', 'x'), ('·', '(b(L) + w(L)·x − y)')]
+        """
+        from .errors import SpecError
+
+        def pieces(factor: sp.Expr) -> list[sp.Expr]:
+            if fits(factor):
+                return [Parenthesized(factor) if precedence(factor) < PRECEDENCE["Mul"] else factor]
+            if isinstance(factor, (sp.Mul, Product)):
+                return [piece for arg in factor.args for piece in pieces(arg)]
+            raise SpecError(f"a factor of {text(self.lhs)} expanded in the inputs is wider than a page line; "
+                            "write it for a smaller network, or leave out --expanded")
+
+        out: list[tuple[str, sp.Expr]] = []
+        for term in self.terms:
+            for position, factor in enumerate(term):
+                for number, piece in enumerate(pieces(factor)):
+                    join = "·" if position or number else ("+" if out else "=")
+                    out.append((join, piece))
+        return tuple(out)
+
+
+def expanded_form(derivation: Any) -> ExpandedForm:
+    """The derivative expanded in the inputs (``symback derive/report --expanded``).
+
+    Raises :class:`~symback.errors.SpecError` (one line) for the index form, which has no single
+    network to expand, and for a factor whose expansion is over :data:`EXPANDED_WEIGHT`.
+
+    >>> from symback import Network, derive
+    >>> shown = expanded_form(derive(Network([1, 1], "identity", "half_squared_error"), "w(L)"))
+    >>> [text(f) for f in shown.terms[0]]
+    ['x', 'b(L) + w(L)·x − y']
+    """
+    from .budget import weight
+    from .errors import SpecError
+
+    model = derivation.model
+    if model is None or derivation.paths is None:
+        raise SpecError(f"--expanded needs the explicit form (this derivation of {derivation.target_name} is "
+                        "in index form: give --form explicit, for a network small enough to write out)")
+    shown = derivation.presentation
+    inputs = _in_the_inputs(model)
+    terms = []
+    for path in derivation.paths:
+        factors = []
+        for factor in reversed(path):
+            form = shown.factor(factor).simplest
+            if form == 1:
+                continue
+            expanded = form.xreplace(inputs)
+            size = max(weight(expanded), sum(1 for _ in sp.preorder_traversal(expanded)) // 2)
+            if size > EXPANDED_WEIGHT:
+                raise SpecError(f"{text(Partial(factor.of, factor.wrt))} expanded in the inputs is too large to show "
+                                f"(weight {size:,}, at most {EXPANDED_WEIGHT:,})")
+            factors.append(expanded)
+        terms.append(tuple(factors) or (sp.S.One,))
+    return ExpandedForm(shown.lhs, tuple(terms))
+
+
+def _in_the_inputs(model: Any) -> dict[sp.Symbol, sp.Expr]:
+    """Every a and z symbol as an expression of inputs and parameters, layer by layer, each elementwise
+    layer's output written as its named function of its weighted input (σ(w(L) σ(w(L−1) x + b(L−1)) + b(L)))."""
+    network = model.network
+    inputs: dict[sp.Symbol, sp.Expr] = {}
+    for layer in range(1, network.depth + 1):
+        activation = network.activation(layer)
+        for kind in ("z", "a"):
+            for j in range(network.sizes[layer]):
+                ref = type(next(iter(model.refs.values())))(kind, layer, j)
+                symbol = model.symbols[ref]
+                if kind == "a" and activation.elementwise:
+                    z = inputs[model.symbols[type(ref)("z", layer, j)]]
+                    name = prime_name(activation)
+                    inputs[symbol] = z if name == "id" else FunctionOf(name, z)
+                else:
+                    inputs[symbol] = model.local_expression(ref).xreplace(inputs)
+    return inputs

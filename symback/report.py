@@ -49,6 +49,7 @@ from .notation import (
     Product,
     activation_forms,
     examples_form,
+    expanded_form,
     prime_name,
     product,
 )
@@ -202,6 +203,7 @@ class Report:
     numeric: Numeric | None = None
     descent: Descent | None = None
     layers: tuple[LayerEquations, ...] = ()
+    expanded: Any = None  # a Display: the derivative in the inputs, one factor a line (--expanded)
     pattern: tuple[Math, ...] = ()  # the matrix form for a generic layer l (network report)
     check: tuple[CheckRow, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -464,6 +466,7 @@ class Display:
     lhs: Math
     parts: tuple[Math, ...]
     join: str
+    joins: tuple[str, ...] = ()  # per part, where they differ (+ between paths, · between factors)
 
 
 #: "Derivatives used" is set in two columns: a line there is about this wide (:func:`_width`).
@@ -613,11 +616,13 @@ def build_report(
     check: bool = True,
     title: str | None = None,
     author: str | None = None,
+    expanded: bool = False,
 ) -> Report:
     """A :class:`Report` for a derivation (factors, steps, numbers) or a whole network (δ recursion).
 
     ``descent`` (``{"learning_rate": .., "tolerance": .., "max_steps": ..}``) adds the iteration table;
-    ``title`` and ``author`` go on the title page (default: what was derived, by symback).
+    ``title`` and ``author`` go on the title page (default: what was derived, by symback);
+    ``expanded`` adds the derivative written out in the inputs, broken over lines.
     """
     if isinstance(obj, Network):
         return _network_report(obj, params, data, source=source, check=check, title=title, author=author)
@@ -694,6 +699,7 @@ def build_report(
         deltas=tuple(Math(e, False) for e in delta_equations),
         cancellations=cancellations,
         cancelled_alike=alike,
+        expanded=_expanded_display(derivation) if expanded else None,
         cancellation_notes=tuple(None if c.assumption is None else Math(c.assumption, False)
                                  for c in shown.cancellations),
         simplified=None,
@@ -702,6 +708,16 @@ def build_report(
         notes=tuple(notes),
         **_network_part(network),
     )
+
+
+def _expanded_display(derivation: Derivation) -> Display:
+    """The derivative in the inputs (:func:`symback.notation.expanded_form`), a factor (or a factor's
+    factor, where one is wider than the page) to a line."""
+    shown = expanded_form(derivation)
+    # Deep nesting sets many layer superscripts, wider than _width counts: a shorter line.
+    lines = shown.lines(lambda e: _width(e) <= ONE_LINE_TEXT * 3 // 4)
+    return Display(Math(shown.lhs, False), tuple(Math(piece, False) for _, piece in lines), "·",
+                   tuple(join for join, _ in lines))
 
 
 def _terms(expr: sp.Expr) -> tuple[sp.Expr, ...]:

@@ -57,8 +57,8 @@ def test_seed002_factors_golden(seed002_report):
         r"\cdot \frac{\partial \mathrm{predicted}}{\partial z^{(L)}} \cdot \frac{\partial z^{(L)}}{\partial b_{3}}"
     ) in tex
     # SymPy's form, then seed 002's own: −2(observed − predicted), the cost's difference in its order.
-    assert (r"\frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} &= - 2 \mathrm{observed} + 2 \mathrm{predicted} \\"
-            "\n" r"&= - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)") in tex
+    assert (r"so, and as the seeds write it, $\frac{\partial \mathrm{SSR}}{\partial \mathrm{predicted}} = "
+            r"- 2 \mathrm{observed} + 2 \mathrm{predicted} = - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)$.") in tex
     # The cost with its Σ over the examples.
     assert r"From $\mathrm{SSR} = \sum_{i} \left(\mathrm{observed}_{i} - \mathrm{predicted}_{i}\right)^{2}$" in tex
     assert r"\textbf{chain rule} (with $u = \mathrm{observed} - \mathrm{predicted}$)" in tex

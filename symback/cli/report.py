@@ -20,6 +20,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, default=0.1, help="for --descent (default 0.1)")
     parser.add_argument("--tolerance", type=float, default=1e-3, help="stop at a step with |step size| < this, not taking it (default 1e-3)")
     parser.add_argument("--max-steps", type=int, default=1000, help="most iterations for --descent (default 1000)")
+    parser.add_argument("--expanded", action="store_true",
+                        help="add the derivative written out in the inputs, broken over lines (explicit form)")
     parser.add_argument("--title", help="the title page's title (default: the spec's [report] title, "
                         "else what was derived)")
     parser.add_argument("--author", help="the title page's author (default: the spec's [report] author, "
@@ -47,7 +49,8 @@ def _run(args: argparse.Namespace) -> int:
             spec.require_data()
             descent = {"learning_rate": args.learning_rate, "tolerance": args.tolerance, "max_steps": args.max_steps}
     path = write_report(obj, args.output, params=spec.parameters, data=spec.data, descent=descent, source=source,
-                        title=args.title or spec.title, author=args.author or spec.author)
+                        title=args.title or spec.title, author=args.author or spec.author,
+                        **({"expanded": True} if args.expanded else {}))
     print(f"wrote {path}")
     return 0
 
