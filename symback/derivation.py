@@ -331,31 +331,39 @@ class Derivation:
     def to_json(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
         return json.dumps(self.to_dict(params, data), indent=2, ensure_ascii=False)
 
-    def text(self, params: Parameters | None = None, data: Dataset | None = None) -> str:
-        """The derivation as readable text in the reports' forms, with numbers when ``params`` and ``data``
-        are given: each factor as named (σ′(z(L)) = a(L)·(1 − a(L))), the product in chain order, the δ form.
+    def text(self, params: Parameters | None = None, data: Dataset | None = None, *, expanded: bool = False) -> str:
+        """The derivation as readable text in the reports' forms and names, with numbers when ``params``
+        and ``data`` are given: each factor as named (σ′(z(L)) = a(L)·(1 − a(L))), the product in chain
+        order, the δ form; ``expanded`` adds the derivative written out in the inputs, a factor a line.
         """
-        from .notation import text
+        from .notation import ChainProduct, Partial, examples_form, expanded_form, text
 
         shown = self.presentation
         C, target = self.cost_name, self.target_name
         lines = [f"∂{C}/∂{target}  ({self.form} form, network {'-'.join(map(str, self.network.sizes))})", ""]
         lines += self._tie_lines(params, data)
 
+        def partial(f: Factor) -> str:
+            return text(Partial(f.of, f.wrt))
+
         def factor_lines(factors: tuple[Factor, ...]) -> list[str]:
-            width = max(len(f.notation) for f in factors)
-            return [f"    {f.notation:<{width}} = " + " = ".join(text(form) for form in shown.factor(f).forms)
+            width = max(len(partial(f)) for f in factors)
+            return [f"    {partial(f):<{width}} = " + " = ".join(text(form) for form in shown.factor(f).line)
                     for f in factors]
+
+        def chain(path: tuple[Factor, ...]) -> str:
+            return text(ChainProduct(*(Partial(f.of, f.wrt) for f in path)))
 
         if self.paths is None:
             lines.append("chain rule, index form:")
-            lines.append(f"  ∂{C}/∂{self.indexed_target} = {self.chain_notation(indexed=True)}")
+            sums = "".join(f"Σ_{idx.label} " for idx in self.sum_indices)
+            lines.append(f"  {text(Partial(sp.Symbol(C), self.indexed_target))} = {sums}{chain(self.chain)}")
             lines += factor_lines(self.chain)
         else:
             many = len(self.paths) > 1
             lines.append(f"chain rule, {len(self.paths)} path{'s' if many else ''} through the network:")
             for number, path in enumerate(self.paths, 1):
-                lines.append((f"  path {number}: " if many else "  ") + " · ".join(f.notation for f in path))
+                lines.append((f"  path {number}: " if many else "  ") + chain(path))
             seen: list[Factor] = []
             for path in self.paths:
                 seen += [f for f in path if all((f.of, f.wrt) != (g.of, g.wrt) for g in seen)]
@@ -369,15 +377,22 @@ class Derivation:
             lines.append(f"  so {steps}" + (f"  (when {cancellation.condition})" if cancellation.condition else ""))
         if self.simplify_note is not None:
             lines.append(f"simplified:  ({self.simplify_note})")
+        if expanded:
+            pieces = expanded_form(self).lines(lambda e: True)
+            lines.append(f"in the inputs: {text(shown.lhs)}")
+            lines += [f"  {join} {text(piece)}" for join, piece in pieces]
         if params is not None and data is not None:
             evaluation = self.evaluate(params, data)
             over = "Σ_i" if self.reduction == "sum" else "(1/n) Σ_i"
             lines.append("")
             lines.append(f"over the {len(data)} example{'s' if len(data) != 1 else ''}: ∂{C}/∂{target} = {over} ∂{C}_i/∂{target}")
-            if self.model is not None:
-                lines.append(f"  = {text(self.over_examples(len(data)))}")
+            seed_form = examples_form(self, len(data))
+            if seed_form is not None:
+                lines.append(f"  = {text(seed_form.summed)}")
+                if seed_form.residuals is not None:
+                    lines.append(f"  = {text(seed_form.residuals)},  {text(seed_form.definition)}")
             for number, value in enumerate(evaluation.examples, 1):
-                lines.append(f"  example {number}: {value:.6g}")
+                lines.append(f"  example {number}: {value:.6g}")  # plain digits: pasted into Python as they are
             lines.append(f"value:       ∂{C}/∂{target} = {evaluation.value:.6g}")
         return "\n".join(lines)
 
@@ -416,21 +431,20 @@ class Derivation:
     # Jupyter display: the printers of symback.latex, imported when a notebook asks (the reports' Jinja2
     # renderer is never needed, and derivation stays below the report stage).
     def _repr_latex_(self) -> str:
-        """``$$ ∂C/∂target = the product in chain order $$`` (the forms of every other output)."""
+        """``$$ ∂C/∂target = the product in chain order, the δ form, each δ $$`` (one line each, the lines of
+        :meth:`symback.notation.Presentation.summary`, which ``symback derive`` prints too)."""
         from .latex import latex
 
-        shown = self.presentation
-        return "$$" + latex(sp.Eq(shown.lhs, shown.chain_order, evaluate=False)) + "$$"
+        lines = self.presentation.summary()
+        if len(lines) == 1:
+            return "$$" + latex(lines[0]) + "$$"
+        return "$$\\begin{gathered}" + " \\\\ ".join(latex(e) for e in lines) + "\\end{gathered}$$"
 
     def _repr_html_(self) -> str:
-        """A small HTML fragment (MathML): the product in chain order and the δ form, in one naming."""
+        """A small HTML fragment (MathML) of the same lines as :meth:`_repr_latex_`."""
         from .latex import mathml
 
-        shown = self.presentation
-        parts = [mathml(sp.Eq(shown.lhs, shown.chain_order, evaluate=False), display=True)]
-        if shown.delta_form is not None:
-            parts.append(mathml(sp.Eq(shown.lhs, shown.delta_form, evaluate=False), display=True))
-            parts += [mathml(e, display=True) for e in shown.deltas]
+        parts = [mathml(e, display=True) for e in self.presentation.summary()]
         return "<div class=\"symback\">" + "".join(parts) + "</div>"
 
     def __repr__(self) -> str:
@@ -467,8 +481,8 @@ def _factor_dict(factor: Factor, derivation: Derivation) -> dict[str, Any]:
         "of": str(factor.of),
         "wrt": str(factor.wrt),
         "notation": factor.notation,
-        "text": " = ".join(text(form) for form in shown.forms),
-        "latex": " = ".join(latex(form) for form in shown.forms),
+        "text": " = ".join(text(form) for form in shown.line),
+        "latex": " = ".join(latex(form) for form in shown.line),
         "sympy": str(factor.derivative),
     }
 

@@ -239,6 +239,14 @@ class SymbackLatexPrinter(LatexPrinter):
     def _print_Idx(self, expr: sp.Idx) -> str:
         return self._print(expr.label)
 
+    def _print_Pow(self, expr: sp.Pow, **kwargs: Any) -> str:
+        # a^{(L)}_{j} squared: a second superscript is a TeX error, so the scripted name goes in
+        # parentheses, as SymPy already does for a scripted Symbol.
+        base, power = expr.as_base_exp()
+        if isinstance(base, sp.Indexed) and power.is_Number and power.is_positive and "^" in self._print(base):
+            return r"\left(%s\right)^{%s}" % (self._print(base), self._print(power))
+        return super()._print_Pow(expr, **kwargs)
+
     def _print_Sum(self, expr: sp.Sum) -> str:
         if all(isinstance(limit[0], sp.Idx) for limit in expr.limits):
             indices = "".join(r"\sum_{%s} " % self._print(limit[0]) for limit in expr.limits)

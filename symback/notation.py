@@ -170,6 +170,7 @@ class Difference(sp.Expr):
     """
 
     precedence = PRECEDENCE["Add"]
+    is_commutative = True
 
     def _symback_latex(self, printer: Any) -> str:
         return "%s - %s" % (printer._print(self.args[0]), printer.parenthesize(self.args[1], PRECEDENCE["Add"] + 1))
@@ -210,6 +211,7 @@ def prime_name(activation: Any) -> str:
 class _Applied(sp.Expr):
     """``name(arg)``; the name is a plain string, printed from a small table (never parsed)."""
 
+    is_commutative = True  # a number-valued function: −y/σ(z) is a fraction, as for any other factor
     _prime = ""
 
     def __new__(cls, name: str | sp.Symbol, arg: sp.Expr) -> _Applied:
@@ -273,6 +275,8 @@ class Delta(sp.Expr):
     >>> text(Delta(sp.Symbol("z(L)_1")))
     'δ(L)_1'
     """
+
+    is_commutative = True
 
     @property
     def z(self) -> sp.Expr:
@@ -557,9 +561,14 @@ def activation_forms(activation: Any, z: sp.Expr, a: sp.Expr) -> ActivationForms
                 known = FunctionOf(PRIME_NAMES[name], z)
                 break
     output = None
-    found = rewrite_in_terms_of(activation.formula, Z, a)
+    # Found for a plain symbol, then written with ``a`` itself (an index form's a(L)_j too).
+    stand_in = sp.Dummy("a", real=True)
+    found = rewrite_in_terms_of(activation.formula, Z, stand_in)
     if found is not None:
-        output = found.rewritten
+        output = found.rewritten.xreplace({stand_in: a})
+        if isinstance(output, sp.Mul) and not output.args[0].is_Number:
+            # a(1 − a), as textbooks write it, whichever order SymPy keeps a Mul of an index form's a_j in.
+            output = Product(*sorted(output.args, key=lambda f: isinstance(f, sp.Add)))
     forms = ActivationForms(activation, named, derived, known, output, step_form(derived, z))
     _FORMS_CACHE[key] = forms
     return forms
@@ -711,6 +720,16 @@ class Presentation:
     deltas: tuple[sp.Eq, ...]
     cancellations: tuple[Cancellation, ...]
     path_deltas: sp.Expr | None = None
+
+    def summary(self) -> list[sp.Expr]:
+        """The lines Jupyter shows and ``symback derive`` prints among its own, in the same forms and
+        names: the product in chain order, the δ form, each δ (an output δ that cancels in its final form)."""
+        lines: list[sp.Expr] = [sp.Eq(self.lhs, self.chain_order, evaluate=False)]
+        if self.delta_form is not None:
+            lines.append(sp.Eq(self.lhs, self.delta_form, evaluate=False))
+            cancelled = {c.delta: c.steps[-1] for c in self.cancellations}
+            lines += [sp.Eq(e.lhs, cancelled.get(e.lhs, e.rhs), evaluate=False) for e in self.deltas]
+        return lines
 
     def factor(self, factor: Any) -> ShownFactor:
         for shown in self.factors:
@@ -999,6 +1018,8 @@ class Parenthesized(sp.Expr):
     '(1 − a)'
     """
 
+    is_commutative = True
+
     def _symback_latex(self, printer: Any) -> str:
         return r"\left(%s\right)" % printer._print(self.args[0])
 
@@ -1038,7 +1059,8 @@ class ExpandedForm:
 
         def pieces(factor: sp.Expr) -> list[sp.Expr]:
             if fits(factor):
-                return [Parenthesized(factor) if precedence(factor) < PRECEDENCE["Mul"] else factor]
+                loose = isinstance(factor, (sp.Add, Difference, OrderedSum))  # −2(o − p) needs none
+                return [Parenthesized(factor) if loose else factor]
             if isinstance(factor, (sp.Mul, Product)):
                 return [piece for arg in factor.args for piece in pieces(arg)]
             raise SpecError(f"a factor of {text(self.lhs)} expanded in the inputs is wider than a page line; "

@@ -30,6 +30,8 @@ def _configure_derive(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--form", choices=("auto", "explicit", "indexed"), default="auto", help="explicit paths or index form"
     )
+    parser.add_argument("--expanded", action="store_true",
+                        help="add the derivative written out in the inputs, a factor a line (explicit form, text)")
 
 
 def _run_derive(args: argparse.Namespace) -> int:
@@ -42,7 +44,7 @@ def _run_derive(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(derivation.to_json(spec.parameters if data is not None else None, data))
     else:
-        print(derivation.text(spec.parameters if data is not None else None, data))
+        print(derivation.text(spec.parameters if data is not None else None, data, expanded=args.expanded))
     return 0
 
 
