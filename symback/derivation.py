@@ -371,10 +371,12 @@ class Derivation:
         lines += ["", f"assembled:   {text(shown.lhs)} = {text(shown.chain_order)}"]
         if shown.delta_form is not None:
             lines.append(f"δ form:      {text(shown.lhs)} = {text(shown.delta_form)}")
-            lines += [f"  with {text(e)}" for e in shown.deltas]
+            # An output δ that cancels in its final form (as the reports and Jupyter list it), its steps below.
+            cancelled = {c.delta: c.steps[-1] for c in shown.cancellations}
+            lines += [f"  with {text(sp.Eq(e.lhs, cancelled.get(e.lhs, e.rhs), evaluate=False))}" for e in shown.deltas]
         for cancellation in shown.cancellations:
             steps = " = ".join(text(s) for s in (cancellation.delta, *cancellation.steps))
-            lines.append(f"  so {steps}" + (f"  (when {cancellation.condition})" if cancellation.condition else ""))
+            lines.append(f"  since {steps}" + (f"  (when {cancellation.condition})" if cancellation.condition else ""))
         if self.simplify_note is not None:
             lines.append(f"simplified:  ({self.simplify_note})")
         if expanded:

@@ -59,14 +59,6 @@ class TermSum(sp.Expr):
     """``t1 + t2 + t3`` in the given order, negative numbers in parentheses (a worked example's sum)."""
 
 
-class Approx(sp.Expr):
-    """``lhs ≈ rhs`` for a rounded number."""
-
-
-class Elementwise(sp.Expr):
-    """``f'(arg)`` for a named activation derivative, e.g. ``σ'(z^{(L)})``."""
-
-
 # -- names -------------------------------------------------------------------------------------------
 
 _GREEK = {
@@ -277,8 +269,6 @@ class SymbackLatexPrinter(LatexPrinter):
         out = r"\left[%s = %s\right]" % (self._print(expr.args[0]), self._print(expr.args[1]))
         return out if exp is None else r"%s^{%s}" % (out, exp)
 
-
-
     def _print_EqualityChain(self, expr: EqualityChain) -> str:
         return " = ".join(self._print(a) for a in expr.args)
 
@@ -292,13 +282,6 @@ class SymbackLatexPrinter(LatexPrinter):
             r"\left(%s\right)" % self._print(a) if a.could_extract_minus_sign() else self._print(a) for a in expr.args
         )
 
-
-    def _print_Approx(self, expr: Approx) -> str:
-        return r"%s \approx %s" % (self._print(expr.args[0]), self._print(expr.args[1]))
-
-    def _print_Elementwise(self, expr: Elementwise) -> str:
-        name, arg = expr.args
-        return r"%s'\left(%s\right)" % (self._print(name), self._print(arg))
 
 
 def latex(expr: Any, **settings: Any) -> str:
@@ -475,8 +458,6 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
             table.appendChild(self._el("mtr", self._el("mtd", self._print(value)), self._el("mtd", cond)))
         return self._row(self._el("mo", "{"), table)
 
-
-
     def _print_Heaviside(self, e: sp.Heaviside) -> Element:
         open_, close = self._el("mo", "("), self._el("mo", ")")
         for fence in (open_, close):
@@ -501,14 +482,6 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
                 printed = self._row(self._el("mo", "("), printed, self._el("mo", ")"))
             row.appendChild(printed)
         return row
-
-
-    def _print_Approx(self, e: Approx) -> Element:
-        return self._row(self._print(e.args[0]), self._el("mo", "≈"), self._print(e.args[1]))
-
-    def _print_Elementwise(self, e: Elementwise) -> Element:
-        name, arg = e.args
-        return self._row(self._print(name), self._el("mo", "′"), self._el("mo", "("), self._print(arg), self._el("mo", ")"))
 
     def _print_HadamardProduct(self, e: sp.HadamardProduct) -> Element:
         row = self._row()

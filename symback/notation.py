@@ -758,8 +758,7 @@ def _is_own_exp(local: sp.Expr, z: sp.Expr) -> bool:
 def _shown_factor(network: Any, factor: Any, cost_name: str, outputs: dict[sp.Expr, sp.Expr]) -> ShownFactor:
     if getattr(factor.of, "name", str(factor.of)) == cost_name:
         named = cost_form(factor.derivative, factor.local, factor.wrt)
-        forms = (named,) if named == factor.derivative else (named,)
-        return ShownFactor(factor, "cost", named, forms, named)
+        return ShownFactor(factor, "cost", named, (named,), named)
     for activation in network.activations:
         if activation.elementwise and activation.at(factor.wrt) == factor.local:
             found = activation_forms(activation, factor.wrt, factor.of)

@@ -38,6 +38,8 @@ from .derivation import Derivation, Factor, backprop_equations, derive
 from .errors import SpecError, SymbackError
 from .files import write_atomic
 from .latex import EqualityChain, TermSum, escape_latex, latex, mathml
+from .model import IndexedModel
+from .network import Network, NodeRef
 from .notation import (
     Alongside,
     ChainProduct,
@@ -55,12 +57,10 @@ from .notation import (
 )
 from .notation import _equal as notation_equal
 from .notation import text as notation_text
-from .model import IndexedModel
-from .network import Network, NodeRef
 from .parameters import Parameters
 from .registry import Registry
 from .resources import locate
-from .steps import ChainRule, Rule, rewrite_in_terms_of, trace
+from .steps import ChainRule, Rule, trace
 from .train import descend
 
 __all__ = [
@@ -344,15 +344,6 @@ def _cost_over_examples(derivation: Derivation, factor: Factor) -> sp.Expr:
     return Alongside(sp.Eq(cost, total, evaluate=False), sp.Eq(per[i], factor.local, evaluate=False))
 
 
-def _activation_of(network: Network, factor: Factor) -> Any:
-    """The elementwise activation whose ∂a/∂z this factor is, found from the expression itself
-    (``local == σ(wrt)``), never from how the symbols happen to be named."""
-    for activation in network.activations:
-        if activation.elementwise and activation.at(factor.wrt) == factor.local:
-            return activation
-    return None
-
-
 def _numeric(derivation: Derivation, params: Parameters, data: Dataset) -> Numeric:
     evaluation = derivation.evaluate(params, data)
     rows = []
@@ -495,7 +486,8 @@ def _width(expr: sp.Expr) -> int:
     by side, so the estimate errs on the side of breaking; the page tests check for overfull lines."""
     printed = notation_text(expr)
     for piecewise in expr.atoms(sp.Piecewise):  # its pieces are stacked: as wide as the widest
-        widest = max(len(notation_text(value)) + len(notation_text(condition)) + 4 for value, condition in piecewise.args)
+        widest = max(len(notation_text(value)) + len(notation_text(condition)) + 4
+                     for value, condition in piecewise.args)
         printed = printed.replace(notation_text(piecewise), "x" * widest)
     names = {notation_text(atom) for atom in expr.atoms(sp.Symbol, sp.Indexed, Delta)}
     for name in sorted(names, key=len, reverse=True):
@@ -792,7 +784,8 @@ def _textbook_delta(network: Network, equations: Any, layer: int) -> sp.Eq:
         return equation  # the layer's derivative is not a factor as such: SymPy's form, as derived
     # Σ_j w(l+1)_jk δ(l+1)_j: the weight first, as Nielsen writes BP2.
     body = rest.function
-    factors = sorted(sp.Mul.make_args(body), key=lambda f: isinstance(f, sp.Indexed) and f.base == equations.deltas[layer + 1])
+    above = equations.deltas[layer + 1]
+    factors = sorted(sp.Mul.make_args(body), key=lambda f: isinstance(f, sp.Indexed) and f.base == above)
     weighted = sp.Sum(product(factors), *rest.limits)
     named = activation_forms(activation, z, IndexedModel(network).activations[layer][z.indices]).named
     return sp.Eq(equation.lhs, product([named, weighted]), evaluate=False)

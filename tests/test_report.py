@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import sympy as sp
 
 import symback
 from symback import Network, derive
@@ -199,11 +200,38 @@ def test_cli_report(tmp_path, capsys):
 def test_jupyter_reprs(seed002):
     d = derive(seed002.network, "b3")
     assert d._repr_latex_() == (
-        r"$$\frac{\partial \mathrm{SSR}}{\partial b_{3}} = - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)$$"
+        r"$$\begin{gathered}\frac{\partial \mathrm{SSR}}{\partial b_{3}} = - 2 \left(\mathrm{observed} - "
+        r"\mathrm{predicted}\right) \\ \frac{\partial \mathrm{SSR}}{\partial b_{3}} = \delta^{(L)} \\ "
+        r"\delta^{(L)} = - 2 \left(\mathrm{observed} - \mathrm{predicted}\right)\end{gathered}$$"
     )
     # One naming: b3 throughout, never the index form's b^{(L)}_j beside it.
     assert "<mi>j</mi>" not in d._repr_html_() and d._repr_html_().count("<msub><mi>b</mi><mrow><mn>3</mn>") >= 2
     assert d._repr_html_().startswith('<div class="symback"><math display="block">')
+
+
+@pytest.mark.parametrize(("network", "target"), [
+    (Network([1, 1, 1, 1], "sigmoid", "squared_error", names={"cost": "C0"}), "w(L-1)"),
+    (Network([2, 2, 2], "sigmoid", "binary_cross_entropy"), "w(L-1)_0_1"),
+    (Network([2, 3, 2], ["relu", "softmax"], "categorical_cross_entropy"), "b(L-1)_2"),
+])
+def test_jupyter_and_derive_text_show_the_same_forms_in_one_naming(network, target):
+    """Issue 12: a Jupyter Derivation mixed ∂SSR/∂b^{(L)}_j with ∂SSR/∂b_3. Each line Jupyter shows
+    (LaTeX and MathML alike) is a line of `symback derive`'s text, in the same form and names."""
+    from symback.notation import text
+    from symback.report import _summary
+
+    d = derive(network, target)
+    lines = _summary(d)
+    assert len(lines) >= 3  # the product in chain order, the δ form, at least one δ
+    printed = d.text()
+    for line in lines:
+        assert text(line) in printed, text(line)
+    assert d._repr_latex_().count(r" \\ ") == len(lines) - 1
+    assert d._repr_html_().count("<math") == len(lines)
+    # The output δ that cancels is shown cancelled, in both.
+    if d.presentation.cancellations:
+        final = d.presentation.cancellations[0]
+        assert text(sp.Eq(final.delta, final.steps[-1], evaluate=False)) in printed
 
 
 # -- whole networks -------------------------------------------------------------------------------------------
@@ -429,25 +457,42 @@ def _single_parameter_reports(seed002):
     yield "seed002", seed002.network, seed002.parameters, seed002.data
     yield "seed001", Network([1, 1, 1, 1], "sigmoid", "squared_error", names={"cost": "C0"}), None, None
     yield "2-2-2", Network([2, 2, 2], "sigmoid", "squared_error"), None, None
+    # Once 3-4 pages, with an equation 602 pt wider than the page.
+    yield "2-3-2", Network([2, 3, 2], ["relu", "softmax"], "categorical_cross_entropy"), None, None
 
 
-def test_every_single_parameter_report_is_at_most_two_pages_without_overfull_boxes(seed002):
+@pytest.mark.parametrize("label", ["seed002", "seed001", "2-2-2", "2-3-2"])
+def test_every_single_parameter_report_is_at_most_two_pages_without_overfull_boxes(seed002, label):
+    """Issue 12: every weight and bias of the seed networks, a 2-2-2 sigmoid and a 2-3-2 ReLU/softmax
+    network, with default settings: pdflatex's own log says at most 2 pages and no overfull line."""
     require_program("pdflatex")
-    for label, network, params, data in _single_parameter_reports(seed002):
-        for ref in network.parameter_refs():
-            pages, overfull = _pdf_log(build_report(derive(network, ref), params, data))
-            name = network.name_of(ref)
-            assert overfull == [], f"{label} {name}: overfull boxes {overfull}"
-            assert pages <= 2, f"{label} {name}: {pages} pages"
-
-
-def test_relu_softmax_reports_have_no_overfull_boxes():
-    """The 2-3-2 ReLU/softmax network once had an equation 602 pt wider than the page."""
-    require_program("pdflatex")
-    network = Network([2, 3, 2], ["relu", "softmax"], "categorical_cross_entropy")
+    (network, params, data), = [rest for name, *rest in _single_parameter_reports(seed002) if name == label]
     for ref in network.parameter_refs():
-        _, overfull = _pdf_log(build_report(derive(network, ref)))
-        assert overfull == [], f"{network.name_of(ref)}: overfull boxes {overfull}"
+        pages, overfull = _pdf_log(build_report(derive(network, ref), params, data))
+        name = network.name_of(ref)
+        assert overfull == [], f"{label} {name}: overfull boxes {overfull}"
+        assert pages <= 2, f"{label} {name}: {pages} pages"
+
+
+def test_expanded_reports_fit_the_page():
+    """--expanded writes the derivative out in the inputs, broken over lines: none runs off the page."""
+    require_program("pdflatex")
+    for network, target in ((Network([1, 1, 1, 1], "sigmoid", "squared_error"), "w(L-2)"),
+                            (Network([2, 2, 2], "sigmoid", "squared_error"), "w(L-1)_0_0")):
+        report = build_report(derive(network, target), expanded=True)
+        assert report.expanded is not None and len(report.expanded.parts) >= 5
+        _, overfull = _pdf_log(report)
+        assert overfull == [], f"{target}: overfull boxes {overfull}"
+
+
+def test_index_form_reports_of_tanh_layers_compile():
+    """1 − (a^{(L)}_{j})²: a scripted name squared once printed a^{(L)}_{j}^{2}, a TeX error."""
+    require_program("pdflatex")
+    network = Network([2, 3, 2], "tanh", "squared_error")
+    pages, overfull = _pdf_log(build_report(derive(network, "w(L-1)_0_0", form="indexed")))
+    assert pages >= 1 and overfull == []
+    pages, overfull = _pdf_log(build_report(network))
+    assert pages >= 1 and overfull == []
 
 
 def test_title_page_says_what_for_which_network_by_whom(tmp_path, seed002):
@@ -460,3 +505,122 @@ def test_title_page_says_what_for_which_network_by_whom(tmp_path, seed002):
                  "-o", str(tmp_path / "b3.tex")]) == 0
     written = (tmp_path / "b3.tex").read_text(encoding="utf-8")
     assert "Backprop by hand" in written and r"A. Lecturer \quad \today" in written
+
+
+# -- seed 002 in its own form (issue 12, item 6) ----------------------------------------------------------------
+
+
+def _softplus_predictions(spec):
+    """Seed 002's predicted values by plain NumPy (tests/reference.py's formulas), not by symback."""
+    import numpy as np
+
+    from .reference import ACTIVATIONS as REFERENCE
+
+    softplus = REFERENCE["softplus"][0]
+    p = {name: spec.parameters.get(spec.network.resolve(name)) for name in ("w1", "b1", "w2", "b2", "w3", "w4", "b3")}
+    x = np.array([0.0, 0.5, 1.0])
+    return p["w3"] * softplus(p["w1"] * x + p["b1"]) + p["w4"] * softplus(p["w2"] * x + p["b2"]) + p["b3"]
+
+
+def test_seed002_sum_over_examples_in_the_seeds_form(seed002):
+    """dSSR/db3 = Σ_i −2(observed_i − predicted_i) · 1 = −2(residual_1 + residual_2 + residual_3), the
+    numbers substituted: the predictions here are computed by plain NumPy, independently of symback."""
+    report = build_report(derive(seed002.network, "b3"), seed002.parameters, seed002.data)
+    predicted = _softplus_predictions(seed002)
+    shown = ["(" + ("0" if y == 0 else "1") + r" - \left(" + f"{p:.4g}" + r"\right)\right)"
+             for y, p in zip((0, 1, 0), predicted, strict=True)]
+    tex = render(report, "tex")
+    assert (
+        r"\frac{\partial \mathrm{SSR}}{\partial b_{3}} &= \sum_{i=1}^{3} - 2 \left(\mathrm{observed}_{i} - "
+        r"\mathrm{predicted}_{i}\right) \cdot 1 \\" "\n"
+        r"&= - 2 \left(\mathrm{residual}_{1} + \mathrm{residual}_{2} + \mathrm{residual}_{3}\right) \\" "\n"
+        r"&= - 2 \left(\left" + r" + \left".join(shown) + r"\right) \\" "\n"
+        r"&= -15.7" "\n"
+    ) in tex
+    assert r"with $\mathrm{residual}_{i} = \mathrm{observed}_{i} - \mathrm{predicted}_{i}$" in tex
+    # The same in the terminal.
+    text = derive(seed002.network, "b3").text(seed002.parameters, seed002.data)
+    assert "  = Σ_{i=1}^{3} −2(observed_i − predicted_i) · 1\n" in text
+    assert "  = −2(residual_1 + residual_2 + residual_3),  residual_i = observed_i − predicted_i\n" in text
+    # A weight's factor below the cost varies by example: the Σ form, no residual shortcut.
+    w3 = build_report(derive(seed002.network, "w3"), seed002.parameters, seed002.data)
+    assert w3.numeric.seed_form is not None and len(w3.numeric.seed_form.parts) == 1
+    assert "residual" not in render(w3, "tex")
+
+
+# -- the title page: the spec's title and author (issue 12, item 8) -------------------------------------------
+
+
+def test_spec_title_and_author_feed_the_title_page(tmp_path):
+    spec = tmp_path / "lecture.toml"
+    spec.write_text('[network]\nlayers = [1, 1]\n[report]\ntitle = "Backprop, week 3"\nauthor = "A. Lecturer"\n',
+                    encoding="utf-8")
+    assert main(["report", str(spec), "--wrt", "w(L)", "-o", str(tmp_path / "r.tex")]) == 0
+    tex = (tmp_path / "r.tex").read_text(encoding="utf-8")
+    assert r"{\Large\bfseries Backprop, week 3\par}" in tex and r"A. Lecturer \quad \today" in tex
+    # What was derived stays on the page under the user's title.
+    assert r"{\large $\displaystyle \frac{\partial C}{\partial w^{(L)}}$, by the chain rule\par}" in tex
+    # --author wins over the spec's.
+    assert main(["report", str(spec), "--wrt", "w(L)", "--author", "B", "-o", str(tmp_path / "r.md")]) == 0
+    assert "— B, " in (tmp_path / "r.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ('title = "x\\ny"', "[report] title must be one line of text (no line breaks or control characters)"),
+    ("author = 3", "[report] author must be text, not 3"),
+    ('titel = "a"', "unknown key 'titel' in [report] (did you mean 'title'?"),
+    (f'title = "{"x" * 201}"', "[report] title is 201 characters long; at most 200 fit a title page"),
+])
+def test_spec_title_errors_are_one_line(tmp_path, capsys, table, message):
+    spec = tmp_path / "s.toml"
+    spec.write_text(f"[network]\nlayers = [1, 1]\n[report]\n{table}\n", encoding="utf-8")
+    assert main(["report", str(spec), "--wrt", "w(L)", "-o", str(tmp_path / "r.tex")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r.tex").exists()
+
+
+# -- the network report's notation (issue 12, notation slips) -------------------------------------------------
+
+
+def test_network_report_writes_its_matrix_pattern_as_math_with_each_layers_function():
+    network = Network([2, 3, 2], ["relu", "softmax"], "categorical_cross_entropy")
+    tex = render(build_report(network), "tex")
+    assert "∇_b(l)" not in tex and "nabla_b" not in tex  # no raw names in the prose any more
+    assert (r"\[\delta^{(l)} = \left(\left(W^{(l+1)}\right)^{T} \delta^{(l+1)}\right) \odot "
+            r"\mathrm{ReLU}'\left(z^{(l)}\right), \qquad \nabla_{b^{(l)}} C = \delta^{(l)}, \qquad "
+            r"\nabla_{W^{(l)}} C = \delta^{(l)} \left(a^{(l-1)}\right)^{T}\]") in tex
+    assert r"\sigma'" not in tex  # a ReLU network's derivatives are ReLU′, never σ′
+    # BP2 in the factor forms: the layer's derivative named and first, Σ_j w_jk δ_j (Nielsen's order).
+    assert (r"\delta^{(L-1)}_{k} = \mathrm{ReLU}'\left(z^{(L-1)}_{k}\right) \sum_{j} w^{(L)}_{jk} "
+            r"\delta^{(L)}_{j}") in tex
+    html = render(build_report(network), "html")
+    assert "<mo>∇</mo>" in html and "∇_b" not in html
+
+
+# -- expanded in the inputs, on request (issue 12, item 2) -----------------------------------------------------
+
+
+def test_expanded_on_request_in_report_and_derive(tmp_path, capsys):
+    spec = tmp_path / "chain.toml"
+    spec.write_text('[network]\nlayers = [1, 1, 1]\nactivations = "sigmoid"\n', encoding="utf-8")
+    assert main(["derive", str(spec), "--wrt", "w(L-1)", "--expanded"]) == 0
+    out = capsys.readouterr().out
+    assert "in the inputs: ∂C/∂w(L-1)\n  = x\n  · σ(b(L-1) + w(L-1)·x) (1 − σ(b(L-1) + w(L-1)·x))\n  · w(L)\n" in out
+    assert main(["report", str(spec), "--wrt", "w(L-1)", "--expanded", "-o", str(tmp_path / "e.md")]) == 0
+    md = (tmp_path / "e.md").read_text(encoding="utf-8")
+    assert "## Expanded in the inputs" in md and r"&\quad \cdot w^{(L)}" in md
+    # Not without asking.
+    assert main(["report", str(spec), "--wrt", "w(L-1)", "-o", str(tmp_path / "plain.md")]) == 0
+    assert "Expanded" not in (tmp_path / "plain.md").read_text(encoding="utf-8")
+
+
+def test_expanded_index_form_is_refused_in_one_line(tmp_path, capsys):
+    spec = tmp_path / "wide.toml"
+    spec.write_text('[network]\nlayers = [2, 3, 2]\nactivations = "sigmoid"\n', encoding="utf-8")
+    assert main(["derive", str(spec), "--wrt", "w(L)_0_0", "--form", "indexed", "--expanded"]) == 2
+    err = capsys.readouterr().err
+    assert "--expanded needs the explicit form" in err and err.count("\n") == 1
+    assert main(["report", str(spec), "--wrt", "w(L)_0_0", "--form", "indexed", "--expanded",
+                 "-o", str(tmp_path / "r.tex")]) == 2
+    assert not (tmp_path / "r.tex").exists()
