@@ -51,6 +51,7 @@ __all__ = [
     "activation_forms",
     "cost_form",
     "examples_form",
+    "plain",
     "expanded_form",
     "prime_name",
     "text",
@@ -431,6 +432,27 @@ def text(expr: Any) -> str:
 
 
 # -- which form is shown: rules that SymPy proves -----------------------------------------------------------
+
+
+def plain(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with the ordered notation nodes (Product, Difference, OrderedSum, Parenthesized) turned
+    back into SymPy's arithmetic, for algebra: the nodes keep the order of a printed form, not its value.
+
+    >>> plain(Product(sp.Symbol("a"), Difference(1, sp.Symbol("a"))))
+    a*(1 - a)
+    """
+    if not isinstance(expr, sp.Basic) or expr.is_Atom:
+        return expr
+    args = [plain(a) for a in expr.args]
+    if isinstance(expr, Product):
+        return sp.Mul(*args)
+    if isinstance(expr, (OrderedSum,)):
+        return sp.Add(*args)
+    if isinstance(expr, Difference):
+        return args[0] - args[1]
+    if isinstance(expr, Parenthesized):
+        return args[0]
+    return expr.func(*args) if args != list(expr.args) else expr
 
 
 def _equal(a: sp.Expr, b: sp.Expr) -> bool:
@@ -893,7 +915,7 @@ def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | 
     if any(az.simplest is az.factor.derivative and az.kind != "activation" for az, _ in pieces):
         return None
     written = ordered_sum([product([az.simplest, cost.simplest]) for az, cost in pieces])
-    multiplied = sp.Add(*(az.simplest * cost.factor.derivative for az, cost in pieces))
+    multiplied = sp.Add(*(plain(az.simplest) * cost.factor.derivative for az, cost in pieces))
     simplified = attempt(lambda e: sp.factor(sp.cancel(sp.together(e))), multiplied).value
     if simplified is None:  # over the symbolic budget: no cancellation is claimed
         return None
@@ -916,7 +938,7 @@ def _cancellation(equation: sp.Eq, shown: dict, paths: tuple) -> Cancellation | 
                 simplified = reduced
                 assumption = sp.Eq(total, 1)
                 condition = f"the targets sum to 1 ({text(assumption)})"
-    baseline = sp.Add(*(az.simplest * sp.factor_terms(cost.factor.derivative) for az, cost in pieces))
+    baseline = sp.Add(*(plain(az.simplest) * sp.factor_terms(cost.factor.derivative) for az, cost in pieces))
     if sp.count_ops(simplified) >= sp.count_ops(baseline):
         return None
     tidy = cost_form(simplified, simplified, next(iter(simplified.free_symbols), sp.S.Zero)) \

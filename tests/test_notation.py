@@ -15,7 +15,21 @@ from symback import Network, derive
 from symback.activations import ACTIVATIONS, Z, get_activation
 from symback.costs import COSTS
 from symback.latex import latex, mathml
-from symback.notation import PRIME_NAMES, Delta, FunctionOf, FunctionPrime, Partial, Product, activation_forms, cost_form, text
+from symback.notation import (
+    PRIME_NAMES,
+    Delta,
+    FunctionOf,
+    FunctionPrime,
+    Partial,
+    Product,
+    activation_forms,
+    cost_form,
+    examples_form,
+    expanded_form,
+    plain,
+    step_form,
+    text,
+)
 
 TIGHT = '<mo stretchy="false" lspace="0" rspace="0">'
 L = "<mrow>" + TIGHT + "(</mo><mi>L</mi>" + TIGHT + ")</mo></mrow>"
@@ -169,7 +183,7 @@ def test_no_cancellation_is_claimed_where_there_is_none():
 
 
 @pytest.mark.parametrize(("name", "named", "last"), [
-    ("sigmoid", "σ′(z)", "a·(1 − a)"),
+    ("sigmoid", "σ′(z)", "a (1 − a)"),
     ("tanh", "tanh′(z)", "1 − a^2"),
     ("softplus", "softplus′(z)", "σ(z)"),
     ("relu", "ReLU′(z)", "H(z)"),
@@ -208,17 +222,47 @@ def _elementwise_activations():
     return sorted(name for name, factory in ACTIVATIONS.items() if factory().elementwise)
 
 
-@pytest.mark.parametrize("cost", sorted(set(COSTS) - {"categorical_cross_entropy", "cross_entropy"}))
-@pytest.mark.parametrize("activation", _elementwise_activations())
+def _combinations():
+    """Every (output activation, cost) pair of the registries that a network accepts (the cross-entropies
+    need a softmax output, which the network itself enforces; the test below checks it says so)."""
+    from symback.errors import SpecError
+
+    accepted, refused = [], []
+    for activation in sorted(ACTIVATIONS):
+        for cost in sorted(COSTS):
+            try:
+                Network([2, 2], activation, cost)
+            except SpecError as error:
+                refused.append((activation, cost, str(error)))
+            else:
+                accepted.append((activation, cost))
+    return accepted, refused
+
+
+def test_the_registries_combinations_left_out_are_refused_by_the_network():
+    accepted, refused = _combinations()
+    assert len(accepted) + len(refused) == len(ACTIVATIONS) * len(COSTS)
+    assert all("needs a softmax output layer" in message for _, _, message in refused)
+    assert ("softmax", "categorical_cross_entropy") in accepted and len(accepted) > len(refused)
+
+
+@pytest.mark.parametrize(("activation", "cost"), _combinations()[0])
 def test_shown_forms_are_equal_and_no_bigger_than_the_product(activation, cost):
-    form = shown(Network([1, 1], activation, cost), "w(L)")
-    derivation = derive(Network([1, 1], activation, cost), "w(L)")
-    plain = sp.Mul(*(f.derivative for f in derivation.paths[0]))
+    """Over both registries (every activation, softmax included, with every cost): each factor's shown
+    forms equal SymPy's derivative, and neither the product in chain order nor a cancellation's result
+    is bigger (count_ops) than the plain product of SymPy's factors summed over the paths."""
+    network = Network([2, 2], activation, cost)
+    derivation = derive(network, "w(L)_0_1")
+    form = derivation.presentation
+    plain = sp.Add(*(sp.Mul(*(f.derivative for f in path)) for path in derivation.paths))
     for item in form.factors:
         if item.kind == "activation":
             continue  # σ′ and its output forms: test_activation_output_forms_are_proven
-        for candidate in (item.named, item.simplest):
-            assert sp.simplify(sp.expand(_plain(candidate)) - item.factor.derivative) == 0
+        outputs = {}
+        if item.kind == "softmax":  # a_r(1 − a_r), −a_r a_q: in the outputs, read back through the softmax
+            outputs = {f.of: f.local for path in derivation.paths for f in path if f.of.name.startswith("a(")}
+        for candidate in (item.named, item.simplest, *item.line):
+            assert sp.simplify(sp.expand(_plain(candidate).xreplace(outputs)) - item.factor.derivative) == 0
     assert _ops(form.chain_order) <= sp.count_ops(plain)
     for cancellation in form.cancellations:
         assert sp.count_ops(cancellation.steps[-1]) <= sp.count_ops(plain)
@@ -230,19 +274,11 @@ def test_activation_output_forms_are_proven(activation):
     a = sp.Symbol("a", real=True)
     forms = activation_forms(act, Z, a)
     for form in forms.shown[1:]:
-        back = form.xreplace({a: act.formula})
+        back = plain(form).xreplace({a: act.formula})
         if isinstance(back, FunctionOf):
             back = get_activation({v: k for k, v in PRIME_NAMES.items()}[back.name]).at(Z)
         difference = sp.piecewise_fold((back - act.derivative).rewrite(sp.Piecewise))
         assert sp.simplify(difference) == 0, (activation, form)
-
-
-def test_softmax_with_cross_entropy_is_no_bigger_than_the_product():
-    net = Network([2, 2], "softmax", "categorical_cross_entropy")
-    form = shown(net, "w(L)_0_1")
-    plain = sp.Add(*(sp.Mul(*(f.derivative for f in path)) for path in derive(net, "w(L)_0_1").paths))
-    assert _ops(form.chain_order) <= sp.count_ops(plain)
-    assert sp.count_ops(form.cancellations[0].steps[-1]) <= sp.count_ops(plain)
 
 
 def _ops(expr: sp.Expr) -> int:
@@ -251,7 +287,7 @@ def _ops(expr: sp.Expr) -> int:
 
 
 def _plain(expr):
-    from symback.notation import Difference, OrderedSum
+    from symback.notation import Difference, OrderedSum, Parenthesized
 
     if isinstance(expr, Product):
         return sp.Mul(*(_plain(a) for a in expr.args), evaluate=False)
@@ -261,6 +297,159 @@ def _plain(expr):
         return sp.Add(_plain(expr.args[0]), sp.Mul(-1, _plain(expr.args[1]), evaluate=False), evaluate=False)
     if isinstance(expr, (FunctionPrime, FunctionOf)):
         return sp.Function(expr.name)(expr.arg)
+    if isinstance(expr, Parenthesized):
+        return _plain(expr.args[0])
     if isinstance(expr, (sp.Mul, sp.Add, sp.Pow)):
         return expr.func(*(_plain(a) for a in expr.args), evaluate=False)
     return expr
+
+
+# -- ReLU′ is the unit step, proven from the formula ---------------------------------------------------------
+
+
+def test_relu_prime_is_the_step_function():
+    form = shown(Network([2, 2], "relu", "squared_error"), "w(L)_0_1")
+    (relu,) = [f for f in form.factors if f.kind == "activation" and not isinstance(f.factor.wrt, sp.Indexed)]
+    assert [text(f) for f in relu.line] == ["ReLU′(z(L)_0)", "H(z(L)_0)"]
+    assert [latex(f) for f in relu.line] == [r"\mathrm{ReLU}'\left(z^{(L)}_{0}\right)", r"H\left(z^{(L)}_{0}\right)"]
+    assert mathml(relu.line[-1]) == (
+        '<math><mrow><mi>H</mi><mo stretchy="false">(</mo><msubsup><mi>z</mi><mrow><mn>0</mn></mrow>' + L
+        + '</msubsup><mo stretchy="false">)</mo></mrow></math>')
+    # H(0) is the derivative's own value at the jump (z > 0 is strict: 0), read from SymPy's Piecewise.
+    (step,) = relu.simplest.atoms(sp.Heaviside)
+    assert step.args[1] == 0
+
+
+def test_step_form_is_only_claimed_when_it_is_proven_and_no_bigger():
+    z = sp.Symbol("z", real=True)
+    assert step_form(sp.Piecewise((1, z > 0), (0, True)), z) == sp.Heaviside(z, 0)
+    assert step_form(sp.Piecewise((1, z >= 0), (0, True)), z) == sp.Heaviside(z, 1)  # H(0) = 1 here
+    assert step_form(sp.Piecewise((1, z > 0), (sp.Rational(1, 100), True)), z) is None  # bigger than the brace
+    assert step_form(sp.Piecewise((1, z > 0), (sp.exp(z), True)), z) is None  # not a step
+    assert step_form(sp.Integer(1), z) is None
+
+
+# -- the Kronecker delta is not written δ (the error's letter) ---------------------------------------------
+
+
+def test_kronecker_delta_is_an_iverson_bracket_in_every_printer():
+    j, q = sp.Idx("j", 2), sp.Idx("q", 2)
+    delta = sp.KroneckerDelta(j, q)
+    assert latex(delta) == r"\left[j = q\right]"
+    assert text(delta) == "[j = q]"
+    assert mathml(delta) == ('<math><mrow><mo stretchy="false">[</mo><mi>j</mi><mo>=</mo><mi>q</mi>'
+                             '<mo stretchy="false">]</mo></mrow></math>')
+
+
+# -- more golden MathML: the five-factor chain and the two paths in δ form ------------------------------------
+
+L2 = "<mrow>" + TIGHT + "(</mo><mi>L</mi>" + TIGHT + "\u2212</mo><mn>2</mn>" + TIGHT + ")</mo></mrow>"
+SIGMA_PRIME = '<msup><mi>σ</mi><mo>′</mo></msup><mo stretchy="false">(</mo>'
+
+
+def test_seed001_five_factor_product_mathml():
+    deep = shown(Network([1, 1, 1, 1], "sigmoid", "squared_error", names={"cost": "C0"}), "w(L-1)")
+    assert mathml(eq(deep.lhs, deep.chain_order)) == (
+        "<math><mrow><mfrac><mrow><mo>∂</mo><msub><mi>C</mi><mrow><mn>0</mn></mrow></msub></mrow>"
+        "<mrow><mo>∂</mo><msup><mi>w</mi>" + L1 + "</msup></mrow></mfrac><mo>=</mo>"
+        "<mrow><msup><mi>a</mi>" + L2 + "</msup><mo>\u2062</mo>"
+        "<mrow>" + SIGMA_PRIME + "<msup><mi>z</mi>" + L1 + '</msup><mo stretchy="false">)</mo></mrow><mo>\u2062</mo>'
+        "<msup><mi>w</mi>" + L + "</msup><mo>\u2062</mo>"
+        "<mrow>" + SIGMA_PRIME + "<msup><mi>z</mi>" + L + '</msup><mo stretchy="false">)</mo></mrow><mo>\u2062</mo>'
+        '<mrow><mn>2</mn><mo>\u2062</mo><mrow><mo stretchy="false">(</mo><mrow><msup><mi>a</mi>' + L + "</msup>"
+        '<mo>\u2212</mo><mi>y</mi></mrow><mo stretchy="false">)</mo></mrow></mrow></mrow></mrow></math>'
+    )
+
+
+def test_two_paths_in_delta_form_mathml():
+    form = shown(Network([2, 2, 2], "sigmoid", "squared_error"), "w(L-1)_0_0")
+
+    def scripted(name, index, layer):
+        return f"<msubsup><mi>{name}</mi><mrow>{index}</mrow>{layer}</msubsup>"
+
+    def term(w_index):
+        return ("<mrow><msub><mi>x</mi><mrow><mn>0</mn></mrow></msub><mo>\u2062</mo>"
+                "<mrow>" + SIGMA_PRIME + scripted("z", "<mn>0</mn>", L1) + '<mo stretchy="false">)</mo></mrow>'
+                "<mo>\u2062</mo>" + scripted("w", f"<mn>{w_index}</mn><mn>0</mn>", L)
+                + "<mo>\u2062</mo>" + scripted("δ", f"<mn>{w_index}</mn>", L) + "</mrow>")
+
+    assert mathml(eq(form.lhs, form.path_deltas)) == (
+        "<math><mrow><mfrac><mrow><mo>∂</mo><mi>C</mi></mrow><mrow><mo>∂</mo>"
+        + scripted("w", "<mn>0</mn><mn>0</mn>", L1) + "</mrow></mfrac><mo>=</mo>"
+        "<mrow>" + term(0) + "<mo>+</mo>" + term(1) + "</mrow></mrow></math>"
+    )
+
+
+# -- seed 002's sum over the examples, in the seed's own form ----------------------------------------------
+
+
+def test_seed002_sum_over_examples_golden(seed002):
+    form = examples_form(derive(seed002.network, "b3"), 3)
+    assert text(form.summed) == "Σ_{i=1}^{3} −2(observed_i − predicted_i) · 1"
+    assert text(form.residuals) == "−2(residual_1 + residual_2 + residual_3)"
+    assert latex(form.summed) == (
+        r"\sum_{i=1}^{3} - 2 \left(\mathrm{observed}_{i} - \mathrm{predicted}_{i}\right) \cdot 1")
+    assert latex(form.residuals) == (
+        r"- 2 \left(\mathrm{residual}_{1} + \mathrm{residual}_{2} + \mathrm{residual}_{3}\right)")
+    residual = '<msub><mi mathvariant="normal">residual</mi><mrow><mn>{}</mn></mrow></msub>'
+    assert mathml(form.residuals) == (
+        '<math><mrow><mo>\u2212</mo><mn>2</mn><mo>\u2062</mo><mrow><mo stretchy="false">(</mo><mrow>'
+        + "<mo>+</mo>".join(residual.format(n) for n in (1, 2, 3))
+        + '</mrow><mo stretchy="false">)</mo></mrow></mrow></math>')
+    # The residual is the cost's own difference, target first: SymPy agrees it is what the cost squares.
+    observed, predicted = (sp.Symbol(n) for n in ("observed", "predicted"))
+    assert text(form.definition) == "residual_i = observed_i − predicted_i"
+    assert sp.expand(form.coefficient * (observed - predicted)) == sp.expand(sp.diff((observed - predicted) ** 2,
+                                                                                      predicted))
+
+
+# -- expanded in the inputs: checked against finite differences of the forward cost -------------------------
+
+
+@pytest.mark.parametrize(("network", "target"), [
+    (Network([1, 1, 1], "sigmoid", "squared_error"), "w(L-1)"),
+    (Network([2, 2, 2], "tanh", "binary_cross_entropy"), "w(L-1)_1_0"),
+    (Network([1, 2, 1], ["softplus", "identity"], "ssr"), "b(L-1)_1"),
+])
+def test_expanded_form_is_the_derivative(network, target):
+    """The expanded lines, multiplied and summed back (σ, tanh, softplus as their formulas), match a
+    central difference of the forward cost written in the parameters, at a random point."""
+    import random
+
+    derivation = derive(network, target)
+    shown_form = expanded_form(derivation)
+    lines = shown_form.lines(lambda e: True)
+    total, term = sp.S.Zero, None
+    for join, piece in lines:
+        if join in ("=", "+"):
+            total += term if term is not None else 0
+            term = _formula(piece)
+        else:
+            term = term * _formula(piece)
+    total += term
+    model = derivation.model
+    cost = model.forward_expressions[next(r for r in model.refs.values() if r.kind == "C")]
+    parameter = model.symbols[derivation.target]
+    rng = random.Random(12)
+    point = {s: sp.Float(rng.uniform(-0.9, 0.9), 30) for s in cost.free_symbols | total.free_symbols}
+    point.update({s: sp.Float(rng.choice([0, 1]), 30) for s in point if s.name.startswith("y")})
+    h = sp.Float("1e-8", 30)
+    numeric = (cost.xreplace({**point, parameter: point[parameter] + h})
+               - cost.xreplace({**point, parameter: point[parameter] - h})).evalf(30) / (2 * h)
+    assert abs(float(total.xreplace(point).evalf(30)) - float(numeric)) < 1e-9
+
+
+def test_expanded_form_refuses_the_index_form():
+    from symback.errors import SpecError
+
+    with pytest.raises(SpecError, match="needs the explicit form"):
+        expanded_form(derive(Network([2, 3, 2], "sigmoid", "squared_error"), "w(L)_0_0", form="indexed"))
+
+
+def _formula(expr):
+    """A shown form as plain SymPy: σ, tanh, softplus as their formulas, notation nodes as what they are."""
+    names = {v: k for k, v in PRIME_NAMES.items()}
+    replaced = _plain(expr)
+    for call in sorted(replaced.atoms(sp.core.function.AppliedUndef), key=lambda c: -sp.count_ops(c)):
+        replaced = replaced.xreplace({call: get_activation(names[call.func.__name__]).at(_formula(call.args[0]))})
+    return replaced
