@@ -1092,6 +1092,8 @@ class ExpandedForm:
             for position, factor in enumerate(term):
                 for number, piece in enumerate(pieces(factor)):
                     join = "·" if position or number else ("+" if out else "=")
+                    if join == "·" and piece.could_extract_minus_sign():
+                        piece = Parenthesized(piece)  # · (−2(o − p)), never · −2(o − p)
                     out.append((join, piece))
         return tuple(out)
 

@@ -235,7 +235,9 @@ def _network_part(network: Network) -> dict[str, Any]:
     im = IndexedModel(network)
     L = network.depth
     j, k = im.index("j", L), im.index("k", L - 1)
-    label = network.layer_label
+    def label(layer: int) -> str:
+        return network.layer_label(layer).replace("-", "−")  # prose: L−1 with the minus sign, as in the math
+
     notation = [
         (Math(im.activations[0][k], False), "input k (layer 0)"),
         (Math(im.weights[L][j, k], False), f"weight from neuron k of layer {label(L - 1) if L > 1 else 'x'} "
@@ -258,7 +260,7 @@ def _network_part(network: Network) -> dict[str, Any]:
     forward.append(Math(sp.Eq(im.cost_symbol, im.cost_expression(im.index("j", L)))))
     return {
         "sizes": "-".join(map(str, network.sizes)),
-        "activations": tuple((label(l), a.label) for l, a in enumerate(network.activations, 1)),
+        "activations": tuple((network.layer_label(l), a.label) for l, a in enumerate(network.activations, 1)),
         "cost": f"{network.cost.label} (outputs: {network.cost.output_reduction}, examples: "
         f"{network.cost.example_reduction})",
         "parameter_count": f"{network.n_parameters:,} ({network.n_weights:,} weights, {network.n_biases:,} biases)"
@@ -277,9 +279,10 @@ def _tied_count(network: Network) -> str:
 
 
 def _activation_words(activation: Any) -> str:
-    """``σ(z_j)`` only for a sigmoid: the notation table names each layer's own function."""
-    return {"sigmoid": "σ(z_j)", "identity": "z_j itself", "softmax": "softmax of the layer's z"}.get(
-        activation.name, f"{activation.label}(z_j)")
+    """The output layer's own function in words (σ only for a sigmoid; no raw math in the prose)."""
+    return {"sigmoid": "the sigmoid σ of its weighted input", "identity": "its weighted input itself",
+            "softmax": "the softmax of the layer's weighted inputs"}.get(
+        activation.name, f"{activation.label} of its weighted input")
 
 
 def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
@@ -734,8 +737,7 @@ def _network_report(
     equations = backprop_equations(network)
     layers = []
     for layer in range(network.depth, 0, -1):
-        index_form = [_textbook_delta(network, equations, layer)]
-        index_form += [equations.bias[layer], equations.weight[layer]]
+        index_form = [_textbook_delta(network, equations, layer), *_parameter_equations(network, equations, layer)]
         matrix = []
         if layer == network.depth:
             matrix = [equations.matrix["BP1"], equations.matrix["BP3"], equations.matrix["BP4"]]
@@ -760,6 +762,19 @@ def _network_report(
         notes=notes,
         **_network_part(network),
     )
+
+
+def _parameter_equations(network: Network, equations: Any, layer: int) -> tuple[sp.Eq, sp.Eq]:
+    """BP3 and BP4 of one layer as notation: ∂C/∂b(l)_j = δ(l)_j and ∂C/∂w(l)_jk = a(l−1)_k δ(l)_j
+    (Nielsen's order; the factor beside δ is the derived ∂z/∂w, read off the equation)."""
+    im = IndexedModel(network)
+    j, k = im.index("j", layer), im.index("k", layer - 1)
+    cost = im.cost_symbol
+    delta = equations.deltas[layer][j]
+    bias = sp.Eq(Partial(cost, im.biases[layer][j]), equations.bias[layer].rhs, evaluate=False)
+    dz_dw = sp.cancel(equations.weight[layer].rhs / delta)
+    weight = sp.Eq(Partial(cost, im.weights[layer][j, k]), product([dz_dw, delta]), evaluate=False)
+    return bias, weight
 
 
 def _textbook_delta(network: Network, equations: Any, layer: int) -> sp.Eq:
@@ -788,7 +803,12 @@ def _textbook_delta(network: Network, equations: Any, layer: int) -> sp.Eq:
     factors = sorted(sp.Mul.make_args(body), key=lambda f: isinstance(f, sp.Indexed) and f.base == above)
     weighted = sp.Sum(product(factors), *rest.limits)
     named = activation_forms(activation, z, IndexedModel(network).activations[layer][z.indices]).named
-    return sp.Eq(equation.lhs, product([named, weighted]), evaluate=False)
+    written = sp.Eq(equation.lhs, product([named, weighted]), evaluate=False)
+    # One letter per role within the layer's block: the layer's own neuron is j there (as in ∂C/∂b_j
+    # and ∂C/∂w_jk beside it), the layer above's, summed, k: Nielsen's δ_j = f′(z_j) Σ_k w_kj δ_k.
+    im = IndexedModel(network)
+    own, summed = z.indices[0], rest.limits[0][0]
+    return written.xreplace({own: im.index("j", layer), summed: im.index("k", layer + 1)})
 
 
 def _matrix_pattern(network: Network) -> tuple[Math, ...]:

@@ -591,9 +591,12 @@ def test_network_report_writes_its_matrix_pattern_as_math_with_each_layers_funct
             r"\mathrm{ReLU}'\left(z^{(l)}\right), \qquad \nabla_{b^{(l)}} C = \delta^{(l)}, \qquad "
             r"\nabla_{W^{(l)}} C = \delta^{(l)} \left(a^{(l-1)}\right)^{T}\]") in tex
     assert r"\sigma'" not in tex  # a ReLU network's derivatives are ReLU′, never σ′
-    # BP2 in the factor forms: the layer's derivative named and first, Σ_j w_jk δ_j (Nielsen's order).
-    assert (r"\delta^{(L-1)}_{k} = \mathrm{ReLU}'\left(z^{(L-1)}_{k}\right) \sum_{j} w^{(L)}_{jk} "
-            r"\delta^{(L)}_{j}") in tex
+    # BP2 in the factor forms: the layer's derivative named and first, Σ_k w_kj δ_k (Nielsen's order), and
+    # one index letter per role in the layer's block: j is the layer's neuron in BP2, BP3 and BP4 alike.
+    assert (r"\delta^{(L-1)}_{j} = \mathrm{ReLU}'\left(z^{(L-1)}_{j}\right) \sum_{k} w^{(L)}_{kj} "
+            r"\delta^{(L)}_{k}") in tex
+    assert r"\frac{\partial C}{\partial b^{(L-1)}_{j}} = \delta^{(L-1)}_{j}" in tex
+    assert r"\frac{\partial C}{\partial w^{(L-1)}_{jk}} = x_{k} \delta^{(L-1)}_{j}" in tex
     html = render(build_report(network), "html")
     assert "<mo>∇</mo>" in html and "∇_b" not in html
 
