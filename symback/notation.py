@@ -13,7 +13,11 @@ shows the same form:
 * :class:`Delta` ``δ(L)_j = ∂C/∂z(L)_j``, named after the weighted input it belongs to.
 
 Which form is shown is decided by rules that SymPy proves (:func:`cost_form`,
-:func:`activation_forms`), never typed in.  verify and the reports import these objects too.
+:func:`activation_forms`, :func:`step_form` for ReLU′ = H(z)), never typed in.  :func:`present` gives a
+derivation's whole :class:`Presentation`; :func:`examples_form` its sum over the examples in seed 002's
+form (Σ_i −2(observed_i − predicted_i) · 1 = −2(residual_1 + …)); :func:`expanded_form` the derivative
+written out in the inputs.  :func:`plain` turns the ordered nodes back into SymPy arithmetic for algebra.
+verify and the reports import these objects too.
 
 >>> import sympy as sp
 >>> a, y, z = sp.Symbol("a(L)"), sp.Symbol("y"), sp.Symbol("z(L)")

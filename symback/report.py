@@ -243,8 +243,8 @@ def _network_part(network: Network) -> dict[str, Any]:
         (Math(im.weights[L][j, k], False), f"weight from neuron k of layer {label(L - 1) if L > 1 else 'x'} "
                                            f"to neuron j of layer {label(L)}"),
         (Math(im.biases[L][j], False), f"bias of neuron j of layer {label(L)}"),
-        (Math(im.zs[L][j], False), "weighted input of neuron j, the sum over k of weight times input plus bias"),
-        (Math(im.activations[L][j], False), f"activation of neuron j: {_activation_words(network.activations[-1])}"),
+        (Math(im.zs[L][j], False), "weighted input of neuron j"),
+        (Math(im.activations[L][j], False), f"activation of neuron j, {_activation_words(network.activations[-1])}"),
         (Math(im.targets[j], False), "target for output j"),
         (Math(im.cost_symbol, False), "cost"),
     ]
@@ -280,9 +280,8 @@ def _tied_count(network: Network) -> str:
 
 def _activation_words(activation: Any) -> str:
     """The output layer's own function in words (σ only for a sigmoid; no raw math in the prose)."""
-    return {"sigmoid": "the sigmoid σ of its weighted input", "identity": "its weighted input itself",
-            "softmax": "the softmax of the layer's weighted inputs"}.get(
-        activation.name, f"{activation.label} of its weighted input")
+    return {"sigmoid": "the sigmoid σ of z", "identity": "z itself", "softmax": "the layer's softmax"}.get(
+        activation.name, f"{activation.label} of z")
 
 
 def _step_lines(rule: Rule, depth: int = 0) -> list[StepLine]:
@@ -302,7 +301,7 @@ def _factor_report(network: Network, factor: Factor, derivation: Derivation, hea
         definition = _cost_over_examples(derivation, factor)
     note = ""
     if shown.kind == "cost":
-        note = ("each example's term is differentiated; the examples' derivatives are "
+        note = ("one example's term, differentiated; the examples' derivatives are "
                 + ("summed" if derivation.reduction == "sum" else "averaged") + " at the end")
     forms = shown.forms
     result = Math(sp.Eq(Partial(factor.of, factor.wrt), factor.derivative))
@@ -562,7 +561,13 @@ def _activation_report(activation: Any) -> FactorReport:
     traced = trace(activation.formula, Z)  # raises if the rules and sympy.diff disagree
     name = FunctionPrime(prime_name(activation), Z)
     later = forms.shown[2:]
-    rewriting = _column_display(name, (forms.derived, *later)) if later else None
+    rewriting = None
+    if later:
+        rewriting = _column_display(name, (forms.derived, *later))
+        if rewriting.parts[1:]:
+            # Too wide for one line of the column: SymPy's form is the first step's result just above,
+            # so the line goes straight to the seeds' form (ReLU′(z) = H(z)), without repeating it.
+            rewriting = _column_display(name, later)
     return FactorReport(
         notation=Math(name, False),
         definition=Math(sp.Eq(a, activation.formula)),

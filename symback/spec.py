@@ -213,10 +213,10 @@ TITLE_LENGTH = 200
 def _check_title_text(value: Any, what: str) -> None:
     """A title page's text: one line of at most :data:`TITLE_LENGTH` characters.
 
-    >>> _check_title_text("Backprop by hand\nsecond line", "[report] title")
+    >>> _check_title_text(3, "[report] title")
     Traceback (most recent call last):
     ...
-    symback.errors.SpecError: [report] title must be one line of text (no line breaks or control characters)
+    symback.errors.SpecError: [report] title must be text, not 3
     """
     if not isinstance(value, str):
         raise SpecError(f"{what} must be text, not {shown(value)}")
