@@ -561,13 +561,7 @@ def _activation_report(activation: Any) -> FactorReport:
     traced = trace(activation.formula, Z)  # raises if the rules and sympy.diff disagree
     name = FunctionPrime(prime_name(activation), Z)
     later = forms.shown[2:]
-    rewriting = None
-    if later:
-        rewriting = _column_display(name, (forms.derived, *later))
-        if rewriting.parts[1:]:
-            # Too wide for one line of the column: SymPy's form is the first step's result just above,
-            # so the line goes straight to the seeds' form (ReLU′(z) = H(z)), without repeating it.
-            rewriting = _column_display(name, later)
+    rewriting = _column_display(name, (forms.derived, *later)) if later else None
     return FactorReport(
         notation=Math(name, False),
         definition=Math(sp.Eq(a, activation.formula)),
