@@ -218,10 +218,9 @@ def test_jupyter_and_derive_text_show_the_same_forms_in_one_naming(network, targ
     """Issue 12: a Jupyter Derivation mixed ∂SSR/∂b^{(L)}_j with ∂SSR/∂b_3. Each line Jupyter shows
     (LaTeX and MathML alike) is a line of `symback derive`'s text, in the same form and names."""
     from symback.notation import text
-    from symback.report import _summary
 
     d = derive(network, target)
-    lines = _summary(d)
+    lines = d.presentation.summary()
     assert len(lines) >= 3  # the product in chain order, the δ form, at least one δ
     printed = d.text()
     for line in lines:
