@@ -521,24 +521,30 @@ def _show(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+#: Symbolic identities decided while marking (two expressions -> the judge's comparison), kept between runs.
+_DECIDED: dict[tuple[sp.Expr, sp.Expr], Any] = {}
+MAX_DECIDED = 4096
+
+
 @contextmanager
 def shared_identities() -> Iterator[None]:
     """Decide each symbolic identity once per class.
 
     Every variant has the same network, so whether ``out_o1(1 - out_o1)`` is ``∂out_o1/∂net_o1`` does not
-    depend on the student or the numbers: the judge's :func:`symback.verify.compare_expressions` is
-    memoised (by the two expressions) while a class is marked, and restored after.  Thirty students
-    writing the same nineteen formulas cost nineteen symbolic checks, not 570.
+    depend on the student or the numbers: the judge's :func:`symback.verify.compare_expressions` (a pure
+    function of the two expressions) is memoised while a class is marked, and restored after.  Thirty
+    students writing the same nineteen formulas cost nineteen symbolic checks, not 570.
     """
     from . import verify
 
     original = verify.compare_expressions
-    decided: dict[tuple[sp.Expr, sp.Expr], Any] = {}
 
     def compare(true: sp.Expr, claimed: sp.Expr, *, rng: Any) -> Any:
-        if (true, claimed) not in decided:
-            decided[(true, claimed)] = original(true, claimed, rng=rng)
-        return decided[(true, claimed)]
+        if (true, claimed) not in _DECIDED:
+            if len(_DECIDED) >= MAX_DECIDED:
+                _DECIDED.clear()
+            _DECIDED[(true, claimed)] = original(true, claimed, rng=rng)
+        return _DECIDED[(true, claimed)]
 
     verify.compare_expressions = compare  # type: ignore[assignment]
     try:
