@@ -27,7 +27,6 @@ student types, what the judge reads) and in LaTeX.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tomllib
@@ -863,29 +862,3 @@ def write_exercise(exercise: Exercise, count: int, seed: int, output: str | Path
     payloads["key.json"] = (json.dumps(key_document(exercise, solutions, seed), indent=1, ensure_ascii=False)
                             + "\n").encode("utf-8")
     return [write_atomic(folder / name, data) for name, data in sorted(payloads.items())]
-
-
-# -- command line (the integrator may move this section into symback/cli/) ---------------------------------
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="exercise spec (TOML): network, number ranges, what to ask")
-    parser.add_argument("--variants", type=int, default=1, metavar="N", help="number of variants (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the numbers (same seed, same files)")
-    parser.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the sheets and key.json")
-    parser.add_argument("--no-pdf", action="store_true", help="skip the PDFs (no pdflatex needed)")
-
-
-def _run(args: argparse.Namespace) -> int:
-    exercise = load_exercise(args.spec)
-    paths = write_exercise(exercise, args.variants, args.seed, args.output, pdf=not args.no_pdf)
-    marks = _marks_text(solve(exercise, draw_variants(exercise, 1, seed=args.seed)[0]).marks)
-    print(f"wrote {len(paths)} files for {args.variants} variant(s) ({marks} each) to {args.output}")
-    return 0
-
-
-def commands() -> dict[str, Any]:
-    """The ``exercise`` subcommand (see :mod:`symback.cli`)."""
-    from .cli import Command
-
-    return {"exercise": Command("write exercise sheets with answer keys, one variant per student", _configure, _run)}

@@ -26,11 +26,15 @@ a file could not be marked), one red-pen verdict per student (``OUT/<student>.ht
 inline SVG, no scripts).  A submission that cannot be read gets 0 with the reason; it never stops the run.
 
 >>> from symback.exercise import load_exercise, draw_variants, solve, submission_text
+>>> exercise = load_exercise(Path(__file__).parent.parent / "examples" / "exercise_222.toml")
+>>> solution = solve(exercise, draw_variants(exercise, 1, seed=7)[0])
+>>> submission = submission_text(solution, student="Ada")
+>>> submission.splitlines()[1:3]
+['variant = 1', 'student = "Ada"']
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -50,7 +54,10 @@ import sympy as sp
 from .errors import SpecError, SymbackError
 from .files import read_bytes, write_atomic
 
-__all__ = ["Key", "LineMark", "Marked", "Submission", "grade", "load_key", "mark", "read_submission", "write_grades"]
+__all__ = [
+    "Key", "LineMark", "Marked", "Submission", "grade", "load_key", "mark", "read_submission", "summary_line",
+    "write_grades",
+]
 
 #: Largest submission read (a page of working is a few kB).
 MAX_SUBMISSION_BYTES = 1 << 20
@@ -684,30 +691,17 @@ def write_grades(key: Key, marked: Sequence[Marked], output: str | Path) -> list
     return [write_atomic(folder / name, text) for name, text in sorted(payloads.items())]
 
 
-# -- command line (the integrator may move this section into symback/cli/) ---------------------------------
+def summary_line(key: Key, marked: Sequence[Marked]) -> str:
+    """One line about a marked class: how many were marked, out of what, the mean, the unreadable.
 
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("key", help="the key.json written by symback exercise")
-    parser.add_argument("submissions", nargs="+", help="one file per student: working (.md, .txt) or claims (.toml)")
-    parser.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for the gradebook and verdicts")
-
-
-def _run(args: argparse.Namespace) -> int:
-    key = load_key(args.key)
-    marked = grade(key, args.submissions)
-    write_grades(key, marked, args.output)
+    >>> summary_line(Key("t", 4, "0.5", (), {1: KeyVariant(1, "", {}, ())}), [])
+    'marked 0 of 0 submission(s) out of 0'
+    """
     unread = sum(1 for m in marked if m.reason)
     totals = [m.total for m in marked]
-    print(f"marked {len(marked) - unread} of {len(marked)} submission(s) out of {_g(key.out_of)}"
-          f"{f' ({unread} could not be read: see gradebook.csv)' if unread else ''}; mean "
-          f"{_g(round(sum(totals) / len(totals), 2))}; wrote {args.output}")
-    return 0
-
-
-def commands() -> dict[str, Any]:
-    """The ``grade`` subcommand (see :mod:`symback.cli`)."""
-    from .cli import Command
-
-    return {"grade": Command("mark a class's working against an exercise key, with follow-through credit",
-                             _configure, _run)}
+    line = f"marked {len(marked) - unread} of {len(marked)} submission(s) out of {_g(key.out_of)}"
+    if unread:
+        line += f" ({unread} could not be read: see gradebook.csv)"
+    if totals:
+        line += f"; mean {_g(round(sum(totals) / len(totals), 2))}"
+    return line

@@ -309,3 +309,13 @@ def test_cli_grade(sheets, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not an answer key" in error and "Traceback" not in error
     assert not (tmp_path / "nothing").exists()
+
+
+def test_the_stage_modules_do_not_import_the_cli() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, symback.exercise, symback.grade; "
+            "assert 'symback.cli' not in sys.modules")
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={"PYTHONPATH": str(root)}, timeout=120)
