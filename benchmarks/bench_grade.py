@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
@@ -46,53 +47,68 @@ def _one_slip(solution) -> dict[str, str]:
     }
 
 
-def main() -> None:
+def build_class(folder: Path) -> tuple[Any, list[Path], list[str]]:
+    """Write the 30 sheets (no PDF) and the 30 papers into ``folder``: (key, paper paths, what each paper is)."""
     exercise = load_exercise(ROOT / "examples" / "exercise_222.toml")
+    write_exercise(exercise, CLASS, 7, folder / "sheets", pdf=False)
+    solutions = [solve(exercise, v) for v in draw_variants(exercise, CLASS, seed=7)]
+    papers = folder / "papers"
+    papers.mkdir()
+    kinds = []
+    for index, solution in enumerate(solutions):
+        name = papers / f"student{index + 1:02d}.md"
+        student = f"Student {index + 1}"
+        if index < 14:
+            kind, text = "right", submission_text(solution, student=student)
+        elif index < 22:
+            kind, text = "one slip", submission_text(solution, student=student, lines=_one_slip(solution))
+        elif index < 26:
+            value = next(line for line in solution.lines if line.label == "3.4").value * 1.1
+            kind, text = "two slips", submission_text(solution, student=student, lines=_one_slip(solution),
+                                                      values={"3.4": f"{value:.4f}"})
+        else:
+            kind = "unreadable"
+            text = ["", "\x00\x01binary", None, "just some words\n"][index - 26]
+        kinds.append(kind)
+        if text is None:
+            name.write_bytes(b"caf\xe9\n")
+        else:
+            name.write_text(text, encoding="utf-8")
+    return load_key(folder / "sheets" / "key.json"), sorted(papers.iterdir()), kinds
+
+
+def run(folder: Path) -> dict[str, Any]:
+    """Build the class, mark it from a cold start and write the results; what happened, with the times."""
+    start = time.perf_counter()
+    key, paths, kinds = build_class(folder)
+    built = time.perf_counter() - start
+    _DECIDED.clear()  # a cold start: every symbolic identity decided afresh
+    start = time.perf_counter()
+    marked = grade(key, paths)
+    graded = time.perf_counter() - start
+    start = time.perf_counter()
+    write_grades(key, marked, folder / "marked")
+    written = time.perf_counter() - start
+    totals: dict[str, list[float]] = {}
+    for kind, m in zip(kinds, marked, strict=True):
+        totals.setdefault(kind, []).append(m.total)
+    return {"key": key, "marked": marked, "kinds": kinds, "totals": totals, "built": built, "graded": graded,
+            "written": written, "slips": Counter(slip for m in marked for slip in m.slips),
+            "reasons": [m.reason for m in marked if m.reason]}
+
+
+def main() -> None:
     with tempfile.TemporaryDirectory() as work:
-        folder = Path(work)
-        start = time.perf_counter()
-        write_exercise(exercise, CLASS, 7, folder / "sheets", pdf=False)
-        print(f"exercise: {CLASS} variants (md, html, tex, svg, key.json; no PDF) in {time.perf_counter() - start:.1f} s")
-        solutions = [solve(exercise, v) for v in draw_variants(exercise, CLASS, seed=7)]
-        papers = folder / "papers"
-        papers.mkdir()
-        kinds = []
-        for index, solution in enumerate(solutions):
-            name = papers / f"student{index + 1:02d}.md"
-            if index < 14:
-                kind, text = "right", submission_text(solution, student=f"Student {index + 1}")
-            elif index < 22:
-                kind, text = "one slip", submission_text(solution, student=f"Student {index + 1}", lines=_one_slip(solution))
-            elif index < 26:
-                value = next(line for line in solution.lines if line.label == "3.4").value * 1.1
-                kind, text = "two slips", submission_text(solution, student=f"Student {index + 1}",
-                                                          lines=_one_slip(solution), values={"3.4": f"{value:.4f}"})
-            else:
-                kind = "unreadable"
-                text = ["", "\x00\x01binary", None, "just some words\n"][index - 26]
-            kinds.append(kind)
-            if text is None:
-                name.write_bytes(b"caf\xe9\n")
-            else:
-                name.write_text(text, encoding="utf-8")
-        key = load_key(folder / "sheets" / "key.json")
-        paths = sorted(papers.iterdir())
-        _DECIDED.clear()  # a cold start: every symbolic identity decided afresh
-        start = time.perf_counter()
-        marked = grade(key, paths)
-        graded = time.perf_counter() - start
-        start = time.perf_counter()
-        write_grades(key, marked, folder / "marked")
-        written = time.perf_counter() - start
-        print(f"grade: {len(paths)} submissions marked in {graded:.1f} s, gradebook + {len(paths)} verdicts "
-              f"(html, md) + summary written in {written:.1f} s; total {graded + written:.1f} s")
-        by_kind: dict[str, list[float]] = {}
-        for kind, m in zip(kinds, marked, strict=True):
-            by_kind.setdefault(kind, []).append(m.total)
-        for kind, totals in by_kind.items():
+        results = run(Path(work))
+        key, marked = results["key"], results["marked"]
+        print(f"exercise: {CLASS} variants and papers (md, html, tex, svg, key.json; no PDF) in {results['built']:.1f} s")
+        print(f"grade: {len(marked)} submissions marked in {results['graded']:.1f} s, gradebook + {len(marked)} "
+              f"verdicts (html, md) + summary written in {results['written']:.1f} s; total "
+              f"{results['graded'] + results['written']:.1f} s")
+        for kind, totals in results["totals"].items():
             print(f"  {kind:10s} {len(totals):2d} students, totals {sorted(set(totals))} of {key.out_of:g}")
-        slips = Counter(slip for m in marked for slip in m.slips)
-        print(f"  slips named: {dict(slips)}")
+        print(f"  slips named: {dict(results['slips'])}; unreadable: {results['reasons']}")
+        paths = [Path(work) / "papers" / "student01.md", Path(work) / "papers" / "student02.md"]
         _DECIDED.clear()
         start = time.perf_counter()
         grade(key, paths[:1])

@@ -398,8 +398,12 @@ def mark(key: Key, submission: Submission, *, seed: int = 0) -> Marked:
             continue
         line, verdict = found[index]
         result = _mark_line(key, variant, key_line, index, line, verdict, context, values, statuses)
+        # The slip's name goes to the class chart; what it changed ("the factor σ′(net_o1) = … is missing")
+        # goes to the student's comment.
+        details = [s.split(": ", 1)[1] for s in verdict.slips if ": " in s]
+        note = "; ".join(part for part in (result[2], *details) if part)
         marks.append(LineMark(key_line.label, key_line.question, key_line.quantity, key_line.marks, result[0],
-                              result[1], line.text, student_line(line.number), key_line.written, result[2],
+                              result[1], line.text, student_line(line.number), key_line.written, note,
                               tuple(_slip_name(s) for s in verdict.slips)))
         statuses[index] = result[1]
     out_of = sum(line.marks for line in variant.lines)
@@ -649,8 +653,8 @@ def summary_context(key: Key, marked: Sequence[Marked]) -> dict[str, Any]:
     for total in totals:
         counts[min(bins - 1, int(bins * total / out_of)) if out_of else 0] += 1
     tallest = max(counts) or 1
-    histogram = [{"label": f"{_g(round(out_of * i / bins, 2))}–{_g(round(out_of * (i + 1) / bins, 2))}",
-                  "count": c, "height": c / tallest, "x": i} for i, c in enumerate(counts)]
+    histogram = [{"label": _g(round(out_of * i / bins, 1)), "count": c, "height": c / tallest, "x": i}
+                 for i, c in enumerate(counts)]
     slips = Counter(slip for m in marked for slip in m.slips)
     ranked = slips.most_common()
     longest = ranked[0][1] if ranked else 1
