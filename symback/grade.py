@@ -532,36 +532,47 @@ def _show(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-#: Symbolic identities decided while marking (two expressions -> the judge's comparison), kept between runs.
-_DECIDED: dict[tuple[sp.Expr, sp.Expr], Any] = {}
+#: Symbolic comparisons decided while marking ((function, two expressions) -> result), kept between runs.
+_DECIDED: dict[tuple[str, sp.Expr, sp.Expr], Any] = {}
 MAX_DECIDED = 4096
 
 
 @contextmanager
 def shared_identities() -> Iterator[None]:
-    """Decide each symbolic identity once per class.
+    """Decide each symbolic comparison once per class.
 
-    Every variant has the same network, so whether ``out_o1(1 - out_o1)`` is ``∂out_o1/∂net_o1`` does not
-    depend on the student or the numbers: the judge's :func:`symback.verify.compare_expressions` (a pure
-    function of the two expressions) is memoised while a class is marked, and restored after.  Thirty
-    students writing the same nineteen formulas cost nineteen symbolic checks, not 570.
+    Every variant has the same network, so whether ``out_o1(1 - out_o1)`` is ``∂out_o1/∂net_o1``, or
+    whether a written form is the true one with σ′ left out, does not depend on the student or the
+    numbers.  The judge's two comparisons of expressions, :func:`symback.verify.compare_expressions`
+    (an identity) and :func:`symback.slips.same_function` (a slip's form), are pure functions of the two
+    expressions; while a class is marked they are memoised and restored after.  Thirty students writing
+    the same nineteen formulas cost nineteen symbolic checks, not 570.
     """
-    from . import verify
+    from . import verify, working
 
-    original = verify.compare_expressions
+    originals = {"compare": verify.compare_expressions, "same": working.same_function}
 
-    def compare(true: sp.Expr, claimed: sp.Expr, *, rng: Any) -> Any:
-        if (true, claimed) not in _DECIDED:
-            if len(_DECIDED) >= MAX_DECIDED:
-                _DECIDED.clear()
-            _DECIDED[(true, claimed)] = original(true, claimed, rng=rng)
-        return _DECIDED[(true, claimed)]
+    def remembered(name: str) -> Any:
+        def decide(a: sp.Expr, b: sp.Expr, *, rng: Any, **options: Any) -> Any:
+            key = (name, a, b)
+            if options or key not in _DECIDED:
+                result = originals[name](a, b, rng=rng, **options)
+                if options:
+                    return result
+                if len(_DECIDED) >= MAX_DECIDED:
+                    _DECIDED.clear()
+                _DECIDED[key] = result
+            return _DECIDED[key]
 
-    verify.compare_expressions = compare  # type: ignore[assignment]
+        return decide
+
+    verify.compare_expressions = remembered("compare")  # type: ignore[assignment]
+    working.same_function = remembered("same")  # type: ignore[assignment]
     try:
         yield
     finally:
-        verify.compare_expressions = original  # type: ignore[assignment]
+        verify.compare_expressions = originals["compare"]  # type: ignore[assignment]
+        working.same_function = originals["same"]  # type: ignore[assignment]
 
 
 def grade(key: Key, paths: Sequence[str | Path], *, seed: int = 0) -> list[Marked]:
