@@ -357,7 +357,7 @@ def mark(key: Key, submission: Submission, *, seed: int = 0) -> Marked:
     """Mark one submission (judge it at its variant's numbers, then apply the rubric)."""
     from .working import judge, working_from_text
 
-    number, note = identify(key, submission)
+    number, variant_note = identify(key, submission)
     variant = key.variants[number]
     header_lines = variant.front_matter.count("\n")
     first_body = submission.body[0][0] if submission.body else 1
@@ -401,13 +401,13 @@ def mark(key: Key, submission: Submission, *, seed: int = 0) -> Marked:
         # The slip's name goes to the class chart; what it changed ("the factor σ′(net_o1) = … is missing")
         # goes to the student's comment.
         details = [s.split(": ", 1)[1] for s in verdict.slips if ": " in s]
-        note = "; ".join(part for part in (result[2], *details) if part)
+        comment = "; ".join(part for part in (result[2], *details) if part)
         marks.append(LineMark(key_line.label, key_line.question, key_line.quantity, key_line.marks, result[0],
-                              result[1], line.text, student_line(line.number), key_line.written, note,
+                              result[1], line.text, student_line(line.number), key_line.written, comment,
                               tuple(_slip_name(s) for s in verdict.slips)))
         statuses[index] = result[1]
     out_of = sum(line.marks for line in variant.lines)
-    return Marked(submission.path, submission.student, number, tuple(marks), out_of, note, "", tuple(extra))
+    return Marked(submission.path, submission.student, number, tuple(marks), out_of, variant_note, "", tuple(extra))
 
 
 def _slip_name(slip: str) -> str:
