@@ -186,6 +186,10 @@ def test_method_marks_for_a_right_formula_with_a_wrong_number(sheets, tmp_path) 
     assert marks["2.3"].status == METHOD and marks["2.3"].marks == 1.0 == line.method
     assert marks["4.1"].status == RIGHT  # its arithmetic used the right value of ∂E/∂w5
     assert m.total == 21 - 1
+    short = f"{_lines(solution)['1.2'].value:.2f}"  # rounds right, but to 2 of the 4 decimals asked
+    (m,) = grade(key, [_write(tmp_path, "eli.md", submission_text(solution, values={"1.2": short}))])
+    assert {l.label: (l.status, l.marks) for l in m.lines if l.status != RIGHT} == {"1.2": (METHOD, 0.5)}
+    assert "given to 2 decimal place(s); 4 asked" in _marks(m)["1.2"].note
     missing = _write(tmp_path, "dee.md", submission_text(solution, lines={"1.9": "", "3.4": ""}, student="Dee"))
     (m,) = grade(key, [missing])
     assert {l.label: l.status for l in m.lines if l.status != RIGHT} == {"1.9": MISSING, "3.4": MISSING}
