@@ -323,3 +323,27 @@ def test_the_stage_modules_do_not_import_the_cli() -> None:
             "assert 'symback.cli' not in sys.modules")
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={"PYTHONPATH": str(root)}, timeout=120)
+
+
+# -- no file stops the run or leaks an internal name ------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from([
+    "+++\n", "variant = 1\n", "variant = 0\n", "student = \"x\"\n", "net_h1", "out_o1", "∂E/∂w5", "dE/dw5", "=", " = ",
+    "0.5334", "-0.0354", "1.0000", "0", "(", ")", "×", "*", "e^-", "new w5", "η", "\n", "[[claim]]\n",
+    "quantity = \"E\"\n", "value = \"1\"\n", "\x00", "é", "1e308", "σ′(", "w5", "-", "/", "^2",
+])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.lists(_PIECES, min_size=0, max_size=14).map("".join), st.sampled_from([".md", ".txt", ".toml"]))
+def test_any_file_is_marked_or_refused_with_a_reason_never_a_crash(sheets, tmp_path, text: str, suffix: str) -> None:
+    _, key, _ = sheets
+    path = tmp_path / f"any{suffix}"
+    path.write_text(text, encoding="utf-8")
+    (m,) = grade(key, [path])
+    assert (m.reason and m.total == 0) or (not m.reason and 0 <= m.total <= m.out_of)
+    assert "__" not in m.reason and "Traceback" not in m.reason
+    assert all("__" not in line.note for line in m.lines)
