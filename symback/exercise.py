@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ __all__ = [
     "Solution",
     "Variant",
     "draw_variants",
+    "exercise_from_text",
     "front_matter",
     "load_exercise",
     "solve",
@@ -62,6 +64,8 @@ __all__ = [
 KEY_FORMAT = "symback-exercise-key"
 KEY_VERSION = 1
 MAX_VARIANTS = 500
+#: An answer this close (in units of its last decimal) to a half-way point is not nice: it redraws.
+HALF_WAY_MARGIN = 0.02
 #: Draws tried for one variant before the spec's ranges are said to be too tight.
 MAX_ATTEMPTS = 2000
 
@@ -199,9 +203,9 @@ def load_exercise(path: str | Path) -> Exercise:
 
 
 def _decimal(value: Any, what: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise SpecError(f"{what} must be a number, not {value!r}")
-    number = Decimal(value)
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
     if not number.is_finite() or abs(number) > 1000:
         raise SpecError(f"{what} must be a finite number of ordinary size, not {value}")
     return number
@@ -242,7 +246,7 @@ def exercise_from_text(text: str, *, path: Path | None = None) -> Exercise:
     names = raw.get("names", {})
     if not isinstance(names, Mapping) or not all(isinstance(v, str) for v in names.values()):
         raise SpecError("[names] maps canonical names to your own, e.g. \"w(1)_0_0\" = \"w1\"")
-    network_table = {key: (float(v) if isinstance(v, Decimal) else v) for key, v in raw["network"].items()}
+    network_table = _plain(raw["network"])
     spec = spec_from_dict({"network": network_table, "names": dict(names)})
     network = spec.network
     if network.ties:
@@ -294,6 +298,17 @@ def exercise_from_text(text: str, *, path: Path | None = None) -> Exercise:
         raise SpecError("title and instructions are strings")
     return Exercise(title, network_table, dict(names), network, ranges, max_abs_z, rate, decimals, partials,
                     updates, marks, instructions, path)
+
+
+def _plain(value: Any) -> Any:
+    """TOML's Decimals (kept for the digits of the ranges) as floats, for the network reader."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _parameters(network: Network, names: Any, what: str) -> tuple[NodeRef, ...]:
@@ -382,6 +397,10 @@ def _nice(exercise: Exercise, variant: Variant) -> bool:
         if line.kind == "z" and not abs(line.value) < exercise.max_abs_z:
             return False
         if not (math.isfinite(line.value) and abs(line.value) >= smallest):
+            return False
+        # No answer near a half-way point (0.6145 to 3 decimals): how it rounds is never in doubt.
+        scaled = abs(line.value) * 10.0**exercise.decimals
+        if abs(scaled - math.floor(scaled) - 0.5) < HALF_WAY_MARGIN:
             return False
     return True
 
@@ -480,9 +499,9 @@ class _Writer:
             return f"({text})" if text.startswith("-") else text
 
         formula = form.text.format(**slots)
-        arithmetic = form.text.format(**{k: number(v) for k, v in slots.items()})
+        arithmetic = _single_parentheses(form.text.format(**{k: number(v) for k, v in slots.items()}))
         tex_formula = _tex_format(form.tex, {k: self.tex[v] for k, v in slots.items()})
-        tex_arithmetic = _tex_format(form.tex, {k: number(v) for k, v in slots.items()})
+        tex_arithmetic = _single_parentheses(_tex_format(form.tex, {k: number(v) for k, v in slots.items()}))
         value = float(form.expression(**{k: sp.Float(self.exact[v], 30) for k, v in slots.items()}))
         return formula, arithmetic, tex_formula, tex_arithmetic, value
 
@@ -509,6 +528,11 @@ class _Writer:
         tex_arithmetic = " + ".join(r" \times ".join(number(n) for n in term) for term in products)
         value = sum(math.prod(self.exact[n] for n in term) for term in products)
         return formula, arithmetic, tex_formula, tex_arithmetic, value
+
+
+def _single_parentheses(text: str) -> str:
+    """``tanh((-0.658))`` as ``tanh(-0.658)``: a negative number already inside parentheses needs no more."""
+    return re.sub(r"\(\((-[0-9.]+)\)\)", r"(\1)", text)
 
 
 def _tex_name(name: str) -> str:

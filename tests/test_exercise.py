@@ -66,6 +66,8 @@ def test_thirty_variants_are_distinct_unsaturated_and_nice(exercise, thirty) -> 
         for line in solve(exercise, variant).lines:
             assert Decimal(line.written) != 0, (variant.number, line.label, line.written)
             assert round(line.value, exercise.decimals) != 0
+            scaled = abs(line.value) * 10**exercise.decimals
+            assert abs(scaled - int(scaled) - 0.5) >= 0.02, (variant.number, line.label, line.value)  # not half-way
 
 
 def test_answers_agree_with_an_independent_numpy_oracle(exercise, thirty) -> None:
@@ -186,3 +188,34 @@ def test_cli_exercise(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert error.count("\n") == 1 and "partials" in error and "Traceback" not in error
     assert main(["exercise", str(SPEC), "--variants", "0", "-o", str(tmp_path / "y")]) == 2
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+SMALL = """
+decimals = 3
+learning_rate = 0.1
+[network]
+layers = {layers}
+activations = {activations}
+cost = "{cost}"
+[ask]
+partials = {partials}
+updates = {partials}
+"""
+
+
+@pytest.mark.parametrize(
+    ("layers", "activations", "cost", "partials"),
+    [
+        ("[2, 2, 2]", '["tanh", "sigmoid"]', "squared_error", '["w(1)_1_0", "b(2)_1"]'),
+        ("[1, 3, 1]", '"tanh"', "half_squared_error", '["w(1)_2_0", "w(L)_0_1"]'),
+        ("[2, 1]", '"sigmoid"', "squared_error", '["b(L)"]'),
+    ],
+)
+def test_other_shapes_activations_and_costs_are_judged_right(layers, activations, cost, partials) -> None:
+    """Canonical names (no [names] table), other hand forms, other shapes: the judge accepts every line."""
+    exercise = exercise_from_text(SMALL.format(layers=layers, activations=activations, cost=cost, partials=partials))
+    variant = draw_variants(exercise, 2, seed=11)[1]
+    solution = solve(exercise, variant)
+    report = judge(working_from_text(front_matter(exercise, variant) + submission_text(solution).split("+++", 2)[2]))
+    assert [v.status for v in report.verdicts] == [RIGHT] * len(solution.lines), report.text()
+    assert all(round(line.value, 3) != 0 for line in solution.lines)
