@@ -10,11 +10,12 @@ judge (:mod:`symback.working`), at the numbers of the student's variant:
   variant its numbers belong to.
 * **Rubric marks** per line come from the key.  A line whose value is right (at the decimals asked) earns
   its marks; a right formula with a wrong number earns the key's method marks; a right value under a
-  wrong formula loses the method part.
+  wrong formula loses the method part; a value given to fewer decimals than asked earns the method marks.
 * **Follow-through** (error carried forward): a wrong value that equals the key's formula for that line
   evaluated at the student's *own* earlier answers (within the rounding of the numbers written), where at
   least one of those earlier answers was not right, earns the line's marks — a slip costs its line once.
-  The judge's own "error carried forward" verdict counts too.
+  The judge's own "error carried forward" counts too when it names earlier lines (not when a wrong member
+  of the same line is all it follows from).
 * **No credit for a line made trivial** by an earlier wrong answer.  A follow-through value is trivial when,
   at the decimals asked, it is 0, or ±1, or equal to one of the numbers it was computed from (its inputs
   in the key's formula), while the right value is not: a wrong ``out_o1 = 1`` makes ``out_o1(1 − out_o1)``
@@ -24,6 +25,7 @@ It writes ``OUT/gradebook.csv`` (one row per submission: variant, marks per ques
 a file could not be marked), one red-pen verdict per student (``OUT/<student>.html`` and ``.md``), and
 ``OUT/summary.html`` (the distribution of totals and a bar chart of the slips named across the class,
 inline SVG, no scripts).  A submission that cannot be read gets 0 with the reason; it never stops the run.
+The judge's symbolic comparisons are decided once per class (:func:`shared_identities`).
 
 >>> from symback.exercise import load_exercise, draw_variants, solve, submission_text
 >>> exercise = load_exercise(Path(__file__).parent.parent / "examples" / "exercise_222.toml")
