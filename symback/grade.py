@@ -539,6 +539,10 @@ _DECIDED: dict[tuple[str, sp.Expr, sp.Expr], Any] = {}
 MAX_DECIDED = 4096
 
 
+#: Where the judge looks its two comparisons up: (module, name), both memoised while a class is marked.
+_COMPARISONS = (("verify", "compare_expressions"), ("working", "compare_expressions"), ("slips", "same_function"))
+
+
 @contextmanager
 def shared_identities() -> Iterator[None]:
     """Decide each symbolic comparison once per class.
@@ -547,34 +551,37 @@ def shared_identities() -> Iterator[None]:
     whether a written form is the true one with σ′ left out, does not depend on the student or the
     numbers.  The judge's two comparisons of expressions, :func:`symback.verify.compare_expressions`
     (an identity) and :func:`symback.slips.same_function` (a slip's form), are pure functions of the two
-    expressions; while a class is marked they are memoised and restored after.  Thirty students writing
-    the same nineteen formulas cost nineteen symbolic checks, not 570.
+    expressions; while a class is marked they are memoised where the judge looks them up, and restored
+    after.  Thirty students writing the same nineteen formulas cost nineteen symbolic checks, not 570.
+    (tests/test_grade.py checks that the memo is used, so a move of either function is noticed.)
     """
-    from . import verify, working
+    import importlib
 
-    originals = {"compare": verify.compare_expressions, "same": working.same_function}
+    patched = []
+    for module_name, name in _COMPARISONS:
+        module = importlib.import_module(f"symback.{module_name}")
+        original = getattr(module, name, None)
+        if original is None:
+            continue
 
-    def remembered(name: str) -> Any:
-        def decide(a: sp.Expr, b: sp.Expr, *, rng: Any, **options: Any) -> Any:
-            key = (name, a, b)
-            if options or key not in _DECIDED:
-                result = originals[name](a, b, rng=rng, **options)
-                if options:
-                    return result
+        def decide(a: sp.Expr, b: sp.Expr, *, rng: Any, _original: Any = original, _name: str = name,
+                   **options: Any) -> Any:
+            key = (_name, a, b)
+            if options:
+                return _original(a, b, rng=rng, **options)
+            if key not in _DECIDED:
                 if len(_DECIDED) >= MAX_DECIDED:
                     _DECIDED.clear()
-                _DECIDED[key] = result
+                _DECIDED[key] = _original(a, b, rng=rng)
             return _DECIDED[key]
 
-        return decide
-
-    verify.compare_expressions = remembered("compare")  # type: ignore[assignment]
-    working.same_function = remembered("same")  # type: ignore[assignment]
+        setattr(module, name, decide)
+        patched.append((module, name, original))
     try:
         yield
     finally:
-        verify.compare_expressions = originals["compare"]  # type: ignore[assignment]
-        working.same_function = originals["same"]  # type: ignore[assignment]
+        for module, name, original in patched:
+            setattr(module, name, original)
 
 
 def grade(key: Key, paths: Sequence[str | Path], *, seed: int = 0) -> list[Marked]:

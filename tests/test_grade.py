@@ -347,3 +347,17 @@ def test_any_file_is_marked_or_refused_with_a_reason_never_a_crash(sheets, tmp_p
     assert (m.reason and m.total == 0) or (not m.reason and 0 <= m.total <= m.out_of)
     assert "__" not in m.reason and "Traceback" not in m.reason
     assert all("__" not in line.note for line in m.lines)
+
+
+def test_a_class_decides_each_symbolic_comparison_once(sheets) -> None:
+    """The second student of the same exercise adds no symbolic comparison (the memo is where the judge looks)."""
+    from symback import grade as grading
+
+    folder, key, _ = sheets
+    grading._DECIDED.clear()
+    grade(key, [folder / "solution-04.md"])
+    decided = len(grading._DECIDED)
+    assert decided >= 19  # at least one identity per line with a formula
+    assert {name for name, _, _ in grading._DECIDED} >= {"compare_expressions"}
+    (m,) = grade(key, [folder / "solution-05.md"])
+    assert m.total == 21 and len(grading._DECIDED) == decided
