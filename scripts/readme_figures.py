@@ -231,6 +231,35 @@ def _seed003(results: dict[str, Any] | None = None) -> list[str]:
     ]
 
 
+def _classroom() -> list[str]:
+    import tempfile
+
+    from symback.exercise import draw_variants, load_exercise, solve
+
+    spec = importlib.util.spec_from_file_location("symback_bench_grade", ROOT / "benchmarks" / "bench_grade.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with tempfile.TemporaryDirectory() as work:
+        results = _quiet(lambda: bench.run(Path(work)))
+    totals, out_of = results["totals"], results["key"].out_of
+
+    def only(kind: str) -> str:
+        (value,) = set(totals[kind])
+        return f"{value:g}"
+
+    exercise = load_exercise(EXAMPLES / "exercise_222.toml")
+    first = solve(exercise, draw_variants(exercise, 1, seed=7)[0])
+    line = next(line for line in first.lines if line.label == "2.3")
+    return [
+        f"the {len(totals['right'])} model solutions get {only('right')} of {out_of:g}, the {len(totals['one slip'])} "
+        f"with σ′(net_o1) left out of ∂E/∂w5 get {only('one slip')}",
+        f"the {len(totals['two slips'])} with a second, arithmetic slip in ∂out_h1/∂net_h1 get {only('two slips')}",
+        f"the {len(totals['unreadable'])} unreadable files {only('unreadable')} with their reasons",
+        f"the slip chart shows \"σ′(z) left out\" {results['slips']['σ′(z) left out']} times",
+        line.text,
+    ]
+
+
 #: name -> where the numbers come from and the README phrases that quote them.
 FIGURES: dict[str, Figures] = {
     "quick tour": Figures("README.md, Quick tour", _quick_tour),
@@ -240,6 +269,7 @@ FIGURES: dict[str, Figures] = {
     "sweep": Figures("symback sweep examples/digits.toml --learning-rate 0.5 2 --activation sigmoid relu "
                      "--optimizer sgd momentum --epochs 5", _sweep, slow=True),
     "seed003": Figures("examples/seed003_gradients.py", _seed003, slow=True),
+    "classroom": Figures("benchmarks/bench_grade.py and examples/exercise_222.toml", _classroom, slow=True),
 }
 
 

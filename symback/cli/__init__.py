@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "symback.cli.train",
     "symback.cli.demo",
     "symback.cli.sweep",
+    "symback.cli.classroom",
 )
 
 
