@@ -29,6 +29,7 @@ import sympy as sp
 from sympy.concrete.delta import deltasummation
 
 from .errors import SpecError
+from .layers import LayerSymbols
 from .network import Network, NodeRef
 
 __all__ = ["EXPLICIT_LIMIT", "ExplicitModel", "IndexedModel", "collapse_delta_sums", "explicit_model"]
@@ -93,6 +94,9 @@ class ExplicitModel:
                 zs.append(s[NodeRef("z", layer, j)])
             activation = net.activation(layer)
             outputs = activation.layer(zs) if not activation.elementwise else [activation.at(z) for z in zs]
+            sources = net.layers[layer - 1].sources
+            if len(sources) > 1:  # a skip edge: a(l)_j = σ(z(l)_j) + a(l-back)_j
+                outputs = [out + self.previous_activation(layer + sources[1] + 1, j) for j, out in enumerate(outputs)]
             for j, expression in enumerate(outputs):
                 local[NodeRef("a", layer, j)] = expression
         L = net.depth
@@ -184,17 +188,27 @@ class IndexedModel:
     def base(self, kind: str, layer: int) -> sp.IndexedBase:
         return {"w": self.weights, "b": self.biases, "z": self.zs, "a": self.activations}[kind][layer]
 
+    def parameter(self, name: str, layer: int) -> sp.IndexedBase:
+        """The IndexedBase of parameter ``name`` (``"w"``, ``"b"``) of ``layer``."""
+        return {"w": self.weights, "b": self.biases}[name][layer]
+
+    def layer_symbols(self, layer: int) -> LayerSymbols:
+        """The symbols ``layer``'s local formulas are written in (see :mod:`symback.layers`)."""
+        kind = self.network.layers[layer - 1]
+        skip = self.activations[layer + kind.sources[1]] if len(kind.sources) > 1 else None
+        return LayerSymbols(
+            self.zs[layer], self.activations[layer], self.activations[layer - 1],
+            {"w": self.weights[layer], "b": self.biases[layer]}, skip,
+        )
+
     def z_expression(self, layer: int, j: sp.Idx, k: sp.Idx) -> sp.Expr:
-        """``z(l)_j = Σ_k w(l)_jk a(l-1)_k + b(l)_j`` with ``k`` the summation index."""
-        w, a, b = self.weights[layer], self.activations[layer - 1], self.biases[layer]
-        return sp.Sum(w[j, k] * a[k], k) + b[j]
+        """``z(l)_j`` by the layer's own formula (``Σ_k w(l)_jk a(l-1)_k + b(l)_j``, ``k`` summed)."""
+        return self.network.layers[layer - 1].z_formula(self.layer_symbols(layer), j, k)
 
     def a_expression(self, layer: int, j: sp.Idx, dummy: sp.Idx) -> sp.Expr:
-        """``a(l)_j = σ(z(l)_j)``, or the softmax of the whole layer with ``dummy`` summed."""
-        activation = self.network.activation(layer)
-        if activation.elementwise:
-            return activation.at(self.zs[layer][j])
-        return activation.indexed(self.zs[layer], j, dummy)  # type: ignore[attr-defined]
+        """``a(l)_j`` by the layer's own formula: ``σ(z(l)_j)``, the softmax of the layer with ``dummy``
+        summed, ``σ(z(l)_j) + a(l-back)_j`` for a residual layer."""
+        return self.network.layers[layer - 1].a_formula(self.layer_symbols(layer), j, dummy)
 
     def cost_expression(self, dummy: sp.Idx) -> sp.Expr:
         """One example's cost ``C = Σ_j term(a(L)_j, y_j)`` with ``dummy`` summed."""

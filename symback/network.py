@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .activations import Activation, get_activation
+from .layers import Dense, Layer, Residual
 from .costs import Cost, get_cost
 from .errors import SpecError, UnknownNameError, shown
 from .formula import CONSTANTS, FUNCTIONS
@@ -96,6 +97,9 @@ class Network:
             weights or biases ties them into one shared parameter (see :meth:`tied`).
         frozen: parameters that are not trained (names; ``w(1)_*`` for a whole layer).
         trainable: alternatively, the only parameters that are trained.
+        skips: skip edges ``{layer: source}``: ``a(layer) = σ(z(layer)) + a(source)`` (a residual
+            layer, :class:`~symback.layers.Residual`); the source, 0 (the input) up to ``layer - 2``,
+            must be as wide as the layer.
 
     >>> net = Network([1, 2, 1], ["softplus", "identity"], "ssr", names={"b(2)": "b3"})
     >>> net.name_of(net.resolve("b3"))
@@ -110,6 +114,8 @@ class Network:
     group_names: Mapping[str, str] = field(default_factory=dict)
     #: Tied parameters: a user name given to several weights or biases -> those entries (see :meth:`tied`).
     ties: Mapping[str, tuple[NodeRef, ...]] = field(default_factory=dict)
+    #: The layers after the input, each a :class:`~symback.layers.Layer` declaring its local formulas.
+    layers: tuple[Layer, ...] = ()
 
     def __init__(
         self,
@@ -120,6 +126,7 @@ class Network:
         names: Mapping[str, str] | None = None,
         frozen: Iterable[str] = (),
         trainable: Iterable[str] | None = None,
+        skips: Mapping[int, int] | None = None,
     ) -> None:
         sizes = _check_sizes(sizes)
         n_layers = len(sizes) - 1
@@ -146,6 +153,7 @@ class Network:
             )
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activations", resolved)
+        object.__setattr__(self, "layers", _build_layers(sizes, resolved, skips))
         object.__setattr__(self, "cost", cost)
         node_names, group_names = self._check_names(names or {})
         object.__setattr__(self, "names", node_names)
@@ -315,9 +323,15 @@ class Network:
                 lines[-1] += f" entries ({len(self.frozen) - tied_frozen:,} parameters)"
         return "\n".join(lines)
 
+    @property
+    def skips(self) -> dict[int, int]:
+        """The skip edges, ``{layer: source}`` (empty for a plain chain of dense layers)."""
+        return {l: l + layer.sources[1] for l, layer in enumerate(self.layers, start=1) if len(layer.sources) > 1}
+
     def __repr__(self) -> str:
         acts = ", ".join(a.label for a in self.activations)
-        return f"Network({'-'.join(map(str, self.sizes))}, [{acts}], {self.cost.name})"
+        skips = "".join(f", skip {source}->{layer}" for layer, source in self.skips.items())
+        return f"Network({'-'.join(map(str, self.sizes))}, [{acts}], {self.cost.name}{skips})"
 
     # -- helpers --------------------------------------------------------------
     def _group_refs(self) -> dict[str, NodeRef | None]:
@@ -552,6 +566,36 @@ class FrozenParameters(AbstractSet[NodeRef]):
 def _parameter_order(ref: NodeRef) -> tuple[int, int, int, int]:
     """Where ``ref`` comes in :meth:`Network.parameter_refs`: layer by layer, weights before biases."""
     return (ref.layer, ref.kind != "w", ref.j or 0, ref.k or 0)
+
+
+def _build_layers(sizes: tuple[int, ...], activations: tuple[Activation, ...], skips: Any) -> tuple[Layer, ...]:
+    """Dense layers, a :class:`~symback.layers.Residual` one where a skip edge ends."""
+    if skips is None:
+        skips = {}
+    if not isinstance(skips, Mapping):
+        raise SpecError(f"skips maps a layer to the layer its skip edge comes from, not {shown(skips)}")
+    n_layers = len(sizes) - 1
+    checked: dict[int, int] = {}
+    for layer, source in skips.items():
+        for what, value in (("layer", layer), ("source", source)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise SpecError(f"a skip edge's {what} must be a layer number, not {shown(value)}")
+        layer, source = int(layer), int(source)
+        if not 2 <= layer <= n_layers or not 0 <= source <= layer - 2:
+            raise SpecError(
+                f"skip edge {source} -> {layer}: it ends at a layer 2 … {n_layers} and starts at least two "
+                "layers below (0 is the input)"
+            )
+        if sizes[source] != sizes[layer]:
+            raise SpecError(
+                f"skip edge {source} -> {layer} adds a(source) to a(layer): widths {sizes[source]} and "
+                f"{sizes[layer]} differ"
+            )
+        checked[layer] = source
+    return tuple(
+        Residual(sizes[l], activations[l - 1], back=l - checked[l]) if l in checked else Dense(sizes[l], activations[l - 1])
+        for l in range(1, n_layers + 1)
+    )
 
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:

@@ -1,0 +1,168 @@
+"""Layer kinds: each one declares its local formulas in index form, and nothing else.
+
+A layer of symback's network is the pair ``z(l)``, ``a(l)`` of one generic neuron ``j``, written
+with SymPy ``IndexedBase`` objects (:class:`LayerSymbols`) and ``Idx`` indices.  A kind says
+
+* its parameters and their shapes (:meth:`Layer.parameter_shapes`),
+* ``z(l)_j`` in its parameters and the activations it reads (:meth:`Layer.z_formula`),
+* ``a(l)_j`` in ``z(l)`` and any activation it reads directly (:meth:`Layer.a_formula`),
+* which earlier layers it reads (:attr:`Layer.sources`: the layer below, and a skip edge's source).
+
+The chain-rule engine (:mod:`symback.chain`) differentiates those formulas — the δ recursion and
+every parameter gradient come out of them — and the lowering (:mod:`symback.lowering`) turns the
+derived index expressions into array calls.  Neither has per-kind code: a new kind is one class here
+(or one module) and one :func:`register_layer_kind` call.
+
+>>> import sympy as sp
+>>> from symback.activations import get_activation
+>>> layer = Dense(3, get_activation("sigmoid"))
+>>> s = LayerSymbols.for_layer("1", has_skip=False)
+>>> j, d = sp.Idx("j", 3), sp.Idx("d", 2)
+>>> layer.z_formula(s, j, d)
+b(1)[j] + Sum(a(0)[d]*w(1)[j, d], (d, 0, 1))
+>>> layer.a_formula(s, j, sp.Idx("e", 3))
+1/(1 + exp(-z(1)[j]))
+>>> sorted(LAYER_KINDS)
+['dense', 'residual']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import sympy as sp
+
+from .activations import Activation
+from .errors import SpecError
+from .registry import unknown_name
+
+__all__ = ["LAYER_KINDS", "Dense", "Layer", "LayerSymbols", "Residual", "get_layer_kind", "register_layer_kind"]
+
+
+@dataclass(frozen=True)
+class LayerSymbols:
+    """The ``IndexedBase`` objects one layer's formulas are written in.
+
+    ``inputs`` is the activation of the layer below (``x`` for the first layer), ``skip`` the one a
+    skip edge brings (None without one), ``parameters`` the layer's own (``{"w": w(l), "b": b(l)}``).
+    """
+
+    z: sp.IndexedBase
+    a: sp.IndexedBase
+    inputs: sp.IndexedBase
+    parameters: Mapping[str, sp.IndexedBase]
+    skip: sp.IndexedBase | None = None
+
+    @classmethod
+    def for_layer(cls, label: str, *, has_skip: bool, below: str | None = None, skip: str = "s") -> LayerSymbols:
+        """Plain symbols for a layer labelled ``label`` (for examples and tests)."""
+        base = lambda name: sp.IndexedBase(name, real=True)  # noqa: E731
+        return cls(
+            base(f"z({label})"), base(f"a({label})"), base(below or "a(0)"),
+            {"w": base(f"w({label})"), "b": base(f"b({label})")}, base(f"a({skip})") if has_skip else None,
+        )
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer kind: its width, activation and local formulas.  Subclasses set :attr:`kind`.
+
+    Every formula is for one generic neuron ``j`` and one example; ``d`` is the dummy index a formula
+    may sum over (it runs over the layer below for ``z``, over this layer for ``a``).
+    """
+
+    width: int
+    activation: Activation
+    kind: ClassVar[str] = ""
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """The layers this one reads, relative to itself: ``(-1,)`` for the layer below."""
+        return (-1,)
+
+    def parameter_shapes(self, fan_in: int) -> dict[str, tuple[int, ...]]:
+        """``{name: shape}`` of the layer's parameters, in the order they are packed."""
+        raise NotImplementedError
+
+    def z_formula(self, s: LayerSymbols, j: sp.Idx, d: sp.Idx) -> sp.Expr:
+        raise NotImplementedError
+
+    def a_formula(self, s: LayerSymbols, j: sp.Idx, d: sp.Idx) -> sp.Expr:
+        """``a_j = σ(z_j)``, or the softmax of the whole layer with ``d`` summed."""
+        if self.activation.elementwise:
+            return self.activation.at(s.z[j])
+        return self.activation.indexed(s.z, j, d)  # type: ignore[attr-defined]
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.width} {self.activation.label}"
+
+
+@dataclass(frozen=True)
+class Dense(Layer):
+    """``z_j = Σ_k w_jk a(l-1)_k + b_j`` and ``a_j = σ(z_j)`` (or softmax): the textbook layer."""
+
+    kind: ClassVar[str] = "dense"
+
+    def parameter_shapes(self, fan_in: int) -> dict[str, tuple[int, ...]]:
+        return {"w": (self.width, fan_in), "b": (self.width,)}
+
+    def z_formula(self, s: LayerSymbols, j: sp.Idx, d: sp.Idx) -> sp.Expr:
+        w, b = s.parameters["w"], s.parameters["b"]
+        return sp.Sum(w[j, d] * s.inputs[d], d) + b[j]
+
+
+@dataclass(frozen=True)
+class Residual(Dense):
+    """A dense layer with a skip edge: ``a(l)_j = σ(z(l)_j) + a(l-back)_j`` (He et al.'s identity shortcut).
+
+    ``back`` counts layers down (2 skips one layer); the source must be as wide as this layer.
+    The gradient highway ``∂C/∂a(l-back) = … + ∂C/∂a(l)`` is derived from the ``+ a(l-back)_j`` term,
+    not written here.
+    """
+
+    back: int = 2
+    kind: ClassVar[str] = "residual"
+
+    def __post_init__(self) -> None:
+        if not self.activation.elementwise:
+            raise SpecError(f"a residual layer needs an elementwise activation, not {self.activation.label}")
+        if isinstance(self.back, bool) or not isinstance(self.back, int) or self.back < 2:
+            raise SpecError(f"a residual layer's skip reaches back 2 or more layers, not {self.back!r}")
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        return (-1, -self.back)
+
+    def a_formula(self, s: LayerSymbols, j: sp.Idx, d: sp.Idx) -> sp.Expr:
+        assert s.skip is not None, "a residual layer's symbols carry its skip source"
+        return super().a_formula(s, j, d) + s.skip[j]
+
+    def describe(self) -> str:
+        return f"{super().describe()} (+ a(l-{self.back}))"
+
+
+#: Layer kinds by name: ``{name: factory(width, activation, **settings)}``.
+LAYER_KINDS: dict[str, Callable[..., Layer]] = {}
+
+
+def register_layer_kind(name: str, factory: Callable[..., Layer]) -> None:
+    """Make ``factory(width, activation, **settings)`` available as layer kind ``name``."""
+    LAYER_KINDS[name] = factory
+
+
+def get_layer_kind(name: Any) -> Callable[..., Layer]:
+    """The factory of layer kind ``name``; an unknown one is a SpecError naming the known kinds.
+
+    >>> get_layer_kind("dense")(2, None).kind
+    'dense'
+    """
+    if not isinstance(name, str) or name not in LAYER_KINDS:
+        raise unknown_name("layer kind", name, LAYER_KINDS, error=SpecError)
+    return LAYER_KINDS[name]
+
+
+register_layer_kind("dense", Dense)
+register_layer_kind("residual", Residual)
+
