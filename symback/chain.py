@@ -87,7 +87,7 @@ def collapse(expression: sp.Expr) -> sp.Expr:
 def _sum_out(body: sp.Expr, limit: tuple) -> sp.Expr:
     index = limit[0]
     terms = []
-    for term in sp.Add.make_args(body):
+    for term in sp.Add.make_args(_deltas_out_of_piecewise(body)):
         # A delta inside a sum that multiplies the rest: distributed one level (never into σ' itself).
         if term.has(sp.KroneckerDelta) and any(f.is_Add and f.has(sp.KroneckerDelta) for f in sp.Mul.make_args(term)):
             terms.extend(sp.Add.make_args(sp.expand_mul(term, deep=False)))
@@ -108,6 +108,43 @@ def _sum_out(body: sp.Expr, limit: tuple) -> sp.Expr:
             summed = sp.Sum(inner, limit)
         total.append(sp.Mul(*outside) * summed)
     return sp.Add(*total)
+
+
+def _deltas_out_of_piecewise(expression: sp.Expr) -> sp.Expr:
+    """``Piecewise((δ_jk·f, c), (0, True))`` → ``δ_jk·Piecewise((f, c), (0, True))``: a delta every
+    branch shares (ReLU's σ' times ∂z_j/∂z_k) moved out where delta summation can fire it."""
+
+    def pull(piecewise: sp.Piecewise) -> sp.Expr:
+        shared = None
+        for value, _ in piecewise.args:
+            if value == 0:
+                continue
+            deltas = {f for f in sp.Mul.make_args(value) if isinstance(f, sp.KroneckerDelta)}
+            shared = deltas if shared is None else shared & deltas
+        if not shared:
+            return piecewise
+        delta = sorted(shared, key=sp.default_sort_key)[0]
+        return delta * sp.Piecewise(*((value / delta if value != 0 else value, c) for value, c in piecewise.args))
+
+    if not expression.has(sp.Piecewise):
+        return expression
+    return expression.replace(lambda e: isinstance(e, sp.Piecewise) and e.has(sp.KroneckerDelta), pull)
+
+
+def _factor_out_of_piecewise(expression: sp.Expr, factor: sp.Expr) -> sp.Expr:
+    """``Piecewise((f·g, c), (f·h, True))`` → ``f·Piecewise((g, c), (h, True))`` (ReLU's δ as σ'(z)·∇a),
+    and ``f·g + f·h`` → ``f·(g + h)``."""
+    if expression.is_Add:
+        terms = sp.Add.make_args(expression)
+        if all(sp.Mul.make_args(term).count(factor) == 1 for term in terms):  # σ' of a sum (silu's)
+            return factor * sp.Add(*(term / factor for term in terms))
+        return expression
+    if not isinstance(expression, sp.Piecewise):
+        return expression
+    values = [value for value, _ in expression.args]
+    if not all(value == 0 or sp.Mul.make_args(value).count(factor) for value in values):
+        return expression
+    return factor * sp.Piecewise(*((value / factor, condition) for value, condition in expression.args))
 
 
 @dataclass(frozen=True)
@@ -177,7 +214,7 @@ def derive_backward(network: Network) -> Backward:
         z = im.zs[l][own[l]]
         _, a_l = forward[l]
         derived = collapse(sp.Sum(sp.diff(a_l, z) * nabla[l][neuron[l]], (neuron[l], 0, sizes[l] - 1)))
-        deltas[l] = _in_terms_of_output(im, l, derived)
+        deltas[l] = _in_terms_of_output(im, l, _factor_out_of_piecewise(derived, nabla[l][own[l]]))
 
     gradients: dict[int, dict[str, sp.Expr]] = {}
     parameter_indices: dict[int, dict[str, tuple[sp.Idx, ...]]] = {}

@@ -52,8 +52,10 @@ from sympy.printing.precedence import precedence
 
 from .activations import Z, Activation
 from .budget import attempt
+from .chain import derive_backward
 from .costs import A, Y
 from .data import Dataset
+from .lowering import KnownFactor, lower
 from .network import Network
 from .parameters import PackedArrays, Parameters
 
@@ -711,6 +713,8 @@ class ForwardPass:
     activations: list[np.ndarray]
     #: ``σ(−z(l)) = 1 − a(l)`` of each sigmoid layer, exact where ``a`` rounds to 1 (None for the others).
     complements: list[np.ndarray | None] | None = None
+    #: ``σ(z(l))`` where it is not ``a(l)`` itself (a residual layer adds its skip source); else None.
+    activated: list[np.ndarray | None] | None = None
 
     @property
     def output(self) -> np.ndarray:
@@ -718,6 +722,12 @@ class ForwardPass:
 
     def complement(self, index: int) -> np.ndarray | None:
         return None if self.complements is None else self.complements[index]
+
+    def nonlinear(self, index: int) -> np.ndarray:
+        """``σ(z)`` of layer ``index + 1``: its activation, less any skip source added to it."""
+        if self.activated is not None and self.activated[index] is not None:
+            return self.activated[index]
+        return self.activations[index + 1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -955,6 +965,100 @@ def _is_cross_entropy(term: sp.Expr) -> bool:
     return sp.simplify(term + Y * sp.log(A)) == 0
 
 
+class _Program:
+    """The lowered kernels of one network: its derived forward formulas, ∇a and δ recursion and
+    parameter gradients (:func:`~symback.chain.derive_backward`), each through
+    :func:`~symback.lowering.lower`, with σ and σ' as the layer's stable kernels (:class:`_LayerKernels`).
+
+    Kernels read a dict of arrays keyed by the derivation's IndexedBases (``a(l)``, ``z(l)``, ``δ(l)``,
+    ``∇a(l)``, ``w(l)``, ``b(l)``); a layer's σ(z) and σ(−z) go in under ``("s", l)`` and ``("c", l)``.
+    """
+
+    def __init__(self, compiled: CompiledNetwork) -> None:
+        backward = compiled.backward
+        im = backward.model
+        network = compiled.network
+        L = network.depth
+        self.a_bases = [im.activations[l] for l in range(L + 1)]
+        self.z_bases = [im.zs[l] for l in range(1, L + 1)]
+        self.w_bases = [im.weights[l] for l in range(1, L + 1)]
+        self.b_bases = [im.biases[l] for l in range(1, L + 1)]
+        self.delta_bases = [backward.delta[l] for l in range(1, L + 1)]
+        self.nabla_bases = [backward.nabla[l] for l in range(1, L + 1)]
+        batched = frozenset([*self.a_bases, *self.z_bases, *self.delta_bases, *self.nabla_bases, im.targets])
+        stable = lambda arguments, expression: lambdify(arguments, stabilize(expression))  # noqa: E731
+        options = {"batched": batched, "elementwise": stable}
+        self.z_kernels, self.a_rests = [], []
+        for l in range(1, L + 1):
+            z_formula, a_formula = backward.forward[l]
+            j = backward.neuron_index[l]
+            self.z_kernels.append(lower(z_formula, (j,), **options))
+            own = [t for t in sp.Add.make_args(a_formula) if not t.has(im.zs[l])]
+            self.a_rests.append(lower(sp.Add(*own), (j,), **options) if own else None)
+        # ∇a(l) is overwritten by δ(l) unless a skip edge's recursion reads it after.
+        read = set().union(*(e.atoms(sp.IndexedBase) for e in backward.adjoints.values())) if L > 1 else set()
+        self.adjoint_kernels = [lower(backward.adjoints[l], (backward.own_index[l],), **options) for l in range(1, L)]
+        self.delta_kernels = []
+        for l in range(1, L + 1):
+            k = backward.own_index[l]
+            known = {}
+            activation = network.activation(l)
+            if activation.elementwise:
+                known[activation.derivative_at(im.zs[l][k])] = _sigma_prime_factor(compiled.layers[l - 1], l)
+            overwritable = () if backward.nabla[l] in read else (backward.nabla[l],)
+            self.delta_kernels.append(
+                lower(backward.deltas[l], (k,), known=known, overwritable=overwritable, **options)
+            )
+        self.weight_kernels, self.bias_kernels = [], []
+        for l in range(1, L + 1):
+            gradients, indices = backward.gradients[l], backward.parameter_indices[l]
+            self.weight_kernels.append(lower(gradients["w"], indices["w"], over_examples=True, **options))
+            self.bias_kernels.append(lower(gradients["b"], indices["b"], over_examples=True, **options))
+
+    def arrays(self, params: Parameters, X: np.ndarray) -> dict[Any, Any]:
+        arrays: dict[Any, Any] = {self.a_bases[0]: X}
+        arrays.update(zip(self.w_bases, params.weights))
+        arrays.update(zip(self.b_bases, params.biases))
+        return arrays
+
+    def backward_arrays(self, forward: ForwardPass, params: Parameters | None = None) -> dict[Any, Any]:
+        arrays: dict[Any, Any] = dict(zip(self.a_bases, forward.activations))
+        arrays.update(zip(self.z_bases, forward.zs))
+        for index in range(len(self.z_bases)):
+            arrays["z", index + 1] = forward.zs[index]
+            arrays["s", index + 1] = forward.nonlinear(index)
+            arrays["c", index + 1] = forward.complement(index)
+        if params is not None:
+            arrays.update(zip(self.w_bases, params.weights))
+            arrays.update(zip(self.b_bases, params.biases))
+        return arrays
+
+    def gradient_arrays(self, forward: ForwardPass, deltas: Sequence[np.ndarray]) -> dict[Any, Any]:
+        arrays: dict[Any, Any] = dict(zip(self.a_bases, forward.activations))
+        arrays.update(zip(self.delta_bases, deltas))
+        return arrays
+
+
+def _sigma_prime_factor(kernels: _LayerKernels, layer: int) -> KnownFactor:
+    """σ'(z(layer)) as the lowering's known factor: ``·σ(z)·σ(−z)`` in place for a sigmoid, from σ(z)
+    where σ' is a monomial in it, else the stable form in z (see :class:`_LayerKernels`)."""
+    z_key, s_key, c_key = layer, ("s", layer), ("c", layer)
+
+    def value(arrays: Mapping) -> np.ndarray:
+        return kernels.sigma_prime(arrays.get(("z", z_key)), arrays[s_key], arrays[c_key])
+
+    def scale(arrays: Mapping, target: np.ndarray) -> np.ndarray:
+        c = arrays[c_key]
+        if c is not None:  # σ' = a·c, multiplied in place: no temporary
+            target *= arrays[s_key]
+            target *= c
+            return target
+        target *= kernels.sigma_prime(arrays.get(("z", z_key)), arrays[s_key])
+        return target
+
+    return KnownFactor(value, scale)
+
+
 class CompiledNetwork:
     """Forward pass, cost and gradient of a network, from its derived SymPy objects.
 
@@ -979,12 +1083,14 @@ class CompiledNetwork:
         self._mean_examples = cost.example_reduction == "mean"
         stable_term = stabilize(cost.term)
         self.cost_derivative = elementwise([A, Y], cost.derivative)
+        # A residual output a(L) = σ(z) + a(L-back) is not σ(z): the forms in σ(z) below do not apply to it.
+        plain_output = len(network.layers[-1].sources) == 1
         # A cost with a log of the output is evaluated in z, where log σ(z) / log softmax(z) are stable.
         self._cost_in_z = None
         self._cost_in_log_a = None
         #: The cost term in the output layer's z and y where it is evaluated so (None otherwise).
         self.terms_in_z: sp.Expr | None = None
-        if _logs_the_output(cost.term):
+        if plain_output and _logs_the_output(cost.term):
             if output.activation.elementwise:
                 self.terms_in_z = _cost_in_z(cost.term, output.activation.formula)
                 self._cost_in_z = elementwise([Z, Y], self.terms_in_z)
@@ -997,7 +1103,9 @@ class CompiledNetwork:
         self.output_delta_expression: sp.Expr | None = None
         self._softmax_cross_entropy = not output.activation.elementwise and _is_cross_entropy(cost.term)
         delta_arguments = [A, COMPLEMENT, Y] if output.complement else [A, Y]
-        if output.complement:
+        if not plain_output:
+            pass
+        elif output.complement:
             self.output_delta_expression = _delta_with_complement(cost.derivative)
         elif output.output_derivative is not None:
             self.output_delta_expression = _shortest(cost.derivative * output.derivative_expression)
@@ -1029,6 +1137,9 @@ class CompiledNetwork:
         ]
         if self._cost_in_z is not None or self._cost_in_log_a is not None:
             self._needs_z[-1] = True
+        #: The derived backward pass (symback.chain) and its lowered kernels (symback.lowering).
+        self.backward = derive_backward(network)
+        self.program = _Program(self)
 
     def _frozen_masks(self) -> list[tuple[np.ndarray | None, np.ndarray | None]] | None:
         if not self.network.frozen:
@@ -1046,20 +1157,30 @@ class CompiledNetwork:
         return self._forward(params, X, True)
 
     def _forward(self, params: Parameters, X: np.ndarray, keep_every_z: bool) -> ForwardPass:
-        a = X
+        # z(l) by its lowered formula (A @ Wᵀ, then + b in place); σ by the layer's stable kernels; a skip
+        # source added by the lowered rest of a(l)'s formula.
+        program = self.program
+        arrays = program.arrays(params, X)
         zs, activations, complements = [], [X], []
-        for kernels, W, b, needed in zip(self.layers, params.weights, params.biases, self._needs_z):
-            z = a @ W.T
-            z += b
+        activated: list[np.ndarray | None] | None = None
+        for index, (kernels, needed) in enumerate(zip(self.layers, self._needs_z)):
+            z = program.z_kernels[index](arrays)
             keep = keep_every_z or needed
             if kernels.complement:  # σ(−z) is written over z where z is not kept
                 a, c = kernels.forward_pair(z.copy() if keep else z)
             else:
                 a, c = kernels.forward(z), None
+            rest = program.a_rests[index]
+            if rest is not None:
+                if activated is None:
+                    activated = [None] * len(self.layers)
+                activated[index] = a
+                a = a + rest(arrays)
+            arrays[program.a_bases[index + 1]] = a
             zs.append(z if keep else None)
             activations.append(a)
             complements.append(c)
-        return ForwardPass(zs, activations, complements)
+        return ForwardPass(zs, activations, complements, activated)
 
     def predict(self, params: Parameters, X: np.ndarray) -> np.ndarray:
         return self.forward(params, X).output
@@ -1112,7 +1233,11 @@ class CompiledNetwork:
             delta = out * Y_.sum(axis=1, keepdims=True)
             delta -= Y_
             return delta
-        return self.layers[-1].backward(self.cost_derivative(out, Y_), forward.zs[-1], out, forward.complement(-1))
+        # δ(L) as derived (symback.chain), lowered: ∇a(L) = ∂C/∂a(L), then the activation's Jacobian.
+        program = self.program
+        arrays = program.backward_arrays(forward)
+        arrays[program.nabla_bases[-1]] = self.cost_derivative(out, Y_)
+        return program.delta_kernels[-1](arrays)
 
     def deltas(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> list[np.ndarray]:
         """``δ(l) = ∂C_i/∂z(l)`` per example (rows), by BP1 and BP2, before the reduction over examples."""
@@ -1132,21 +1257,18 @@ class CompiledNetwork:
             delta = delta * scale if shared else np.multiply(delta, scale, out=delta)
         elif shared:
             delta = delta.copy()  # the caller gets arrays of its own
+        program = self.program
+        arrays = program.backward_arrays(forward, params)
+        arrays[program.delta_bases[-1]] = delta
         deltas: list[np.ndarray] = [None] * L  # type: ignore[list-item]
         deltas[-1] = delta
+        # The derived recursion, lowered (symback.lowering): ∇a(l) = δ(l+1) @ W(l+1) (+ ∇a of a skip's
+        # end), then δ(l) = ∇a(l) ⊙ σ'(z(l)), in place where nothing else reads ∇a(l).
         for index in range(L - 2, -1, -1):
-            grad_a = delta @ params.weights[index + 1]
-            layer = self.layers[index]
-            a, c = forward.activations[index + 1], forward.complement(index)
-            if c is not None:  # σ' = a·c, multiplied in place: no temporary
-                grad_a *= a
-                grad_a *= c
-                delta = grad_a
-            elif layer.derivative is not None:
-                grad_a *= layer.sigma_prime(forward.zs[index], a)
-                delta = grad_a
-            else:
-                delta = layer.backward(grad_a, forward.zs[index], a)
+            grad_a = program.adjoint_kernels[index](arrays)
+            arrays[program.nabla_bases[index]] = grad_a
+            delta = program.delta_kernels[index](arrays)
+            arrays[program.delta_bases[index]] = delta
             deltas[index] = delta
         return deltas
 
@@ -1198,18 +1320,22 @@ class CompiledNetwork:
         out: Gradients | None = None,
         output_delta: np.ndarray | None = None,
     ) -> Gradients:
-        n = forward.output.shape[0]
-        scale = 1.0 / n if self._mean_examples else 1.0
+        scale = 1.0 / forward.output.shape[0] if self._mean_examples else 1.0
         deltas = self._deltas(params, forward, Y_, scale, output_delta)
-        # Σ over examples as a matrix-vector product: one BLAS call, several times faster than
-        # sum(axis=0), which walks the (examples × neurons) array a row at a time.
-        ones = _ones(n, forward.output.dtype)
+        # ∂C/∂W(l) and ∂C/∂b(l) as derived, summed over the examples by the lowering: Dᵀ @ A and ones @ D
+        # (one BLAS call each, into the packed buffer when there is one).
+        program = self.program
+        arrays = program.gradient_arrays(forward, deltas)
         if out is None:
-            out = Gradients([delta.T @ a for delta, a in zip(deltas, forward.activations)], [ones @ d for d in deltas])
+            out = Gradients(
+                [kernel(arrays) for kernel in program.weight_kernels], [kernel(arrays) for kernel in program.bias_kernels]
+            )
         else:
-            for delta, a, weights, biases in zip(deltas, forward.activations, out.weights, out.biases):
-                np.matmul(delta.T, a, out=weights)
-                np.matmul(ones, delta, out=biases)
+            for weight_kernel, bias_kernel, weights, biases in zip(
+                program.weight_kernels, program.bias_kernels, out.weights, out.biases
+            ):
+                weight_kernel(arrays, weights)
+                bias_kernel(arrays, biases)
         if self.ties is not None:
             self.ties.sum_gradients(out)
         if respect_frozen and self._masks is not None:

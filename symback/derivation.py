@@ -34,46 +34,26 @@ import numpy as np
 import sympy as sp
 
 from .budget import attempt
+from .chain import PATH_LIMIT, Factor, explicit_paths, indexed_chain, local_factor
 from .compiler import CompiledNetwork, compile_network, evaluate
 from .data import Dataset
 from .errors import SpecError
-from .model import EXPLICIT_LIMIT, ExplicitModel, IndexedModel, collapse_delta_sums, explicit_model
+from .model import EXPLICIT_LIMIT, ExplicitModel, IndexedModel, explicit_model
 from .network import Network, NodeRef
 from .parameters import Parameters
 
 __all__ = ["BackpropEquations", "Derivation", "Evaluation", "Factor", "activations_in_z", "backprop_equations", "derive"]
 
-#: Most explicit paths a derivation writes out before it keeps to the index form.
-PATH_LIMIT = 4096
 #: Expressions larger than this many operations are not passed to ``sympy.simplify``.
 SIMPLIFY_LIMIT = 400
 
 #: Most entries of a tied parameter named one by one in its derivation's text.
 _TIE_SHOWN = 8
 
-# Letters for the neurons of the layers above the target (j, k belong to the target).
-_PATH_LETTERS = ("q", "r", "s", "t", "u", "v", "p", "m", "n", "l")
-
-
-@dataclass(frozen=True)
-class Factor:
-    """One chain-rule factor ``∂of/∂wrt``: ``derivative = sympy.diff(local, wrt)``."""
-
-    of: sp.Expr
-    wrt: sp.Expr
-    local: sp.Expr
-    derivative: sp.Expr
-
-    @property
-    def notation(self) -> str:
-        return f"∂{self.of}/∂{self.wrt}"
-
-    def __str__(self) -> str:
-        return f"{self.notation} = {self.derivative}"
 
 
 def _factor(of: sp.Expr, wrt: sp.Expr, local: sp.Expr) -> Factor:
-    return Factor(of, wrt, local, collapse_delta_sums(sp.diff(local, wrt)))
+    return local_factor(of, wrt, local)
 
 
 @dataclass(frozen=True)
@@ -515,8 +495,15 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
         raise SpecError(
             f"derivatives are taken with respect to weights, biases, z and a; {network.name_of(target)!r} is not one"
         )
-    chain, sums, indexed_target = _indexed_chain(IndexedModel(network), target)
-    if form == "indexed" or (form == "auto" and not _explicit_is_small(network, target)):
+    small = _explicit_is_small(network, target)
+    try:
+        chain, sums, indexed_target = _indexed_chain(IndexedModel(network), target)
+    except SpecError:  # below a skip edge: no single chain, only the explicit paths
+        if form == "indexed" or not small:
+            raise
+        chain, sums, indexed_target = (), (), IndexedModel(network).activations[0]
+        form = "explicit"
+    if form == "indexed" or (form == "auto" and not small):
         return Derivation(network, target, chain, sums, indexed_target)
     model = explicit_model(network)
     paths = _explicit_paths(model, target)
@@ -559,91 +546,13 @@ def _explicit_is_small(network: Network, target: NodeRef) -> bool:
 
 
 def _explicit_paths(model: ExplicitModel, target: NodeRef) -> tuple[tuple[Factor, ...], ...]:
-    """Every path from ``C`` down to ``target``, each factor ``sympy.diff`` of a local expression."""
-    cost = NodeRef("C")
-    memo: dict[NodeRef, list[list[Factor]]] = {}
-
-    def upward(ref: NodeRef) -> list[list[Factor]]:
-        if ref == cost:
-            return [[]]
-        if ref in memo:
-            return memo[ref]
-        found: list[list[Factor]] = []
-        for reader in model.readers(ref):
-            local = model.local_expression(reader)
-            factor = _factor(model.symbols[reader], model.symbols[ref], local)
-            if factor.derivative == 0:
-                continue
-            for tail in upward(reader):
-                found.append([factor, *tail])
-                if len(found) > PATH_LIMIT:
-                    raise SpecError(f"more than {PATH_LIMIT} chain-rule paths; use the indexed form")
-        memo[ref] = found
-        return found
-
-    return tuple(tuple(reversed(path)) for path in upward(target))
+    """Every path from ``C`` down to ``target``: the chain engine's explicit walk (:func:`symback.chain.explicit_paths`)."""
+    return explicit_paths(model, target)
 
 
 def _indexed_chain(im: IndexedModel, target: NodeRef) -> tuple[tuple[Factor, ...], tuple[sp.Idx, ...], sp.Expr]:
-    """The index-form chain from ``C`` down to ``target`` and the indices summed over (one per layer above)."""
-    net = im.network
-    L = net.depth
-    # Deep networks run out of single letters: then q_1, q_2, ...
-    letters = itertools.chain(_PATH_LETTERS, (f"q_{n}" for n in itertools.count(1)))
-    upward: list[Factor] = []
-    sums: list[sp.Idx] = []
-
-    def dummy(layer: int) -> sp.Idx:
-        return sp.Idx("d", net.sizes[layer])
-
-    layer = target.layer
-    if target.kind == "a":
-        own = im.index("k", layer)
-        target_expr = im.activations[layer][own]
-        node = ("a", layer, own)
-    else:
-        own = im.index("j", layer)
-        z = im.zs[layer][own]
-        if target.kind == "w":
-            k = im.index("k", layer - 1)
-            target_expr = im.weights[layer][own, k]
-            upward.append(_factor(z, target_expr, im.z_expression(layer, own, dummy(layer - 1))))
-        elif target.kind == "b":
-            target_expr = im.biases[layer][own]
-            upward.append(_factor(z, target_expr, im.z_expression(layer, own, dummy(layer - 1))))
-        else:
-            target_expr = z
-        node = ("z", layer, own)
-
-    while True:
-        kind, layer, index = node
-        if kind == "z":
-            activation = net.activation(layer)
-            z = im.zs[layer][index]
-            if activation.elementwise:
-                upward.append(_factor(im.activations[layer][index], z, im.a_expression(layer, index, dummy(layer))))
-                node = ("a", layer, index)
-            else:
-                out = im.index(next(letters), layer)
-                sums.append(out)
-                factor = _factor(im.activations[layer][out], z, im.a_expression(layer, out, dummy(layer)))
-                rewritten = im.activation_in_terms_of_output(layer, factor.derivative)
-                upward.append(Factor(factor.of, factor.wrt, factor.local, rewritten))
-                node = ("a", layer, out)
-        else:  # an activation
-            a = im.activations[layer][index]
-            if layer == L:
-                upward.append(_factor(im.cost_symbol, a, im.cost_expression(dummy(L))))
-                break
-            if target.kind == "a" and target.layer == layer:
-                above = im.index("j", layer + 1)  # seed 001: k in layer L-1, j in layer L
-            else:
-                above = im.index(next(letters), layer + 1)
-            sums.append(above)
-            upward.append(_factor(im.zs[layer + 1][above], a, im.z_expression(layer + 1, above, dummy(layer))))
-            node = ("z", layer + 1, above)
-
-    return tuple(reversed(upward)), tuple(reversed(sums)), target_expr
+    """The index-form chain down to ``target``: the chain engine's walk (:func:`symback.chain.indexed_chain`)."""
+    return indexed_chain(im, target)
 
 
 # -- the δ recursion (Nielsen's BP1–BP4) -----------------------------------------------------------

@@ -1,0 +1,426 @@
+"""The one lowering table: derived index expressions → calls on an array namespace.
+
+The chain-rule engine (:mod:`symback.chain`) hands over every forward formula, ∇a, δ and parameter
+gradient in index form for one example.  Here each becomes a kernel on whole arrays: every
+per-example array (``z``, ``a``, ``x``, ``y``, ``δ``, ``∇a``) gains a leading example axis ``n``;
+parameters do not.
+
+* A product of ``Indexed`` operands, summed or not, is a :class:`Contraction` with einsum subscripts
+  (``Σ_j w[j,k]·δ[n,j]`` is ``"jk,nj->nk"``).  Its subscripts, canonicalised (letters renamed in
+  order of appearance, ``n`` kept, every operand order tried), are looked up in :data:`CONTRACTIONS`:
+  ``A @ W.T``, ``D @ W``, ``D.T @ A``, ``ones @ D``…; anything else is ``einsum`` (correct, slower).
+* An elementwise factor (σ(z), σ'(z), a cost term) is a kernel the caller already compiled (the
+  stabilised, lambdified ones of :mod:`symback.compiler`), passed in ``known``; any other elementwise
+  remainder is lambdified here, with each ``Indexed`` and each inner contraction as an argument.
+
+``xp`` is an :class:`ArrayNamespace`: NumPy today (:data:`NUMPY`); ``out=`` is a hint another
+namespace may ignore (a functional one such as JAX returns new arrays).
+
+>>> import numpy as np, sympy as sp
+>>> j, k = sp.Idx("j", 3), sp.Idx("k", 2)
+>>> w, d = sp.IndexedBase("w"), sp.IndexedBase("delta")
+>>> kernel = lower(sp.Sum(w[j, k] * d[j], j), (k,), batched={d})
+>>> kernel.pattern
+'jk,nj->nk'
+>>> W, D = np.arange(6.0).reshape(3, 2), np.ones((4, 3))
+>>> np.array_equal(kernel({w: W, d: D}), D @ W)
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+__all__ = [
+    "CONTRACTIONS",
+    "NUMPY",
+    "ArrayNamespace",
+    "Contraction",
+    "Kernel",
+    "KnownFactor",
+    "canonical",
+    "contraction_of",
+    "lower",
+    "register_contraction",
+]
+
+#: The example axis every batched array carries first.
+EXAMPLES = "n"
+
+
+class ArrayNamespace:
+    """The array calls lowered kernels make: NumPy's, or another module with the same names.
+
+    >>> NUMPY.ones(3, np.float32).tolist()
+    [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, module: Any, name: str) -> None:
+        self.module = module
+        self.name = name
+        self.matmul = module.matmul
+        self.einsum = module.einsum
+        self.multiply = module.multiply
+        self.add = module.add
+
+    def ones(self, n: int, dtype: Any) -> Any:
+        return _ones(n, np.dtype(dtype))
+
+    def __repr__(self) -> str:
+        return f"ArrayNamespace({self.name})"
+
+
+@lru_cache(maxsize=16)
+def _ones(n: int, dtype: np.dtype) -> np.ndarray:
+    ones = np.ones(n, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+NUMPY = ArrayNamespace(np, "numpy")
+
+#: Contraction patterns: canonical subscripts → ``emit(xp, *operands, out=None)``.
+CONTRACTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def canonical(subscripts: str) -> str:
+    """``subscripts`` with every letter but ``n`` renamed in order of first appearance.
+
+    >>> canonical("jk,nj->nk"), canonical("qr,nq->nr")
+    ('ab,na->nb', 'ab,na->nb')
+    """
+    names: dict[str, str] = {}
+    letters = iter(c for c in string.ascii_lowercase if c != EXAMPLES)
+    out = []
+    for c in subscripts:
+        if c.isalpha() and c != EXAMPLES:
+            if c not in names:
+                names[c] = next(letters)
+            out.append(names[c])
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def register_contraction(subscripts: str, emit: Callable[..., Any]) -> None:
+    """Lower every contraction with these subscripts (any letters) by ``emit(xp, *operands, out=None)``."""
+    CONTRACTIONS[canonical(subscripts)] = emit
+
+
+# Σ_k W[j,k]·A[n,k] → A @ Wᵀ (the forward pass of a dense layer)
+register_contraction("jk,nk->nj", lambda xp, w, a, out=None: xp.matmul(a, w.T, out=out))
+# Σ_j W[j,k]·D[n,j] → D @ W (∇a from the δ of the layer above)
+register_contraction("jk,nj->nk", lambda xp, w, d, out=None: xp.matmul(d, w, out=out))
+# Σ_n D[n,j]·A[n,k] → Dᵀ @ A (a weight gradient, summed over the examples)
+register_contraction("nj,nk->jk", lambda xp, d, a, out=None: xp.matmul(d.T, a, out=out))
+# Σ_n D[n,j] → ones @ D (a bias gradient: one BLAS call, several times faster than sum(axis=0))
+register_contraction("nj->j", lambda xp, d, out=None: xp.matmul(xp.ones(d.shape[0], d.dtype), d, out=out))
+# A[n,j]·G[n,j] → the elementwise product
+register_contraction("nj,nj->nj", lambda xp, a, g, out=None: xp.multiply(a, g, out=out))
+# Σ_j A[n,j]·G[n,j] → one number per example (the softmax Jacobian's inner product)
+register_contraction("nj,nj->n", lambda xp, a, g, out=None: xp.einsum("nj,nj->n", a, g, out=out))
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """A product of Indexed operands summed over some indices: ``coefficient · einsum(subscripts, *bases)``."""
+
+    bases: tuple[sp.IndexedBase, ...]
+    subscripts: str
+    coefficient: sp.Expr = sp.S.One
+
+
+def contraction_of(
+    term: sp.Expr, out: Sequence[sp.Idx], batched: Iterable[sp.IndexedBase], *, over_examples: bool = False
+) -> Contraction | None:
+    """``term`` as a :class:`Contraction`, or None when it is not a (summed) product of Indexed.
+
+    ``out`` are the result's indices after the example axis; ``over_examples`` sums the example axis
+    too (a parameter gradient).
+    """
+    batched = set(batched)
+    summed: list[sp.Idx] = []
+    while isinstance(term, sp.Sum):
+        summed.extend(limit[0] for limit in term.limits)
+        term = term.function
+    coefficient, factors = sp.S.One, []
+    for factor in sp.Mul.make_args(term):
+        if factor.is_number:
+            coefficient *= factor
+        elif isinstance(factor, sp.Indexed) and all(isinstance(i, sp.Idx) for i in factor.indices):
+            factors.append(factor)
+        elif factor.is_Pow and factor.exp.is_Integer and factor.exp > 0 and isinstance(factor.base, sp.Indexed):
+            factors.extend([factor.base] * int(factor.exp))
+        else:
+            return None
+    if not factors:
+        return None
+    indices = list(dict.fromkeys(itertools.chain(out, summed, *(f.indices for f in factors))))
+    if len(indices) > 25:
+        return None
+    names = [str(i.label) for i in indices]
+    if all(len(c) == 1 and c.isalpha() and c.islower() and c != EXAMPLES for c in names) and len(set(names)) == len(names):
+        letters = dict(zip(indices, names))  # the derivation's own letters: "jk,nj->nk" reads like the sum
+    else:
+        letters = dict(zip(indices, (c for c in string.ascii_lowercase if c != EXAMPLES)))
+    parts = []
+    for factor in factors:
+        head = EXAMPLES if factor.base in batched else ""
+        parts.append(head + "".join(letters[i] for i in factor.indices))
+    free = set(itertools.chain(*(f.indices for f in factors))) - set(summed)
+    if not set(out) >= free:
+        return None
+    result = ("" if over_examples else EXAMPLES) + "".join(letters[i] for i in out)
+    if not any(p.startswith(EXAMPLES) for p in parts):
+        return None  # no example axis: a constant of the step, not a kernel of it
+    return Contraction(tuple(f.base for f in factors), f"{','.join(parts)}->{result}", coefficient)
+
+
+@dataclass(frozen=True)
+class KnownFactor:
+    """An elementwise factor the caller compiled already: ``value(arrays)`` gives it, and
+    ``scale(arrays, target)`` multiplies ``target`` by it in place (σ' of a sigmoid as ``·a·σ(−z)``)."""
+
+    value: Callable[[Mapping], Any]
+    scale: Callable[[Mapping, Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A lowered expression: ``kernel(arrays, out=None)`` with ``arrays`` mapping each IndexedBase to
+    its array.  ``pattern`` names how it was lowered (a table entry, ``einsum``, ``elementwise``)."""
+
+    run: Callable[..., Any]
+    pattern: str
+    bases: tuple[sp.IndexedBase, ...]
+    #: Whether the result is a new array of the kernel's own (a caller may then overwrite it).
+    fresh: bool = True
+
+    def __call__(self, arrays: Mapping[sp.IndexedBase, Any], out: Any = None) -> Any:
+        return self.run(arrays, out)
+
+
+def lower_contraction(contraction: Contraction, xp: ArrayNamespace = NUMPY) -> Kernel:
+    """The kernel of one contraction: its table entry in some operand order, else einsum."""
+    parts, result = contraction.subscripts.split("->")
+    parts = parts.split(",")
+    for order in itertools.permutations(range(len(parts))):
+        key = canonical(",".join(parts[i] for i in order) + "->" + result)
+        if key in CONTRACTIONS:
+            emit = CONTRACTIONS[key]
+            bases = tuple(contraction.bases[i] for i in order)
+            pattern = ",".join(parts[i] for i in order) + "->" + result
+            break
+    else:
+        emit = _einsum(contraction.subscripts)
+        bases, pattern = contraction.bases, f"einsum {contraction.subscripts}"
+    # einsum may answer a view of an operand ("nk->nk"): such a result is not the kernel's to overwrite.
+    fresh = not pattern.startswith("einsum")
+    scale = float(contraction.coefficient)
+    if len(bases) == 1:
+        (first,) = bases
+        run = lambda arrays, out=None: emit(xp, arrays[first], out=out)  # noqa: E731
+    elif len(bases) == 2:
+        first, second = bases
+        run = lambda arrays, out=None: emit(xp, arrays[first], arrays[second], out=out)  # noqa: E731
+    else:
+        run = lambda arrays, out=None: emit(xp, *(arrays[b] for b in bases), out=out)  # noqa: E731
+    if scale != 1.0:
+        unscaled = run
+
+        def run(arrays: Mapping, out: Any = None) -> Any:
+            value = unscaled(arrays, out)
+            if out is not None:
+                value *= scale
+                return value
+            return xp.multiply(value, scale)  # a new array: the unscaled one may be a view of an operand
+
+        fresh = True
+    return Kernel(run, pattern, bases, fresh)
+
+
+def _einsum(subscripts: str) -> Callable[..., Any]:
+    def emit(xp: ArrayNamespace, *operands: Any, out: Any = None) -> Any:
+        return xp.einsum(subscripts, *operands, out=out) if out is not None else xp.einsum(subscripts, *operands)
+
+    return emit
+
+
+def lower(
+    expression: sp.Expr,
+    out: Sequence[sp.Idx],
+    *,
+    batched: Iterable[sp.IndexedBase],
+    known: Mapping[sp.Expr, KnownFactor] | None = None,
+    over_examples: bool = False,
+    overwritable: Iterable[sp.IndexedBase] = (),
+    xp: ArrayNamespace = NUMPY,
+    elementwise: Callable[[Sequence[sp.Symbol], sp.Expr], Callable[..., Any]] | None = None,
+) -> Kernel:
+    """The kernel computing ``expression`` (index form, one example) for a whole batch.
+
+    A sum of terms is lowered term by term and added; a term that is a contraction goes through the
+    table; an elementwise factor found in ``known`` (``{expression: kernel(arrays)}``) is that
+    kernel; what is left is compiled by ``elementwise(arguments, expression)`` (the compiler passes
+    its stabilising :func:`~symback.compiler.lambdify`; plain ``sympy.lambdify`` by default), each
+    Indexed and each inner ``Sum`` an argument.
+    """
+    elementwise = elementwise or _plain_lambdify
+    batched = frozenset(batched)
+    known = dict(known or {})
+    if expression in known:
+        factor = known[expression]
+        return Kernel(lambda arrays, out=None: factor.value(arrays), "known", (), fresh=False)
+    scaled = _scaled_reference(expression, out, batched, known)
+    if scaled is not None:
+        factor, base = scaled
+        in_place = base in set(overwritable)
+        scale = factor.scale
+
+        def run_scaled(arrays: Mapping, result: Any = None) -> Any:
+            target = arrays[base]
+            if not (in_place and target.flags.writeable):
+                target = target.copy()
+            return scale(arrays, target)
+
+        return Kernel(run_scaled, "known ⊙ " + ("in place" if in_place else "copy"), (base,))
+    if isinstance(expression, sp.Indexed) and tuple(expression.indices) == tuple(out) and not over_examples:
+        # the array itself (a parameter vector broadcasts over the examples)
+        base = expression.base
+        return Kernel(lambda arrays, result=None: arrays[base], "reference", (base,), fresh=False)
+    contraction = contraction_of(expression, out, batched, over_examples=over_examples)
+    if contraction is not None:
+        return lower_contraction(contraction, xp)
+    terms = sp.Add.make_args(expression)
+    if len(terms) > 1:
+        kernels = [
+            lower(t, out, batched=batched, known=known, over_examples=over_examples, xp=xp, elementwise=elementwise)
+            for t in terms
+        ]
+        # A new array first: the other terms are added into it in place.
+        kernels.sort(key=lambda kernel: not kernel.fresh)
+        first, *rest = kernels
+        copy_first = not first.fresh
+
+        def run(arrays: Mapping, result: Any = None) -> Any:
+            total = first(arrays, result)
+            if copy_first:
+                total = total.copy()
+            for kernel in rest:
+                total += kernel(arrays)
+            if result is not None and total is not result:
+                result[...] = total
+                return result
+            return total
+
+        return Kernel(run, " + ".join(k.pattern for k in kernels), tuple(itertools.chain(*(k.bases for k in kernels))))
+    if over_examples:
+        raise ValueError(f"cannot lower {expression} summed over the examples: not a contraction")
+    return _lower_elementwise(expression, tuple(out), batched, known, xp, elementwise)
+
+
+def _scaled_reference(
+    expression: sp.Expr, out: Sequence[sp.Idx], batched: frozenset, known: Mapping[sp.Expr, KnownFactor]
+) -> tuple[KnownFactor, sp.IndexedBase] | None:
+    """``F · R[n, out]`` with ``F`` a known factor that scales in place and ``R`` a batched array."""
+    factors = sp.Mul.make_args(expression)
+    for position, other in enumerate(factors):
+        if isinstance(other, sp.Indexed) and other.base in batched and tuple(other.indices) == tuple(out):
+            factor = sp.Mul(*factors[:position], *factors[position + 1 :])
+            if factor in known and known[factor].scale is not None:
+                return known[factor], other.base
+    return None
+
+
+def _plain_lambdify(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable[..., Any]:
+    return sp.lambdify(list(arguments), expression, modules="numpy", cse=True, dummify=True)
+
+
+def _lower_elementwise(
+    expression: sp.Expr,
+    out: tuple[sp.Idx, ...],
+    batched: frozenset,
+    known: Mapping,
+    xp: ArrayNamespace,
+    compile_elementwise: Callable[[Sequence[sp.Symbol], sp.Expr], Callable[..., Any]],
+) -> Kernel:
+    """An elementwise remainder: known factors, inner contractions and Indexed arrays as arguments of
+    one lambdified function (broadcast over the example axis and ``out``)."""
+    arguments: list[sp.Symbol] = []
+    feeds: list[Callable[[Mapping], Any]] = []
+    replacements: dict[sp.Expr, sp.Symbol] = {}
+
+    def argument(node: sp.Expr, feed: Callable[[Mapping], Any]) -> sp.Symbol:
+        symbol = sp.Dummy(f"x{len(arguments)}", real=True)
+        arguments.append(symbol)
+        feeds.append(feed)
+        replacements[node] = symbol
+        return symbol
+
+    for node, factor in known.items():
+        if expression.has(node):
+            argument(node, factor.value)
+    for total in sorted(expression.atoms(sp.Sum), key=sp.default_sort_key):
+        free = [i for i in out if total.has(i)]
+        inner = contraction_of(total, free, batched)
+        if inner is None:
+            raise ValueError(f"cannot lower {total}: not a contraction")
+        kernel = lower_contraction(inner, xp)
+        argument(total, _aligned(kernel, free, out))
+    body = expression.xreplace(replacements)
+    for indexed in sorted(body.atoms(sp.Indexed), key=sp.default_sort_key):
+        if not set(indexed.indices) <= set(out) or len(indexed.indices) != len(set(indexed.indices)):
+            raise ValueError(f"cannot lower {indexed} elementwise over {out}")
+        argument(indexed, _indexed_feed(indexed, out, indexed.base in batched))
+    body = body.xreplace(replacements)
+    function = compile_elementwise(arguments, body)
+
+    def run(arrays: Mapping, result: Any = None) -> Any:
+        value = function(*(feed(arrays) for feed in feeds))
+        if result is not None:
+            result[...] = value
+            return result
+        return value
+
+    return Kernel(run, "elementwise", ())
+
+
+def _aligned(kernel: Kernel, free: list[sp.Idx], out: tuple[sp.Idx, ...]) -> Callable[[Mapping], Any]:
+    """An inner contraction's value shaped to broadcast against ``(n, *out)``."""
+    shape_index = [out.index(i) for i in free]
+    if shape_index == list(range(len(out))):
+        return lambda arrays: kernel(arrays)
+    expand = tuple(1 + p for p in range(len(out)) if p not in shape_index)
+
+    def feed(arrays: Mapping) -> Any:
+        return np.expand_dims(kernel(arrays), expand)
+
+    return feed
+
+
+def _indexed_feed(indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool) -> Callable[[Mapping], Any]:
+    """An Indexed argument's array, its axes ordered and expanded like ``(n, *out)``."""
+    base = indexed.base
+    positions = [out.index(i) for i in indexed.indices]
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    axes = ([0] if is_batched else []) + [p + (1 if is_batched else 0) for p in order]
+    missing = tuple(1 + p for p in range(len(out)) if p not in positions)
+    plain = axes == list(range(len(axes))) and not missing
+    if plain:
+        return lambda arrays: arrays[base]
+
+    def feed(arrays: Mapping) -> Any:
+        array = np.transpose(arrays[base], axes)
+        if not is_batched:
+            array = array[None]
+        return np.expand_dims(array, missing) if missing else array
+
+    return feed
