@@ -55,7 +55,7 @@ from .budget import attempt
 from .chain import derive_backward
 from .costs import A, Y
 from .data import Dataset
-from .lowering import KnownFactor, lower
+from .lowering import KnownFactor, compile_function, lower
 from .network import Network
 from .parameters import PackedArrays, Parameters
 
@@ -715,6 +715,8 @@ class ForwardPass:
     complements: list[np.ndarray | None] | None = None
     #: ``σ(z(l))`` where it is not ``a(l)`` itself (a residual layer adds its skip source); else None.
     activated: list[np.ndarray | None] | None = None
+    #: The compiled network's slot list for this pass (see ``compiler._Program``), None if built by hand.
+    slots: list[Any] | None = None
 
     @property
     def output(self) -> np.ndarray:
@@ -970,8 +972,9 @@ class _Program:
     parameter gradients (:func:`~symback.chain.derive_backward`), each through
     :func:`~symback.lowering.lower`, with σ and σ' as the layer's stable kernels (:class:`_LayerKernels`).
 
-    Kernels read a dict of arrays keyed by the derivation's IndexedBases (``a(l)``, ``z(l)``, ``δ(l)``,
-    ``∇a(l)``, ``w(l)``, ``b(l)``); a layer's σ(z) and σ(−z) go in under ``("s", l)`` and ``("c", l)``.
+    Kernels read one list of arrays per step, a slot for each of the derivation's IndexedBases
+    (``a(l)``, ``z(l)``, ``δ(l)``, ``∇a(l)``, ``w(l)``, ``b(l)``) and for each layer's σ(z) and σ(−z):
+    slots, not a dict keyed by SymPy objects, so the hot path hashes nothing.
     """
 
     def __init__(self, compiled: CompiledNetwork) -> None:
@@ -979,15 +982,25 @@ class _Program:
         im = backward.model
         network = compiled.network
         L = network.depth
+        self.depth = L
+        # slots: a(0..L) | z(1..L) | w | b | δ | ∇a | σ(z) | σ(−z)
+        self.A, self.Z, self.W, self.B = 0, L + 1, 2 * L + 1, 3 * L + 1
+        self.DELTA, self.NABLA, self.S, self.C = 4 * L + 1, 5 * L + 1, 6 * L + 1, 7 * L + 1
+        self.size = 8 * L + 1
+        slots: dict[Any, int] = {}
+        for l in range(L + 1):
+            slots[im.activations[l]] = self.A + l
+        for l in range(1, L + 1):
+            slots[im.zs[l]] = self.Z + l - 1
+            slots[im.weights[l]] = self.W + l - 1
+            slots[im.biases[l]] = self.B + l - 1
+            slots[backward.delta[l]] = self.DELTA + l - 1
+            slots[backward.nabla[l]] = self.NABLA + l - 1
         self.a_bases = [im.activations[l] for l in range(L + 1)]
-        self.z_bases = [im.zs[l] for l in range(1, L + 1)]
-        self.w_bases = [im.weights[l] for l in range(1, L + 1)]
-        self.b_bases = [im.biases[l] for l in range(1, L + 1)]
-        self.delta_bases = [backward.delta[l] for l in range(1, L + 1)]
-        self.nabla_bases = [backward.nabla[l] for l in range(1, L + 1)]
-        batched = frozenset([*self.a_bases, *self.z_bases, *self.delta_bases, *self.nabla_bases, im.targets])
+        batched = frozenset([*self.a_bases, *(im.zs[l] for l in range(1, L + 1)), *backward.delta.values(),
+                             *backward.nabla.values(), im.targets])
         stable = lambda arguments, expression: lambdify(arguments, stabilize(expression))  # noqa: E731
-        options = {"batched": batched, "elementwise": stable}
+        options = {"batched": batched, "elementwise": stable, "key": slots.__getitem__}
         self.z_kernels, self.a_rests = [], []
         for l in range(1, L + 1):
             z_formula, a_formula = backward.forward[l]
@@ -1004,7 +1017,9 @@ class _Program:
             known = {}
             activation = network.activation(l)
             if activation.elementwise:
-                known[activation.derivative_at(im.zs[l][k])] = _sigma_prime_factor(compiled.layers[l - 1], l)
+                known[activation.derivative_at(im.zs[l][k])] = _sigma_prime_factor(
+                    compiled.layers[l - 1], self.Z + l - 1, self.S + l - 1, self.C + l - 1
+                )
             overwritable = () if backward.nabla[l] in read else (backward.nabla[l],)
             self.delta_kernels.append(
                 lower(backward.deltas[l], (k,), known=known, overwritable=overwritable, **options)
@@ -1014,49 +1029,106 @@ class _Program:
             gradients, indices = backward.gradients[l], backward.parameter_indices[l]
             self.weight_kernels.append(lower(gradients["w"], indices["w"], over_examples=True, **options))
             self.bias_kernels.append(lower(gradients["b"], indices["b"], over_examples=True, **options))
+        # The hidden layers' δ recursion and every gradient as two generated functions, each kernel's
+        # statements written in (a step at batch 1 is mostly call overhead: one call, not one per kernel).
+        namespace: dict[str, Any] = {}
+        body: list[str] = []
+        for index in range(L - 2, -1, -1):
+            body += self.adjoint_kernels[index].source("g", None, namespace)
+            body.append(f"arrays[{self.NABLA + index}] = g")
+            body += self.delta_kernels[index].source("d", None, namespace)
+            body += [f"arrays[{self.DELTA + index}] = d", f"deltas[{index}] = d"]
+        self.run_backward = compile_function("backward", ("arrays", "deltas"), body or ["pass"], namespace)
+        body = []
+        for index in range(L):
+            body += self.weight_kernels[index].source("t", f"weights[{index}]", namespace)
+            body += self.bias_kernels[index].source("t", f"biases[{index}]", namespace)
+        self.run_gradients = compile_function("gradients", ("arrays", "weights", "biases"), body, namespace)
+        body = ["zs = []", "activations = [arrays[0]]", "complements = []", "activated = None"]
+        for index, layer in enumerate(compiled.layers):
+            body += self.z_kernels[index].source("z", None, namespace)
+            body.append("keep = True" if compiled._needs_z[index] else "keep = keep_every_z")
+            if layer.complement:  # σ(−z) is written over z where z is not kept
+                namespace[f"pair_{index}"] = layer.forward_pair
+                body.append(f"a, c = pair_{index}(z.copy() if keep else z)")
+            else:
+                namespace[f"sigma_{index}"] = layer.forward
+                body += [f"a = sigma_{index}(z)", "c = None"]
+            body.append(f"arrays[{self.S + index}] = a")
+            if self.a_rests[index] is not None:  # a skip source: a = σ(z) + a(l-back)
+                body += [f"if activated is None: activated = [None] * {L}", f"activated[{index}] = a"]
+                body += self.a_rests[index].source("r", None, namespace)
+                body.append("a = a + r")
+            body += [
+                f"arrays[{self.A + index + 1}] = a", f"arrays[{self.C + index}] = c",
+                f"if keep: arrays[{self.Z + index}] = z", "zs.append(z if keep else None)",
+                "activations.append(a)", "complements.append(c)",
+            ]
+        body.append("return zs, activations, complements, activated")
+        self.run_forward = compile_function("forward", ("arrays", "keep_every_z"), body, namespace)
+        # the other paths call the kernels' functions themselves
+        self.z_runs = [kernel.run for kernel in self.z_kernels]
+        self.a_rest_runs = [kernel.run if kernel is not None else None for kernel in self.a_rests]
+        self.adjoint_runs = [kernel.run for kernel in self.adjoint_kernels]
+        self.delta_runs = [kernel.run for kernel in self.delta_kernels]
+        self.weight_runs = [kernel.run for kernel in self.weight_kernels]
+        self.bias_runs = [kernel.run for kernel in self.bias_kernels]
 
-    def arrays(self, params: Parameters, X: np.ndarray) -> dict[Any, Any]:
-        arrays: dict[Any, Any] = {self.a_bases[0]: X}
-        arrays.update(zip(self.w_bases, params.weights))
-        arrays.update(zip(self.b_bases, params.biases))
+    def arrays(self, params: Parameters, X: np.ndarray) -> list[Any]:
+        """A fresh slot list holding the input and the parameters."""
+        arrays: list[Any] = [None] * self.size
+        arrays[self.A] = X
+        L = self.depth
+        arrays[self.W : self.W + L] = params.weights
+        arrays[self.B : self.B + L] = params.biases
         return arrays
 
-    def backward_arrays(self, forward: ForwardPass, params: Parameters | None = None) -> dict[Any, Any]:
-        arrays: dict[Any, Any] = dict(zip(self.a_bases, forward.activations))
-        arrays.update(zip(self.z_bases, forward.zs))
-        for index in range(len(self.z_bases)):
-            arrays["z", index + 1] = forward.zs[index]
-            arrays["s", index + 1] = forward.nonlinear(index)
-            arrays["c", index + 1] = forward.complement(index)
+    def backward_arrays(self, forward: ForwardPass, params: Parameters | None = None) -> list[Any]:
+        """The slot list of ``forward`` (its own from :meth:`CompiledNetwork.forward`, else one filled
+        from its arrays), with ``params`` in the parameter slots."""
+        L = self.depth
+        arrays = forward.slots
+        if arrays is None or len(arrays) != self.size:
+            arrays = [None] * self.size
+            arrays[self.A : self.A + L + 1] = forward.activations
+            arrays[self.Z : self.Z + L] = forward.zs
+            arrays[self.S : self.S + L] = [forward.nonlinear(index) for index in range(L)]
+            arrays[self.C : self.C + L] = forward.complements if forward.complements is not None else [None] * L
         if params is not None:
-            arrays.update(zip(self.w_bases, params.weights))
-            arrays.update(zip(self.b_bases, params.biases))
-        return arrays
-
-    def gradient_arrays(self, forward: ForwardPass, deltas: Sequence[np.ndarray]) -> dict[Any, Any]:
-        arrays: dict[Any, Any] = dict(zip(self.a_bases, forward.activations))
-        arrays.update(zip(self.delta_bases, deltas))
+            arrays[self.W : self.W + L] = params.weights
+            arrays[self.B : self.B + L] = params.biases
         return arrays
 
 
-def _sigma_prime_factor(kernels: _LayerKernels, layer: int) -> KnownFactor:
-    """σ'(z(layer)) as the lowering's known factor: ``·σ(z)·σ(−z)`` in place for a sigmoid, from σ(z)
-    where σ' is a monomial in it, else the stable form in z (see :class:`_LayerKernels`)."""
-    z_key, s_key, c_key = layer, ("s", layer), ("c", layer)
+def _sigma_prime_factor(kernels: _LayerKernels, z_slot: int, s_slot: int, c_slot: int) -> KnownFactor:
+    """σ'(z) of one layer as the lowering's known factor: ``·σ(z)·σ(−z)`` in place for a sigmoid, from
+    σ(z) where σ' is a monomial in it, else the stable form in z (see :class:`_LayerKernels`)."""
 
-    def value(arrays: Mapping) -> np.ndarray:
-        return kernels.sigma_prime(arrays.get(("z", z_key)), arrays[s_key], arrays[c_key])
+    def value(arrays: Sequence[Any]) -> np.ndarray:
+        return kernels.sigma_prime(arrays[z_slot], arrays[s_slot], arrays[c_slot])
 
-    def scale(arrays: Mapping, target: np.ndarray) -> np.ndarray:
-        c = arrays[c_key]
+    def scale(arrays: Sequence[Any], target: np.ndarray) -> np.ndarray:
+        c = arrays[c_slot]
         if c is not None:  # σ' = a·c, multiplied in place: no temporary
-            target *= arrays[s_key]
+            target *= arrays[s_slot]
             target *= c
             return target
-        target *= kernels.sigma_prime(arrays.get(("z", z_key)), arrays[s_key])
+        target *= kernels.sigma_prime(arrays[z_slot], arrays[s_slot])
         return target
 
-    return KnownFactor(value, scale)
+    def source(target: str, namespace: dict) -> list[str]:
+        namespace[f"scale_{s_slot}"] = scale
+        return [
+            f"c_ = arrays[{c_slot}]",
+            "if c_ is not None:",  # σ' = a·c, multiplied in place
+            f"    {target} *= arrays[{s_slot}]",
+            f"    {target} *= c_",
+            "else:",
+            f"    {target} = scale_{s_slot}(arrays, {target})",
+        ]
+
+    factor = KnownFactor(value, scale, source)
+    return factor
 
 
 class CompiledNetwork:
@@ -1158,29 +1230,15 @@ class CompiledNetwork:
 
     def _forward(self, params: Parameters, X: np.ndarray, keep_every_z: bool) -> ForwardPass:
         # z(l) by its lowered formula (A @ Wᵀ, then + b in place); σ by the layer's stable kernels; a skip
-        # source added by the lowered rest of a(l)'s formula.
+        # source added by the lowered rest of a(l)'s formula: one generated function (see _Program).
+        # Every array also goes in its slot, which the backward pass reads.
         program = self.program
-        arrays = program.arrays(params, X)
-        zs, activations, complements = [], [X], []
-        activated: list[np.ndarray | None] | None = None
-        for index, (kernels, needed) in enumerate(zip(self.layers, self._needs_z)):
-            z = program.z_kernels[index](arrays)
-            keep = keep_every_z or needed
-            if kernels.complement:  # σ(−z) is written over z where z is not kept
-                a, c = kernels.forward_pair(z.copy() if keep else z)
-            else:
-                a, c = kernels.forward(z), None
-            rest = program.a_rests[index]
-            if rest is not None:
-                if activated is None:
-                    activated = [None] * len(self.layers)
-                activated[index] = a
-                a = a + rest(arrays)
-            arrays[program.a_bases[index + 1]] = a
-            zs.append(z if keep else None)
-            activations.append(a)
-            complements.append(c)
-        return ForwardPass(zs, activations, complements, activated)
+        arrays = [None] * program.size
+        arrays[0] = X
+        arrays[program.W : program.B] = params.weights
+        arrays[program.B : program.DELTA] = params.biases
+        zs, activations, complements, activated = self.program.run_forward(arrays, keep_every_z)
+        return ForwardPass(zs, activations, complements, activated, arrays)
 
     def predict(self, params: Parameters, X: np.ndarray) -> np.ndarray:
         return self.forward(params, X).output
@@ -1236,8 +1294,8 @@ class CompiledNetwork:
         # δ(L) as derived (symback.chain), lowered: ∇a(L) = ∂C/∂a(L), then the activation's Jacobian.
         program = self.program
         arrays = program.backward_arrays(forward)
-        arrays[program.nabla_bases[-1]] = self.cost_derivative(out, Y_)
-        return program.delta_kernels[-1](arrays)
+        arrays[program.NABLA + len(self.layers) - 1] = self.cost_derivative(out, Y_)
+        return program.delta_runs[-1](arrays)
 
     def deltas(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> list[np.ndarray]:
         """``δ(l) = ∂C_i/∂z(l)`` per example (rows), by BP1 and BP2, before the reduction over examples."""
@@ -1245,7 +1303,13 @@ class CompiledNetwork:
         return self._deltas(params, forward, data.Y, 1.0)
 
     def _deltas(
-        self, params: Parameters, forward: ForwardPass, Y_: np.ndarray, scale: float, output_delta: np.ndarray | None = None
+        self,
+        params: Parameters,
+        forward: ForwardPass,
+        Y_: np.ndarray,
+        scale: float,
+        output_delta: np.ndarray | None = None,
+        arrays: list[Any] | None = None,
     ) -> list[np.ndarray]:
         L = len(self.layers)
         delta = self._output_delta_of(forward, Y_) if output_delta is None else output_delta
@@ -1258,18 +1322,14 @@ class CompiledNetwork:
         elif shared:
             delta = delta.copy()  # the caller gets arrays of its own
         program = self.program
-        arrays = program.backward_arrays(forward, params)
-        arrays[program.delta_bases[-1]] = delta
+        if arrays is None:
+            arrays = program.backward_arrays(forward, params)
+        arrays[program.DELTA + L - 1] = delta
         deltas: list[np.ndarray] = [None] * L  # type: ignore[list-item]
         deltas[-1] = delta
         # The derived recursion, lowered (symback.lowering): ∇a(l) = δ(l+1) @ W(l+1) (+ ∇a of a skip's
         # end), then δ(l) = ∇a(l) ⊙ σ'(z(l)), in place where nothing else reads ∇a(l).
-        for index in range(L - 2, -1, -1):
-            grad_a = program.adjoint_kernels[index](arrays)
-            arrays[program.nabla_bases[index]] = grad_a
-            delta = program.delta_kernels[index](arrays)
-            arrays[program.delta_bases[index]] = delta
-            deltas[index] = delta
+        program.run_backward(arrays, deltas)
         return deltas
 
     def gradient(
@@ -1321,21 +1381,15 @@ class CompiledNetwork:
         output_delta: np.ndarray | None = None,
     ) -> Gradients:
         scale = 1.0 / forward.output.shape[0] if self._mean_examples else 1.0
-        deltas = self._deltas(params, forward, Y_, scale, output_delta)
+        program = self.program
+        arrays = program.backward_arrays(forward, params)
+        deltas = self._deltas(params, forward, Y_, scale, output_delta, arrays)  # each δ in its slot too
         # ∂C/∂W(l) and ∂C/∂b(l) as derived, summed over the examples by the lowering: Dᵀ @ A and ones @ D
         # (one BLAS call each, into the packed buffer when there is one).
-        program = self.program
-        arrays = program.gradient_arrays(forward, deltas)
         if out is None:
-            out = Gradients(
-                [kernel(arrays) for kernel in program.weight_kernels], [kernel(arrays) for kernel in program.bias_kernels]
-            )
+            out = Gradients([run(arrays) for run in program.weight_runs], [run(arrays) for run in program.bias_runs])
         else:
-            for weight_kernel, bias_kernel, weights, biases in zip(
-                program.weight_kernels, program.bias_kernels, out.weights, out.biases
-            ):
-                weight_kernel(arrays, weights)
-                bias_kernel(arrays, biases)
+            program.run_gradients(arrays, out.weights, out.biases)
         if self.ties is not None:
             self.ties.sum_gradients(out)
         if respect_frozen and self._masks is not None:

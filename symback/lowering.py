@@ -49,6 +49,7 @@ __all__ = [
     "canonical",
     "contraction_of",
     "lower",
+    "compile_function",
     "register_contraction",
 ]
 
@@ -70,9 +71,12 @@ class ArrayNamespace:
         self.einsum = module.einsum
         self.multiply = module.multiply
         self.add = module.add
+        if module is np:  # the cached vector itself, not a method around it: called every step
+            self.ones = _ones
 
     def ones(self, n: int, dtype: Any) -> Any:
-        return _ones(n, np.dtype(dtype))
+        """A read-only vector of ones (cached: a bias gradient asks for one every step)."""
+        return _ones(n, dtype)
 
     def __repr__(self) -> str:
         return f"ArrayNamespace({self.name})"
@@ -110,21 +114,45 @@ def canonical(subscripts: str) -> str:
     return "".join(out)
 
 
-def register_contraction(subscripts: str, emit: Callable[..., Any]) -> None:
-    """Lower every contraction with these subscripts (any letters) by ``emit(xp, *operands, out=None)``."""
+#: Source forms of table entries: canonical subscripts → ``(expression, expression with out)`` over
+#: the operands ``{0}``, ``{1}``… and ``{out}``; a compiled network writes its steps from them as one
+#: generated function (at batch 1 a training step is mostly Python call overhead).
+SOURCES: dict[str, tuple[str, str]] = {}
+
+
+def register_contraction(
+    subscripts: str, emit: Callable[..., Any], source: tuple[str, str] | None = None
+) -> None:
+    """Lower every contraction with these subscripts (any letters) by ``emit(xp, *operands, out=None)``;
+    ``source`` is the same call as text (``"{1} @ {0}.T"``, ``"matmul({1}, {0}.T, out={out})"``), with
+    ``matmul``, ``multiply``, ``einsum`` and ``ones`` the namespace's functions."""
     CONTRACTIONS[canonical(subscripts)] = emit
+    if source is not None:
+        SOURCES[canonical(subscripts)] = source
 
 
 # Σ_k W[j,k]·A[n,k] → A @ Wᵀ (the forward pass of a dense layer)
-register_contraction("jk,nk->nj", lambda xp, w, a, out=None: xp.matmul(a, w.T, out=out))
+register_contraction(
+    "jk,nk->nj", lambda xp, w, a, out=None: xp.matmul(a, w.T, out=out), ("{1} @ {0}.T", "matmul({1}, {0}.T, out={out})")
+)
 # Σ_j W[j,k]·D[n,j] → D @ W (∇a from the δ of the layer above)
-register_contraction("jk,nj->nk", lambda xp, w, d, out=None: xp.matmul(d, w, out=out))
+register_contraction(
+    "jk,nj->nk", lambda xp, w, d, out=None: xp.matmul(d, w, out=out), ("{1} @ {0}", "matmul({1}, {0}, out={out})")
+)
 # Σ_n D[n,j]·A[n,k] → Dᵀ @ A (a weight gradient, summed over the examples)
-register_contraction("nj,nk->jk", lambda xp, d, a, out=None: xp.matmul(d.T, a, out=out))
+register_contraction(
+    "nj,nk->jk", lambda xp, d, a, out=None: xp.matmul(d.T, a, out=out), ("{0}.T @ {1}", "matmul({0}.T, {1}, out={out})")
+)
 # Σ_n D[n,j] → ones @ D (a bias gradient: one BLAS call, several times faster than sum(axis=0))
-register_contraction("nj->j", lambda xp, d, out=None: xp.matmul(xp.ones(d.shape[0], d.dtype), d, out=out))
+register_contraction(
+    "nj->j",
+    lambda xp, d, out=None: xp.matmul(xp.ones(d.shape[0], d.dtype), d, out=out),
+    ("ones({0}.shape[0], {0}.dtype) @ {0}", "matmul(ones({0}.shape[0], {0}.dtype), {0}, out={out})"),
+)
 # A[n,j]·G[n,j] → the elementwise product
-register_contraction("nj,nj->nj", lambda xp, a, g, out=None: xp.multiply(a, g, out=out))
+register_contraction(
+    "nj,nj->nj", lambda xp, a, g, out=None: xp.multiply(a, g, out=out), ("{0} * {1}", "multiply({0}, {1}, out={out})")
+)
 # Σ_j A[n,j]·G[n,j] → one number per example (the softmax Jacobian's inner product)
 register_contraction("nj,nj->n", lambda xp, a, g, out=None: xp.einsum("nj,nj->n", a, g, out=out))
 
@@ -191,6 +219,9 @@ class KnownFactor:
 
     value: Callable[[Mapping], Any]
     scale: Callable[[Mapping, Any], Any] | None = None
+    #: ``source(target, namespace)`` → lines scaling the local ``target`` in place, as :attr:`scale`
+    #: does, adding the names they call to ``namespace`` (optional).
+    source: Callable[[str, dict], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,19 +234,38 @@ class Kernel:
     bases: tuple[sp.IndexedBase, ...]
     #: Whether the result is a new array of the kernel's own (a caller may then overwrite it).
     fresh: bool = True
+    #: ``lines(target, out, namespace)``: Python statements leaving the result in the local ``target``
+    #: (``out`` the text of an output buffer, or None), adding the names they call to ``namespace``.
+    lines: Callable[[str, str | None, dict], list[str]] | None = None
+
+    def source(self, target: str, out: str | None, namespace: dict) -> list[str]:
+        """Statements computing this kernel into ``target``: its own, else a call of :attr:`run`."""
+        if self.lines is not None:
+            return self.lines(target, out, namespace)
+        name = f"kernel_{len(namespace)}"
+        namespace[name] = self.run
+        return [f"{target} = {name}(arrays{', ' + out if out else ''})"]
 
     def __call__(self, arrays: Mapping[sp.IndexedBase, Any], out: Any = None) -> Any:
         return self.run(arrays, out)
 
 
-def lower_contraction(contraction: Contraction, xp: ArrayNamespace = NUMPY) -> Kernel:
-    """The kernel of one contraction: its table entry in some operand order, else einsum."""
+def _same(base: Any) -> Any:
+    return base
+
+
+def lower_contraction(contraction: Contraction, xp: ArrayNamespace = NUMPY, key: Callable[[Any], Any] = _same) -> Kernel:
+    """The kernel of one contraction: its table entry in some operand order, else einsum.
+
+    ``key(base)`` is where the kernel finds a base's array in the ``arrays`` it is given (the base
+    itself for a dict; a compiled network uses list slots, a hot path's lookups then hash nothing)."""
     parts, result = contraction.subscripts.split("->")
     parts = parts.split(",")
+    source = None
     for order in itertools.permutations(range(len(parts))):
-        key = canonical(",".join(parts[i] for i in order) + "->" + result)
-        if key in CONTRACTIONS:
-            emit = CONTRACTIONS[key]
+        signature = canonical(",".join(parts[i] for i in order) + "->" + result)
+        if signature in CONTRACTIONS:
+            emit, source = CONTRACTIONS[signature], SOURCES.get(signature)
             bases = tuple(contraction.bases[i] for i in order)
             pattern = ",".join(parts[i] for i in order) + "->" + result
             break
@@ -225,14 +275,30 @@ def lower_contraction(contraction: Contraction, xp: ArrayNamespace = NUMPY) -> K
     # einsum may answer a view of an operand ("nk->nk"): such a result is not the kernel's to overwrite.
     fresh = not pattern.startswith("einsum")
     scale = float(contraction.coefficient)
+    slots = tuple(key(b) for b in bases)
+    lines = None
+    if source is not None:
+        plain, with_out = source
+
+        def lines(target: str, out: str | None, namespace: dict) -> list[str]:
+            namespace.update(matmul=xp.matmul, multiply=xp.multiply, einsum=xp.einsum, ones=xp.ones)
+            operands = [f"arrays[{_slot(slot, namespace)}]" for slot in slots]
+            text = with_out.format(*operands, out=out) if out else plain.format(*operands)
+            code = [f"{target} = {text}"]
+            if scale != 1.0:
+                code.append(f"{target} = multiply({target}, {scale!r})" if not out else f"{target} *= {scale!r}")
+            return code
+
+        run = _function(lines, "run", ("arrays", "out=None"), branch_on_out=True)
+        return Kernel(run, pattern, bases, True, lines)
     if len(bases) == 1:
-        (first,) = bases
+        (first,) = slots
         run = lambda arrays, out=None: emit(xp, arrays[first], out=out)  # noqa: E731
     elif len(bases) == 2:
-        first, second = bases
+        first, second = slots
         run = lambda arrays, out=None: emit(xp, arrays[first], arrays[second], out=out)  # noqa: E731
     else:
-        run = lambda arrays, out=None: emit(xp, *(arrays[b] for b in bases), out=out)  # noqa: E731
+        run = lambda arrays, out=None: emit(xp, *(arrays[b] for b in slots), out=out)  # noqa: E731
     if scale != 1.0:
         unscaled = run
 
@@ -245,6 +311,36 @@ def lower_contraction(contraction: Contraction, xp: ArrayNamespace = NUMPY) -> K
 
         fresh = True
     return Kernel(run, pattern, bases, fresh)
+
+
+def _slot(slot: Any, namespace: dict) -> str:
+    """The text of a slot in generated code: an int as itself, any other key by a name bound to it."""
+    if type(slot) is int:
+        return repr(slot)
+    name = f"key_{len(namespace)}"
+    namespace[name] = slot
+    return name
+
+
+def _function(
+    lines: Callable[[str, str | None, dict], list[str]], name: str, parameters: Sequence[str], *, branch_on_out: bool = True
+) -> Callable[..., Any]:
+    """A Python function from a kernel's statements (``result`` returned; with ``out`` or without)."""
+    namespace: dict[str, Any] = {}
+    body = ["if out is None:", *("    " + l for l in lines("result", None, namespace)), "    return result"]
+    body += [*lines("result", "out", namespace), "return result"]
+    return compile_function(name, parameters, body, namespace)
+
+
+def compile_function(name: str, parameters: Sequence[str], body: Sequence[str], namespace: dict) -> Callable[..., Any]:
+    """``def name(parameters): body`` compiled in ``namespace``: only ever text symback wrote itself
+    (table sources, slot numbers), never a user's."""
+    text = f"def {name}({', '.join(parameters)}):\n" + "".join(f"    {line}\n" for line in body)
+    code = compile(text, f"<symback lowering {name}>", "exec")
+    exec(code, namespace)  # noqa: S102 - symback's own generated code, as sympy.lambdify does
+    function = namespace[name]
+    function.source = text
+    return function
 
 
 def _einsum(subscripts: str) -> Callable[..., Any]:
@@ -264,6 +360,7 @@ def lower(
     overwritable: Iterable[sp.IndexedBase] = (),
     xp: ArrayNamespace = NUMPY,
     elementwise: Callable[[Sequence[sp.Symbol], sp.Expr], Callable[..., Any]] | None = None,
+    key: Callable[[Any], Any] = _same,
 ) -> Kernel:
     """The kernel computing ``expression`` (index form, one example) for a whole batch.
 
@@ -283,48 +380,62 @@ def lower(
     if scaled is not None:
         factor, base = scaled
         in_place = base in set(overwritable)
-        scale = factor.scale
+        slot = key(base)
 
-        def run_scaled(arrays: Mapping, result: Any = None) -> Any:
-            target = arrays[base]
-            if not (in_place and target.flags.writeable):
-                target = target.copy()
-            return scale(arrays, target)
+        def scaled_lines(target: str, result: str | None, namespace: dict) -> list[str]:
+            code = [f"{target} = arrays[{_slot(slot, namespace)}]"]
+            code.append(f"if not {target}.flags.writeable: {target} = {target}.copy()" if in_place else f"{target} = {target}.copy()")
+            if factor.source is not None:
+                return code + factor.source(target, namespace)
+            name = f"scale_{len(namespace)}"
+            namespace[name] = factor.scale
+            return [*code, f"{target} = {name}(arrays, {target})"]
 
-        return Kernel(run_scaled, "known ⊙ " + ("in place" if in_place else "copy"), (base,))
+        run = _function(scaled_lines, "scaled", ("arrays", "out=None"), branch_on_out=True)
+        return Kernel(run, "known ⊙ " + ("in place" if in_place else "copy"), (base,), True, scaled_lines)
     if isinstance(expression, sp.Indexed) and tuple(expression.indices) == tuple(out) and not over_examples:
         # the array itself (a parameter vector broadcasts over the examples)
-        base = expression.base
-        return Kernel(lambda arrays, result=None: arrays[base], "reference", (base,), fresh=False)
+        base, slot = expression.base, key(expression.base)
+        return Kernel(
+            lambda arrays, result=None: arrays[slot], "reference", (base,), False,
+            lambda target, result, namespace: [f"{target} = arrays[{_slot(slot, namespace)}]"],
+        )
     contraction = contraction_of(expression, out, batched, over_examples=over_examples)
     if contraction is not None:
-        return lower_contraction(contraction, xp)
+        return lower_contraction(contraction, xp, key)
     terms = sp.Add.make_args(expression)
     if len(terms) > 1:
         kernels = [
-            lower(t, out, batched=batched, known=known, over_examples=over_examples, xp=xp, elementwise=elementwise)
+            lower(
+                t, out, batched=batched, known=known, over_examples=over_examples, xp=xp, elementwise=elementwise,
+                key=key,
+            )
             for t in terms
         ]
-        # A new array first: the other terms are added into it in place.
+        # A new array first: the other terms are added into it in place (a plain array, such as the
+        # bias of z = A @ Wᵀ + b, straight from its slot).
         kernels.sort(key=lambda kernel: not kernel.fresh)
-        first, *rest = kernels
-        copy_first = not first.fresh
+        pattern = " + ".join(k.pattern for k in kernels)
+        bases = tuple(itertools.chain(*(k.bases for k in kernels)))
+        copy_first = not kernels[0].fresh
 
-        def run(arrays: Mapping, result: Any = None) -> Any:
-            total = first(arrays, result)
+        def sum_lines(target: str, result: str | None, namespace: dict) -> list[str]:
+            code = kernels[0].source(target, result, namespace)
             if copy_first:
-                total = total.copy()
-            for kernel in rest:
-                total += kernel(arrays)
-            if result is not None and total is not result:
-                result[...] = total
-                return result
-            return total
+                code.append(f"{target} = {target}.copy()")
+            for number, kernel in enumerate(kernels[1:]):
+                term = f"{target}_{number}"
+                code += kernel.source(term, None, namespace)
+                code.append(f"{target} += {term}")
+            if result is not None:
+                code.append(f"if {target} is not {result}: {result}[...] = {target}")
+            return code
 
-        return Kernel(run, " + ".join(k.pattern for k in kernels), tuple(itertools.chain(*(k.bases for k in kernels))))
+        run = _function(sum_lines, "total", ("arrays", "out=None"), branch_on_out=True)
+        return Kernel(run, pattern, bases, True, sum_lines)
     if over_examples:
         raise ValueError(f"cannot lower {expression} summed over the examples: not a contraction")
-    return _lower_elementwise(expression, tuple(out), batched, known, xp, elementwise)
+    return _lower_elementwise(expression, tuple(out), batched, known, xp, elementwise, key)
 
 
 def _scaled_reference(
@@ -351,6 +462,7 @@ def _lower_elementwise(
     known: Mapping,
     xp: ArrayNamespace,
     compile_elementwise: Callable[[Sequence[sp.Symbol], sp.Expr], Callable[..., Any]],
+    key: Callable[[Any], Any],
 ) -> Kernel:
     """An elementwise remainder: known factors, inner contractions and Indexed arrays as arguments of
     one lambdified function (broadcast over the example axis and ``out``)."""
@@ -373,13 +485,12 @@ def _lower_elementwise(
         inner = contraction_of(total, free, batched)
         if inner is None:
             raise ValueError(f"cannot lower {total}: not a contraction")
-        kernel = lower_contraction(inner, xp)
-        argument(total, _aligned(kernel, free, out))
+        argument(total, _aligned(lower_contraction(inner, xp, key), free, out))
     body = expression.xreplace(replacements)
     for indexed in sorted(body.atoms(sp.Indexed), key=sp.default_sort_key):
         if not set(indexed.indices) <= set(out) or len(indexed.indices) != len(set(indexed.indices)):
             raise ValueError(f"cannot lower {indexed} elementwise over {out}")
-        argument(indexed, _indexed_feed(indexed, out, indexed.base in batched))
+        argument(indexed, _indexed_feed(indexed, out, indexed.base in batched, key(indexed.base)))
     body = body.xreplace(replacements)
     function = compile_elementwise(arguments, body)
 
@@ -396,17 +507,18 @@ def _lower_elementwise(
 def _aligned(kernel: Kernel, free: list[sp.Idx], out: tuple[sp.Idx, ...]) -> Callable[[Mapping], Any]:
     """An inner contraction's value shaped to broadcast against ``(n, *out)``."""
     shape_index = [out.index(i) for i in free]
+    run = kernel.run
     if shape_index == list(range(len(out))):
-        return lambda arrays: kernel(arrays)
+        return lambda arrays: run(arrays)
     expand = tuple(1 + p for p in range(len(out)) if p not in shape_index)
 
     def feed(arrays: Mapping) -> Any:
-        return np.expand_dims(kernel(arrays), expand)
+        return np.expand_dims(run(arrays), expand)
 
     return feed
 
 
-def _indexed_feed(indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool) -> Callable[[Mapping], Any]:
+def _indexed_feed(indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool, slot: Any) -> Callable[[Mapping], Any]:
     """An Indexed argument's array, its axes ordered and expanded like ``(n, *out)``."""
     base = indexed.base
     positions = [out.index(i) for i in indexed.indices]
@@ -415,10 +527,10 @@ def _indexed_feed(indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool
     missing = tuple(1 + p for p in range(len(out)) if p not in positions)
     plain = axes == list(range(len(axes))) and not missing
     if plain:
-        return lambda arrays: arrays[base]
+        return lambda arrays: arrays[slot]
 
     def feed(arrays: Mapping) -> Any:
-        array = np.transpose(arrays[base], axes)
+        array = np.transpose(arrays[slot], axes)
         if not is_batched:
             array = array[None]
         return np.expand_dims(array, missing) if missing else array
