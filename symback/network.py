@@ -313,6 +313,12 @@ class Network:
             f"examples: {self.cost.example_reduction})",
             f"parameters  {self.n_parameters:,} ({self.n_weights:,} weights, {self.n_biases:,} biases)",
         ]
+        if self.skips:
+            lines.insert(2, "skips       " + ", ".join(
+                f"a({self.layer_label(layer)}) = σ(z({self.layer_label(layer)})) + "
+                f"{'x' if source == 0 else f'a({self.layer_label(source)})'}"
+                for layer, source in self.skips.items()
+            ))
         if self.ties:
             lines[-1] += f"; {self.n_free_parameters:,} free"
             lines.append("tied        " + "; ".join(f"{name} = {self.entries_text(name)}" for name in self.ties))
