@@ -7,8 +7,10 @@ formulas (parsed by the whitelisting parser) and their SymPy derivatives.
 
 A layer's kernels are scalar expressions in ``z`` (or ``a`` and ``y``) applied
 elementwise to whole ``(n_examples, n_neurons)`` arrays; the index sums of the
-chain rule become matrix products.  There is no Python loop per example or
-per neuron.
+chain rule (:mod:`symback.chain`) become matrix products through the one lowering
+table (:mod:`symback.lowering`).  There is no Python loop per example or per
+neuron; the forward pass, δ recursion and gradients each run as one generated
+function of the lowered kernels.
 
 Before lambdify, three things are worked out symbolically (each one checked in
 tests/test_compiler.py):
@@ -866,12 +868,6 @@ class _LayerKernels:
             return self.output_derivative(a)
         return self.derivative(z)
 
-    def backward(self, grad_a: np.ndarray, z: np.ndarray, a: np.ndarray, c: np.ndarray | None = None) -> np.ndarray:
-        """``∂C/∂z`` from ``∂C/∂a``: elementwise σ'(z), or the softmax Jacobian a_j(δ_ij − a_i) contracted."""
-        if self.derivative is not None:
-            return grad_a * self.sigma_prime(z, a, c)
-        return a * (grad_a - np.sum(grad_a * a, axis=1, keepdims=True))
-
 
 def _is_monomial(expression: sp.Expr) -> bool:
     """``k·aⁿ``: its relative error is n times that of ``a``, wherever ``a`` is."""
@@ -987,6 +983,7 @@ class _Program:
         self.A, self.Z, self.W, self.B = 0, L + 1, 2 * L + 1, 3 * L + 1
         self.DELTA, self.NABLA, self.S, self.C = 4 * L + 1, 5 * L + 1, 6 * L + 1, 7 * L + 1
         self.size = 8 * L + 1
+        self.no_deltas = [None] * (self.S - self.DELTA)
         slots: dict[Any, int] = {}
         for l in range(L + 1):
             slots[im.activations[l]] = self.A + l
@@ -1137,12 +1134,14 @@ class CompiledNetwork:
     Compiled from the same SymPy objects a :class:`~symback.derivation.Derivation` shows: every
     elementwise σ and σ' (after the identity-preserving :func:`stabilize` rewrites and the σ'-in-``a``
     form), the cost term and ``∂C/∂a``, and the fused output ``δ = ∂C/∂a · σ'`` of an elementwise
-    output layer.  Four numeric rules are written by hand instead, because a softmax layer couples
-    its neurons and its derived explicit form grows with the layer's width: the softmax forward pass
-    (shifted by the row maximum), its Jacobian-vector product ``a ⊙ (g − Σ g·a)``, log-softmax (for a
-    cost that takes ``log a``), and the fused softmax + cross-entropy ``δ = a·Σy − y``.
-    tests/test_compiler.py checks each of them equal to the form SymPy derives from
-    :meth:`~symback.activations.Softmax.layer`.
+    output layer.  The forward formulas, the δ recursion and every parameter gradient are derived by
+    :func:`~symback.chain.derive_backward` from the layers' own formulas and lowered by
+    :mod:`symback.lowering` (``A @ Wᵀ + b``, ``δ @ W``, ``δᵀ @ A``, ``ones @ δ``; the softmax
+    Jacobian as derived, ``a_k g_k − a_k Σ_j a_j g_j``): no backward pass is written here.  Three
+    numeric rules are written by hand, because a softmax couples its neurons: its forward pass (shifted
+    by the row maximum), log-softmax (for a cost that takes ``log a``), and the fused softmax +
+    cross-entropy ``δ = a·Σy − y``; tests/test_compiler.py checks each equal to the form SymPy derives
+    from :meth:`~symback.activations.Softmax.layer`.
     ``dtype`` follows the arrays passed in: float32 parameters and data give float32 throughout.
     """
 
@@ -1291,10 +1290,15 @@ class CompiledNetwork:
             delta = out * Y_.sum(axis=1, keepdims=True)
             delta -= Y_
             return delta
-        # δ(L) as derived (symback.chain), lowered: ∇a(L) = ∂C/∂a(L), then the activation's Jacobian.
+        return self.derived_output_delta(forward, self.cost_derivative(out, Y_))
+
+    def derived_output_delta(self, forward: ForwardPass, grad_a: np.ndarray) -> np.ndarray:
+        """δ(L) from ``∇a(L) = ∂C/∂a(L)`` by the derived, lowered Jacobian of the output layer (σ'(z)
+        elementwise; ``a_k g_k − a_k Σ_j a_j g_j`` for softmax): the path of every output that has no
+        fused kernel."""
         program = self.program
         arrays = program.backward_arrays(forward)
-        arrays[program.NABLA + len(self.layers) - 1] = self.cost_derivative(out, Y_)
+        arrays[program.NABLA + len(self.layers) - 1] = grad_a
         return program.delta_runs[-1](arrays)
 
     def deltas(self, params: Parameters, data: Dataset, forward: ForwardPass | None = None) -> list[np.ndarray]:
@@ -1390,6 +1394,8 @@ class CompiledNetwork:
             out = Gradients([run(arrays) for run in program.weight_runs], [run(arrays) for run in program.bias_runs])
         else:
             program.run_gradients(arrays, out.weights, out.biases)
+        # The δ and ∇a slots let go: a ForwardPass the caller keeps would otherwise keep every δ alive.
+        arrays[program.DELTA : program.S] = program.no_deltas
         if self.ties is not None:
             self.ties.sum_gradients(out)
         if respect_frozen and self._masks is not None:

@@ -34,7 +34,7 @@ import numpy as np
 import sympy as sp
 
 from .budget import attempt
-from .chain import PATH_LIMIT, Factor, explicit_paths, indexed_chain, local_factor
+from .chain import PATH_LIMIT, Factor, delta_recursion, derive_backward, explicit_paths, indexed_chain  # noqa: F401
 from .compiler import CompiledNetwork, compile_network, evaluate
 from .data import Dataset
 from .errors import SpecError
@@ -50,10 +50,6 @@ SIMPLIFY_LIMIT = 400
 #: Most entries of a tied parameter named one by one in its derivation's text.
 _TIE_SHOWN = 8
 
-
-
-def _factor(of: sp.Expr, wrt: sp.Expr, local: sp.Expr) -> Factor:
-    return local_factor(of, wrt, local)
 
 
 @dataclass(frozen=True)
@@ -592,27 +588,15 @@ def backprop_equations(network: Network) -> BackpropEquations:
     body = sp.Mul(*(f.derivative for f in chain))
     output = sp.Eq(deltas[L][z_L.indices[0]], sp.Sum(body, *sums) if sums else body)
 
+    # BP2–BP4 as the chain engine derives them from the layers' formulas (a skip edge's highway term
+    # included): δ(l)_k = σ'(z(l)_k)·Σ_j w(l+1)_jk δ(l+1)_j, ∂C/∂b(l)_j = δ(l)_j, ∂C/∂w(l)_jk = δ(l)_j a(l-1)_k.
+    backward = derive_backward(network)
     hidden, bias, weight = {}, {}, {}
     for layer in range(L, 0, -1):
-        jj = im.index("j", layer)
-        kk = im.index("k", layer - 1)
-        z = im.zs[layer][jj]
-        z_local = im.z_expression(layer, jj, sp.Idx("d", network.sizes[layer - 1]))
-        dz_db = _factor(z, im.biases[layer][jj], z_local)
-        dz_dw = _factor(z, im.weights[layer][jj, kk], z_local)
-        bias[layer] = sp.Eq(sp.Symbol(f"dC/db({label(layer)})[j]"), deltas[layer][jj] * dz_db.derivative)
-        weight[layer] = sp.Eq(sp.Symbol(f"dC/dw({label(layer)})[j, k]"), deltas[layer][jj] * dz_dw.derivative)
+        bias[layer] = sp.Eq(sp.Symbol(f"dC/db({label(layer)})[j]"), backward.gradients[layer]["b"])
+        weight[layer] = sp.Eq(sp.Symbol(f"dC/dw({label(layer)})[j, k]"), backward.gradients[layer]["w"])
         if layer < L:
-            k = im.index("k", layer)
-            above = im.index("j", layer + 1)
-            dz_da = _factor(
-                im.zs[layer + 1][above], im.activations[layer][k],
-                im.z_expression(layer + 1, above, sp.Idx("d", network.sizes[layer])),
-            )
-            da_dz = _factor(im.activations[layer][k], im.zs[layer][k], im.a_expression(layer, k, sp.Idx("d", network.sizes[layer])))
-            hidden[layer] = sp.Eq(
-                deltas[layer][k], sp.Sum(dz_da.derivative * deltas[layer + 1][above], above) * da_dz.derivative
-            )
+            hidden[layer] = sp.Eq(deltas[layer][backward.own_index[layer]], delta_recursion(backward, layer))
     matrix = _matrix_forms(network)
     return BackpropEquations(output, hidden, bias, weight, matrix, deltas)
 

@@ -40,16 +40,16 @@ import numpy as np
 import sympy as sp
 
 __all__ = [
-    "CONTRACTIONS",
-    "NUMPY",
     "ArrayNamespace",
+    "CONTRACTIONS",
     "Contraction",
     "Kernel",
     "KnownFactor",
+    "NUMPY",
     "canonical",
+    "compile_function",
     "contraction_of",
     "lower",
-    "compile_function",
     "register_contraction",
 ]
 
@@ -337,7 +337,7 @@ def compile_function(name: str, parameters: Sequence[str], body: Sequence[str], 
     (table sources, slot numbers), never a user's."""
     text = f"def {name}({', '.join(parameters)}):\n" + "".join(f"    {line}\n" for line in body)
     code = compile(text, f"<symback lowering {name}>", "exec")
-    exec(code, namespace)  # noqa: S102 - symback's own generated code, as sympy.lambdify does
+    exec(code, namespace)  # symback's own generated code, as sympy.lambdify does
     function = namespace[name]
     function.source = text
     return function
@@ -520,7 +520,6 @@ def _aligned(kernel: Kernel, free: list[sp.Idx], out: tuple[sp.Idx, ...]) -> Cal
 
 def _indexed_feed(indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool, slot: Any) -> Callable[[Mapping], Any]:
     """An Indexed argument's array, its axes ordered and expanded like ``(n, *out)``."""
-    base = indexed.base
     positions = [out.index(i) for i in indexed.indices]
     order = sorted(range(len(positions)), key=positions.__getitem__)
     axes = ([0] if is_batched else []) + [p + (1 if is_batched else 0) for p in order]

@@ -114,3 +114,23 @@ def test_compiled_networks_run_the_matrix_patterns(network, deltas):
     assert [kernel.pattern for kernel in program.delta_kernels] == deltas
     assert [kernel.pattern for kernel in program.weight_kernels] == ["nj,nk->jk"] * network.depth
     assert [kernel.pattern for kernel in program.bias_kernels] == ["nj->j"] * network.depth
+
+
+def test_the_compiled_step_is_generated_from_the_table_sources():
+    program = CompiledNetwork(Network([6, 4, 3], "sigmoid", "squared_error")).program
+    backward, gradients, forward = program.run_backward.source, program.run_gradients.source, program.run_forward.source
+    assert "@ arrays[" in backward and "d *= c_" in backward  # D @ W, then σ' = a·σ(−z) in place
+    assert gradients.count("matmul(") == 4 and ".T, arrays[" in gradients and "ones(" in gradients
+    assert forward.count(".T") == 2 and "pair_0(" in forward
+
+
+def test_lowering_depends_on_no_other_symback_module():
+    """The table and its kernels take an array namespace and nothing of symback's (another backend plugs in)."""
+    import ast
+    from pathlib import Path
+
+    import symback.lowering
+
+    tree = ast.parse(Path(symback.lowering.__file__).read_text(encoding="utf-8"))
+    relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0]
+    assert relative == []
