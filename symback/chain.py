@@ -102,12 +102,30 @@ def _sum_out(body: sp.Expr, limit: tuple) -> sp.Expr:
         for factor in sp.Mul.make_args(term):
             (inside if factor.has(index) else outside).append(factor)
         inner = sp.Mul(*inside)
-        if any(isinstance(f, sp.KroneckerDelta) and f.has(index) for f in inside):
+        point = _delta_point(inside, index)
+        if point is not None:  # Σ_i f(i)·δ(i, k) = f(k): the index's range is the layer, k lies in it
+            delta, value = point
+            summed = sp.Mul(*(f for f in inside if f is not delta)).xreplace({index: value})
+        elif any(isinstance(f, sp.KroneckerDelta) and f.has(index) for f in inside):
             summed = deltasummation(inner, limit, no_piecewise=True)
         else:
             summed = sp.Sum(inner, limit)
         total.append(sp.Mul(*outside) * summed)
     return sp.Add(*total)
+
+
+def _delta_point(factors: list[sp.Expr], index: sp.Idx) -> tuple[sp.Expr, sp.Expr] | None:
+    """``(δ(index, k), k)`` when exactly one factor is a Kronecker delta of the bare index and an
+    expression free of it (no solving needed); None otherwise (``deltasummation`` then solves)."""
+    deltas = [f for f in factors if isinstance(f, sp.KroneckerDelta) and f.has(index)]
+    if len(deltas) != 1:
+        return None
+    first, second = deltas[0].args
+    if first == index and not second.has(index):
+        return deltas[0], second
+    if second == index and not first.has(index):
+        return deltas[0], first
+    return None
 
 
 def _deltas_out_of_piecewise(expression: sp.Expr) -> sp.Expr:

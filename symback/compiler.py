@@ -1007,6 +1007,8 @@ class _Program:
             self.a_rests.append(lower(sp.Add(*own), (j,), **options) if own else None)
         # ∇a(l) is overwritten by δ(l) unless a skip edge's recursion reads it after.
         read = set().union(*(e.atoms(sp.IndexedBase) for e in backward.adjoints.values())) if L > 1 else set()
+        #: Whether a skip edge into the output layer reads ∇a(L) (then it is kept, and reduced like δ(L)).
+        self.reads_output_nabla = backward.nabla[L] in read
         self.adjoint_kernels = [lower(backward.adjoints[l], (backward.own_index[l],), **options) for l in range(1, L)]
         self.delta_kernels = []
         for l in range(1, L + 1):
@@ -1277,7 +1279,7 @@ class CompiledNetwork:
 
     # -- backward ---------------------------------------------------------------------------
 
-    def _output_delta_of(self, forward: ForwardPass, Y_: np.ndarray) -> np.ndarray:
+    def _output_delta_of(self, forward: ForwardPass, Y_: np.ndarray, arrays: list[Any] | None = None) -> np.ndarray:
         """δ(L) per example, by the fused kernel where there is one, before any mean over outputs."""
         out = forward.output
         Y_ = Y_.astype(out.dtype, copy=False)
@@ -1290,14 +1292,15 @@ class CompiledNetwork:
             delta = out * Y_.sum(axis=1, keepdims=True)
             delta -= Y_
             return delta
-        return self.derived_output_delta(forward, self.cost_derivative(out, Y_))
+        return self.derived_output_delta(forward, self.cost_derivative(out, Y_), arrays)
 
-    def derived_output_delta(self, forward: ForwardPass, grad_a: np.ndarray) -> np.ndarray:
+    def derived_output_delta(self, forward: ForwardPass, grad_a: np.ndarray, arrays: list[Any] | None = None) -> np.ndarray:
         """δ(L) from ``∇a(L) = ∂C/∂a(L)`` by the derived, lowered Jacobian of the output layer (σ'(z)
         elementwise; ``a_k g_k − a_k Σ_j a_j g_j`` for softmax): the path of every output that has no
-        fused kernel."""
+        fused kernel.  ``∇a(L)`` stays in its slot of ``arrays`` (a skip edge into the output reads it)."""
         program = self.program
-        arrays = program.backward_arrays(forward)
+        if arrays is None:
+            arrays = program.backward_arrays(forward)
         arrays[program.NABLA + len(self.layers) - 1] = grad_a
         return program.delta_runs[-1](arrays)
 
@@ -1316,18 +1319,20 @@ class CompiledNetwork:
         arrays: list[Any] | None = None,
     ) -> list[np.ndarray]:
         L = len(self.layers)
-        delta = self._output_delta_of(forward, Y_) if output_delta is None else output_delta
+        program = self.program
+        if arrays is None:
+            arrays = program.backward_arrays(forward, params)
+        delta = self._output_delta_of(forward, Y_, arrays) if output_delta is None else output_delta
         if self._mean_outputs:
             scale /= forward.output.shape[1]
+        if program.reads_output_nabla and scale != 1.0:  # the highway from a skip into the output, reduced like δ(L)
+            arrays[program.NABLA + L - 1] = arrays[program.NABLA + L - 1] * scale
         # The reductions (mean over outputs, over examples) applied once, to δ(L), rather than to every gradient.
         shared = delta is forward.output or delta is Y_ or not delta.flags.writeable
         if scale != 1.0:
             delta = delta * scale if shared else np.multiply(delta, scale, out=delta)
         elif shared:
             delta = delta.copy()  # the caller gets arrays of its own
-        program = self.program
-        if arrays is None:
-            arrays = program.backward_arrays(forward, params)
         arrays[program.DELTA + L - 1] = delta
         deltas: list[np.ndarray] = [None] * L  # type: ignore[list-item]
         deltas[-1] = delta

@@ -249,3 +249,17 @@ def test_derived_compiled_finite_differences_and_torch_agree(network, seed):
         array = numeric_w if ref.kind == "w" else numeric_b
         index = (ref.j, ref.k) if ref.kind == "w" else (ref.j,)
         _close(np.array([value]), np.array([array[ref.layer - 1][index]]))
+
+
+@pytest.mark.parametrize("cost", ["mse", "ssr", "squared_error"])
+def test_a_skip_into_the_output_layer_carries_the_reduced_highway(cost):
+    """∇a(L) read by the highway is reduced over examples and outputs exactly as δ(L) is."""
+    network = Network([2, 2, 2, 2], ["tanh", "sigmoid", "identity"], cost, skips={3: 1})
+    rng = np.random.default_rng(11)
+    params = Parameters.initialize(network, "xavier", seed=4)
+    data = Dataset.from_arrays(rng.normal(size=(4, 2)), rng.normal(size=(4, 2)))
+    compiled = CompiledNetwork(network).gradient(params, data)
+    with mpmath.workdps(40):
+        numeric_w, numeric_b = _mp_gradient(network, params, data)
+    for mine, numeric in zip(compiled.weights + compiled.biases, numeric_w + numeric_b):
+        _close(mine, numeric)
