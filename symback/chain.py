@@ -37,7 +37,9 @@ from functools import lru_cache
 import sympy as sp
 from sympy.concrete.delta import deltasummation
 
+from .activations import Activation
 from .errors import SpecError
+from .layers import Layer, LayerSymbols
 from .model import ExplicitModel, IndexedModel, collapse_delta_sums
 from .network import Network, NodeRef
 
@@ -195,6 +197,59 @@ class Backward:
         return self.output_adjoint if layer == self.network.depth else self.adjoints[layer]
 
 
+#: The symbols a layer's rules are derived in before they are renamed to a layer's own.
+_T = LayerSymbols(
+    sp.IndexedBase("z(·)", real=True), sp.IndexedBase("a(·)", real=True), sp.IndexedBase("a(·-1)", real=True),
+    {"w": sp.IndexedBase("w(·)", real=True), "b": sp.IndexedBase("b(·)", real=True)},
+    sp.IndexedBase("a(·-back)", real=True),
+)
+_T_DELTA = sp.IndexedBase("delta(·)", real=True)
+_T_NABLA = sp.IndexedBase("nabla_a(·)", real=True)
+
+
+@dataclass(frozen=True)
+class _LayerRules:
+    """One layer's derived rules in the template symbols: its formulas, the term it adds to the ∇a of
+    each layer it reads (by relative source), its δ and its parameter gradients."""
+
+    z: sp.Expr
+    a: sp.Expr
+    adjoint_terms: dict[int, sp.Expr]
+    delta: sp.Expr
+    gradients: dict[str, sp.Expr]
+    parameter_indices: dict[str, tuple[sp.Idx, ...]]
+
+
+@lru_cache(maxsize=256)
+def _layer_rules(layer: Layer, fan_in: int) -> _LayerRules:
+    width = layer.width
+    j, k = sp.Idx("j", width), sp.Idx("k", width)
+    symbols = _T if len(layer.sources) > 1 else LayerSymbols(_T.z, _T.a, _T.inputs, _T.parameters, None)
+    z = layer.z_formula(symbols, j, sp.Idx("d", fan_in))
+    a = layer.a_formula(symbols, j, sp.Idx("d", width))
+    adjoint_terms = {}
+    for source in layer.sources:
+        base = _T.inputs if source == -1 else _T.skip
+        target = base[sp.Idx("k", fan_in if source == -1 else width)]
+        terms = []
+        for local, adjoint in ((z, _T_DELTA), (a, _T_NABLA)):
+            derivative = sp.diff(local, target)
+            if derivative != 0:
+                terms.append(collapse(sp.Sum(derivative * adjoint[j], (j, 0, width - 1))))
+        adjoint_terms[source] = sp.Add(*terms)
+    derived = collapse(sp.Sum(sp.diff(a, _T.z[k]) * _T_NABLA[j], (j, 0, width - 1)))
+    delta = _in_terms_of_output(layer.activation, _T.z, _T.a, _factor_out_of_piecewise(derived, _T_NABLA[k]))
+    summed = sp.Idx("i", width)
+    z_at = z.xreplace({j: summed})
+    gradients, parameter_indices = {}, {}
+    for name, shape in layer.parameter_shapes(fan_in).items():
+        indices = tuple(sp.Idx(letter, n) for letter, n in zip(_PARAMETER_LETTERS, shape))
+        derivative = sp.diff(z_at, symbols.parameters[name][indices])
+        gradients[name] = collapse(sp.Sum(derivative * _T_DELTA[summed], (summed, 0, width - 1)))
+        parameter_indices[name] = indices
+    return _LayerRules(z, a, adjoint_terms, delta, gradients, parameter_indices)
+
+
 @lru_cache(maxsize=64)
 def derive_backward(network: Network) -> Backward:
     """The δ recursion and every parameter gradient of ``network``, derived from its layers' formulas."""
@@ -206,47 +261,31 @@ def derive_backward(network: Network) -> Backward:
     nabla = {l: sp.IndexedBase(f"nabla_a({label(l)})", real=True) for l in range(1, L + 1)}
     own = {l: sp.Idx("k", sizes[l]) for l in range(0, L + 1)}
     neuron = {l: sp.Idx("j", sizes[l]) for l in range(0, L + 1)}
-    forward = {}
-    for l in range(1, L + 1):
-        j = neuron[l]
-        forward[l] = (im.z_expression(l, j, sp.Idx("d", sizes[l - 1])), im.a_expression(l, j, sp.Idx("d", sizes[l])))
-
-    output_adjoint = collapse(sp.diff(im.cost_expression(sp.Idx("d", sizes[L])), im.activations[L][own[L]]))
-
-    adjoints: dict[int, sp.Expr] = {}
-    for l in range(1, L):
-        target = im.activations[l][own[l]]
-        terms = []
-        for m, layer in enumerate(network.layers, start=1):
-            if l - m not in layer.sources:
-                continue
-            z_m, a_m = forward[m]
-            for local, adjoint in ((z_m, delta[m]), (a_m, nabla[m])):
-                derivative = sp.diff(local, target)
-                if derivative != 0:
-                    terms.append(collapse(sp.Sum(derivative * adjoint[neuron[m]], (neuron[m], 0, sizes[m] - 1))))
-        adjoints[l] = sp.Add(*terms)
-
-    deltas = {}
-    for l in range(1, L + 1):
-        z = im.zs[l][own[l]]
-        _, a_l = forward[l]
-        derived = collapse(sp.Sum(sp.diff(a_l, z) * nabla[l][neuron[l]], (neuron[l], 0, sizes[l] - 1)))
-        deltas[l] = _in_terms_of_output(im, l, _factor_out_of_piecewise(derived, nabla[l][own[l]]))
-
+    forward: dict[int, tuple[sp.Expr, sp.Expr]] = {}
+    terms_for: dict[int, list[sp.Expr]] = {l: [] for l in range(1, L)}
+    deltas: dict[int, sp.Expr] = {}
     gradients: dict[int, dict[str, sp.Expr]] = {}
     parameter_indices: dict[int, dict[str, tuple[sp.Idx, ...]]] = {}
     for l, layer in enumerate(network.layers, start=1):
-        z_l, _ = forward[l]
-        summed = sp.Idx("i", sizes[l])
-        z_at = z_l.xreplace({neuron[l]: summed})
-        gradients[l], parameter_indices[l] = {}, {}
-        for name, shape in layer.parameter_shapes(sizes[l - 1]).items():
-            indices = tuple(sp.Idx(letter, n) for letter, n in zip(_PARAMETER_LETTERS, shape))
-            entry = im.parameter(name, l)[indices]
-            derivative = sp.diff(z_at, entry)
-            gradients[l][name] = collapse(sp.Sum(derivative * delta[l][summed], (summed, 0, sizes[l] - 1)))
-            parameter_indices[l][name] = indices
+        # One layer's rules, derived once per kind, activation and widths (a deep stack of equal layers
+        # is differentiated once), then written in this layer's own symbols.
+        rules = _layer_rules(layer, sizes[l - 1])
+        own_symbols = im.layer_symbols(l)
+        mapping = {
+            _T.z: own_symbols.z, _T.a: own_symbols.a, _T.inputs: own_symbols.inputs, _T_DELTA: delta[l], _T_NABLA: nabla[l],
+            **{_T.parameters[name]: own_symbols.parameters[name] for name in _T.parameters},
+        }
+        if own_symbols.skip is not None:
+            mapping[_T.skip] = own_symbols.skip
+        forward[l] = (rules.z.xreplace(mapping), rules.a.xreplace(mapping))
+        for source, term in rules.adjoint_terms.items():
+            if l + source >= 1:  # a source of 0 is the input: no adjoint of its own
+                terms_for[l + source].append(term.xreplace(mapping))
+        deltas[l] = rules.delta.xreplace(mapping)
+        gradients[l] = {name: g.xreplace(mapping) for name, g in rules.gradients.items()}
+        parameter_indices[l] = dict(rules.parameter_indices)
+    adjoints = {l: sp.Add(*terms) for l, terms in terms_for.items()}
+    output_adjoint = collapse(sp.diff(im.cost_expression(sp.Idx("d", sizes[L])), im.activations[L][own[L]]))
     return Backward(
         network, im, output_adjoint, adjoints, deltas, gradients, forward, delta, nabla, own, neuron,
         parameter_indices,
@@ -269,11 +308,10 @@ def delta_recursion(backward: Backward, layer: int) -> sp.Expr:
     )
 
 
-def _in_terms_of_output(im: IndexedModel, layer: int, expression: sp.Expr) -> sp.Expr:
+def _in_terms_of_output(activation: Activation, z: sp.IndexedBase, a: sp.IndexedBase, expression: sp.Expr) -> sp.Expr:
     """A softmax δ with ``exp(z_i)/Σ_d exp(z_d)`` written as ``a_i``: ``a_k ∇a_k − a_k Σ_j a_j ∇a_j``."""
-    if im.network.activation(layer).elementwise:
+    if activation.elementwise:
         return expression
-    z, a = im.zs[layer], im.activations[layer]
     totals = [s for s in expression.atoms(sp.Sum) if isinstance(s.function, sp.exp) and s.function.args[0].base == z]
     if not totals:
         return expression
