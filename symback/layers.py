@@ -36,7 +36,7 @@ import sympy as sp
 
 from .activations import Activation
 from .errors import SpecError
-from .registry import unknown_name
+from .registry import Registry
 
 __all__ = ["LAYER_KINDS", "Dense", "Layer", "LayerSymbols", "Residual", "get_layer_kind", "register_layer_kind"]
 
@@ -143,26 +143,23 @@ class Residual(Dense):
         return f"{super().describe()} (+ a(l-{self.back}))"
 
 
-#: Layer kinds by name: ``{name: factory(width, activation, **settings)}``.
-LAYER_KINDS: dict[str, Callable[..., Layer]] = {}
+#: Layer kinds by name: ``{name: factory(width, activation, **settings)}`` (a :class:`~symback.registry.Registry`).
+LAYER_KINDS: Registry[Callable[..., Layer]] = Registry("layer kind", error=SpecError)
 
 
 def register_layer_kind(name: str, factory: Callable[..., Layer]) -> None:
     """Make ``factory(width, activation, **settings)`` available as layer kind ``name``."""
-    LAYER_KINDS[name] = factory
+    LAYER_KINDS.register(name, factory)
 
 
 def get_layer_kind(name: Any) -> Callable[..., Layer]:
-    """The factory of layer kind ``name``; an unknown one is a SpecError naming the known kinds.
+    """The factory of layer kind ``name`` (ignoring case); an unknown one is a SpecError naming the known kinds.
 
-    >>> get_layer_kind("dense")(2, None).kind
+    >>> get_layer_kind("Dense")(2, None).kind
     'dense'
     """
-    if not isinstance(name, str) or name not in LAYER_KINDS:
-        raise unknown_name("layer kind", name, LAYER_KINDS, error=SpecError)
-    return LAYER_KINDS[name]
+    return LAYER_KINDS.lookup(name)
 
 
 register_layer_kind("dense", Dense)
 register_layer_kind("residual", Residual)
-

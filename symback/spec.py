@@ -166,7 +166,7 @@ def _layer_tables(table: Mapping[str, Any], layers: Any) -> tuple[list[Any], lis
     >>> _layer_tables({"inputs": 2}, [{"size": 2}, {"size": 2, "kind": "residual", "skip": 0}])
     ([2, 2, 2], ['sigmoid', 'sigmoid'], {2: 0})
     """
-    from .layers import get_layer_kind  # the registry of kinds, consulted only for this form
+    from .layers import Dense, Residual, get_layer_kind  # the registry of kinds, consulted only for this form
 
     for key in ("layers", "activations", "activation"):
         if key in table:
@@ -182,14 +182,16 @@ def _layer_tables(table: Mapping[str, Any], layers: Any) -> tuple[list[Any], lis
             raise unknown_name("key", unknown[0], _LAYER_KEYS, where=f" in [[layer]] {number}", error=SpecError)
         if "size" not in layer:
             raise SpecError(f"[[layer]] {number} needs size = n")
-        kind = layer.get("kind", "dense")
-        get_layer_kind(kind)  # an unknown kind is named here, with the known ones
-        if (kind == "residual") != ("skip" in layer):
+        factory = get_layer_kind(layer.get("kind", "dense"))  # an unknown kind is named here, with the known ones
+        if factory not in (Dense, Residual):
+            raise SpecError(f"[[layer]] {number}: layer kind {layer['kind']!r} cannot be built from a spec yet")
+        residual = factory is Residual
+        if residual != ("skip" in layer):
             raise SpecError(
                 f"[[layer]] {number}: a residual layer names the layer it adds (skip = 0 for the input), "
                 "and only a residual layer does"
             )
-        if kind == "residual":
+        if residual:
             skips[number] = layer["skip"]
         sizes.append(layer["size"])
         activations.append(layer.get("activation", "sigmoid"))

@@ -51,7 +51,7 @@ def test_residual_rejects_bad_settings(settings, message):
 
 def test_registry_lists_and_finds_kinds():
     assert {"dense", "residual"} <= set(LAYER_KINDS)
-    assert get_layer_kind("residual") is Residual
+    assert get_layer_kind("residual") is Residual and get_layer_kind("Residual") is Residual
     with pytest.raises(SpecError, match="did you mean 'dense'"):
         get_layer_kind("dens")
 
