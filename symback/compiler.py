@@ -1003,8 +1003,14 @@ class _Program:
             z_formula, a_formula = backward.forward[l]
             j = backward.neuron_index[l]
             self.z_kernels.append(lower(z_formula, (j,), **options))
-            own = [t for t in sp.Add.make_args(a_formula) if not t.has(im.zs[l])]
-            self.a_rests.append(lower(sp.Add(*own), (j,), **options) if own else None)
+            # a(l) less the activation's own σ(z_j) (or softmax): a skip edge's a(l-back)_j, else nothing
+            activation = network.activation(l)
+            if activation.elementwise:
+                own_term = activation.at(im.zs[l][j])
+            else:
+                own_term = activation.indexed(im.zs[l], j, sp.Idx("d", network.sizes[l]))  # type: ignore[attr-defined]
+            rest = a_formula - own_term
+            self.a_rests.append(lower(rest, (j,), **options) if rest != 0 else None)
         # ∇a(l) is overwritten by δ(l) unless a skip edge's recursion reads it after.
         read = set().union(*(e.atoms(sp.IndexedBase) for e in backward.adjoints.values())) if L > 1 else set()
         #: Whether a skip edge into the output layer reads ∇a(L) (then it is kept, and reduced like δ(L)).
@@ -1066,9 +1072,6 @@ class _Program:
         body.append("return zs, activations, complements, activated")
         self.run_forward = compile_function("forward", ("arrays", "keep_every_z"), body, namespace)
         # the other paths call the kernels' functions themselves
-        self.z_runs = [kernel.run for kernel in self.z_kernels]
-        self.a_rest_runs = [kernel.run if kernel is not None else None for kernel in self.a_rests]
-        self.adjoint_runs = [kernel.run for kernel in self.adjoint_kernels]
         self.delta_runs = [kernel.run for kernel in self.delta_kernels]
         self.weight_runs = [kernel.run for kernel in self.weight_kernels]
         self.bias_runs = [kernel.run for kernel in self.bias_kernels]

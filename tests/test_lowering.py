@@ -134,3 +134,18 @@ def test_lowering_depends_on_no_other_symback_module():
     tree = ast.parse(Path(symback.lowering.__file__).read_text(encoding="utf-8"))
     relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0]
     assert relative == []
+
+
+def test_an_activation_free_of_z_is_its_own_term_not_an_addend():
+    """a = c (a formula without z) must not be taken for σ(z) plus a skip source c (it gave 2c)."""
+    network = Network([1, 2, 1], [{"formula": "3/4"}, "identity"], "ssr")
+    program = CompiledNetwork(network).program
+    assert program.a_rests == [None, None]
+    X = np.array([[0.5], [1.0]])
+    from symback import Parameters
+
+    params = Parameters.initialize(network, seed=0)
+    forward = CompiledNetwork(network).forward(params, X)
+    np.testing.assert_array_equal(forward.activations[1], np.full((2, 2), 0.75))
+    expected = 0.75 * params.weights[1].sum() + params.biases[1][0]
+    np.testing.assert_allclose(forward.output[:, 0], [expected, expected])
