@@ -24,6 +24,7 @@ The caller keeps its unsimplified form and shows the reason (``Derivation.simpli
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -79,6 +80,19 @@ def weight(expression: Any) -> int:
 
 
 _deadlines: list[float] = []  # the active time limits (main thread only), innermost last
+_collecting = False  # inside a garbage collection, where gc's callbacks run
+
+
+def _collection_starts(phase: str, info: dict[str, int]) -> None:
+    global _collecting
+    if phase == "start":
+        _collecting = True
+
+
+def _collection_ends(phase: str, info: dict[str, int]) -> None:
+    global _collecting
+    if phase == "stop":
+        _collecting = False
 
 
 def _arm() -> None:
@@ -87,6 +101,10 @@ def _arm() -> None:
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
+    # An exception raised inside a gc callback (hypothesis keeps one) is lost as "unraisable":
+    # wait for the timer's next repeat instead.
+    if _collecting:
+        return
     if _deadlines and time.monotonic() >= min(_deadlines):
         raise BudgetExceeded
     if _deadlines:  # early (a limit that has ended since the timer was set): wait for the next
@@ -121,6 +139,9 @@ def time_limit(seconds: float | None) -> Iterator[bool]:
     deadline = time.monotonic() + seconds
     outermost = not _deadlines
     previous = signal.signal(signal.SIGALRM, _on_alarm) if outermost else None
+    if outermost:  # first and last of gc's callbacks, so that the others run between them
+        gc.callbacks.insert(0, _collection_starts)
+        gc.callbacks.append(_collection_ends)
     _deadlines.append(deadline)
     _arm()
     try:
@@ -132,6 +153,8 @@ def time_limit(seconds: float | None) -> Iterator[bool]:
         else:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous if outermost else signal.SIG_DFL)
+            gc.callbacks.remove(_collection_starts)
+            gc.callbacks.remove(_collection_ends)
 
 
 def attempt(

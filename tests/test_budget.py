@@ -58,6 +58,32 @@ def test_the_alarm_is_cleared_and_the_handler_restored():
     assert signal.getsignal(signal.SIGALRM) == before
 
 
+def test_an_alarm_inside_a_garbage_collection_waits_for_its_end():
+    """The limit is not lost in a gc callback (where an exception is only 'unraisable'): it fires after."""
+    import gc
+    import time
+
+    seen = []
+
+    def slow_callback(phase, info):  # like hypothesis's gc timing callback, but slow
+        if phase == "start" and not seen:
+            seen.append(phase)
+            end = time.monotonic() + 0.08  # the deadline passes inside the callback
+            while time.monotonic() < end:
+                pass
+
+    gc.callbacks.append(slow_callback)
+    try:
+        with pytest.raises(BudgetExceeded), time_limit(0.02):
+            gc.collect()
+            assert seen  # the alarm did not interrupt the collection
+            while True:
+                pass
+    finally:
+        gc.callbacks.remove(slow_callback)
+    assert slow_callback not in gc.callbacks and len(seen) == 1
+
+
 def test_an_outer_limit_is_the_outer_callers_to_handle():
     # The inner step has a long budget; the outer limit runs out first and must reach the outer caller.
     with pytest.raises(BudgetExceeded):
