@@ -49,6 +49,9 @@ __all__ = [
     "collapse",
     "delta_recursion",
     "derive_backward",
+    "grid_index",
+    "grid_limits",
+    "grid_tuple",
     "explicit_paths",
     "indexed_chain",
     "local_factor",
@@ -187,14 +190,35 @@ class Backward:
     delta: dict[int, sp.IndexedBase]
     nabla: dict[int, sp.IndexedBase]
     #: The output index of δ(l), ∇a(l) (``k``) and of z(l), a(l) (``j``), per layer.
-    own_index: dict[int, sp.Idx]
-    neuron_index: dict[int, sp.Idx]
+    own_index: dict[int, sp.Idx | tuple[sp.Idx, ...]]  # a tuple for a layer whose neurons are a grid
+    neuron_index: dict[int, sp.Idx | tuple[sp.Idx, ...]]
     #: A parameter's own indices per layer: ``{"w": (j, k), "b": (j,)}``.
     parameter_indices: dict[int, dict[str, tuple[sp.Idx, ...]]]
 
     def adjoint(self, layer: int) -> sp.Expr:
         """``∇a(layer)_k`` for any layer, the output's included."""
         return self.output_adjoint if layer == self.network.depth else self.adjoints[layer]
+
+
+def grid_index(letter: str, grid: tuple[int, ...]) -> sp.Idx | tuple[sp.Idx, ...]:
+    """The index of a generic neuron of a layer with neurons ``grid``: one ``Idx`` for a plain layer,
+    one per axis (``j``, ``j_1``, ``j_2``) for a grid such as a convolution's ``(filters, rows, columns)``.
+
+    >>> grid_index("j", (3,)), grid_index("j", (2, 4, 4))
+    (j, (j, j_1, j_2))
+    """
+    if len(grid) == 1:
+        return sp.Idx(letter, grid[0])
+    return tuple(sp.Idx(letter if axis == 0 else f"{letter}_{axis}", n) for axis, n in enumerate(grid))
+
+
+def grid_tuple(index: sp.Idx | tuple[sp.Idx, ...]) -> tuple[sp.Idx, ...]:
+    return index if isinstance(index, tuple) else (index,)
+
+
+def grid_limits(index: sp.Idx | tuple[sp.Idx, ...]) -> list[tuple[sp.Idx, sp.Expr, sp.Expr]]:
+    """``Sum`` limits running ``index`` (every axis of it) over its whole range."""
+    return [(i, i.lower, i.upper) for i in grid_tuple(index)]
 
 
 #: The symbols a layer's rules are derived in before they are renamed to a layer's own.
@@ -222,30 +246,32 @@ class _LayerRules:
 
 @lru_cache(maxsize=256)
 def _layer_rules(layer: Layer, fan_in: int) -> _LayerRules:
-    width = layer.width
-    j, k = sp.Idx("j", width), sp.Idx("k", width)
+    grid = layer.grid  # (width,), or a convolution's (filters, *positions), a recurrent layer's (steps, hidden)
+    j, k = grid_index("j", grid), grid_index("k", grid)
+    # how the layer reads the one below: flat, or as the grid it declares (a convolution's input)
+    below = tuple(getattr(layer, "input_grid", None) or (fan_in,))
     symbols = _T if len(layer.sources) > 1 else LayerSymbols(_T.z, _T.a, _T.inputs, _T.parameters, None)
     z = layer.z_formula(symbols, j, sp.Idx("d", fan_in))
-    a = layer.a_formula(symbols, j, sp.Idx("d", width))
+    a = layer.a_formula(symbols, j, sp.Idx("d", layer.width))
     adjoint_terms = {}
     for source in layer.sources:
         base = _T.inputs if source == -1 else _T.skip
-        target = base[sp.Idx("k", fan_in if source == -1 else width)]
+        target = base[grid_index("k", below if source == -1 else grid)]
         terms = []
         for local, adjoint in ((z, _T_DELTA), (a, _T_NABLA)):
             derivative = sp.diff(local, target)
             if derivative != 0:
-                terms.append(collapse(sp.Sum(derivative * adjoint[j], (j, 0, width - 1))))
+                terms.append(collapse(sp.Sum(derivative * adjoint[j], *grid_limits(j))))
         adjoint_terms[source] = sp.Add(*terms)
-    derived = collapse(sp.Sum(sp.diff(a, _T.z[k]) * _T_NABLA[j], (j, 0, width - 1)))
+    derived = collapse(sp.Sum(sp.diff(a, _T.z[k]) * _T_NABLA[j], *grid_limits(j)))
     delta = _in_terms_of_output(layer.activation, _T.z, _T.a, _factor_out_of_piecewise(derived, _T_NABLA[k]))
-    summed = sp.Idx("i", width)
-    z_at = z.xreplace({j: summed})
+    summed = grid_index("i", grid)
+    z_at = z.xreplace(dict(zip(grid_tuple(j), grid_tuple(summed))))
     gradients, parameter_indices = {}, {}
     for name, shape in layer.parameter_shapes(fan_in).items():
         indices = tuple(sp.Idx(letter, n) for letter, n in zip(_PARAMETER_LETTERS, shape))
         derivative = sp.diff(z_at, symbols.parameters[name][indices])
-        gradients[name] = collapse(sp.Sum(derivative * _T_DELTA[summed], (summed, 0, width - 1)))
+        gradients[name] = collapse(sp.Sum(derivative * _T_DELTA[summed], *grid_limits(summed)))
         parameter_indices[name] = indices
     return _LayerRules(z, a, adjoint_terms, delta, gradients, parameter_indices)
 
@@ -259,8 +285,9 @@ def derive_backward(network: Network) -> Backward:
     sizes = network.sizes
     delta = {l: sp.IndexedBase(f"delta({label(l)})", real=True) for l in range(1, L + 1)}
     nabla = {l: sp.IndexedBase(f"nabla_a({label(l)})", real=True) for l in range(1, L + 1)}
-    own = {l: sp.Idx("k", sizes[l]) for l in range(0, L + 1)}
-    neuron = {l: sp.Idx("j", sizes[l]) for l in range(0, L + 1)}
+    grids = {0: (sizes[0],), **{l: layer.grid for l, layer in enumerate(network.layers, start=1)}}
+    own = {l: grid_index("k", grids[l]) for l in range(0, L + 1)}
+    neuron = {l: grid_index("j", grids[l]) for l in range(0, L + 1)}
     forward: dict[int, tuple[sp.Expr, sp.Expr]] = {}
     terms_for: dict[int, list[sp.Expr]] = {l: [] for l in range(1, L)}
     deltas: dict[int, sp.Expr] = {}
@@ -301,10 +328,10 @@ def delta_recursion(backward: Backward, layer: int) -> sp.Expr:
     (1 - tanh(z(L-1)[k])**2)*Sum(delta(L)[j]*w(L)[j, k], (j, 0, 0))
     """
     nabla = backward.nabla[layer]
-    k = backward.own_index[layer]
+    k = grid_tuple(backward.own_index[layer])
     return backward.deltas[layer].replace(
         lambda e: isinstance(e, sp.Indexed) and e.base == nabla,
-        lambda e: backward.adjoint(layer).xreplace({k: e.indices[0]}) if e.indices[0] != k else backward.adjoint(layer),
+        lambda e: backward.adjoint(layer).xreplace(dict(zip(k, e.indices))) if e.indices != k else backward.adjoint(layer),
     )
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -54,9 +54,11 @@ from sympy.printing.precedence import precedence
 
 from .activations import Z, Activation
 from .budget import attempt
-from .chain import derive_backward
+from .chain import derive_backward, grid_tuple
 from .costs import A, Y
 from .data import Dataset
+from .errors import SpecError
+from .lowering_scan import StepProduct, split_recurrence
 from .lowering import KnownFactor, compile_function, lower
 from .network import Network
 from .parameters import PackedArrays, Parameters
@@ -998,27 +1000,47 @@ class _Program:
                              *backward.nabla.values(), im.targets])
         stable = lambda arguments, expression: lambdify(arguments, stabilize(expression))  # noqa: E731
         options = {"batched": batched, "elementwise": stable, "key": slots.__getitem__}
+        # A first layer that reads its input as a grid (a convolution, a recurrent layer) names its shape.
+        self.input_grid: tuple[int, ...] | None = getattr(network.layers[0], "input_grid", None)
         self.z_kernels, self.a_rests = [], []
+        # A layer that reads its own output one step back (a recurrent layer) is a scan: the rest of its
+        # z for every step at once, then one matrix product per step (symback.lowering_scan).
+        self.scans: list[StepProduct | None] = [None] * L
+        self.carries: list[StepProduct | None] = [None] * L
+        self.slots = slots
         for l in range(1, L + 1):
             z_formula, a_formula = backward.forward[l]
-            j = backward.neuron_index[l]
-            self.z_kernels.append(lower(z_formula, (j,), **options))
+            j = grid_tuple(backward.neuron_index[l])
+            if z_formula.has(im.activations[l]):
+                split = split_recurrence(z_formula, im.activations[l], j, -1)
+                if split is None:
+                    raise SpecError(f"layer {l} reads its own output other than one step back: it cannot be compiled")
+                z_formula, self.scans[l - 1] = split
+            self.z_kernels.append(lower(z_formula, j, **options))
             # a(l) less the activation's own σ(z_j) (or softmax): a skip edge's a(l-back)_j, else nothing
             activation = network.activation(l)
             if activation.elementwise:
                 own_term = activation.at(im.zs[l][j])
             else:
-                own_term = activation.indexed(im.zs[l], j, sp.Idx("d", network.sizes[l]))  # type: ignore[attr-defined]
+                own_term = activation.indexed(im.zs[l], j[0], sp.Idx("d", network.sizes[l]))  # type: ignore[attr-defined]
             rest = a_formula - own_term
-            self.a_rests.append(lower(rest, (j,), **options) if rest != 0 else None)
+            self.a_rests.append(lower(rest, j, **options) if rest != 0 else None)
         # ∇a(l) is overwritten by δ(l) unless a skip edge's recursion reads it after.
         read = set().union(*(e.atoms(sp.IndexedBase) for e in backward.adjoints.values())) if L > 1 else set()
         #: Whether a skip edge into the output layer reads ∇a(L) (then it is kept, and reduced like δ(L)).
         self.reads_output_nabla = backward.nabla[L] in read
-        self.adjoint_kernels = [lower(backward.adjoints[l], (backward.own_index[l],), **options) for l in range(1, L)]
+        self.adjoint_kernels = []
+        for l in range(1, L):
+            adjoint, own = backward.adjoints[l], grid_tuple(backward.own_index[l])
+            if adjoint.has(backward.delta[l]):  # ∇h(t) reads δ(t + 1) of the same layer: a backward scan
+                split = split_recurrence(adjoint, backward.delta[l], own, +1)
+                if split is None:
+                    raise SpecError(f"layer {l}'s derived ∇a reads its own δ other than one step later: it cannot be compiled")
+                adjoint, self.carries[l - 1] = split
+            self.adjoint_kernels.append(lower(adjoint, own, **options))
         self.delta_kernels = []
         for l in range(1, L + 1):
-            k = backward.own_index[l]
+            k = grid_tuple(backward.own_index[l])
             known = {}
             activation = network.activation(l)
             if activation.elementwise:
@@ -1027,7 +1049,7 @@ class _Program:
                 )
             overwritable = () if backward.nabla[l] in read else (backward.nabla[l],)
             self.delta_kernels.append(
-                lower(backward.deltas[l], (k,), known=known, overwritable=overwritable, **options)
+                lower(backward.deltas[l], k, known=known, overwritable=overwritable, **options)
             )
         self.weight_kernels, self.bias_kernels = [], []
         for l in range(1, L + 1):
@@ -1039,6 +1061,11 @@ class _Program:
         namespace: dict[str, Any] = {}
         body: list[str] = []
         for index in range(L - 2, -1, -1):
+            if self.carries[index] is not None:  # backpropagation through time, step by step
+                namespace[f"scan_back_{index}"] = partial(self.scan_backward, index)
+                body += [f"g, d = scan_back_{index}(arrays)", f"arrays[{self.NABLA + index}] = g",
+                         f"arrays[{self.DELTA + index}] = d", f"deltas[{index}] = d"]
+                continue
             body += self.adjoint_kernels[index].source("g", None, namespace)
             body.append(f"arrays[{self.NABLA + index}] = g")
             body += self.delta_kernels[index].source("d", None, namespace)
@@ -1053,7 +1080,10 @@ class _Program:
         for index, layer in enumerate(compiled.layers):
             body += self.z_kernels[index].source("z", None, namespace)
             body.append("keep = True" if compiled._needs_z[index] else "keep = keep_every_z")
-            if layer.complement:  # σ(−z) is written over z where z is not kept
+            if self.scans[index] is not None:  # a recurrent layer: step by step
+                namespace[f"scan_{index}"] = partial(self.scan_forward, index, layer)
+                body += ["keep = True", f"z, a, c = scan_{index}(arrays, z)"]
+            elif layer.complement:  # σ(−z) is written over z where z is not kept
                 namespace[f"pair_{index}"] = layer.forward_pair
                 body.append(f"a, c = pair_{index}(z.copy() if keep else z)")
             else:
@@ -1075,6 +1105,43 @@ class _Program:
         self.delta_runs = [kernel.run for kernel in self.delta_kernels]
         self.weight_runs = [kernel.run for kernel in self.weight_kernels]
         self.bias_runs = [kernel.run for kernel in self.bias_kernels]
+
+    def scan_forward(self, index: int, kernels: _LayerKernels, arrays: Sequence[Any], z: np.ndarray) -> tuple:
+        """``a[:, t] = σ(z[:, t] + a[:, t − 1] @ Wᵀ)`` step by step, ``z`` (the rest, every step) completed;
+        returns ``(z, a, σ(−z) or None)``."""
+        step = self.scans[index]
+        matrix = step.matrix(arrays, self.slots)
+        z = np.array(np.broadcast_to(z, z.shape), copy=True)
+        a = np.empty_like(z)
+        for t in range(z.shape[1]):
+            if t:
+                z[:, t] += step(a[:, t - 1], matrix)
+            a[:, t] = kernels.forward(z[:, t])
+        c = kernels.forward_pair(z.copy())[1] if kernels.complement else None
+        return z, a, c
+
+    def scan_backward(self, index: int, arrays: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``∇h[:, t] = G[:, t] + δ[:, t + 1] @ W`` and ``δ[:, t] = σ'(z[:, t]) ∇h[:, t]``, from the last step back.
+
+        ``G`` is the rest of the derived ∇h (the readers' terms, every step at once); σ' is the layer's
+        derived δ kernel applied to ones (δ is linear in ∇a for an elementwise activation).
+        """
+        carry = self.carries[index]
+        matrix = carry.matrix(arrays, self.slots)
+        nabla = np.array(self.adjoint_kernels[index](arrays), copy=True)
+        probe = list(arrays)
+        probe[self.NABLA + index] = np.ones_like(nabla)
+        slope = self.delta_kernels[index](probe)
+        delta = np.empty_like(nabla)
+        for t in range(nabla.shape[1] - 1, -1, -1):
+            if t + 1 < nabla.shape[1]:
+                nabla[:, t] += carry(delta[:, t + 1], matrix)
+            delta[:, t] = slope[:, t] * nabla[:, t]
+        return nabla, delta
+
+    def input_view(self, X: np.ndarray) -> np.ndarray:
+        """The input as the first layer reads it: ``(n, channels, rows, columns)`` for a convolution."""
+        return X if self.input_grid is None else X.reshape(len(X), *self.input_grid)
 
     def arrays(self, params: Parameters, X: np.ndarray) -> list[Any]:
         """A fresh slot list holding the input and the parameters."""
@@ -1238,7 +1305,7 @@ class CompiledNetwork:
         # Every array also goes in its slot, which the backward pass reads.
         program = self.program
         arrays = [None] * program.size
-        arrays[0] = X
+        arrays[0] = program.input_view(X)
         arrays[program.W : program.B] = params.weights
         arrays[program.B : program.DELTA] = params.biases
         zs, activations, complements, activated = self.program.run_forward(arrays, keep_every_z)

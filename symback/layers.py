@@ -23,20 +23,21 @@ b(1)[j] + Sum(a(0)[d]*w(1)[j, d], (d, 0, 1))
 >>> layer.a_formula(s, j, sp.Idx("e", 3))
 1/(1 + exp(-z(1)[j]))
 >>> sorted(LAYER_KINDS)
-['dense', 'residual']
+['conv1d', 'conv2d', 'dense', 'recurrent', 'residual']
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import sympy as sp
 
 from .activations import Activation
-from .errors import SpecError
-from .registry import Registry
+from .errors import SpecError, shown
+from .registry import Registry, with_settings
 
 __all__ = ["LAYER_KINDS", "Dense", "Layer", "LayerSymbols", "Residual", "get_layer_kind", "register_layer_kind"]
 
@@ -82,6 +83,12 @@ class Layer:
         """The layers this one reads, relative to itself: ``(-1,)`` for the layer below."""
         return (-1,)
 
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """The shape of the layer's neurons: ``(width,)``, or ``(filters, rows, columns)`` for a 2-D
+        convolution (then ``z``, ``a``, ``δ`` carry one index per axis; arrays are ``(n, *grid)``)."""
+        return (self.width,)
+
     def parameter_shapes(self, fan_in: int) -> dict[str, tuple[int, ...]]:
         """``{name: shape}`` of the layer's parameters, in the order they are packed."""
         raise NotImplementedError
@@ -98,6 +105,27 @@ class Layer:
     def describe(self) -> str:
         return f"{self.kind} {self.width} {self.activation.label}"
 
+    # -- the [[layer]] form (symback.layer_table) --------------------------------------------------------
+
+    @classmethod
+    def table_keys(cls, below: tuple[int, ...]) -> frozenset[str]:
+        """The keys of this kind's ``[[layer]]`` table besides ``kind`` and ``activation``."""
+        return frozenset({"size"})
+
+    @classmethod
+    def built_by_network(cls, below: tuple[int, ...]) -> bool:
+        """Whether :class:`~symback.network.Network` builds this layer from sizes and skips (as the
+        ``layers = [...]`` shorthand does) rather than :meth:`from_table`."""
+        return False
+
+    @classmethod
+    def from_table(cls, below: tuple[int, ...], activation: Activation, settings: dict[str, Any]) -> Layer:
+        """The layer a spec's ``[[layer]]`` table describes, reading a layer (or input) of shape ``below``."""
+        size = settings.pop("size", None)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise SpecError(f"a {cls.kind} layer needs size = a positive integer, not {shown(size)}")
+        return with_settings(partial(cls, size, activation), settings, "layer kind", cls.kind)
+
 
 @dataclass(frozen=True)
 class Dense(Layer):
@@ -111,6 +139,29 @@ class Dense(Layer):
     def z_formula(self, s: LayerSymbols, j: sp.Idx, d: sp.Idx) -> sp.Expr:
         w, b = s.parameters["w"], s.parameters["b"]
         return sp.Sum(w[j, d] * s.inputs[d], d) + b[j]
+
+    @classmethod
+    def table_keys(cls, below: tuple[int, ...]) -> frozenset[str]:
+        # skip is a residual layer's: given to a dense one, the table says so (symback.layer_table)
+        return frozenset({"size", "reads"}) if len(below) > 1 else frozenset({"size", "skip"})
+
+    @classmethod
+    def built_by_network(cls, below: tuple[int, ...]) -> bool:
+        return len(below) == 1
+
+    @classmethod
+    def from_table(cls, below: tuple[int, ...], activation: Activation, settings: dict[str, Any]) -> Layer:
+        if len(below) > 1 and cls is Dense:  # reading a convolution's or a recurrent layer's grid
+            from .layers_conv import GridDense
+            from .layers_recurrent import LastStep
+
+            reads = settings.pop("reads", "all")
+            if reads == "last" and len(below) == 2:  # the last state of a sequence (steps, hidden)
+                return LastStep.from_table(below, activation, {**settings, "steps": below[0], "hidden": below[1]})
+            if reads != "all":
+                raise SpecError(f"reads must be \"all\" or, after a recurrent layer, \"last\", not {shown(reads)}")
+            return GridDense.from_table(below, activation, {**settings, "input_grid": below})
+        return super().from_table(below, activation, settings)
 
 
 @dataclass(frozen=True)
@@ -141,6 +192,14 @@ class Residual(Dense):
 
     def describe(self) -> str:
         return f"{super().describe()} (+ a(l-{self.back}))"
+
+    @classmethod
+    def table_keys(cls, below: tuple[int, ...]) -> frozenset[str]:
+        return frozenset({"size", "skip"})
+
+    @classmethod
+    def from_table(cls, below: tuple[int, ...], activation: Activation, settings: dict[str, Any]) -> Layer:
+        raise SpecError(f"a residual layer adds flat layers; it cannot read a grid of {'×'.join(map(str, below))}")
 
 
 #: Layer kinds by name: ``{name: factory(width, activation, **settings)}`` (a :class:`~symback.registry.Registry`).

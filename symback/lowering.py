@@ -33,7 +33,7 @@ import itertools
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ __all__ = [
     "contraction_of",
     "lower",
     "register_contraction",
+    "register_pattern",
 ]
 
 #: The example axis every batched array carries first.
@@ -90,6 +91,18 @@ def _ones(n: int, dtype: np.dtype) -> np.ndarray:
 
 
 NUMPY = ArrayNamespace(np, "numpy")
+
+#: Patterns for index forms that are not einsum contractions (a convolution's ``a[c, j + m − P]``, a
+#: recurrence's ``h[t − 1, k]``): ``matcher(expression, out, batched=, over_examples=, lower=, key=) ->
+#: Kernel | None``, tried in order before the contraction table (``lower`` lowers what a matcher
+#: rewrote; ``key(base)`` is where a base's array is found in the arrays a kernel is given).
+PATTERNS: list[Callable[..., Any]] = []
+
+
+def register_pattern(matcher: Callable[..., Any]) -> None:
+    """Try ``matcher`` on every expression lowered (see :data:`PATTERNS`)."""
+    PATTERNS.append(matcher)
+
 
 #: Contraction patterns: canonical subscripts → ``emit(xp, *operands, out=None)``.
 CONTRACTIONS: dict[str, Callable[..., Any]] = {}
@@ -400,6 +413,11 @@ def lower(
             lambda arrays, result=None: arrays[slot], "reference", (base,), False,
             lambda target, result, namespace: [f"{target} = arrays[{_slot(slot, namespace)}]"],
         )
+    for matcher in PATTERNS:
+        rest = partial(lower, known=known, xp=xp, elementwise=elementwise)
+        kernel = matcher(expression, tuple(out), batched=batched, over_examples=over_examples, lower=rest, key=key)
+        if kernel is not None:
+            return kernel
     contraction = contraction_of(expression, out, batched, over_examples=over_examples)
     if contraction is not None:
         return lower_contraction(contraction, xp, key)
@@ -426,7 +444,11 @@ def lower(
             for number, kernel in enumerate(kernels[1:]):
                 term = f"{target}_{number}"
                 code += kernel.source(term, None, namespace)
-                code.append(f"{target} += {term}")
+                # in place, unless a broadcast term came first (a convolution's bias b[o] beside its
+                # correlation): then the sum is wider than it
+                namespace["broadcast_shapes"] = np.broadcast_shapes
+                code.append(f"if {term}.shape == {target}.shape or broadcast_shapes({target}.shape, {term}.shape) == {target}.shape: {target} += {term}")
+                code.append(f"else: {target} = {target} + {term}")
             if result is not None:
                 code.append(f"if {target} is not {result}: {result}[...] = {target}")
             return code

@@ -100,6 +100,9 @@ class Network:
         skips: skip edges ``{layer: source}``: ``a(layer) = σ(z(layer)) + a(source)`` (a residual
             layer, :class:`~symback.layers.Residual`); the source, 0 (the input) up to ``layer - 2``,
             must be as wide as the layer.
+        layers: the layers whole, one per size after the input (any registered kind: a convolution, a
+            recurrent layer; see :mod:`symback.layer_table`); None entries are the dense or residual
+            layers the sizes and skips give.
 
     >>> net = Network([1, 2, 1], ["softplus", "identity"], "ssr", names={"b(2)": "b3"})
     >>> net.name_of(net.resolve("b3"))
@@ -127,6 +130,7 @@ class Network:
         frozen: Iterable[str] = (),
         trainable: Iterable[str] | None = None,
         skips: Mapping[int, int] | None = None,
+        layers: Sequence[Layer] | None = None,
     ) -> None:
         sizes = _check_sizes(sizes)
         n_layers = len(sizes) - 1
@@ -153,7 +157,8 @@ class Network:
             )
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activations", resolved)
-        object.__setattr__(self, "layers", _build_layers(sizes, resolved, skips))
+        defaults = _build_layers(sizes, resolved, skips)
+        object.__setattr__(self, "layers", defaults if layers is None else _check_layers(sizes, resolved, layers, defaults))
         object.__setattr__(self, "cost", cost)
         node_names, group_names = self._check_names(names or {})
         object.__setattr__(self, "names", node_names)
@@ -176,12 +181,21 @@ class Network:
         return len(self.sizes) - 1
 
     @property
+    def weight_shapes(self) -> list[tuple[int, ...]]:
+        """Each layer's ``w`` shape, as its kind declares it (``(n_l, n_{l-1})`` for a dense layer)."""
+        return [layer.parameter_shapes(self.sizes[l])["w"] for l, layer in enumerate(self.layers)]
+
+    @property
+    def bias_shapes(self) -> list[tuple[int, ...]]:
+        return [layer.parameter_shapes(self.sizes[l])["b"] for l, layer in enumerate(self.layers)]
+
+    @property
     def n_weights(self) -> int:
-        return sum(self.sizes[l] * self.sizes[l - 1] for l in range(1, len(self.sizes)))
+        return sum(int(np.prod(shape)) for shape in self.weight_shapes)
 
     @property
     def n_biases(self) -> int:
-        return sum(self.sizes[1:])
+        return sum(int(np.prod(shape)) for shape in self.bias_shapes)
 
     @property
     def n_parameters(self) -> int:
@@ -602,6 +616,21 @@ def _build_layers(sizes: tuple[int, ...], activations: tuple[Activation, ...], s
         Residual(sizes[l], activations[l - 1], back=l - checked[l]) if l in checked else Dense(sizes[l], activations[l - 1])
         for l in range(1, n_layers + 1)
     )
+
+
+def _check_layers(
+    sizes: tuple[int, ...], activations: tuple[Activation, ...], layers: Sequence[Layer | None], defaults: tuple[Layer, ...]
+) -> tuple[Layer, ...]:
+    """Layers given whole (any registered kind): one per width after the input, with its activation; a
+    None is the layer the sizes and skips give (dense, or residual where a skip edge ends)."""
+    if len(layers) != len(defaults):
+        raise SpecError(f"{len(layers)} layers given for sizes {list(sizes)}")
+    layers = tuple(default if layer is None else layer for layer, default in zip(layers, defaults))
+    if len(layers) != len(sizes) - 1 or any(
+        layer.width != size or layer.activation != activation for layer, size, activation in zip(layers, sizes[1:], activations)
+    ):
+        raise SpecError(f"the layers {[layer.describe() for layer in layers]} do not match sizes {list(sizes)}")
+    return layers
 
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:

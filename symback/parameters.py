@@ -171,13 +171,15 @@ class Parameters(PackedArrays):
         draw = INITIALIZERS.lookup(method)
         rng = np.random.default_rng(seed)
         weights, biases = [], []
-        for layer in range(1, network.depth + 1):
-            fan_out, fan_in = network.sizes[layer], network.sizes[layer - 1]
-            weights.append(np.asarray(draw(rng, fan_out, fan_in), dtype=dtype))
+        for shape, bias_shape in zip(network.weight_shapes, network.bias_shapes):
+            # A kind's weight of any shape is drawn as its (rows, everything a row reads) matrix: a dense
+            # layer's (n_l, n_{l-1}); a convolution's (filters, channels × kernel).
+            fan_out, fan_in = shape[0], prod(shape[1:])
+            weights.append(np.asarray(draw(rng, fan_out, fan_in), dtype=dtype).reshape(shape))
             if method == "uniform":
-                biases.append(rng.uniform(-1.0, 1.0, size=fan_out).astype(dtype))
+                biases.append(rng.uniform(-1.0, 1.0, size=bias_shape).astype(dtype))
             else:
-                biases.append(np.zeros(fan_out, dtype=dtype))
+                biases.append(np.zeros(bias_shape, dtype=dtype))
         params = cls(weights, biases).packed().of(network)
         for members in network.ties.values():  # a tied parameter takes its first entry's draw
             params.set(members[0], params.get(members[0]))
@@ -185,9 +187,7 @@ class Parameters(PackedArrays):
 
     @classmethod
     def zeros(cls, network: Network, dtype: Any = np.float64) -> Parameters:
-        sizes = network.sizes
-        shapes = [(sizes[l], sizes[l - 1]) for l in range(1, len(sizes))] + [(sizes[l],) for l in range(1, len(sizes))]
-        return cls._packed(shapes, dtype).of(network)
+        return cls._packed([*network.weight_shapes, *network.bias_shapes], dtype).of(network)
 
     #: The network whose names :meth:`get` and :meth:`set` accept (None: only NodeRefs, or pass one).
     network: Network | None = field(default=None, repr=False, compare=False)

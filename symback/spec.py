@@ -47,6 +47,7 @@ from typing import Any
 from .data import Dataset, loads_with_data_arrays
 from .errors import SpecError, SymbackError, shown
 from .files import read_text
+from .layer_table import network_from_tables
 from .network import Network
 from .parameters import Parameters
 from .registry import unknown_name
@@ -56,7 +57,7 @@ __all__ = ["Spec", "load_spec", "read_data", "spec_from_dict"]
 
 _SECTIONS = {
     "network": {"layers", "activations", "activation", "cost", "frozen", "trainable", "inputs"},
-    "layer": None,  # [[layer]]: one table per layer after the input (see _layer_tables)
+    "layer": None,  # [[layer]]: one table per layer after the input (symback.layer_table)
     "names": None,  # free-form: canonical name -> user name
     "parameters": None,  # free-form: name -> value
     "init": {"method", "seed"},
@@ -153,51 +154,6 @@ def load_spec(path: str | Path) -> Spec:
     return spec
 
 
-#: The keys of one ``[[layer]]`` table.
-_LAYER_KEYS = {"kind", "size", "activation", "skip"}
-
-
-def _layer_tables(table: Mapping[str, Any], layers: Any) -> tuple[list[Any], list[Any], dict[int, int]]:
-    """Sizes, activations and skip edges from ``[network] inputs = n`` and ``[[layer]]`` tables.
-
-    Each table: ``size``, ``activation`` (default sigmoid), ``kind`` (``"dense"``, the default, or
-    ``"residual"`` with ``skip`` = the layer whose activation it adds, 0 for the input).
-
-    >>> _layer_tables({"inputs": 2}, [{"size": 2}, {"size": 2, "kind": "residual", "skip": 0}])
-    ([2, 2, 2], ['sigmoid', 'sigmoid'], {2: 0})
-    """
-    from .layers import Dense, Residual, get_layer_kind  # the registry of kinds, consulted only for this form
-
-    for key in ("layers", "activations", "activation"):
-        if key in table:
-            raise SpecError(f"[network] {key} = ... and [[layer]] tables both describe the layers: give one of them")
-    if "inputs" not in table:
-        raise SpecError("[[layer]] tables need [network] inputs = n, the width of the input")
-    if not isinstance(layers, list) or not layers or not all(isinstance(t, Mapping) for t in layers):
-        raise SpecError("[[layer]] must be one or more tables, each with a size")
-    sizes, activations, skips = [table["inputs"]], [], {}
-    for number, layer in enumerate(layers, start=1):
-        unknown = sorted(set(layer) - _LAYER_KEYS)
-        if unknown:
-            raise unknown_name("key", unknown[0], _LAYER_KEYS, where=f" in [[layer]] {number}", error=SpecError)
-        if "size" not in layer:
-            raise SpecError(f"[[layer]] {number} needs size = n")
-        factory = get_layer_kind(layer.get("kind", "dense"))  # an unknown kind is named here, with the known ones
-        if factory not in (Dense, Residual):
-            raise SpecError(f"[[layer]] {number}: layer kind {layer['kind']!r} cannot be built from a spec yet")
-        residual = factory is Residual
-        if residual != ("skip" in layer):
-            raise SpecError(
-                f"[[layer]] {number}: a residual layer names the layer it adds (skip = 0 for the input), "
-                "and only a residual layer does"
-            )
-        if residual:
-            skips[number] = layer["skip"]
-        sizes.append(layer["size"])
-        activations.append(layer.get("activation", "sigmoid"))
-    return sizes, activations, skips
-
-
 def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
     """Build a :class:`Spec` from the parsed TOML tables (or an equivalent dict).
 
@@ -210,7 +166,7 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
         if section not in _SECTIONS:
             raise unknown_name("section", section, _SECTIONS, label=f"[{shown(section)[1:-1]}]", error=SpecError)
         if section == "layer":
-            continue  # an array of tables, checked by _layer_tables
+            continue  # an array of tables, read by symback.layer_table
         allowed = _SECTIONS[section]
         if not isinstance(value, Mapping):
             raise SpecError(f"[{section}] must be a table, not {shown(value)}")
@@ -222,7 +178,9 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
         raise SpecError("missing [network] section")
     table = raw["network"]
     if "layer" in raw:
-        sizes, activations, skips = _layer_tables(table, raw["layer"])
+        network = network_from_tables(
+            table, raw["layer"], names=raw.get("names", {}), frozen=table.get("frozen", ()), trainable=table.get("trainable")
+        )
     else:
         if "layers" not in table:
             raise SpecError("[network] needs layers = [...], e.g. layers = [1, 2, 1] (or inputs = n and [[layer]] tables)")
@@ -230,16 +188,14 @@ def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
             raise SpecError("[network] takes activations or activation, not both")
         if "inputs" in table:
             raise SpecError("[network] inputs = n goes with [[layer]] tables; with layers = [...] the first size is the input")
-        sizes, activations, skips = table["layers"], table.get("activations", table.get("activation", "sigmoid")), None
-    network = Network(
-        sizes,
-        activations,
-        table.get("cost", "squared_error"),
-        names=raw.get("names", {}),
-        frozen=table.get("frozen", ()),
-        trainable=table.get("trainable"),
-        skips=skips,
-    )
+        network = Network(
+            table["layers"],
+            table.get("activations", table.get("activation", "sigmoid")),
+            table.get("cost", "squared_error"),
+            names=raw.get("names", {}),
+            frozen=table.get("frozen", ()),
+            trainable=table.get("trainable"),
+        )
     init = raw.get("init", {})
     seed = init.get("seed", 0)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):

@@ -1,0 +1,116 @@
+"""The ``[[layer]]`` form of a spec: a network written layer by layer, any registered kind.
+
+::
+
+    [network]
+    inputs = [1, 25, 25]       # the input's width, or its shape as the first layer reads it
+    cost = "categorical_cross_entropy"
+
+    [[layer]]
+    kind = "conv2d"
+    filters = 8
+    kernel = 5                 # or [5, 5]
+    padding = "valid"          # or "same"
+    activation = "relu"
+
+    [[layer]]
+    size = 10                  # kind = "dense" is the default; "residual" adds skip = a layer number
+    activation = "softmax"
+
+Each table names a kind (``dense``, ``residual``, ``conv1d``, ``conv2d``, ``recurrent``), an
+``activation`` (default sigmoid) and the kind's own keys (:attr:`~symback.layers.Layer.table_keys`).
+A dense or residual layer reading a flat layer is built by :class:`~symback.network.Network` from the
+sizes and skip edges, as the ``layers = [...]`` shorthand builds it; every other layer by its kind's
+``from_table`` from the shape of the layer below, so a convolution's width and a dense layer's weight
+shape follow from the shapes, never typed.
+
+>>> network = network_from_tables({"inputs": [1, 6, 6], "cost": "squared_error"},
+...     [{"kind": "conv2d", "filters": 2, "kernel": 3, "activation": "tanh"}, {"size": 1}])
+>>> network.sizes, [layer.kind for layer in network.layers]
+((36, 32, 1), ['conv2d', 'dense'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .activations import get_activation
+from .errors import SpecError, shown
+from .layers import Layer, get_layer_kind
+from .network import Network
+from .registry import unknown_name
+
+__all__ = ["network_from_tables"]
+
+#: The keys every ``[[layer]]`` table may hold, whatever its kind.
+COMMON_KEYS = frozenset({"kind", "activation"})
+
+
+def _input_grid(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in value
+    ):
+        raise SpecError(f"[network] inputs must be a positive integer or a list of them (its shape), not {shown(value)}")
+    return tuple(value)
+
+
+def network_from_tables(table: Mapping[str, Any], tables: Any, **options: Any) -> Network:
+    """The Network of ``[network]`` (``inputs``, ``cost``) and its ``[[layer]]`` tables; ``options``
+    (names, frozen, trainable) go to :class:`~symback.network.Network`."""
+    for key in ("layers", "activations", "activation"):
+        if key in table:
+            raise SpecError(f"[network] {key} = ... and [[layer]] tables both describe the layers: give one of them")
+    if "inputs" not in table:
+        raise SpecError("[[layer]] tables need [network] inputs = n, the width of the input (or its shape)")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, Mapping) for t in tables):
+        raise SpecError("[[layer]] must be one or more tables, each a layer after the input")
+    grid = _input_grid(table["inputs"])
+    sizes, activations, layers, skips = [math.prod(grid)], [], [], {}
+    for number, entry in enumerate(tables, start=1):
+        settings = dict(entry)
+        kind = settings.pop("kind", "dense")
+        factory = get_layer_kind(kind)  # an unknown kind is named here, with the known ones
+        known = COMMON_KEYS | factory.table_keys(grid)
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise unknown_name("key", unknown[0], known, where=f" in [[layer]] {number}", error=SpecError)
+        activation = get_activation(settings.pop("activation", "sigmoid"))
+        if factory.built_by_network(grid):  # dense or residual on a flat layer: as the shorthand builds it
+            if "size" not in settings:
+                raise SpecError(f"[[layer]] {number} needs size = n")
+            if (kind == "residual") != ("skip" in settings):
+                raise SpecError(
+                    f"[[layer]] {number}: a residual layer names the layer it adds (skip = 0 for the input), "
+                    "and only a residual layer does"
+                )
+            if kind == "residual":
+                skips[number] = settings["skip"]
+            layer = None
+            width, grid = settings["size"], (settings["size"],)
+        else:
+            try:
+                layer = factory.from_table(grid, activation, settings)
+            except SpecError as error:
+                raise SpecError(f"[[layer]] {number} ({kind}): {error}") from None
+            width, grid = layer.width, layer.grid
+        sizes.append(width)
+        activations.append(activation)
+        layers.append(layer)
+    return Network(
+        sizes, activations, table.get("cost", "squared_error"), skips=skips,
+        layers=None if all(layer is None for layer in layers) else layers, **options,
+    )
+
+
+def build_layers(input_grid: Sequence[int], tables: Sequence[Mapping[str, Any]]) -> list[Layer]:
+    """The layers of ``tables`` on an input of shape ``input_grid`` (a quick way to try a stack).
+
+    >>> [layer.describe() for layer in build_layers([4, 3], [{"kind": "recurrent", "hidden": 2, "activation": "tanh"}])]
+    ['recurrent 2 over 4×3 tanh']
+    """
+    network = network_from_tables({"inputs": list(input_grid)}, [*tables, {"size": 1}])
+    return list(network.layers[:-1])
