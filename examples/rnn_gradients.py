@@ -119,6 +119,7 @@ def run(out: Path | None = None, fast: bool = False) -> dict[str, Any]:
         net = network(activation)
         params = starting_parameters(net, factor)
         start_gradient = symback.CompiledNetwork(net).gradient(params, train).norm()
+        results.setdefault("start gradients", {})[f"{activation}, W×{factor:g}"] = start_gradient
         for clip in (None, CLIP_NORM):
             config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=epochs, batch_size=32, seed=0,
                                     clip_norm=clip, progress=False)

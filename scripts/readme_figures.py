@@ -260,6 +260,34 @@ def _classroom() -> list[str]:
     ]
 
 
+def _conv_digits() -> list[str]:
+    results = _quiet(lambda: load_example("conv_digits").run())
+    conv, dense = results["convolutional"], results["dense 625-20-20-10"]
+    return [
+        f"softmax readout; {conv['parameters']:,} parameters;",
+        f"**{percent(conv['accuracy'])}** test accuracy after {conv['epochs']} epochs, against the dense "
+        f"625-20-20-10's {percent(dense['accuracy'])} after {dense['epochs']}",
+    ]
+
+
+def _rnn_gradients() -> list[str]:
+    results = _quiet(lambda: load_example("rnn_gradients").run(None))
+    ratios, start = results["ratios"], results["start gradients"]
+    fits = results["fits"]
+    linear = fits["identity, W×1.3 clip 1.0"]
+    tanh_free, tanh_clipped = fits["tanh, W×4 clip None"], fits["tanh, W×4 clip 1.0"]
+    if fits["identity, W×1.3 clip None"][0] != "non_finite":
+        raise AssertionError("the README says the unclipped linear recurrence overflows")
+    return [
+        f"falls by {sci(ratios['tanh, W×1'])} with tanh and {sci(ratios['sigmoid, W×1'])} with sigmoid",
+        f"grows {sci(ratios['tanh, W×4'])}-fold with the recurrent weights W multiplied by 4 (the whole gradient "
+        f"{sci(start['tanh, W×4'])})",
+        f"A linear recurrence with W×1.3 (gradient {start['identity, W×1.3']:.0f})",
+        f"the loss goes {linear[1][0]:.2f} → {linear[1][-1]:.2f} ({percent(linear[2][-1])} test accuracy)",
+        f"{percent(tanh_free[2][-1])} unclipped, {percent(tanh_clipped[2][-1])} clipped after {results['epochs']} epochs",
+    ]
+
+
 #: name -> where the numbers come from and the README phrases that quote them.
 FIGURES: dict[str, Figures] = {
     "quick tour": Figures("README.md, Quick tour", _quick_tour),
@@ -270,6 +298,8 @@ FIGURES: dict[str, Figures] = {
                      "--optimizer sgd momentum --epochs 5", _sweep, slow=True),
     "seed003": Figures("examples/seed003_gradients.py", _seed003, slow=True),
     "classroom": Figures("benchmarks/bench_grade.py and examples/exercise_222.toml", _classroom, slow=True),
+    "conv_digits": Figures("examples/conv_digits.py", _conv_digits, slow=True),
+    "rnn_gradients": Figures("examples/rnn_gradients.py", _rnn_gradients, slow=True),
 }
 
 
