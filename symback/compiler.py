@@ -58,6 +58,7 @@ from .chain import derive_backward, grid_tuple
 from .costs import A, Y
 from .data import Dataset
 from .errors import SpecError
+from . import lowering_shifted  # noqa: F401  (registers the shifted-index lowering patterns)
 from .lowering_scan import StepProduct, split_recurrence
 from .lowering import KnownFactor, compile_function, lower
 from .network import Network

@@ -22,12 +22,13 @@ derived index expressions into array calls.  Neither has per-kind code: a new ki
 b(1)[j] + Sum(a(0)[d]*w(1)[j, d], (d, 0, 1))
 >>> layer.a_formula(s, j, sp.Idx("e", 3))
 1/(1 + exp(-z(1)[j]))
->>> sorted(LAYER_KINDS)
+>>> known_layer_kinds()
 ['conv1d', 'conv2d', 'dense', 'recurrent', 'residual']
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -39,7 +40,10 @@ from .activations import Activation
 from .errors import SpecError, shown
 from .registry import Registry, with_settings
 
-__all__ = ["LAYER_KINDS", "Dense", "Layer", "LayerSymbols", "Residual", "get_layer_kind", "register_layer_kind"]
+__all__ = [
+    "KIND_MODULES", "LAYER_KINDS", "Dense", "Layer", "LayerSymbols", "Residual", "get_layer_kind", "known_layer_kinds",
+    "register_layer_kind",
+]
 
 
 @dataclass(frozen=True)
@@ -211,12 +215,34 @@ def register_layer_kind(name: str, factory: Callable[..., Layer]) -> None:
     LAYER_KINDS.register(name, factory)
 
 
+#: Kinds that live in modules of their own (which register them), imported the first time one is
+#: asked for: importing this module does not load them, and they import it without a cycle.
+KIND_MODULES: dict[str, str] = {"conv1d": "layers_conv1d", "conv2d": "layers_conv2d", "recurrent": "layers_recurrent"}
+
+
+def known_layer_kinds() -> list[str]:
+    """Every layer kind's name, the ones in modules not yet imported included.
+
+    >>> known_layer_kinds()
+    ['conv1d', 'conv2d', 'dense', 'recurrent', 'residual']
+    """
+    return sorted({*LAYER_KINDS, *KIND_MODULES})
+
+
 def get_layer_kind(name: Any) -> Callable[..., Layer]:
     """The factory of layer kind ``name`` (ignoring case); an unknown one is a SpecError naming the known kinds.
 
     >>> get_layer_kind("Dense")(2, None).kind
     'dense'
+    >>> get_layer_kind("conv2d").kind
+    'conv2d'
     """
+    if not isinstance(name, str) or name not in LAYER_KINDS:
+        # a kind in a module of its own, or an unknown name: load those modules (their kinds register
+        # themselves), so the lookup finds it, or names every kind in its error
+        wanted = KIND_MODULES.get(name.casefold()) if isinstance(name, str) else None
+        for module in [wanted] if wanted else KIND_MODULES.values():
+            importlib.import_module(f"{__package__}.{module}")
     return LAYER_KINDS.lookup(name)
 
 
