@@ -346,7 +346,12 @@ class Network:
     @property
     def skips(self) -> dict[int, int]:
         """The skip edges, ``{layer: source}`` (empty for a plain chain of dense layers)."""
-        return {l: l + layer.sources[1] for l, layer in enumerate(self.layers, start=1) if len(layer.sources) > 1}
+        # a source 0 is the layer itself one step back (a recurrent layer), not a skip edge
+        return {
+            l: l + layer.sources[1]
+            for l, layer in enumerate(self.layers, start=1)
+            if len(layer.sources) > 1 and layer.sources[1] < 0
+        }
 
     def __repr__(self) -> str:
         acts = ", ".join(a.label for a in self.activations)

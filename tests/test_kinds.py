@@ -246,7 +246,7 @@ def test_derived_compiled_finite_differences_and_torch_agree(case, seed):
     for array, torch_array in zip(mine, theirs):
         _close(array, torch_array, "compiled vs torch")
     for array, fd in zip(mine, _finite_differences(network, params, X, Y)):
-        _close(array, fd, "compiled vs finite differences", floor=1e-4)
+        _close(array, fd, "compiled vs finite differences", floor=1e-3)
     # derived, entry by entry: two entries of every weight and bias array
     entries = {key: [tuple(int(rng.integers(0, s)) for s in array.shape) for _ in range(2)] for key, array in enumerate(mine)}
     derived = derived_gradients(network, params, X, Y, entries)
