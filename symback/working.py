@@ -445,6 +445,7 @@ class _Judge:
         parameters = [self.model.symbols[r] for r in self.network.parameter_refs()]
         self.new_forms = {p: p - ETA * sp.Derivative(self.cost, p, evaluate=False) for p in parameters}
         self.context = SlipContext(self.engine, self.new_forms)
+        self._reads_memo: dict[tuple[sp.Symbol, frozenset[sp.Symbol]], bool] = {}
 
     def rng(self, line: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, line])
@@ -490,14 +491,52 @@ class _Judge:
         return value
 
     def authors(self, expression: sp.Expr) -> tuple[sp.Expr, frozenset[int]]:
-        """``expression`` with the author's own earlier values put in, and the wrong lines they came from."""
+        """``expression`` with the author's own earlier values put in, and the wrong lines they came from.
+
+        A quantity written earlier (``∂E/∂out_o1 = 0.15``) is put in where it occurs whole.  With one
+        example, the author's node values (``out_o1 = 0.8000``) also reach what is computed from them: a
+        derivative becomes its chain rule in node symbols (``∂E/∂out_o1`` → ``out_o1 − t1``), a node or
+        the cost its local expression (``a = tanh(z)``), until the nodes written are reached; so a line
+        that follows correctly from the author's numbers is recomputed from them, never by substituting
+        a number into a derivative (``∂(0.8)/∂net_o1`` would be 0).
+        """
         taint = self.author.sources()
-        for key in sorted(self.written, key=lambda k: -sp.count_ops(k)):
-            value, source = self.written[key]
-            replaced = expression.subs(key, sp.Float(value, 17))
+        compound = sorted((k for k in self.written if not isinstance(k, sp.Symbol)), key=lambda k: -sp.count_ops(k))
+        for key in compound:
+            replaced = expression.xreplace({key: sp.Float(self.written[key][0], 17)})
             if replaced != expression:
-                expression, taint = replaced, taint | source
-        return expression, taint
+                expression, taint = replaced, taint | self.written[key][1]
+        nodes = {k for k in self.written if isinstance(k, sp.Symbol) and k in self.model.refs}
+        if nodes and len(self.engine.data) == 1:
+            expression = self._through(expression, nodes)
+        used = expression.free_symbols & set(self.written)
+        taint = taint.union(*(self.written[symbol][1] for symbol in used))
+        return expression.xreplace({symbol: sp.Float(self.written[symbol][0], 17) for symbol in used}), taint
+
+    def _through(self, expression: sp.Expr, nodes: set[sp.Symbol]) -> sp.Expr:
+        """``expression`` rewritten in the written ``nodes`` wherever it is computed from them."""
+        unwritten = [d for d in expression.atoms(sp.Derivative) if d not in self.written]
+        if unwritten:
+            expression = expression.xreplace({d: self.engine.partial(d.expr, d.variables[0]) for d in unwritten})
+        for _ in range(2 * self.network.depth + 2):  # each pass goes one node back towards the inputs
+            expand = {s: self.model.local_expression(self.model.refs[s]) for s in expression.free_symbols
+                      if s not in nodes and s in self.model.refs and self._reads(s, frozenset(nodes))}
+            if not expand:
+                break
+            expression = expression.xreplace(expand)
+        return expression
+
+    def _reads(self, symbol: sp.Symbol, nodes: frozenset[sp.Symbol]) -> bool:
+        """Whether the node ``symbol`` is computed (through any path) from one of ``nodes``."""
+        key = (symbol, nodes)
+        if key not in self._reads_memo:
+            ref = self.model.refs[symbol]
+            if ref.kind not in ("z", "a", "C"):
+                self._reads_memo[key] = False
+            else:
+                inputs = self.model.local_expression(ref).free_symbols & set(self.model.refs)
+                self._reads_memo[key] = any(s in nodes or self._reads(s, nodes) for s in inputs)
+        return self._reads_memo[key]
 
     def updated(self, author: bool) -> Parameters:
         params = (self.author.params if author else self.true).copy()
@@ -643,13 +682,13 @@ class _Judge:
         # A definition's first member is the definition itself: checking it would only say it equals itself.
         rest = line.links[2:] if line.defines else line.links[1:]
         numeric_links = [link for link in rest if link.kind != "symbolic"]
-        true = author = None
-        taint: frozenset[int] = frozenset()
+        true = None
+        # What the author's own earlier numbers give: the quantity recomputed from them, and each formula
+        # of the line that is right (``out_o1(1 − out_o1)`` at the author's out_o1).
+        authored: list[tuple[float, frozenset[int]]] = []
         if first.kind == "symbolic" and numeric_links:
             true = self.number(first.expression, self.true)
-            expression, taint = self.authors(first.expression)
-            differs = taint or expression != first.expression
-            author = self.number(expression, self.author.params) if differs else true
+            authored += self.authored(first.expression, true)
         elif first.kind != "symbolic":
             true = float(first.expression)
         members = [_Member(first, RIGHT, None if first.kind == "symbolic" else float(first.expression))]
@@ -665,6 +704,8 @@ class _Judge:
             if link.kind == "symbolic":
                 status, expected, note = self._symbolic(line, first, previous, link)
                 member = _Member(link, status)
+                if status == RIGHT and numeric_links and true is not None:
+                    authored += self.authored(link.expression, true)
             else:
                 value = link.value.value if link.value is not None else float(link.expression)
                 allowance = link.value.allowance if link.value is not None else self.allowance(link)
@@ -673,7 +714,7 @@ class _Judge:
                     return x is not None and math.isfinite(x) and abs(value - x) <= allowance + 1e-9 * max(
                         abs(value), abs(x), allowance)
 
-                status, expected, note, source = self._numeric(line, first, previous, close, true, author, taint)
+                status, expected, note, source = self._numeric(line, first, previous, close, true, authored)
                 if expected is None and true is not None:
                     expected = _as_written(true, link.value) if link.value is not None else f"{true:.6g}"
                 expected = expected or ""
@@ -735,15 +776,32 @@ class _Judge:
         slip = self.symbolic_slip(first.expression, link.expression, line.number)
         return WRONG, right, (f"slip: {slip}" if slip else reason)
 
+    def authored(self, expression: sp.Expr, true: float) -> list[tuple[float, frozenset[int]]]:
+        """The value of ``expression`` at the author's own earlier numbers, with the wrong lines they came
+        from; nothing when they give the true value or cannot be evaluated."""
+        substituted, taint = self.authors(expression)
+        if not taint and substituted == expression:
+            return []
+        try:
+            value = self.number(substituted, self.author.params)
+        except SymbackError:
+            return []
+        return [(value, taint)] if math.isfinite(value) and value != true else []
+
     def _numeric(self, line: Line, first: Link, previous: _Member, close, true: float | None,
-                 author: float | None, taint: frozenset[int]) -> tuple[str, str | None, str, frozenset[int]]:
-        own = taint - {line.number}
+                 authored: list[tuple[float, frozenset[int]]]) -> tuple[str, str | None, str, frozenset[int]]:
         if true is not None and close(true):
             return RIGHT, None, "", frozenset()
-        if author is not None and close(author):
-            if own:
-                return CARRIED, None, (f"consistent with the earlier wrong value(s) of line(s) {_lines(own)}"), own
-            return RIGHT, None, "consistent with the rounded values written earlier", frozenset()
+        matches = [taint - {line.number} for value, taint in authored if close(value)]
+        if matches:
+            clean = [own for own in matches if not own]
+            if clean:  # right at the author's rounded numbers (not at the true ones, to the digits shown)
+                return RIGHT, None, "consistent with the rounded values written earlier", frozenset()
+            own = min(matches, key=len)
+            return CARRIED, None, (f"consistent with the earlier wrong value(s) of line(s) {_lines(own)}"), own
+        if previous.value is not None and previous.link is not first and previous.status == RIGHT \
+                and close(previous.value):  # tanh(0.615) = 0.5476: right at the rounded numbers the line shows
+            return RIGHT, None, f"consistent with the rounded numbers of {_clip(previous.link.text)}", frozenset()
         if previous.value is not None and previous.link is not first and previous.status in (WRONG, CARRIED) \
                 and close(previous.value):
             return CARRIED, None, "follows from the member before it, which is wrong", previous.taint - {line.number}
@@ -774,11 +832,16 @@ class _Judge:
             exponent = literal.as_tuple().exponent
             assert isinstance(exponent, int)
             half = Decimal(5).scaleb(exponent - 1)
-            bumped = link.text[: match.start()] + str(literal + half) + link.text[match.end() :]
-            try:
-                total += abs(float(self.working.notation.parse(bumped)) - float(link.expression))
-            except (SymbackError, TypeError):
-                total += float(half)
+            # The literal stands for anything within half a unit of it, on either side: a curved function
+            # moves further one way (tanh(0.615) for a true z of 0.6145 is off by more than tanh(0.6155) is).
+            shifts = []
+            for edge in (literal + half, literal - half):
+                bumped = link.text[: match.start()] + str(edge) + link.text[match.end() :]
+                try:
+                    shifts.append(abs(float(self.working.notation.parse(bumped)) - float(link.expression)))
+                except (SymbackError, TypeError):
+                    shifts.append(float(half))
+            total += max(shifts)
         return total
 
     def _record(self, line: Line, first: Link, members: list[_Member], status: str, carried: set[int]) -> None:
