@@ -808,7 +808,7 @@ class _Judge:
         slip = self.numeric_slip(first.expression, close) if first.kind == "symbolic" else ""
         if slip:
             return WRONG, None, f"slip: {slip}", frozenset({line.number})
-        if previous.value is not None and previous.status == RIGHT and not close(previous.value) \
+        if previous.value is not None and previous.status in (RIGHT, CARRIED) and not close(previous.value) \
                 and previous.link is not first:
             return WRONG, None, f"arithmetic: {previous.link.text} = {previous.value:.6g}", frozenset({line.number})
         return WRONG, None, "", frozenset({line.number})

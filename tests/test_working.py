@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -961,3 +962,75 @@ def test_the_published_example_s_total_error_after_the_first_round_is_at_the_new
     published = judge(working_from_text(MAZUR_222 + updates + "the total error is down to E_total = 0.291027924\n"))
     assert published.verdicts[-1].status == WRONG
     assert published.verdicts[-1].checks[-1].expected.startswith(f"{oracle:.9f}"), published.verdicts[-1].checks
+
+
+# -- follow-through from the author's own node values; rounding both ways (issue 13 follow-up) -------
+
+_MAZUR_FRONT = MAZUR_222.split("The Forward Pass")[0]
+
+
+def _checks(verdict) -> list[str]:
+    return [check.status for check in verdict.checks]
+
+
+def test_a_line_recomputed_from_the_authors_wrong_node_value_is_carried_forward() -> None:
+    slipped = 0.8  # out_o1 written wrong (right: 0.75136507); every later number follows from it correctly
+    t1 = 0.01
+    d1, s1 = slipped - t1, slipped * (1 - slipped)  # the oracle: plain arithmetic on the author's number
+    body = (f"out_o1 = {slipped:.4f}\n"
+            f"∂E_total/∂out_o1 = out_o1 - target_o1 = {slipped:.4f} - {t1} = {d1:.4f}\n"
+            f"∂out_o1/∂net_o1 = out_o1(1 - out_o1) = {slipped:.4f}(1 - {slipped:.4f}) = {s1:.4f}\n")
+    report = judge(working_from_text(_MAZUR_FRONT + body))
+    first, *following = report.verdicts
+    assert first.status == WRONG, report.text()
+    for verdict in following:  # one slip, one wrong line: every member of the lines after it is carried
+        assert verdict.status == CARRIED, report.text()
+        assert _checks(verdict) == [RIGHT, CARRIED, CARRIED] and verdict.carried_from == (first.line,)
+        assert "consistent with the earlier wrong value(s) of line(s)" in verdict.message
+
+
+@pytest.mark.parametrize("written", ["0.0000", "0.2000"])
+def test_a_new_slip_after_a_wrong_node_value_stays_wrong(written: str) -> None:
+    """σ′ is not 0 because out_o1 was written (a number put into ∂out_o1/∂net_o1 would make it 0), and
+    0.8(1 − 0.8) = 0.2 is an arithmetic slip of its own."""
+    body = f"out_o1 = 0.8000\n∂out_o1/∂net_o1 = out_o1(1 - out_o1) = 0.8000(1 - 0.8000) = {written}\n"
+    report = judge(working_from_text(_MAZUR_FRONT + body))
+    first, second = report.verdicts
+    assert first.status == WRONG and second.status == WRONG, report.text()
+    assert _checks(second) == [RIGHT, CARRIED, WRONG]
+    assert "arithmetic: 0.8000(1 - 0.8000) = 0.16" in second.message
+
+
+_TANH = """+++
+[network]
+layers = [1, 1]
+activations = "tanh"
+cost = "squared_error"
+[parameters]
+"w(1)_0_0" = {z}
+"b(1)_0" = 0.0
+[data]
+x = [1.0]
+y = [0.2]
++++
+"""
+
+
+@pytest.mark.parametrize("z", ["0.6145", "0.6155"])  # either edge of what 0.615 stands for
+def test_a_value_right_at_the_authors_rounded_inputs_is_right(z: str) -> None:
+    at_rounded = f"{math.tanh(0.615):.4f}"
+    assert at_rounded != f"{math.tanh(float(z)):.4f}"  # wrong at the true z, to the digits shown
+    inline = judge(working_from_text(_TANH.format(z=z) + f"a(1) = tanh(z(1)) = tanh(0.615) = {at_rounded}\n"))
+    (verdict,) = inline.verdicts
+    assert verdict.status == RIGHT and _checks(verdict) == [RIGHT, RIGHT, RIGHT], inline.text()
+    assert "consistent with the rounded numbers of tanh(0.615)" in verdict.message
+    earlier = judge(working_from_text(_TANH.format(z=z) + f"z(1) = 0.615\na(1) = tanh(z(1)) = {at_rounded}\n"))
+    assert [v.status for v in earlier.verdicts] == [RIGHT, RIGHT], earlier.text()
+    assert "consistent with the rounded values written earlier" in earlier.verdicts[1].message
+
+
+def test_a_number_outside_the_rounding_of_its_input_is_still_wrong() -> None:
+    report = judge(working_from_text(_TANH.format(z="0.6145") + "a(1) = tanh(z(1)) = tanh(0.617) = "
+                                     f"{math.tanh(0.617):.4f}\n"))
+    (verdict,) = report.verdicts
+    assert verdict.status == WRONG and _checks(verdict) == [RIGHT, WRONG, CARRIED], report.text()
