@@ -202,8 +202,11 @@ class Network:
         return self.n_weights + self.n_biases
 
     @property
-    def n_free_parameters(self) -> int:
-        """Parameters that take their own values: a tied parameter counts once, whatever its entries."""
+    def n_distinct_parameters(self) -> int:
+        """Parameters that take values of their own: a tied parameter counts once, whatever its entries.
+
+        A frozen parameter still counts: this is the number of distinct values, not of free ones.
+        """
         return self.n_parameters - sum(len(members) - 1 for members in self.ties.values())
 
     def tied(self, ref: NodeRef) -> tuple[NodeRef, ...]:
@@ -216,7 +219,7 @@ class Network:
         >>> net = Network([2, 2, 1], names={"b(1)_0": "b1", "b(1)_1": "b1"})
         >>> [net.canonical_name(r) for r in net.tied(net.resolve("b1"))]
         ['b(L-1)_0', 'b(L-1)_1']
-        >>> net.resolve("b(1)_1") in net.tied(net.resolve("b1")), net.n_free_parameters
+        >>> net.resolve("b(1)_1") in net.tied(net.resolve("b1")), net.n_distinct_parameters
         (True, 8)
         """
         return self._tie_of.get(ref, (ref,))  # type: ignore[attr-defined]
@@ -333,8 +336,11 @@ class Network:
                 f"{'x' if source == 0 else f'a({self.layer_label(source)})'}"
                 for layer, source in self.skips.items()
             ))
+        if not self.is_dense_chain:
+            # one line a layer, each with its kind's settings; a plain dense chain's sizes already say it all
+            lines[2:2] = [f"layer {self.layer_label(l):<5} {layer.describe()}" for l, layer in enumerate(self.layers, 1)]
         if self.ties:
-            lines[-1] += f"; {self.n_free_parameters:,} free"
+            lines[-1] += f"; {self.n_distinct_parameters:,} distinct"
             lines.append("tied        " + "; ".join(f"{name} = {self.entries_text(name)}" for name in self.ties))
         if self.frozen:
             lines.append(f"frozen      {len(self.frozen):,}")
@@ -342,6 +348,15 @@ class Network:
             if tied_frozen:
                 lines[-1] += f" entries ({len(self.frozen) - tied_frozen:,} parameters)"
         return "\n".join(lines)
+
+    @property
+    def is_dense_chain(self) -> bool:
+        """Whether every layer is a plain dense one (``layers = [...]``, no ``[[layer]]`` kind, no skip).
+
+        >>> Network([2, 3, 1]).is_dense_chain, Network([2, 3, 3, 3, 1], skips={3: 1}).is_dense_chain
+        (True, False)
+        """
+        return all(type(layer) is Dense for layer in self.layers)
 
     @property
     def skips(self) -> dict[int, int]:

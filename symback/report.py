@@ -271,11 +271,11 @@ def _network_part(network: Network) -> dict[str, Any]:
 
 
 def _tied_count(network: Network) -> str:
-    """``; 10 free, tied: b1 = b(L-1)_0, b(L-1)_1; …`` for a network with tied parameters (else nothing)."""
+    """``; 10 distinct, tied: b1 = b(L-1)_0, b(L-1)_1; …`` for a network with tied parameters (else nothing)."""
     if not network.ties:
         return ""
     shared = "; ".join(f"{name} = {network.entries_text(name)}" for name in network.ties)
-    return f"; {network.n_free_parameters:,} free, tied: {shared}"
+    return f"; {network.n_distinct_parameters:,} distinct, tied: {shared}"
 
 
 def _activation_words(activation: Any) -> str:

@@ -83,7 +83,7 @@ def test_mazur_spec_ties_one_bias_per_layer(mazur):
     net = mazur.network
     assert list(net.ties) == ["b1", "b2"]
     assert net.tied(net.resolve("b1")) == (NodeRef("b", 1, 0), NodeRef("b", 1, 1))
-    assert net.n_parameters == 12 and net.n_free_parameters == 10
+    assert net.n_parameters == 12 and net.n_distinct_parameters == 10
     assert mazur.parameters.biases[0].tolist() == [0.35, 0.35]
     assert mazur.parameters.biases[1].tolist() == [0.6, 0.6]
     assert mazur.parameters.named(net) == {
@@ -392,7 +392,7 @@ def test_files_keep_a_tied_parameter_in_each_entry(tmp_path, mazur):
 def test_summary_report_and_dials_show_a_tied_parameter_once(mazur, tmp_path):
     net, params, data = mazur.network, mazur.parameters, mazur.data
     summary = net.summary()
-    assert "parameters  12 (8 weights, 4 biases); 10 free" in summary
+    assert "parameters  12 (8 weights, 4 biases); 10 distinct" in summary
     assert "tied        b1 = b(L-1)_0, b(L-1)_1; b2 = b(L)_0, b(L)_1" in summary
     assert "frozen      4 entries (2 parameters)" in summary
     gradients = compile_network(net).gradient(params, data, respect_frozen=False)
@@ -403,7 +403,7 @@ def test_summary_report_and_dials_show_a_tied_parameter_once(mazur, tmp_path):
     from symback.report import write_report
 
     text = write_report(derive(net, "b1"), tmp_path / "b1.md", params=params, data=data).read_text()
-    assert r"10 free, tied: b1 = b\(L-1\)\_0, b\(L-1\)\_1; b2 = b\(L\)\_0, b\(L\)\_1" in text
+    assert r"10 distinct, tied: b1 = b\(L-1\)\_0, b\(L-1\)\_1; b2 = b\(L\)\_0, b\(L\)\_1" in text
     assert with_hidden_activation(net, "tanh").ties == net.ties  # a sweep keeps the ties
     assert r"b1 is one parameter shared by b\(L-1\)\_0, b\(L-1\)\_1" in text  # Markdown-escaped
     assert r"= 0.00877135 \+ 0.00995425 = 0.0187256" in text
