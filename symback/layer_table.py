@@ -110,7 +110,7 @@ def build_layers(input_grid: Sequence[int], tables: Sequence[Mapping[str, Any]])
     """The layers of ``tables`` on an input of shape ``input_grid`` (a quick way to try a stack).
 
     >>> [layer.describe() for layer in build_layers([4, 3], [{"kind": "recurrent", "hidden": 2, "activation": "tanh"}])]
-    ['recurrent 2 over 4×3 tanh']
+    ['recurrent tanh, hidden 2, 4 steps of 3 inputs']
     """
     network = network_from_tables({"inputs": list(input_grid)}, [*tables, {"size": 1}])
     return list(network.layers[:-1])

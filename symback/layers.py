@@ -107,6 +107,12 @@ class Layer:
         return self.activation.indexed(s.z, j, d)  # type: ignore[attr-defined]
 
     def describe(self) -> str:
+        """The kind, width and activation, then the kind's own settings: one line of ``symback info``.
+
+        >>> from symback.activations import get_activation
+        >>> Dense(3, get_activation("tanh")).describe()
+        'dense 3 tanh'
+        """
         return f"{self.kind} {self.width} {self.activation.label}"
 
     # -- the [[layer]] form (symback.layer_table) --------------------------------------------------------
@@ -195,7 +201,7 @@ class Residual(Dense):
         return super().a_formula(s, j, d) + s.skip[j]
 
     def describe(self) -> str:
-        return f"{super().describe()} (+ a(l-{self.back}))"
+        return f"{super().describe()}, skip from a(l-{self.back})"
 
     @classmethod
     def table_keys(cls, below: tuple[int, ...]) -> frozenset[str]:

@@ -211,8 +211,8 @@ class Convolution(Layer):
         return with_settings(partial(cls.over, below, activation, kernel=kernel), settings, "layer kind", cls.kind)
 
     def describe(self) -> str:
-        return (f"{self.kind} {self.filters}×{_shape_text(self.kernel)} {self.padding} over {_shape_text(self.input_grid)}"
-                f" → {_shape_text(self.grid)} {self.activation.label}")
+        return (f"{self.kind} {self.activation.label}, {self.filters} filters, kernel {_shape_text(self.kernel)}, "
+                f"padding {self.padding}: {_shape_text(self.input_grid)} → {_shape_text(self.grid)}")
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,9 @@ class GridDense(Dense):
 
     def parameter_shapes(self, fan_in: int) -> dict[str, tuple[int, ...]]:
         return {"w": (self.width, *self.input_grid), "b": (self.width,)}
+
+    def describe(self) -> str:
+        return f"{super().describe()}, reads all of {_shape_text(self.input_grid)}"
 
     @classmethod
     def from_table(cls, below: tuple[int, ...], activation: Activation, settings: dict[str, Any]) -> Layer:

@@ -161,7 +161,7 @@ class Recurrent(Layer):
         return with_settings(partial(cls.over, below, activation), settings, "layer kind", cls.kind)
 
     def describe(self) -> str:
-        return f"{self.kind} {self.hidden} over {self.steps}×{self.inputs} {self.activation.label}"
+        return f"{self.kind} {self.activation.label}, hidden {self.hidden}, {self.steps} steps of {self.inputs} inputs"
 
 
 register_layer_kind("recurrent", Recurrent)
@@ -193,4 +193,4 @@ class LastStep(Dense):
         return sp.Sum(w[j, k] * s.inputs[self.steps - 1, k], k) + b[j]
 
     def describe(self) -> str:
-        return f"dense {self.width} {self.activation.label} (reads the last of {self.steps} steps)"
+        return f"dense {self.width} {self.activation.label}, reads the last of {self.steps} steps"

@@ -320,5 +320,5 @@ def test_conv_digits_example_fast():
 
     results = load_example("conv_digits").run(fast=True)
     conv, dense = results["convolutional"], results["dense 625-20-20-10"]
-    assert conv["layers"][0].startswith("conv2d 8×5×5 valid over 1×25×25 → 8×21×21")
+    assert conv["layers"][0] == "conv2d relu, 8 filters, kernel 5×5, padding valid: 1×25×25 → 8×21×21"
     assert conv["accuracy"] > 0.4 and conv["accuracy"] > dense["accuracy"]

@@ -64,3 +64,28 @@ def test_cli_refuses_a_bad_table_in_one_line(tmp_path):
                           cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "does not fit" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("example, lines", [
+    ("conv_digits", ["layer L-1   conv2d relu, 8 filters, kernel 5×5, padding valid: 1×25×25 → 8×21×21",
+                     "layer L     dense 10 softmax, reads all of 8×21×21"]),
+    ("rnn_digits", ["layer L-1   recurrent tanh, hidden 16, 25 steps of 25 inputs",
+                    "layer L     dense 10 softmax, reads the last of 25 steps"]),
+    ("residual_digits", ["layer L-3   dense 20 sigmoid", "layer L-2   dense 20 sigmoid",
+                         "layer L-1   residual 20 sigmoid, skip from a(l-2)", "layer L     dense 10 sigmoid"]),
+])
+def test_info_shows_each_layer_kind_and_its_settings(example, lines, capsys):
+    """``symback info`` on a [[layer]] spec: one line a layer, in order, after the activations."""
+    from symback.cli import main
+
+    assert main(["info", str(ROOT / "examples" / f"{example}.toml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("layer ")] == lines
+    assert out.index(lines[0]) == 2 and out[1].startswith("activations ")
+
+
+def test_a_dense_table_stack_has_no_layer_lines():
+    """[[layer]] tables of plain dense layers describe the same network as ``layers = [...]``: the same summary."""
+    tables = network_from_tables({"inputs": 3}, [{"size": 4, "activation": "tanh"}, {"size": 2}])
+    assert tables.summary() == symback.Network([3, 4, 2], ["tanh", "sigmoid"], tables.cost.name).summary()
+    assert "layer " not in tables.summary()

@@ -111,7 +111,12 @@ def test_bad_networks_fail_with_one_clear_line(sizes, activations, cost, message
 
 def test_summary_mentions_counts_and_activations():
     text = Network([625, 20, 20, 10], "sigmoid", "squared_error").summary()
-    assert "13,150 (13,100 weights, 50 biases)" in text
+    assert text == (  # a dense chain's summary, byte for byte (no per-layer lines: the sizes say it)
+        "layers      625-20-20-10\n"
+        "activations L-2: sigmoid, L-1: sigmoid, L: sigmoid\n"
+        "cost        squared_error (outputs: sum, examples: mean)\n"
+        "parameters  13,150 (13,100 weights, 50 biases)"
+    )
     assert "L-2: sigmoid" in text
     assert Network([np.int64(2), 3], "tanh", "mse").sizes == (2, 3)
 
