@@ -792,7 +792,8 @@ def picture(exercise: Exercise, variant: Variant) -> Picture:
 # -- writing the files -----------------------------------------------------------------------------------
 
 
-def _notation_rows(exercise: Exercise) -> list[tuple[str, str]]:
+def _notation_rows(exercise: Exercise, fmt: str) -> list[tuple[str, str, str]]:
+    """``(symbol, meaning, formula)`` rows; the cost's formula is math in ``fmt`` (LaTeX, MathML, plain text)."""
     network, name = exercise.network, exercise.name
     L = network.depth
     rows = [(", ".join(name(NodeRef("x", 0, j)) for j in range(network.sizes[0])), "the inputs")]
@@ -804,14 +805,26 @@ def _notation_rows(exercise: Exercise) -> list[tuple[str, str]]:
             rows.append((f"{z}, {a}", f"weighted input and activation of unit {j + 1} of the {where} "
                                       f"({z} = Σ weight × input + {b}; weights {weights})"))
     rows.append((", ".join(name(NodeRef("y", 0, j)) for j in range(network.sizes[-1])), "the targets"))
-    cost_terms = " + ".join(
-        exercise.cost_form.term.text.format(a=name(NodeRef("a", L, j)), y=name(NodeRef("y", 0, j)))
-        for j in range(network.sizes[-1]))
-    rows.append((name(NodeRef("C")), f"the cost, {cost_terms}"))
+    outputs = [(name(NodeRef("a", L, j)), name(NodeRef("y", 0, j))) for j in range(network.sizes[-1])]
+    rows.append((name(NodeRef("C")), "the cost,", _cost_formula(exercise.cost_form.term, outputs, fmt)))
     acts = sorted({a.label for a in network.activations})
     rows.append(("activation", ", ".join(acts) + " in every unit" if len(acts) == 1 else ", ".join(acts)))
     rows.append(("η", f"the learning rate, {_number(exercise.learning_rate)}"))
-    return rows
+    return [(*row, "") if len(row) == 2 else row for row in rows]
+
+
+def _cost_formula(term: HandForm, outputs: list[tuple[str, str]], fmt: str) -> str:
+    """The cost as the sum of its outputs' hand-written terms: LaTeX (as the answers' working writes it),
+    MathML of the same expression in its written order, or the plain text a student types."""
+    from .latex import mathml
+    from .report import _Rendered
+
+    if fmt == "tex":
+        return _Rendered(" + ".join(_tex_format(term.tex, {"a": _tex_name(a), "y": _tex_name(y)}) for a, y in outputs))
+    if fmt == "html":
+        total = sp.Add(*(term.expression(a=sp.Symbol(a), y=sp.Symbol(y)) for a, y in outputs), evaluate=False)
+        return _Rendered(mathml(total, order="none"))
+    return " + ".join(term.text.format(a=a, y=y) for a, y in outputs)
 
 
 def sheet_context(exercise: Exercise, solution: Solution, fmt: str) -> dict[str, Any]:
@@ -839,7 +852,7 @@ def sheet_context(exercise: Exercise, solution: Solution, fmt: str) -> dict[str,
         "variant": variant.label,
         "decimals": exercise.decimals,
         "instructions": exercise.instructions,
-        "notation": _notation_rows(exercise),
+        "notation": _notation_rows(exercise, fmt),
         "given": [(k, _number(v)) for k, v in variant.values.items()],
         "picture": picture(exercise, variant),
         "questions": questions,

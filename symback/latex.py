@@ -551,13 +551,14 @@ def _resolve_entities(node: Any) -> None:
             _resolve_entities(child)
 
 
-def mathml(expr: Any, *, display: bool = False) -> str:
-    """A complete ``<math>`` element for ``expr`` (MathML Core, rendered natively by browsers).
+def mathml(expr: Any, *, display: bool = False, **settings: Any) -> str:
+    """A complete ``<math>`` element for ``expr`` (MathML Core, rendered natively by browsers);
+    ``settings`` go to the printer (``order="none"`` keeps a hand-written form's terms in its order).
 
     >>> mathml(sp.Symbol("w(L)"))
     '<math><msup><mi>w</mi><mrow><mo stretchy="false" lspace="0" rspace="0">(</mo><mi>L</mi><mo stretchy="false" lspace="0" rspace="0">)</mo></mrow></msup></math>'
     """
-    printer = SymbackMathMLPrinter()
+    printer = SymbackMathMLPrinter(settings or None)
     body = printer._print(expr)
     math = printer.dom.createElement("math")
     if display:

@@ -119,6 +119,30 @@ def test_same_seed_gives_byte_identical_files_pdf_included(exercise, tmp_path) -
     assert len(other) == len(first) - 2
 
 
+def _cost_row(text: str, start: str, end: str) -> str:
+    row = next(line for line in text.splitlines() if "the cost," in line)
+    assert row.startswith(start) and row.endswith(end), row
+    return row
+
+
+def test_the_notation_writes_the_cost_as_math_in_the_tex_and_the_html(exercise, tmp_path) -> None:
+    """The cost's row: LaTeX in the .tex (as the answers' working writes it), MathML in the .html,
+    the typed form (what a student hands in) in the .md."""
+    write_exercise(exercise, 1, 7, tmp_path, pdf=False)
+    tex = _cost_row((tmp_path / "sheet-01.tex").read_text(encoding="utf-8"), "E & the cost, $", "$ \\\\")
+    term = r"\tfrac{1}{2}({t_{1}} - {\mathrm{out}_{o_{1}}})^{2}"
+    assert term in tex and "1/2" not in tex
+    answers = (tmp_path / "answers-01.tex").read_text(encoding="utf-8")
+    assert term in answers.split("\\section*{Questions")[1]  # the same LaTeX as the answer's E line
+    html = _cost_row((tmp_path / "sheet-01.html").read_text(encoding="utf-8"), "<tr><td>E</td><td>the cost, <math>",
+                     "</math></td></tr>")
+    assert "1/2" not in html and html.count("<mfrac>") == 2 and html.count("<msup>") == 2
+    # the written order kept: t1 − out_o1, not SymPy's −out_o1 + t1
+    assert html.index("<mi>t</mi>") < html.index("<mo>−</mo>") < html.index('<mi mathvariant="normal">out</mi>')
+    md = _cost_row((tmp_path / "sheet-01.md").read_text(encoding="utf-8"), "| E | the cost, ", " |")
+    assert md == r"| E | the cost, 1/2 \(t1 - out\_o1\)^2 \+ 1/2 \(t2 - out\_o2\)^2 |"
+
+
 def test_sheets_compile_and_show_the_network_and_the_questions(exercise, tmp_path) -> None:
     pdfinfo = require_program("pdfinfo")
     write_exercise(exercise, 1, 3, tmp_path)
