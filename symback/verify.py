@@ -1131,51 +1131,30 @@ def _relative(a: np.ndarray, b: np.ndarray, floor: float) -> float:
     return float(np.max(np.abs(a - b) / denominator)) if a.size else 0.0
 
 
-def _layer_input(compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int) -> np.ndarray:
-    """The activations feeding ``layer`` (the layers below are not perturbed)."""
-    a = data.X
-    for index in range(layer - 1):
-        a = compiled.layers[index].forward(a @ params.weights[index].T + params.biases[index])
-    return a
-
-
-def _costs_with_shifted_z(
-    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, a: np.ndarray, shifts: np.ndarray
-) -> np.ndarray:
-    """The cost with ``z(layer)`` moved by each ``shifts[p]`` (shape ``(p, examples, width)``), batched.
-
-    Moving ``w(layer)_jk`` by ``h`` moves ``z_j`` by ``h·a_k`` and nothing else (z = W a + b), so a
-    perturbed parameter is a shifted z; the layers above are computed forward from there.
-    """
-    z = (a @ params.weights[layer - 1].T + params.biases[layer - 1])[None] + shifts
-    out = compiled.layers[layer - 1].forward(z.reshape(-1, z.shape[-1])).reshape(z.shape)
-    for index in range(layer, len(params.weights)):
-        z = out @ params.weights[index].T + params.biases[index]
-        out = compiled.layers[index].forward(z.reshape(-1, z.shape[-1])).reshape(z.shape)
-    # The stable cost terms (in z for a cost that takes log a): 1 − a rounds to 0 at a saturated sigmoid.
-    width = out.shape[-1]
-    targets = np.broadcast_to(data.Y, out.shape).astype(out.dtype).reshape(-1, width)
-    terms = compiled.terms_of(z.reshape(-1, width), out.reshape(-1, width), targets).reshape(out.shape)
-    per_example = terms.sum(axis=2)
-    if compiled.network.cost.output_reduction == "mean":
-        per_example = per_example / terms.shape[2]
-    return per_example.sum(axis=1) if compiled.network.cost.example_reduction == "sum" else per_example.mean(axis=1)
-
-
 def _central_differences(
-    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, a: np.ndarray, h: float,
-    shift: Callable[[slice], np.ndarray], count: int,
+    compiled: CompiledNetwork, params: Parameters, data: Dataset, layer: int, h: float,
+    move: Callable[[int], tuple[np.ndarray, np.ndarray]], count: int,
 ) -> np.ndarray:
-    """``(C(+h) − C(−h)) / 2h`` for ``count`` perturbations; ``shift(chunk)`` gives their z shifts for h = 1."""
+    """``(C(θ + h·v) − C(θ − h·v)) / 2h`` for ``count`` moves of the layer's parameters; ``move(p)`` gives
+    the p-th move ``v`` as ``(weight change, bias change)``.
+
+    Each cost is the compiled forward pass (:meth:`CompiledNetwork.cost`), the one every stage uses,
+    so a residual, convolutional or recurrent layer is evaluated as it is trained; the moved
+    parameters are one private copy, changed in place and put back after each move.
+    """
+    moved = params.copy()
+    weights, biases = moved.weights[layer - 1], moved.biases[layer - 1]
+    original_w, original_b = np.array(weights, copy=True), np.array(biases, copy=True)
     out = np.empty(count)
-    # Chunks bound the memory of the batched forward pass (perturbations × examples × width): about 4e6 numbers.
-    chunk = max(1, int(4e6 // max(1, len(data) * max(compiled.network.sizes))))
-    for start in range(0, count, chunk):
-        part = slice(start, min(count, start + chunk))
-        shifts = h * shift(part)
-        plus = _costs_with_shifted_z(compiled, params, data, layer, a, shifts)
-        minus = _costs_with_shifted_z(compiled, params, data, layer, a, -shifts)
-        out[part] = (plus - minus) / (2 * h)
+    for p in range(count):
+        dw, db = move(p)
+        costs = []
+        for step in (h, -h):
+            weights[...] = original_w + step * dw
+            biases[...] = original_b + step * db
+            costs.append(compiled.cost(moved, data))
+        out[p] = (costs[0] - costs[1]) / (2 * h)
+    weights[...], biases[...] = original_w, original_b
     return out
 
 
@@ -1184,22 +1163,19 @@ def _entry_differences(
     weights: np.ndarray, biases: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Central differences at the weight entries ``weights`` (flat indices) and bias entries ``biases``."""
-    n, width = len(data), compiled.network.sizes[layer]
-    a = _layer_input(compiled, params, data, layer)
-    rows, columns = np.unravel_index(weights, params.weights[layer - 1].shape)
+    w_shape, b_shape = np.shape(params.weights[layer - 1]), np.shape(params.biases[layer - 1])
 
-    def weight_shift(part: slice) -> np.ndarray:
-        shifts = np.zeros((len(rows[part]), n, width))
-        shifts[np.arange(len(rows[part])), :, rows[part]] = a[:, columns[part]].T
-        return shifts
+    def one_hot(shape: tuple[int, ...], index: int) -> np.ndarray:
+        unit = np.zeros(shape)
+        unit.reshape(-1)[index] = 1.0
+        return unit
 
-    def bias_shift(part: slice) -> np.ndarray:
-        shifts = np.zeros((len(biases[part]), n, width))
-        shifts[np.arange(len(biases[part])), :, biases[part]] = 1.0
-        return shifts
-
-    return (_central_differences(compiled, params, data, layer, a, h, weight_shift, len(weights)),
-            _central_differences(compiled, params, data, layer, a, h, bias_shift, len(biases)))
+    return (
+        _central_differences(compiled, params, data, layer, h,
+                             lambda p: (one_hot(w_shape, int(weights[p])), np.zeros(b_shape)), len(weights)),
+        _central_differences(compiled, params, data, layer, h,
+                             lambda p: (np.zeros(w_shape), one_hot(b_shape, int(biases[p]))), len(biases)),
+    )
 
 
 def _finite_differences(compiled: CompiledNetwork, params: Parameters, data: Dataset, h: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -1242,9 +1218,7 @@ def _directional_differences(
 ) -> np.ndarray:
     """Central differences of the cost along each direction ``(Vw[p], Vb[p])`` of the layer's parameters."""
     Vw, Vb = directions
-    a = _layer_input(compiled, params, data, layer)
-    return _central_differences(compiled, params, data, layer, a, h,
-                                lambda part: np.einsum("nk,pjk->pnj", a, Vw[part]) + Vb[part][:, None, :], len(Vw))
+    return _central_differences(compiled, params, data, layer, h, lambda p: (Vw[p], Vb[p]), len(Vw))
 
 
 def _sample(size: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -1259,8 +1233,8 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
     The derived gradient is the compiled one (BP1–BP4 built from SymPy's derivatives).  Each layer's
     weights and biases are compared entry by entry (all of them up to ``entries`` per array, else
     that many random ones) and, where an array is larger, also along ``directions`` random unit
-    directions: a wrong entry anywhere changes the directional derivative.  The differences of a
-    layer are computed in batched forward passes from the layer's shifted ``z``.  PyTorch
+    directions: a wrong entry anywhere changes the directional derivative.  Each difference is two
+    compiled forward passes (the one every stage uses) at the moved parameters.  PyTorch
     autograd, when installed, is compared on every entry.
 
     >>> from symback import Network, Parameters, Dataset
@@ -1315,10 +1289,12 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
             # Directions leave tied entries alone (checked above as the shared parameters they are).
             Vw = rng.standard_normal((directions, *gw.shape)) * ~tied_w
             Vb = rng.standard_normal((directions, *gb.shape)) * ~tied_b
-            norms = np.sqrt((Vw**2).sum(axis=(1, 2)) + (Vb**2).sum(axis=1))
-            Vw, Vb = Vw / norms[:, None, None], Vb / norms[:, None]
+            # Flattened: a layer's parameters may have any shape (a convolution's kernel is 4-D).
+            flat_w, flat_b = Vw.reshape(directions, -1), Vb.reshape(directions, -1)
+            norms = np.sqrt((flat_w**2).sum(axis=1) + (flat_b**2).sum(axis=1))
+            Vw, Vb = Vw / norms.reshape(-1, *[1] * gw.ndim), Vb / norms.reshape(-1, *[1] * gb.ndim)
             along = _directional_differences(compiled, params, data, layer, h, (Vw, Vb))
-            expected = np.einsum("pjk,jk->p", Vw, gw) + Vb @ gb
+            expected = Vw.reshape(directions, -1) @ gw.reshape(-1) + Vb.reshape(directions, -1) @ gb.reshape(-1)
             error = max(error, _relative(expected, along, floor))
             evaluations += 2 * directions
             what += f", {directions} random directions"
@@ -1344,12 +1320,19 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
     return GradientCheck(tuple(layers), tolerance, torch_layers, tuple(checked), evaluations, tuple(refereed))
 
 
+#: The layer kinds :func:`_torch_gradient` writes out by hand (z = W·a(l-1) + b, plus any skip sources).
+_TORCH_KINDS = frozenset({"dense", "residual"})
+
+
 def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """∂C/∂W and ∂C/∂b by PyTorch autograd (float64) on the same activation and cost formulas.
 
     The formulas are lambdified onto torch tensors; autograd then differentiates them without
-    SymPy, an independent check of the derivatives.  None when PyTorch is not installed.
+    SymPy, an independent check of the derivatives.  None when PyTorch is not installed, or for a
+    layer kind it does not write out (see ``_TORCH_KINDS``).
     """
+    if any(layer.kind not in _TORCH_KINDS for layer in network.layers):
+        return None  # a kind this oracle does not write out (convolution, recurrence): no third opinion
     try:
         import torch
     except ImportError:
@@ -1373,17 +1356,20 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
         for leaf, owner in zip(weights + biases, owners)
     ]
     used_weights, used_biases = used[: network.depth], used[network.depth :]
-    a = torch.tensor(data.X, dtype=torch.float64)
+    below = [torch.tensor(data.X, dtype=torch.float64)]  # a(0), a(1), … as computed
     # The stable forms of the formulas (σ, softplus, the cost in z where it takes log a), as the
     # compiled network evaluates them: autograd still differentiates them without SymPy.
-    for activation, W, b in zip(network.activations, used_weights, used_biases):
-        z = a @ W.T + b
+    for layer, activation, W, b in zip(network.layers, network.activations, used_weights, used_biases):
+        z = below[-1] @ W.T + b
         if activation.elementwise:
             # as_tensor of a constant formula would be float32: the network is float64 throughout.
             value = lambdify([Z], stabilize(activation.formula), modules="torch")(z)
             a = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), z.shape)
         else:
             a = torch.softmax(z, dim=1)
+        for source in layer.sources[1:]:  # a residual layer's skip edge: + a(l-back), written here by hand
+            a = a + below[source]
+        below.append(a)
     cost = network.cost
     targets = torch.tensor(data.Y, dtype=torch.float64)
     if compile_network(network).terms_in_z is not None:

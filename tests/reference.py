@@ -152,15 +152,19 @@ def rnn_backward(X, W, U, Z, H, G, activation):
 def stack_forward(layers, X):
     """The forward pass of a stack of layers, each a plain tuple, returning a list of (z, a) per layer.
 
-    ("conv", W, b, mode, f) | ("rnn", W, U, b, f) | ("dense", W, b, f) | ("softmax", W, b) | ("last", W, b, f);
-    a layer reads
+    ("conv", W, b, mode, f) | ("rnn", W, U, b, f) | ("dense", W, b, f) | ("softmax", W, b) | ("last", W, b, f)
+    | ("residual", W, b, f, back) (dense, then + the activation ``back`` layers down, 0 being X); a layer reads
     the previous activation reshaped to what it needs (conv: (n, c, *positions), rnn: (n, steps, inputs),
     dense: flattened).  X comes shaped for the first layer.
     """
     a, out = X, []
     for layer in layers:
         kind = layer[0]
-        if kind == "conv":
+        if kind == "residual":
+            _, W, b, f, back = layer
+            z = a @ W.T + b
+            a = ACTIVATIONS[f][0](z) + ([X] + [entry[1] for entry in out])[len(out) + 1 - back]
+        elif kind == "conv":
             _, W, b, mode, f = layer
             z = conv_forward(a, W, b, mode)
             a = ACTIVATIONS[f][0](z)

@@ -626,3 +626,35 @@ def test_expanded_index_form_is_refused_in_one_line(tmp_path, capsys):
     assert main(["report", str(spec), "--wrt", "w(L)_0_0", "--form", "indexed", "--expanded",
                  "-o", str(tmp_path / "r.tex")]) == 2
     assert not (tmp_path / "r.tex").exists()
+
+
+def test_index_form_value_of_a_residual_network_is_the_compiled_gradient():
+    """The report's number for ∂C/∂θ of a residual network reads the compiled forward pass (skip edge and
+    all): it equals the compiled gradient and central differences of a plain NumPy forward pass."""
+    import numpy as np
+
+    from symback.network import NodeRef
+    from symback.report import _index_form_value
+
+    from . import reference
+
+    net = Network([2, 2, 2, 1], "tanh", "half_squared_error", skips={2: 0})
+    params = symback.Parameters.initialize(net, seed=3)
+    data = symback.Dataset.from_arrays([[0.3, -0.7], [1.1, 0.4], [-0.2, 0.9]], [0.5, -0.1, 0.8])
+    gradient = compile_network(net).gradient(params, data, respect_frozen=False)
+
+    def cost(p):
+        (W1, W2, W3), (b1, b2, b3) = p.weights, p.biases
+        stack = [("dense", W1, b1, "tanh"), ("residual", W2, b2, "tanh", 2), ("dense", W3, b3, "tanh")]
+        return reference.stack_cost(stack, data.X, data.Y, "half_squared_error")
+
+    for ref in (NodeRef("w", 1, 1, 0), NodeRef("b", 2, 0), NodeRef("w", 3, 0, 1)):
+        arrays, index = (gradient.weights, (ref.j, ref.k)) if ref.kind == "w" else (gradient.biases, (ref.j,))
+        value = _index_form_value(derive(net, ref, form="indexed"), params, data)
+        assert value == pytest.approx(float(arrays[ref.layer - 1][index]), rel=1e-12)
+        costs = []
+        for step in (1e-6, -1e-6):
+            moved = params.copy()
+            (moved.weights if ref.kind == "w" else moved.biases)[ref.layer - 1][index] += step
+            costs.append(cost(moved))
+        assert value == pytest.approx((costs[0] - costs[1]) / 2e-6, rel=1e-6)

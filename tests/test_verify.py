@@ -955,3 +955,100 @@ def test_the_referee_never_excuses_a_wrong_derived_partial(monkeypatch) -> None:
     assert not result.passed, result.text()
     # Only the untouched bias (where autograd rounds to 0) is refereed; the corrupted weight stays failed.
     assert all("rounds 1 partial(s)" in line for line in result.refereed), result.text()
+
+
+# -- one forward pass: a residual network ------------------------------------------------------------
+
+RESIDUAL_SPEC = """
+[network]
+inputs = 2
+cost = "half_squared_error"
+
+[[layer]]
+size = 2
+activation = "tanh"
+
+[[layer]]
+kind = "residual"
+size = 2
+activation = "tanh"
+skip = 0
+
+[[layer]]
+size = 1
+activation = "identity"
+
+[data]
+x = [[0.3, -0.7], [1.1, 0.4], [-0.2, 0.9]]
+y = [0.5, -0.1, 0.8]
+"""
+
+
+def _residual_stack(params: Parameters) -> list[tuple]:
+    """The residual network above for tests/reference.py (a(2) = tanh(z(2)) + x)."""
+    (W1, W2, W3), (b1, b2, b3) = params.weights, params.biases
+    return [("dense", W1, b1, "tanh"), ("residual", W2, b2, "tanh", 2), ("dense", W3, b3, "identity")]
+
+
+def test_residual_node_values_are_the_compiled_forward_pass(tmp_path):
+    """verify's node values (numeric and symbolic per node) are the compiled forward pass, skip edge and all."""
+    from symback.compiler import compile_network
+    from symback.verify import _Engine
+
+    (tmp_path / "residual.toml").write_text(RESIDUAL_SPEC)
+    claims = _claims('[[claim]]\nquantity = "C"\nvalue = "1"\n', header=f'spec = "{(tmp_path / "residual.toml").as_posix()}"\n')
+    engine = _Engine(claims)
+    params, data = claims.spec.parameters, claims.spec.data
+    forward = compile_network(engine.network).forward(params, data.X)
+    oracle = reference.stack_forward(_residual_stack(params), data.X)  # plain NumPy, no symback
+    environment = engine.environment(params)
+    checked = 0
+    for ref, symbol in engine.model.symbols.items():
+        if ref.kind not in ("z", "a"):
+            continue
+        compiled = (forward.zs[ref.layer - 1] if ref.kind == "z" else forward.activations[ref.layer])[:, ref.j]
+        by_hand = oracle[ref.layer - 1][0 if ref.kind == "z" else 1][:, ref.j]
+        np.testing.assert_allclose(environment[symbol], compiled, rtol=0, atol=0)
+        np.testing.assert_allclose(compiled, by_hand, rtol=1e-14, atol=1e-15)
+        # The symbolic value of the node (in parameters and inputs only) evaluates to the same numbers.
+        symbolic = [engine.value(engine.leaves(symbol), params, i) for i in range(len(data))]
+        np.testing.assert_allclose(symbolic, compiled, rtol=1e-13, atol=1e-15)
+        checked += 1
+    assert checked == 2 * (2 + 2 + 1)
+    # The skip edge is really in there: a(2) is not tanh(z(2)) alone.
+    assert not np.allclose(forward.activations[2], np.tanh(forward.zs[1]))
+
+
+def test_gradient_check_of_a_residual_network_differentiates_through_the_skip_edge():
+    """The finite differences run the compiled forward pass, so a residual network's derived gradient
+    passes; they equal central differences of a plain NumPy forward pass written here."""
+    from symback.compiler import compile_network
+    from symback.verify import _finite_differences
+
+    net = Network([3, 3, 3, 3, 2], "tanh", "squared_error", skips={3: 1})
+    params = Parameters.initialize(net, seed=1)
+    rng = np.random.default_rng(0)
+    data = Dataset.from_arrays(rng.standard_normal((5, 3)), rng.standard_normal((5, 2)))
+    result = gradient_check(net, params, data)
+    assert result.passed, result.layers
+    if result.torch_layers is not None:  # autograd with the skip edge added
+        assert max(error for _, error in result.torch_layers) < 1e-10
+
+    def stack(p):
+        (W1, W2, W3, W4), (b1, b2, b3, b4) = p.weights, p.biases
+        return [("dense", W1, b1, "tanh"), ("dense", W2, b2, "tanh"),
+                ("residual", W3, b3, "tanh", 2), ("dense", W4, b4, "tanh")]
+
+    h = 1e-5
+    differences = _finite_differences(compile_network(net), params, data, h)
+    for layer in (1, 3):  # below the skip's source, and the residual layer itself
+        W = params.weights[layer - 1]
+        by_hand = np.empty(W.size)
+        for index in range(W.size):
+            costs = []
+            for step in (h, -h):
+                moved = params.copy()
+                moved.weights[layer - 1].reshape(-1)[index] += step
+                costs.append(reference.stack_cost(stack(moved), data.X, data.Y, "squared_error"))
+            by_hand[index] = (costs[0] - costs[1]) / (2 * h)
+        np.testing.assert_allclose(differences[layer - 1][0].reshape(-1), by_hand, rtol=1e-6, atol=1e-9)
