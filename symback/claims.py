@@ -59,7 +59,7 @@ from .names import LAYER_PATTERN, NODE_PATTERN
 from .network import Network, NodeRef
 from .spec import Spec, load_spec, read_data, spec_from_dict
 from .registry import FoldedNames, unknown_name
-from .tomlread import parse_toml
+from .tomlread import decimals_as_floats, parse_toml
 
 __all__ = [
     "Claim",
@@ -797,19 +797,8 @@ def _claim_lines(text: str, count: int) -> tuple[int | None, ...]:
     return (None,) * count
 
 
-def _plain(value: Any) -> Any:
-    """Decimals (from parse_float) back to floats for the spec reader."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _load_network(raw: Mapping[str, Any], base: Path) -> Spec:
-    sections = {name: _plain(raw[name]) for name in _SPEC_SECTIONS if name in raw}
+    sections = {name: decimals_as_floats(raw[name]) for name in _SPEC_SECTIONS if name in raw}
     if "spec" in raw:
         if not isinstance(raw["spec"], str):
             raise SpecError("spec must be a path string, e.g. spec = \"seed002.toml\"")

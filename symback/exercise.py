@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -43,6 +42,7 @@ import sympy as sp
 from .errors import SpecError, SymbackError
 from .files import read_text, write_atomic
 from .network import Network, NodeRef
+from .tomlread import decimals_as_floats, parse_toml
 
 __all__ = [
     "ACTIVATION_FORMS",
@@ -234,10 +234,7 @@ def exercise_from_text(text: str, *, path: Path | None = None) -> Exercise:
     """Parse an exercise spec's TOML text (see :func:`load_exercise`)."""
     from .spec import spec_from_dict
 
-    try:
-        raw = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"invalid TOML: {error}") from None
+    raw = parse_toml(text, parse_float=Decimal)  # Decimals keep the digits of the ranges
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise SpecError(f"unknown key or section {unknown[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
@@ -246,7 +243,7 @@ def exercise_from_text(text: str, *, path: Path | None = None) -> Exercise:
     names = raw.get("names", {})
     if not isinstance(names, Mapping) or not all(isinstance(v, str) for v in names.values()):
         raise SpecError("[names] maps canonical names to your own, e.g. \"w(1)_0_0\" = \"w1\"")
-    network_table = _plain(raw["network"])
+    network_table = decimals_as_floats(raw["network"])
     spec = spec_from_dict({"network": network_table, "names": dict(names)})
     network = spec.network
     if network.ties:
@@ -298,17 +295,6 @@ def exercise_from_text(text: str, *, path: Path | None = None) -> Exercise:
         raise SpecError("title and instructions are strings")
     return Exercise(title, network_table, dict(names), network, ranges, max_abs_z, rate, decimals, partials,
                     updates, marks, instructions, path)
-
-
-def _plain(value: Any) -> Any:
-    """TOML's Decimals (kept for the digits of the ranges) as floats, for the network reader."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _parameters(network: Network, names: Any, what: str) -> tuple[NodeRef, ...]:

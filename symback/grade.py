@@ -42,11 +42,10 @@ import io
 import json
 import math
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ import sympy as sp
 
 from .errors import SpecError, SymbackError
 from .files import read_bytes, write_atomic
+from .tomlread import parse_toml
 
 __all__ = [
     "Key", "LineMark", "Marked", "Submission", "grade", "load_key", "mark", "read_submission", "summary_line",
@@ -209,21 +209,13 @@ def read_submission(path: str | Path) -> Submission:
         raise Unreadable(f"not a UTF-8 text file (byte {error.start})") from None
     if path.suffix.lower() in _CLAIMS_SUFFIXES:
         return _claims_submission(path, text)
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip()), 0)
-    meta: dict[str, Any] = {}
-    body_from = 0
-    if lines[start].strip() == "+++":
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() == "+++"), None)
-        if end is None:
-            raise Unreadable(f"the front matter opened by '+++' on line {start + 1} is never closed")
-        try:
-            meta = tomllib.loads("\n".join(lines[start + 1 : end]))
-        except tomllib.TOMLDecodeError as error:
-            raise Unreadable(f"invalid TOML in the front matter: {error}") from None
-        body_from = end + 1
-    body = tuple((number, line) for number, line in enumerate(lines[body_from:], body_from + 1))
-    return _submission(path, meta, body, "working")
+    from .working import front_matter
+
+    try:
+        meta, body = front_matter(text)
+    except SpecError as error:
+        raise Unreadable(str(error)) from None
+    return _submission(path, meta, tuple(body), "working")
 
 
 def _submission(path: Path, meta: Mapping[str, Any], body: tuple[tuple[int, str], ...], kind: str) -> Submission:
@@ -241,9 +233,9 @@ def _submission(path: Path, meta: Mapping[str, Any], body: tuple[tuple[int, str]
 def _claims_submission(path: Path, text: str) -> Submission:
     """A claims file: each ``[[claim]]`` with quantity and value or expression is read as one line of working."""
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise Unreadable(f"invalid TOML: {error}") from None
+        raw = parse_toml(text)
+    except SpecError as error:
+        raise Unreadable(str(error)) from None
     claims = raw.get("claim")
     if not isinstance(claims, list) or not claims:
         raise Unreadable("no [[claim]] tables")

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from .errors import SpecError
 
-__all__ = ["MAX_NESTING", "check_nesting", "parse_toml"]
+__all__ = ["MAX_NESTING", "check_nesting", "decimals_as_floats", "parse_toml"]
 
 #: The deepest nesting of arrays, inline tables and (dotted) keys a TOML file may have.
 MAX_NESTING = 32
@@ -130,3 +132,18 @@ def parse_toml(text: str, where: str | None = None, **options: Any) -> dict[str,
     if _depth(raw) > MAX_NESTING:
         raise SpecError(f"{_prefix(where)}tables, keys and arrays nest more than {MAX_NESTING} levels deep")
     return raw
+
+
+def decimals_as_floats(value: Any) -> Any:
+    """``value`` with every Decimal (from ``parse_float=Decimal``, kept for the digits written) as a float.
+
+    >>> decimals_as_floats({"x": [Decimal("0.5"), 2], "name": "w1"})
+    {'x': [0.5, 2], 'name': 'w1'}
+    """
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: decimals_as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decimals_as_floats(v) for v in value]
+    return value

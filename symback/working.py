@@ -68,7 +68,7 @@ from .verify import (
     _notation as _as_partials,
 )
 
-__all__ = ["Converged", "Link", "Line", "Working", "judge", "load_working", "working_from_text"]
+__all__ = ["Converged", "Link", "Line", "Working", "front_matter", "judge", "load_working", "working_from_text"]
 
 
 #: When the updates of a gradient step take effect (``updates = "simultaneous"``, the default).
@@ -155,7 +155,12 @@ def load_working(path: str | Path) -> Working:
         raise SpecError(f"{path}: {error}") from None
 
 
-def _front_matter(text: str) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+def front_matter(text: str) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    r"""The TOML between the ``+++`` lines opening a working (``{}`` if none), and the numbered lines after it.
+
+    >>> front_matter("+++\nvariant = 7\n+++\nE = 0.25")
+    ({'variant': 7}, [(4, 'E = 0.25')])
+    """
     lines = text.splitlines()
     numbered = list(enumerate(lines, 1))
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
@@ -173,7 +178,7 @@ def _front_matter(text: str) -> tuple[dict[str, Any], list[tuple[int, str]]]:
 
 def working_from_text(text: str, *, base: Path | None = None, path: Path | None = None) -> Working:
     """Parse a working: the front matter, then every line (``spec = ...`` relative to ``base``)."""
-    raw, body = _front_matter(text)
+    raw, body = front_matter(text)
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise SpecError(f"unknown key or section {unknown[0]!r} in the front matter (known: {', '.join(sorted(_TOP_KEYS))})")

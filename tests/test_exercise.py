@@ -243,3 +243,11 @@ def test_other_shapes_activations_and_costs_are_judged_right(layers, activations
     report = judge(working_from_text(front_matter(exercise, variant) + submission_text(solution).split("+++", 2)[2]))
     assert [v.status for v in report.verdicts] == [RIGHT] * len(solution.lines), report.text()
     assert all(round(line.value, 3) != 0 for line in solution.lines)
+
+
+def test_an_exercise_spec_is_read_within_the_toml_bounds():
+    """Read by the same bounded reader as spec and claims files: one line, never a RecursionError."""
+    with pytest.raises(SpecError, match="nests arrays and tables more than 32 levels deep"):
+        exercise_from_text("x = " + "[" * 2000 + "]" * 2000)
+    with pytest.raises(SpecError, match="^invalid TOML: "):
+        exercise_from_text("[network\n")
