@@ -32,8 +32,8 @@ from .activations import Activation
 from .errors import SpecError, shown
 from .registry import with_settings
 from .layers import Dense, Layer, LayerSymbols
-from .lowering_shifted import PADDINGS, Padding, output_shape
-from .lowering_shifted import padding as padding_of
+from .padding import PADDINGS, Padding, output_shape
+from .padding import padding as padding_of
 
 __all__ = ["ConvFormula", "Convolution", "GridDense", "correlation_formula"]
 

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from .lowering import Kernel, register_contraction, register_pattern
+from .padding import PADDINGS, Padding, output_shape, padding
 
 __all__ = [
     "PADDINGS",
@@ -59,47 +60,6 @@ __all__ = [
     "offset_operands",
     "match_shifted",
 ]
-
-#: The paddings a convolution kind accepts.
-PADDINGS = ("valid", "same")
-
-
-@dataclass(frozen=True)
-class Padding:
-    """Zeros added before (``left``) and after (``right``) each spatial axis of the input."""
-
-    left: tuple[int, ...]
-    right: tuple[int, ...]
-
-    @property
-    def widths(self) -> list[tuple[int, int]]:
-        return list(zip(self.left, self.right))
-
-
-def padding(kernel: Sequence[int], mode: str) -> Padding:
-    """The padding of ``mode`` for a kernel of ``kernel`` offsets per axis.
-
-    ``same`` pads ``K − 1`` zeros in all, ``(K−1)//2`` of them on the left (PyTorch's rule, so an even
-    kernel has its extra zero on the right).
-
-    >>> padding((3, 4), "same")
-    Padding(left=(1, 1), right=(1, 2))
-    """
-    if mode == "valid":
-        return Padding(tuple(0 for _ in kernel), tuple(0 for _ in kernel))
-    if mode == "same":
-        return Padding(tuple((k - 1) // 2 for k in kernel), tuple(k - 1 - (k - 1) // 2 for k in kernel))
-    raise ValueError(f"unknown padding {mode!r} (known: {', '.join(PADDINGS)})")
-
-
-def output_shape(input_shape: Sequence[int], kernel: Sequence[int], pads: Padding) -> tuple[int, ...]:
-    """Positions of the output per axis: ``N + left + right − K + 1``.
-
-    >>> output_shape((25, 25), (5, 5), padding((5, 5), "valid"))
-    (21, 21)
-    """
-    return tuple(n + l + r - k + 1 for n, k, l, r in zip(input_shape, kernel, pads.left, pads.right))
-
 
 def _padded(xp: Any, array: Any, left: Sequence[int], right: Sequence[int]) -> Any:
     if not any(left) and not any(right):
