@@ -35,7 +35,8 @@ from .layers import Dense, Layer, Residual
 from .costs import Cost, get_cost
 from .errors import SpecError, UnknownNameError, shown
 from .formula import CONSTANTS, FUNCTIONS
-from .names import UNLAYERED, Layer, Name, is_identifier
+from .names import UNLAYERED, Name, is_identifier
+from .names import Layer as LayerName  # the label "L-1"; layers.Layer is the layer object
 from .names import parse as parse_name
 from .registry import FoldedNames, did_you_mean
 
@@ -243,7 +244,7 @@ class Network:
     # -- names ----------------------------------------------------------------
     def layer_label(self, layer: int) -> str:
         """``L``, ``L-1``, … for layers counted back from the output (seed 001's notation)."""
-        return str(Layer(self.depth - layer, from_output=True))
+        return str(LayerName(self.depth - layer, from_output=True))
 
     def canonical_name(self, ref: NodeRef) -> str:
         """Default text name of ``ref``, ignoring user names: ``w(L)_0_1``, ``a(L-1)``, ``x_0``."""
@@ -252,7 +253,7 @@ class Network:
         if ref.kind in UNLAYERED:
             width = self.sizes[0] if ref.kind == "x" else self.sizes[-1]
             return str(Name(ref.kind, None, () if width == 1 else (ref.j,)))
-        layer = Layer(self.depth - ref.layer, from_output=True)
+        layer = LayerName(self.depth - ref.layer, from_output=True)
         if ref.kind == "w":
             single = self.sizes[ref.layer] == 1 and self.sizes[ref.layer - 1] == 1
             return str(Name("w", layer, () if single else (ref.j, ref.k)))
