@@ -70,6 +70,7 @@ def network_from_tables(table: Mapping[str, Any], tables: Any, **options: Any) -
         raise SpecError("[[layer]] must be one or more tables, each a layer after the input")
     grid = _input_grid(table["inputs"])
     sizes, activations, layers, skips = [math.prod(grid)], [], [], {}
+    grids = [grid]  # each layer's shape, the input's first: a skip edge's source must be flat
     for number, entry in enumerate(tables, start=1):
         settings = dict(entry)
         kind = settings.pop("kind", "dense")
@@ -89,6 +90,7 @@ def network_from_tables(table: Mapping[str, Any], tables: Any, **options: Any) -
                 )
             if kind == "residual":
                 skips[number] = settings["skip"]
+                _refuse_grid_skip(number, settings["skip"], grids)
             layer = None
             width, grid = settings["size"], (settings["size"],)
         else:
@@ -98,12 +100,27 @@ def network_from_tables(table: Mapping[str, Any], tables: Any, **options: Any) -
                 raise SpecError(f"[[layer]] {number} ({kind}): {error}") from None
             width, grid = layer.width, layer.grid
         sizes.append(width)
+        grids.append(grid)
         activations.append(activation)
         layers.append(layer)
     return Network(
         sizes, activations, table.get("cost", "squared_error"), skips=skips,
         layers=None if all(layer is None for layer in layers) else layers, **options,
     )
+
+
+def _refuse_grid_skip(number: int, skip: Any, grids: Sequence[tuple[int, ...]]) -> None:
+    """A residual layer adds its source neuron by neuron, ``a(l)_j = σ(z_j) + a(src)_j`` with one flat
+    index ``j``; a convolution's or recurrent layer's nodes are a grid (filters × positions, steps ×
+    hidden), and the derived highway ``∂C/∂a(src)[o, p] += ∂C/∂a(l)_j`` would need a flattening map
+    between the two index spaces that no layer formula writes: refused in one line (it crashed the
+    lowering before).  A malformed ``skip`` is left to :class:`~symback.network.Network` to name."""
+    if isinstance(skip, int) and not isinstance(skip, bool) and 0 <= skip < len(grids) and len(grids[skip]) > 1:
+        shape = "×".join(map(str, grids[skip]))
+        raise SpecError(
+            f"[[layer]] {number} (residual): its skip source, layer {skip}, is a grid of {shape}; a residual layer "
+            "adds a flat layer entry by entry (skip from a dense or residual layer, or a flat input)"
+        )
 
 
 def build_layers(input_grid: Sequence[int], tables: Sequence[Mapping[str, Any]]) -> list[Layer]:

@@ -1064,6 +1064,10 @@ class _Referee:
         self.network, self.params, self.data = network, params, data
         self.used = 0
         self._cost: sp.Expr | bool | None = False  # built on the first disagreement (False: not yet)
+        # The explicit model writes one symbol per dense node: a grid kind (convolution, recurrence,
+        # a grid readout) is not refereed, and its partials stand on finite differences and autograd.
+        self._flat = all(layer.kind in ("dense", "residual") and getattr(layer, "input_grid", None) is None
+                         for layer in network.layers)
 
     def _expanded_cost(self) -> sp.Expr | None:
         """The cost of one example in parameters, inputs and targets; None for a network over the budget."""
@@ -1084,10 +1088,10 @@ class _Referee:
                 self.digits = 50 + int(2 * min(largest, 1e4) / math.log(10))
         return self._cost  # type: ignore[return-value]
 
-    def value(self, ref: NodeRef) -> float | None:
+    def value(self, ref: NodeRef | None) -> float | None:
         import mpmath
 
-        if self.used >= REFEREED or len(self.network.tied(ref)) > 1:
+        if ref is None or self.used >= REFEREED or not self._flat or len(self.network.tied(ref)) > 1:
             return None
         cost = self._expanded_cost()
         if cost is None:
@@ -1111,7 +1115,13 @@ class _Referee:
             return None  # a formula mpmath does not evaluate: no third opinion
 
 
-def _refereed(derived: np.ndarray, oracle: np.ndarray, refs: list[NodeRef], floor: float, tolerance: float,
+def _weight_ref(layer: int, shape: tuple[int, ...], flat: int) -> NodeRef | None:
+    """The node of a weight matrix's entry ``flat`` (row-major); None for a kernel of another rank
+    (a convolution's 3-D or 4-D one): no NodeRef names it, so nothing referees it."""
+    return NodeRef("w", layer, *map(int, np.unravel_index(flat, shape))) if len(shape) == 2 else None
+
+
+def _refereed(derived: np.ndarray, oracle: np.ndarray, refs: list[NodeRef | None], floor: float, tolerance: float,
               referee: _Referee) -> tuple[np.ndarray, int]:
     """``oracle`` with the entries it cannot resolve replaced by the 50-digit value, where that value agrees with
     the derived gradient to 1e-12 (an entry the derived gradient has wrong stays as the oracle says)."""
@@ -1271,7 +1281,7 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
             else:
                 tied_b[ref.j] = True
                 fb[chosen_b == ref.j] = value
-        refs_w = [NodeRef("w", layer, *map(int, np.unravel_index(i, gw.shape))) for i in chosen_w]
+        refs_w = [_weight_ref(layer, gw.shape, i) for i in chosen_w]
         refs_b = [NodeRef("b", layer, int(j)) for j in chosen_b]
         fw, fixed_w = _refereed(gw.reshape(-1)[chosen_w], fw, refs_w, floor, tolerance, referee)
         fb, fixed_b = _refereed(gb[chosen_b], fb, refs_b, floor, tolerance, referee)
@@ -1308,7 +1318,7 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
         rows = []
         for layer, (tw, tb) in enumerate(autograd, 1):
             gw, gb = derived.weights[layer - 1], derived.biases[layer - 1]
-            refs_w = [NodeRef("w", layer, j, k) for j in range(gw.shape[0]) for k in range(gw.shape[1])]
+            refs_w = [_weight_ref(layer, gw.shape, i) for i in range(gw.size)]
             refs_b = [NodeRef("b", layer, j) for j in range(gb.size)]
             tw, fixed_w = _refereed(gw.reshape(-1), np.asarray(tw).reshape(-1), refs_w, tiny, tolerance, referee)
             tb, fixed_b = _refereed(gb, tb, refs_b, tiny, tolerance, referee)
@@ -1320,19 +1330,82 @@ def gradient_check(network: Network, params: Parameters, data: Dataset, *, h: fl
     return GradientCheck(tuple(layers), tolerance, torch_layers, tuple(checked), evaluations, tuple(refereed))
 
 
-#: The layer kinds :func:`_torch_gradient` writes out by hand (z = W·a(l-1) + b, plus any skip sources).
-_TORCH_KINDS = frozenset({"dense", "residual"})
+def _torch_dense(torch: Any, layer: Any, a: Any, W: Any, b: Any) -> Any:
+    """``z = W·a + b`` on the flattened layer below (a grid-reading dense layer's W flattened likewise)."""
+    return a.reshape(a.shape[0], -1) @ W.reshape(W.shape[0], -1).T + b
+
+
+def _torch_convolution(torch: Any, layer: Any, a: Any, W: Any, b: Any) -> Any:
+    """``z[o, j] = Σ_c Σ_m w[o, c, m] a[c, j + m − P] + b[o]``: torch's conv is this cross-correlation.
+
+    PyTorch's ``padding="same"`` puts ``(K−1)//2`` zeros on the left and the rest on the right, as
+    symback's ``same`` does; ``valid`` pads nothing.
+    """
+    import warnings
+
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d}[len(layer.kernel)]
+    with warnings.catch_warnings():  # an even 'same' kernel: PyTorch warns that it pads a copy
+        warnings.simplefilter("ignore", UserWarning)
+        return conv(a.reshape(a.shape[0], *layer.input_grid), W, b, padding=layer.padding)
+
+
+def _torch_last_step(torch: Any, layer: Any, a: Any, W: Any, b: Any) -> Any:
+    """``z = W·h[T−1] + b``: a dense readout of a sequence's last state."""
+    return a.reshape(a.shape[0], layer.steps, layer.hidden)[:, -1] @ W.T + b
+
+
+def _torch_layer_forwards() -> list[tuple[type, Callable[..., Any]]]:
+    """Each layer class with the torch forward written for it by hand, most specific first: a kind
+    not listed here makes the oracle abstain rather than guess."""
+    from .layers import Dense
+    from .layers_conv import Convolution
+    from .layers_recurrent import LastStep
+
+    return [(LastStep, _torch_last_step), (Convolution, _torch_convolution), (Dense, _torch_dense)]
+
+
+def _torch_activation(torch: Any, activation: Any, z: Any) -> Any:
+    """The activation's stable formula lambdified onto torch (softmax over a flat layer's units)."""
+    from .activations import Z
+
+    if not activation.elementwise:
+        return torch.softmax(z.reshape(z.shape[0], -1), dim=1).reshape(z.shape)
+    # as_tensor of a constant formula would be float32: the network is float64 throughout.
+    value = lambdify([Z], stabilize(activation.formula), modules="torch")(z)
+    return torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), z.shape)
+
+
+def _torch_recurrent(torch: Any, layer: Any, a: Any, W: Any, b: Any) -> Any:
+    """The unrolled ``h_t = f(W h_{t−1} + U x_t + b)`` with ``h_{−1} = 0`` and ``w = [W | U]``:
+    returns every step's z and state, each ``(n, steps, hidden)``."""
+    hidden = layer.hidden
+    x = a.reshape(a.shape[0], layer.steps, layer.inputs)
+    h, zs, states = torch.zeros(a.shape[0], hidden, dtype=torch.float64), [], []
+    for t in range(layer.steps):  # one step at a time: the recurrence is sequential by definition
+        zs.append(h @ W[:, :hidden].T + x[:, t] @ W[:, hidden:].T + b)
+        h = _torch_activation(torch, layer.activation, zs[-1])
+        states.append(h)
+    return torch.stack(zs, 1), torch.stack(states, 1)
 
 
 def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """∂C/∂W and ∂C/∂b by PyTorch autograd (float64) on the same activation and cost formulas.
 
     The formulas are lambdified onto torch tensors; autograd then differentiates them without
-    SymPy, an independent check of the derivatives.  None when PyTorch is not installed, or for a
-    layer kind it does not write out (see ``_TORCH_KINDS``).
+    SymPy, an independent check of the derivatives.  Every kind is written out by hand here (dense,
+    residual's skip edges, conv1d/conv2d by ``torch.nn.functional.conv1d/conv2d``, the recurrent
+    layer unrolled, its last-step and grid readouts).  None when PyTorch is not installed, or for a
+    layer kind it does not write out.
     """
-    if any(layer.kind not in _TORCH_KINDS for layer in network.layers):
-        return None  # a kind this oracle does not write out (convolution, recurrence): no third opinion
+    from .layers_recurrent import Recurrent
+
+    forwards = _torch_layer_forwards()
+
+    def forward_of(layer: Any) -> Callable[..., Any] | None:
+        return next((forward for kind, forward in forwards if isinstance(layer, kind)), None)
+
+    if any(not isinstance(layer, Recurrent) and forward_of(layer) is None for layer in network.layers):
+        return None  # a kind this oracle does not write out: no third opinion
     try:
         import torch
     except ImportError:
@@ -1356,19 +1429,19 @@ def _torch_gradient(network: Network, params: Parameters, data: Dataset) -> list
         for leaf, owner in zip(weights + biases, owners)
     ]
     used_weights, used_biases = used[: network.depth], used[network.depth :]
-    below = [torch.tensor(data.X, dtype=torch.float64)]  # a(0), a(1), … as computed
+    below = [torch.tensor(data.X, dtype=torch.float64)]  # a(0), a(1), … as computed, each flat (n, width)
     # The stable forms of the formulas (σ, softplus, the cost in z where it takes log a), as the
     # compiled network evaluates them: autograd still differentiates them without SymPy.
-    for layer, activation, W, b in zip(network.layers, network.activations, used_weights, used_biases):
-        z = below[-1] @ W.T + b
-        if activation.elementwise:
-            # as_tensor of a constant formula would be float32: the network is float64 throughout.
-            value = lambdify([Z], stabilize(activation.formula), modules="torch")(z)
-            a = torch.broadcast_to(torch.as_tensor(value, dtype=torch.float64), z.shape)
+    for layer, W, b in zip(network.layers, used_weights, used_biases):
+        if isinstance(layer, Recurrent):
+            z, a = _torch_recurrent(torch, layer, below[-1], W, b)
         else:
-            a = torch.softmax(z, dim=1)
+            z = forward_of(layer)(torch, layer, below[-1], W, b)
+            a = _torch_activation(torch, layer.activation, z)
+        z, a = z.reshape(len(below[-1]), -1), a.reshape(len(below[-1]), -1)
         for source in layer.sources[1:]:  # a residual layer's skip edge: + a(l-back), written here by hand
-            a = a + below[source]
+            if source != 0:  # 0 is the layer itself (a recurrent layer's previous state), not a skip edge
+                a = a + below[source]
         below.append(a)
     cost = network.cost
     targets = torch.tensor(data.Y, dtype=torch.float64)

@@ -89,3 +89,28 @@ def test_a_dense_table_stack_has_no_layer_lines():
     tables = network_from_tables({"inputs": 3}, [{"size": 4, "activation": "tanh"}, {"size": 2}])
     assert tables.summary() == symback.Network([3, 4, 2], ["tanh", "sigmoid"], tables.cost.name).summary()
     assert "layer " not in tables.summary()
+
+
+@pytest.mark.parametrize("skip", [0, 1])
+def test_a_residual_skip_from_a_grid_is_refused_in_one_line(skip):
+    """A residual layer adds its source entry by entry with one flat index; a grid source (a conv layer,
+    a shaped input) has no such index: refused with the reason, not a crash in the lowering."""
+    tables = [{"kind": "conv1d", "filters": 1, "kernel": [3], "padding": "same", "activation": "tanh"},
+              {"size": 6, "activation": "tanh"}, {"kind": "residual", "size": 6, "skip": skip, "activation": "tanh"},
+              {"size": 1}]
+    refusal = rf"^\[\[layer\]\] 3 \(residual\): its skip source, layer {skip}, is a grid of 1×6"
+    with pytest.raises(SpecError, match=refusal):
+        network_from_tables({"inputs": [1, 6]}, tables)
+    # After the convolution, a skip from a flat layer (dense layer 2) builds, and its gradient checks.
+    import numpy as np
+
+    from symback import Dataset, Parameters
+    from symback.verify import gradient_check
+
+    dense = {"size": 6, "activation": "tanh"}
+    network = network_from_tables({"inputs": [1, 6]}, [tables[0], dense, dense, {**tables[2], "skip": 2}, tables[3]])
+    assert [layer.kind for layer in network.layers] == ["conv1d", "dense", "dense", "residual", "dense"]
+    rng = np.random.default_rng(0)
+    data = Dataset.from_arrays(rng.normal(size=(3, 6)), rng.uniform(size=(3, 1)))
+    result = gradient_check(network, Parameters.initialize(network, seed=1), data)
+    assert result.passed, result.layers

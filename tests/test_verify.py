@@ -29,6 +29,7 @@ from symback.verify import (
 )
 
 from . import reference
+from .test_kinds import mixed_networks
 from .tools import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1052,3 +1053,47 @@ def test_gradient_check_of_a_residual_network_differentiates_through_the_skip_ed
                 costs.append(reference.stack_cost(stack(moved), data.X, data.Y, "squared_error"))
             by_hand[index] = (costs[0] - costs[1]) / (2 * h)
         np.testing.assert_allclose(differences[layer - 1][0].reshape(-1), by_hand, rtol=1e-6, atol=1e-9)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=mixed_networks(), seed=st.integers(0, 2**16))
+def test_check_compares_every_layer_kind_with_pytorch_autograd(case, seed) -> None:
+    """conv1d, conv2d (valid and same), recurrent with last-step and grid readouts, dense: the check's
+    torch oracle no longer abstains, and the compiled gradient agrees with it to 1e-8 relative."""
+    from .tools import require_module
+
+    require_module("torch")
+    network, grid = case
+    rng = np.random.default_rng(seed)
+    params = Parameters.initialize(network, "xavier", seed=seed)
+    outputs = network.sizes[-1]
+    Y = np.eye(outputs)[rng.integers(0, outputs, 3)]  # one-hot: a valid target for every cost drawn
+    data = Dataset.from_arrays(rng.normal(size=(3, int(np.prod(grid)))), Y)
+    result = gradient_check(network, params, data)
+    assert result.torch_layers is not None, [layer.kind for layer in network.layers]
+    assert len(result.torch_layers) == network.depth
+    assert max(error for _, error in result.torch_layers) < 1e-8, result.torch_layers
+    assert result.passed, result.layers
+
+
+def test_check_torch_oracle_fails_on_a_true_convolution(monkeypatch) -> None:
+    """The conv oracle can fail: written as a true convolution (the kernel flipped) instead of symback's
+    cross-correlation, torch disagrees with the compiled gradient and the check fails."""
+    from symback import verify
+    from symback.layer_table import network_from_tables
+
+    from .tools import require_module
+
+    require_module("torch")
+    network = network_from_tables({"inputs": [1, 6], "cost": "squared_error"}, [
+        {"kind": "conv1d", "filters": 1, "kernel": [3], "activation": "tanh"}, {"size": 1, "activation": "identity"}])
+    params = Parameters.initialize(network, seed=3)
+    rng = np.random.default_rng(3)
+    data = Dataset.from_arrays(rng.normal(size=(4, 6)), rng.normal(size=(4, 1)))
+    assert gradient_check(network, params, data).passed
+    correlation = verify._torch_convolution
+    monkeypatch.setattr(verify, "_torch_convolution", lambda torch, layer, a, W, b: correlation(
+        torch, layer, a, W.flip(-1), b))
+    result = gradient_check(network, params, data)
+    assert result.torch_layers is not None and max(error for _, error in result.torch_layers) > 1e-3
+    assert not result.passed
