@@ -484,6 +484,7 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     """
     if form not in ("auto", "explicit", "indexed"):
         raise SpecError(f"form must be 'auto', 'explicit' or 'indexed', not {form!r}")
+    _check_derivable_kinds(network)
     target = network.resolve(wrt)
     if target.is_parameter:  # an entry of a tied parameter stands for the parameter, its first entry
         target = network.tied(target)[0]
@@ -504,6 +505,28 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     model = explicit_model(network)
     paths = _explicit_paths(model, target)
     return Derivation(network, target, chain, sums, indexed_target, paths, model)
+
+
+#: The layer kinds whose single-parameter derivation (names, index form, explicit paths) is built; a
+#: convolution's 3-/4-D kernel and a recurrent layer's W, U and time steps need names and index forms
+#: of their own (issue 14), and until then are refused in one line rather than derived wrongly.
+DERIVABLE_KINDS = ("dense", "residual")
+
+
+def _check_derivable_kinds(network: Network) -> None:
+    """Refuse, in one line, a network with a layer kind the single-parameter derivation does not handle.
+
+    >>> from symback import Network
+    >>> _check_derivable_kinds(Network([2, 2, 1], "sigmoid", "squared_error")) is None
+    True
+    """
+    for number, layer in enumerate(network.layers, start=1):
+        if layer.kind not in DERIVABLE_KINDS:
+            raise SpecError(
+                f"single-parameter derive/report is not supported yet for a {layer.kind} layer "
+                f"(layer {network.layer_label(number)}); it handles {', '.join(DERIVABLE_KINDS)} layers — "
+                "train, check and info work for every kind"
+            )
 
 
 def _tied_product(network: Network, entries: tuple[NodeRef, ...]) -> sp.Expr:
