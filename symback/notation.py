@@ -785,9 +785,14 @@ def _shown_factor(network: Any, factor: Any, cost_name: str, outputs: dict[sp.Ex
     if getattr(factor.of, "name", str(factor.of)) == cost_name:
         named = cost_form(factor.derivative, factor.local, factor.wrt)
         return ShownFactor(factor, "cost", named, (named,), named)
+    # A residual layer's a = f(z) + a(l-k): the skip term does not depend on z, so ∂a/∂z is f′(z) all the
+    # same — but written in f(z), not in a (a(1 − a) would be wrong once a carries the skip term).
+    through_z = sp.Add(*(t for t in sp.Add.make_args(factor.local) if t.has(factor.wrt)))
+    skipped = through_z != factor.local
     for activation in network.activations:
-        if activation.elementwise and activation.at(factor.wrt) == factor.local:
-            found = activation_forms(activation, factor.wrt, factor.of)
+        if activation.elementwise and activation.at(factor.wrt) == through_z:
+            value = FunctionOf(prime_name(activation), factor.wrt) if skipped else factor.of
+            found = activation_forms(activation, factor.wrt, value)
             return ShownFactor(factor, "activation", found.named, found.shown, found.simplest, activation)
     if factor.of in outputs:
         output = _softmax_output_form(factor, outputs)

@@ -46,20 +46,46 @@ def test_residual_derivation_value_is_the_compiled_gradient(ref):
     assert derive(net, ref).value(params, data) == pytest.approx(expected, rel=1e-10)
 
 
-def test_residual_report_pdf_is_at_most_two_pages_without_overfull_boxes():
+def _small_residual():
+    """2-2-2-1 sigmoid with a(2) = σ(z(2)) + x: a report's network."""
+    net = Network([2, 2, 2, 1], "sigmoid", "squared_error", skips={2: 0})
+    params = symback.Parameters.initialize(net, seed=5)
+    data = symback.Dataset.from_arrays([[0.3, -0.7], [1.1, 0.4], [-0.2, 0.9]], [0.5, 0.1, 0.8])
+    return net, params, data
+
+
+@pytest.mark.parametrize("ref", [NodeRef("w", 1, 0, 0), NodeRef("b", 2, 0), NodeRef("w", 2, 1, 0)])
+def test_residual_report_pdf_is_at_most_two_pages_without_overfull_boxes(ref):
+    """Once 3 pages: the residual's ∂a/∂z = ∂(x + σ(z))/∂z was not recognised as σ′(z) and was derived
+    rule by rule under a softmax heading, and written as e^−z/(1 + e^−z)² in every product."""
     require_program("pdflatex")
-    net, params, data = _residual()
-    pages, overfull = _pdf_log(build_report(derive(net, NodeRef("w", 1, 0, 0)), params, data))
+    net, params, data = _small_residual()
+    pages, overfull = _pdf_log(build_report(derive(net, ref), params, data))
     assert overfull == []
     assert pages <= 2
 
 
+def test_residual_activation_factor_is_named_and_written_in_f_of_z():
+    """∂a(l)/∂z(l) of a residual layer is σ′(z) = σ(z)(1 − σ(z)) — not a(1 − a), a carries the skip term."""
+    net, params, data = _small_residual()
+    text = derive(net, NodeRef("w", 2, 1, 0)).text(params, data)
+    assert "∂a(L-1)_1/∂z(L-1)_1   = σ′(z(L-1)_1) = σ(z(L-1)_1) (1 − σ(z(L-1)_1))" in text
+    assert "a(L-1)_1 (1 − a(L-1)_1)" not in text
+    assert "e^" not in text
+    gradient = compile_network(net).gradient(params, data, respect_frozen=False)
+    assert derive(net, NodeRef("w", 2, 1, 0)).value(params, data) == pytest.approx(
+        float(gradient.weights[1][1, 0]), rel=1e-10)
+
+
 @pytest.mark.parametrize("suffix", ["md", "html"])
 def test_residual_report_writes_markdown_and_html(tmp_path, suffix):
-    net, params, data = _residual()
+    net, params, data = _small_residual()
     out = tmp_path / f"r.{suffix}"
     write_report(derive(net, NodeRef("b", 1, 0)), str(out), params=params, data=data)
-    assert "b(L-3)" in out.read_text(encoding="utf-8") or "b(1)" in out.read_text(encoding="utf-8")
+    written = out.read_text(encoding="utf-8")
+    # Layer 1 is below the skip edge a(2) = σ(z(2)) + x: two paths, the residual's ∂a/∂z named σ′, no e^−z form.
+    assert ("\\sigma'" if suffix == "md" else "<mi>σ</mi><mo>′</mo>") in written
+    assert "another neuron" not in written and "\\frac{e^{- z^{(" not in written
 
 
 @pytest.mark.parametrize("kind", sorted(_UNSUPPORTED))
