@@ -786,9 +786,12 @@ def _shown_factor(network: Any, factor: Any, cost_name: str, outputs: dict[sp.Ex
         named = cost_form(factor.derivative, factor.local, factor.wrt)
         return ShownFactor(factor, "cost", named, (named,), named)
     # A residual layer's a = f(z) + a(l-k): the skip term does not depend on z, so ∂a/∂z is f′(z) all the
-    # same — but written in f(z), not in a (a(1 − a) would be wrong once a carries the skip term).
+    # same — but written in f(z), not in a (a(1 − a) would be wrong once a carries the skip term).  A bare
+    # z left over is not an activation: that is ∂z/∂b of z = w a + b (an identity layer "matches" b).
     through_z = sp.Add(*(t for t in sp.Add.make_args(factor.local) if t.has(factor.wrt)))
     skipped = through_z != factor.local
+    if skipped and through_z == factor.wrt:
+        through_z, skipped = factor.local, False
     for activation in network.activations:
         if activation.elementwise and activation.at(factor.wrt) == through_z:
             value = FunctionOf(prime_name(activation), factor.wrt) if skipped else factor.of
