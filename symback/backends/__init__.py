@@ -158,6 +158,22 @@ def make_runner(compiled: Any, config: Any, *, batch: int) -> StepRunner:
     A backend whose module or library is not installed is a SpecError saying what to install.
     """
     name = choose(config.backend, batch=batch)
+    try:
+        key: tuple | None = (name, config, hash(config))
+    except TypeError:  # an optimizer given as a table: not hashable, not cached
+        key = None
+    # Kept on the compiled network (collected with it): a jitted runner is traced and compiled once,
+    # not once per fit (a sweep, a resumed run, an evaluation loop train the same network again).
+    made = compiled.__dict__.setdefault("_backend_runners", {})
+    if key is not None and key in made:
+        return made[key]
+    runner = _import(name).make_runner(compiled, config)
+    if key is not None:
+        made[key] = runner
+    return runner
+
+
+def _import(name: str) -> Any:
     module_name = BACKENDS.lookup(name)
     need = _NEEDS.get(name)
     try:
@@ -171,4 +187,4 @@ def make_runner(compiled: Any, config: Any, *, batch: int) -> StepRunner:
         if need is not None and missing.split(".")[0] == need[0]:
             raise SpecError(f"[training] backend {name!r} needs {need[0]}, which is not installed: {need[1]}") from None
         raise
-    return module.make_runner(compiled, config)
+    return module

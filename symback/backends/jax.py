@@ -55,7 +55,7 @@ from ..parameters import Parameters
 from ..registry import Registry
 from ..train import TrainingConfig
 from . import Ran
-from .numpy import one_hot
+from .numpy import NumPyRunner, one_hot
 
 import jax  # noqa: E402  (after symback's own imports: this module is imported only when chosen)
 import jax.numpy as jnp  # noqa: E402
@@ -67,7 +67,7 @@ __all__ = ["JAX", "JaxRunner", "UPDATES", "make_runner", "register_update"]
 JAX = ArrayNamespace(jnp, "jax")
 
 #: Step outcomes, one per step of a scan.
-_APPLIED, _NON_FINITE, _OVERFLOW, _CONVERGED, _SKIPPED = 0, 1, 2, 3, 4
+_APPLIED, _NON_FINITE, _OVERFLOW, _CONVERGED, _SKIPPED, _SUSPECT = 0, 1, 2, 3, 4, 5
 
 
 def jax_lambdify(arguments: Sequence[sp.Symbol], expression: sp.Expr) -> Callable[..., Any]:
@@ -313,6 +313,8 @@ class JaxRunner:
         self.sharded = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(None, "data"))
         self._scans: dict[bool, Callable[..., Any]] = {}
         self._gradient = jax.jit(self.step.loss_and_gradients)
+        #: Runs a step the scan's screen could not prove good, by the NumPy backend's exact rules.
+        self.fallback = NumPyRunner(compiled, config)
 
     @property
     def devices(self) -> int:
@@ -324,62 +326,68 @@ class JaxRunner:
         return self._scans[classes]
 
     def _chunk(self, classes: bool, params: list, state: list, t: Any, xs: Any, ys: Any, last: Any) -> tuple:
-        """``lax.scan`` of steps over ``xs``/``ys`` (chunk × batch × features); ``last`` marks the epoch's last."""
+        """``lax.scan`` of the steps over ``xs``/``ys`` (chunk × batch × features) but the last, then the
+        last, exactly (``max|g|``, the tolerance rule, the layer norms); ``last`` marks the epoch's last batch."""
+        one = partial(self._one, classes)
+        carry = (params, state, t, jnp.bool_(False))
+        carry, records = lax.scan(partial(one, False), carry, (xs[:-1], ys[:-1], last[:-1]))
+        carry, final = one(True, carry, (xs[-1], ys[-1], last[-1]))
+        records = jnp.concatenate([records, final[None]])
+        params, state, t, _ = carry
+        return params, state, t, records
+
+    def _one(self, classes: bool, exact: bool, carry: tuple, batch: tuple) -> tuple:
+        """One step.  Inside a scan (``exact`` false) the screen is a sum: Σ|g| finite and η·Σ|g| within
+        the dtype prove the step good (max|g| ≤ Σ|g|); with η ≤ 1 a finite Σg does (every entry is then
+        finite, and η·|g| cannot overflow).  A step the screen cannot prove is not applied, ends the scan
+        as "suspect", and the host runs it on the NumPy backend.  (A max reduction per step costs
+        more on XLA's CPU backend than the rest of a batch-1 step.)  ``exact``: the NumPy rules on max|g|."""
         config, step, update, optimizer = self.config, self.step, self.update, self.optimizer
         L = step.L
         limit = float(np.finfo(self.dtype).max)
-        tolerance = config.tolerance
-
-        def one(carry: tuple, batch: tuple) -> tuple:
-            params, state, t, stopped = carry
-            x, y, is_last = batch
-
-            def run(operand: tuple) -> tuple:
-                params, state, t = operand
-                loss, grads, out, tied_total = step.loss_and_gradients(params[:L], params[L:], x, y)
-                peak = _peak(grads)
-                finite = jnp.isfinite(loss) & jnp.isfinite(peak)
-                if config.clip_value is not None:
-                    grads = [jnp.clip(g, -config.clip_value, config.clip_value) for g in grads]
-                    if tied_total is not None:
-                        tied_total = jnp.clip(tied_total, -config.clip_value, config.clip_value)
-                if config.clip_norm is not None:
-                    norm = step.norm(grads, tied_total)
-                    factor = jnp.where(norm > config.clip_norm, config.clip_norm / norm, 1.0)
-                    grads = [g * factor.astype(g.dtype) for g in grads]
-                if config.clip_value is not None or config.clip_norm is not None:
-                    peak = _peak(grads)
-                step_size = config.learning_rate * peak
-                converged = is_last & (step_size < tolerance) if tolerance is not None else jnp.bool_(False)
-                overflow = ~(step_size <= limit)
-                status = jnp.where(~finite, _NON_FINITE, jnp.where(
-                    converged, _CONVERGED, jnp.where(overflow, _OVERFLOW, _APPLIED))).astype(jnp.int32)
-                apply = status == _APPLIED
-                t_new = t + 1
-                moved, moved_state = [], [[] for _ in state]
-                for i, (p, g) in enumerate(zip(params, grads)):
-                    p_new, s_new = update(optimizer, p, g, tuple(s[i] for s in state), t_new)
-                    moved.append(jnp.where(apply, p_new, p))
-                    for k, s in enumerate(s_new):
-                        moved_state[k].append(jnp.where(apply, s, state[k][i]))
-                hits = jnp.sum(jnp.argmax(out, axis=1) == jnp.argmax(y, axis=1)) if classes else jnp.int32(0)
-                norms = jnp.stack([jnp.sqrt(jnp.vdot(grads[l], grads[l]) + jnp.vdot(grads[L + l], grads[L + l]))
-                                   for l in range(L)])
-                record = (status, loss.astype(self.dtype), hits.astype(jnp.int32), step_size.astype(self.dtype),
-                          norms.astype(self.dtype))
-                return (moved, moved_state, jnp.where(apply, t_new, t)), record
-
-            def skip(operand: tuple) -> tuple:
-                zero = jnp.zeros((), self.dtype)
-                return operand, (jnp.int32(_SKIPPED), zero, jnp.int32(0), zero, jnp.zeros(L, self.dtype))
-
-            (params, state, t), record = lax.cond(stopped, skip, run, (params, state, t))
-            status = record[0]
-            stopped = stopped | (status != _APPLIED)
-            return (params, state, t, stopped), record
-
-        (params, state, t, _), records = lax.scan(one, (params, state, t, jnp.bool_(False)), (xs, ys, last))
-        return params, state, t, records
+        params, state, t, stopped = carry
+        x, y, is_last = batch
+        loss, grads, out, tied_total = step.loss_and_gradients(params[:L], params[L:], x, y)
+        screen = _sum if config.learning_rate <= 1 else _abs_sum
+        size = _peak(grads) if exact else screen(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(size)
+        if config.clip_value is not None:
+            grads = [jnp.clip(g, -config.clip_value, config.clip_value) for g in grads]
+            if tied_total is not None:
+                tied_total = jnp.clip(tied_total, -config.clip_value, config.clip_value)
+        if config.clip_norm is not None:
+            norm = step.norm(grads, tied_total)
+            factor = jnp.where(norm > config.clip_norm, config.clip_norm / norm, 1.0)
+            grads = [g * factor.astype(g.dtype) for g in grads]
+        if config.clip_value is not None or config.clip_norm is not None:
+            size = _peak(grads) if exact else screen(grads)
+        step_size = config.learning_rate * size
+        overflow = ~(step_size <= limit)
+        if exact:
+            converged = is_last & (step_size < config.tolerance) if config.tolerance is not None else jnp.bool_(False)
+            status = jnp.where(~finite, _NON_FINITE, jnp.where(converged, _CONVERGED,
+                                                                jnp.where(overflow, _OVERFLOW, _APPLIED)))
+        else:
+            status = jnp.where(finite & ~overflow, _APPLIED, _SUSPECT)
+        status = jnp.where(stopped, _SKIPPED, status).astype(jnp.int32)
+        # One select per array, fused with the update: a step after a stop, or a bad one, is not applied
+        # (its numbers are computed and dropped: cheaper than a branch at these sizes).
+        apply = status == _APPLIED
+        t_new = t + 1
+        moved, moved_state = [], [[] for _ in state]
+        for i, (p, g) in enumerate(zip(params, grads)):
+            p_new, s_new = update(optimizer, p, g, tuple(s[i] for s in state), t_new)
+            moved.append(jnp.where(apply, p_new, p))
+            for k, value in enumerate(s_new):
+                moved_state[k].append(jnp.where(apply, value, state[k][i]))
+        hits = jnp.sum(jnp.argmax(out, axis=1) == jnp.argmax(y, axis=1)) if classes else jnp.zeros((), jnp.int32)
+        # η·max|g| and the layer norms are recorded for an epoch's last gradient: the exact step's.
+        norms = _layer_norms(L, grads) if exact else jnp.zeros(L, self.dtype)
+        # One row per step (status, loss, hits, η·|g|, layer norms): one output to write per step, not five.
+        record = jnp.concatenate([jnp.stack([status.astype(self.dtype), loss.astype(self.dtype),
+                                             hits.astype(self.dtype), step_size.astype(self.dtype)]),
+                                  norms.astype(self.dtype)])
+        return (moved, moved_state, jnp.where(apply, t_new, t), stopped | ~apply), record
 
     def run(
         self, params: Parameters, optimizer: Optimizer, X: np.ndarray, Y: np.ndarray, begin: int, end: int, batch: int,
@@ -389,48 +397,72 @@ class JaxRunner:
         full_end = begin + (end - begin) // batch * batch  # whole batches; the rest is the epoch's shorter last
         classes = one_hot(Y[begin:end])
         slots = self._slots(optimizer)
-        flat = [*params.weights, *params.biases]
-        values = [jax.device_put(np.asarray(p), self.replicated) for p in flat]
-        state = [[jax.device_put(np.asarray(optimizer.state[slot][i]) if optimizer.state else np.zeros_like(p),
-                                 self.replicated) for i, p in enumerate(flat)] for slot in slots]
-        t = jnp.asarray(optimizer.steps)
-        pieces = []
+        pieces = []  # (start, stop, batch size): a scan each
         if full_end > begin:
             pieces.append((begin, full_end, batch))
         if full_end < end:  # the epoch's last, shorter batch: a scan of one step of its own shape
             pieces.append((full_end, end, end - full_end))
         result = Ran(begin, 0, 0.0, 0, 0.0, [], None, None)
-        for start, stop, size in pieces:
-            count = (stop - start) // size
-            xs = np.asarray(X[start:stop]).reshape(count, size, *X.shape[1:])
-            ys = np.asarray(Y[start:stop], dtype=self.dtype).reshape(count, size, Y.shape[1])
-            last = np.arange(start + size, stop + 1, size) >= n
-            sharding = self.sharded if size % self.devices == 0 else self.replicated
-            xs, ys = jax.device_put(xs, sharding), jax.device_put(ys, sharding)
-            values, state, t, records = self._scan(classes)(values, state, t, xs, ys, jax.device_put(last))
-            status, losses, hits, step_sizes, norms = (np.asarray(r) for r in records)
+        weight_of = (lambda size: size) if self.step.compiled._mean_examples else (lambda size: 1)
+        while pieces:
+            start, stop, size = pieces.pop(0)
+            status, losses, hits, step_sizes, norms = self._scan_piece(params, optimizer, slots, classes, X, Y,
+                                                                       start, stop, size, n)
+            count = len(status)
             stopped = np.flatnonzero(status != _APPLIED)
             done = int(stopped[0]) if stopped.size else count
             counted = done + 1 if done < count and status[done] == _CONVERGED else done
-            weight = size if self.step.compiled._mean_examples else 1
-            result.loss_sum += float(np.sum(losses[:counted].astype(np.float64) * weight))
+            result.loss_sum += float(np.sum(losses[:counted].astype(np.float64) * weight_of(size)))
             result.correct += int(hits[:counted].sum())
             result.steps += done
             result.offset = start + counted * size
             if counted:
                 result.step_size = float(step_sizes[counted - 1])
                 result.layer_norms = [float(v) for v in norms[counted - 1]]
-            if done < count:
-                outcome = int(status[done])
-                if outcome == _CONVERGED:
-                    result.stopped = "converged"
-                else:
-                    result.stopped = "non_finite"
-                    rows = slice(start + done * size, start + (done + 1) * size)
-                    result.message = self._bad(values, X[rows], Y[rows], outcome, float(step_sizes[done]))
-                break
-        self._write_back(params, optimizer, values, state, slots, int(t))
+            if done == count:
+                continue
+            outcome, at = int(status[done]), start + done * size
+            if outcome == _SUSPECT:  # the screen could not prove it good: the NumPy backend's exact rules decide
+                ran = self.fallback.run(params, optimizer, X, Y, at, at + size, size, last_batch_of_epoch_at=n)
+                result.loss_sum += ran.loss_sum
+                result.correct += ran.correct
+                result.steps += ran.steps
+                result.offset = ran.offset
+                if ran.offset > at:
+                    result.step_size, result.layer_norms = ran.step_size, ran.layer_norms
+                if ran.stopped is not None:
+                    result.stopped, result.message = ran.stopped, ran.message
+                    break
+                if at + size < stop:
+                    pieces.insert(0, (at + size, stop, size))
+                continue
+            if outcome == _CONVERGED:
+                result.stopped = "converged"
+            else:
+                result.stopped = "non_finite"
+                rows = slice(at, at + size)
+                result.message = self._bad(params, X[rows], Y[rows], outcome, float(step_sizes[done]))
+            break
         return result
+
+    def _scan_piece(self, params: Parameters, optimizer: Optimizer, slots: tuple, classes: bool, X: np.ndarray,
+                    Y: np.ndarray, start: int, stop: int, size: int, n: int) -> tuple:
+        """One scan over the batches of ``[start, stop)``; the parameters and optimizer state written back."""
+        flat = [*params.weights, *params.biases]
+        values = [jax.device_put(p, self.replicated) for p in flat]
+        state = [[jax.device_put(optimizer.state[slot][i] if optimizer.state else np.zeros_like(p), self.replicated)
+                  for i, p in enumerate(flat)] for slot in slots]
+        count = (stop - start) // size
+        xs = np.asarray(X[start:stop]).reshape(count, size, *X.shape[1:])
+        ys = np.asarray(Y[start:stop], dtype=self.dtype).reshape(count, size, Y.shape[1])
+        last = np.arange(start + size, stop + 1, size) >= n
+        sharding = self.sharded if size % self.devices == 0 else self.replicated
+        xs, ys = jax.device_put(xs, sharding), jax.device_put(ys, sharding)
+        values, state, t, records = self._scan(classes)(values, state, jnp.asarray(optimizer.steps), xs, ys,
+                                                        jax.device_put(last, self.replicated))
+        self._write_back(params, optimizer, values, state, slots, int(t))
+        records = np.asarray(records)
+        return records[:, 0].astype(np.int64), records[:, 1], records[:, 2].astype(np.int64), records[:, 3], records[:, 4:]
 
     def _slots(self, optimizer: Optimizer) -> tuple[str, ...]:
         # The update is traced with the settings of the config's optimizer: the one passed must be it.
@@ -438,12 +470,12 @@ class JaxRunner:
             raise SpecError(f"the jax runner was made for {self.optimizer!r}, not {optimizer!r}")
         return optimizer.slots
 
-    def _bad(self, values: list, x: np.ndarray, y: np.ndarray, outcome: int, step_size: float) -> str:
+    def _bad(self, params: Parameters, x: np.ndarray, y: np.ndarray, outcome: int, step_size: float) -> str:
         """What became non-finite, in the NumPy backend's words (the step recomputed, not applied)."""
         if outcome == _OVERFLOW:
             return f"the step η·max|g| = {step_size:.3g} overflows {self.config.dtype}"
         L = self.step.L
-        loss, grads, _, _ = self._gradient(values[:L], values[L:], jnp.asarray(x), jnp.asarray(y, dtype=self.dtype))
+        loss, grads, _, _ = self._gradient(params.weights, params.biases, jnp.asarray(x), jnp.asarray(y, dtype=self.dtype))
         loss = float(loss)
         if not np.isfinite(loss):
             return f"the loss became {loss}"
@@ -468,6 +500,21 @@ class JaxRunner:
             else:
                 optimizer.state = arrays
         optimizer.steps = steps
+
+
+def _layer_norms(L: int, grads: list) -> Any:
+    """Euclidean norm of each layer's (weights, biases) gradient."""
+    return jnp.stack([jnp.sqrt(jnp.vdot(grads[l], grads[l]) + jnp.vdot(grads[L + l], grads[L + l])) for l in range(L)])
+
+
+def _sum(grads: list) -> Any:
+    """Σg over every array: non-finite when an entry is (or when the sum overflows: a false alarm only)."""
+    return sum(jnp.sum(g) for g in grads)
+
+
+def _abs_sum(grads: list) -> Any:
+    """Σ|g| over every array: non-finite when an entry is, and never under max|g|."""
+    return sum(jnp.sum(jnp.abs(g)) for g in grads)
 
 
 def _peak(grads: list) -> Any:
