@@ -41,8 +41,11 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import sympy as sp
+from jax import lax
 
 from ..activations import Z
 from ..chain import grid_tuple
@@ -57,11 +60,7 @@ from ..train import TrainingConfig
 from . import Ran
 from .numpy import NumPyRunner, one_hot
 
-import jax  # noqa: E402  (after symback's own imports: this module is imported only when chosen)
-import jax.numpy as jnp  # noqa: E402
-from jax import lax  # noqa: E402
-
-__all__ = ["JAX", "JaxRunner", "UPDATES", "make_runner", "register_update"]
+__all__ = ["JAX", "UPDATES", "JaxRunner", "make_runner", "register_update"]
 
 #: The lowering's array namespace on ``jax.numpy`` (``out=`` hints are ignored: JAX arrays are values).
 JAX = ArrayNamespace(jnp, "jax")
@@ -461,8 +460,8 @@ class JaxRunner:
         values, state, t, records = self._scan(classes)(values, state, jnp.asarray(optimizer.steps), xs, ys,
                                                         jax.device_put(last, self.replicated))
         self._write_back(params, optimizer, values, state, slots, int(t))
-        records = np.asarray(records)
-        return records[:, 0].astype(np.int64), records[:, 1], records[:, 2].astype(np.int64), records[:, 3], records[:, 4:]
+        rows = np.asarray(records)
+        return rows[:, 0].astype(np.int64), rows[:, 1], rows[:, 2].astype(np.int64), rows[:, 3], rows[:, 4:]
 
     def _slots(self, optimizer: Optimizer) -> tuple[str, ...]:
         # The update is traced with the settings of the config's optimizer: the one passed must be it.
@@ -474,8 +473,8 @@ class JaxRunner:
         """What became non-finite, in the NumPy backend's words (the step recomputed, not applied)."""
         if outcome == _OVERFLOW:
             return f"the step η·max|g| = {step_size:.3g} overflows {self.config.dtype}"
-        L = self.step.L
-        loss, grads, _, _ = self._gradient(params.weights, params.biases, jnp.asarray(x), jnp.asarray(y, dtype=self.dtype))
+        x, y = jnp.asarray(x), jnp.asarray(y, dtype=self.dtype)
+        loss, grads, _, _ = self._gradient(params.weights, params.biases, x, y)
         loss = float(loss)
         if not np.isfinite(loss):
             return f"the loss became {loss}"
