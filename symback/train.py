@@ -50,6 +50,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .backends import check_name as check_backend
+from .backends import make_runner
 from .compiler import CompiledNetwork, Gradients, Ties
 from .data import Dataset
 from .errors import SpecError, SymbackError
@@ -108,6 +110,8 @@ class TrainingConfig:
     checkpoint_every: int | None = None
     dataset: str | None = None
     test_fraction: float = 0.2
+    #: Where the steps run: ``numpy``, ``jax``, ``fused`` or ``auto`` (:mod:`symback.backends`).
+    backend: str = "numpy"
 
     def __post_init__(self) -> None:
         _check_int(self.epochs, "epochs", minimum=0)
@@ -136,6 +140,7 @@ class TrainingConfig:
             if value is not None and not isinstance(value, str):
                 raise SpecError(f"[training] {name} must be a string, not {value!r}")
         get_optimizer(self.optimizer, learning_rate=self.learning_rate)  # fails early on a bad name or setting
+        check_backend(self.backend)  # the name only: the backend's library is imported when training starts
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any], **overrides: Any) -> TrainingConfig:
@@ -420,9 +425,8 @@ class Trainer:
         test = test.astype(dtype) if test is not None else None
         test_labels = _labels(test)
         train_labels = _labels(train)
-        gradients = Gradients.zeros_like(params)  # every step writes here: no gradient arrays allocated
+        runner = make_runner(self.compiled, config, batch=batch)  # a missing backend fails before training
         classes = train.is_classification
-        limit = float(np.finfo(dtype).max)
         bar = _Progress(self.stream, config.epochs, config.progress)
         start_epoch = epoch
         # The unfinished epoch: where its shuffle starts, how many examples are done, the sums so far.
@@ -461,46 +465,33 @@ class Trainer:
                         if config.shuffle and batch < n:
                             order = rng.permutation(n)
                             X, Y = X[order], Y[order]
-                        for begin in range(offset, n, batch):
-                            xb, yb = X[begin : begin + batch], Y[begin : begin + batch]
-                            loss, gradients, forward = self.compiled.loss_and_gradient(params, xb, yb, out=gradients)
-                            # One pass: NaN and inf propagate through max, so a non-finite peak is a bad gradient.
-                            peak = _peak(gradients)
-                            if not (np.isfinite(loss) and np.isfinite(peak)):
-                                what = "loss" if not np.isfinite(loss) else "gradient"
+                        ran = None
+                        while offset < n:  # a chunk of batches at a time on the backend; Ctrl-C between chunks
+                            end = min(n, offset + runner.batches_per_call * batch)
+                            ran = runner.run(
+                                params, optimizer, X, Y, offset, end, batch, last_batch_of_epoch_at=n,
+                                interrupted=interrupted,
+                            )
+                            steps += ran.steps
+                            total += ran.loss_sum
+                            correct += ran.correct
+                            step_size, norms = ran.step_size, ran.layer_norms
+                            if ran.stopped == "non_finite":
+                                offset = ran.offset
                                 raise _Stop(
                                     "non_finite",
-                                    f"the {what} became {_bad_value(loss, gradients)} at epoch {epoch + 1}, step {steps + 1}; "
+                                    f"{ran.message} at epoch {epoch + 1}, step {steps + 1}; "
                                     "stopped and kept the parameters of the last good step "
                                     "(try a smaller learning rate or clip_norm)",
                                 )
-                            if config.clip_value is not None or config.clip_norm is not None:
-                                _clip(gradients, config.clip_value, config.clip_norm, self.compiled.ties)
-                                peak = _peak(gradients)
-                            step_size = config.learning_rate * peak
-                            last = begin + batch >= n
-                            if last and below_tolerance(step_size, config.tolerance):
-                                converged = True  # this step is not taken (see below_tolerance)
-                            elif not step_size <= limit:  # the update itself would overflow to ±inf
-                                raise _Stop(
-                                    "non_finite",
-                                    f"the step η·max|g| = {step_size:.3g} overflows {config.dtype} at epoch {epoch + 1}, "
-                                    f"step {steps + 1}; stopped and kept the parameters of the last good step "
-                                    "(try a smaller learning rate or clip_norm)",
-                                )
-                            if not converged:
-                                optimizer.step(params, gradients)
-                                steps += 1
-                            total += loss * (len(xb) if self.compiled._mean_examples else 1)
-                            if classes:
-                                correct += int(np.count_nonzero(forward.output.argmax(axis=1) == yb.argmax(axis=1)))
-                            offset = begin + batch
-                            if interrupted.is_set() and offset < n:
+                            offset = ran.offset
+                            converged = ran.stopped == "converged"
+                            if ran.stopped == "interrupted" or (interrupted.is_set() and offset < n):
                                 raise KeyboardInterrupt
                         epoch += 1
                         epoch_loss = total / n if self.compiled._mean_examples else total
                         records.add_epoch(
-                            epoch_loss, gradients.layer_norms(), step_size, correct / n if classes else None,
+                            epoch_loss, norms, step_size, correct / n if classes else None,
                             self._test_metrics(params, test, test_labels), seconds + time.perf_counter() - started,
                         )
                         epoch_state = rng.bit_generator.state

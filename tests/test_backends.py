@@ -1,0 +1,306 @@
+"""symback.backends: the registry, ``auto``, the NumPy runner (today's loop) and the JAX runner against it.
+
+The JAX backend is checked against the NumPy backend (itself checked against finite differences, a plain
+NumPy reference and PyTorch elsewhere): after training, float64 parameters agree to 1e-12 relative,
+entry by entry, on random dense and residual networks under every optimizer, with clipping, frozen and
+tied parameters, the tolerance rule, the NaN stop and resumes across backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symback
+from symback import Dataset, Network, Parameters
+from symback.backends import BACKENDS, choose, installed, make_runner
+from symback.errors import SpecError
+from symback.layer_table import network_from_tables
+from symback.optimizers import OPTIMIZERS
+from symback.train import Trainer, TrainingConfig, load_checkpoint
+
+from .tools import require_module
+
+ROOT = Path(__file__).resolve().parent.parent
+RTOL = 1e-12
+#: Every optimizer registered, each once (aliases left out).
+OPTIMIZER_NAMES = sorted({factory.name: name for name, factory in OPTIMIZERS.items()}.values())
+
+
+def _jax():
+    return require_module("jax")
+
+
+def _relative_gap(a: Parameters, b: Parameters) -> float:
+    """The largest |a − b| / max(|a|, |b|, tiny) over every entry."""
+    gap = 0.0
+    for x, y in zip(a.weights + a.biases, b.weights + b.biases):
+        scale = np.maximum(np.maximum(np.abs(x), np.abs(y)), 1e-300)
+        gap = max(gap, float(np.max(np.abs(x - y) / scale)))
+    return gap
+
+
+def _both(net, params, data, **settings):
+    """The same run on the NumPy and the JAX backend."""
+    runs = {}
+    for backend in ("numpy", "jax"):
+        runs[backend] = Trainer(net, TrainingConfig(backend=backend, **settings)).fit(params, data)
+    return runs["numpy"], runs["jax"]
+
+
+def _classes(rng, n, inputs, outputs):
+    X = rng.normal(size=(n, inputs))
+    return Dataset(X, np.eye(outputs)[(X @ rng.normal(size=(inputs, outputs))).argmax(axis=1)])
+
+
+# -- registry and auto ---------------------------------------------------------------------------
+
+
+def test_registry_names_every_backend_and_importing_it_loads_no_jax():
+    assert BACKENDS.names() == ["fused", "jax", "numpy"]
+    code = "import symback.backends, symback.train, sys; print('jax' in sys.modules, 'numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_an_unknown_backend_is_one_clear_spec_error():
+    with pytest.raises(SpecError, match=r"unknown backend 'jx' .*did you mean 'jax'"):
+        TrainingConfig(backend="jx")
+    with pytest.raises(SpecError, match="backend must be a name"):
+        TrainingConfig(backend=3)
+
+
+def test_auto_picks_by_batch_size_and_what_is_installed():
+    only = lambda *names: (lambda name: name in names)  # noqa: E731
+    assert choose("auto", batch=1, installed=only("fused", "jax")) == "fused"
+    assert choose("auto", batch=1, installed=only("jax")) == "jax"
+    assert choose("auto", batch=1, installed=only()) == "numpy"
+    assert choose("auto", batch=4096, installed=only("fused")) == "numpy"
+    assert choose("jax", batch=4096, installed=only()) == "jax"  # a named backend is never second-guessed
+
+
+def test_a_backend_whose_module_is_absent_says_so(monkeypatch):
+    monkeypatch.setitem(BACKENDS, "fused", "symback.backends.no_such_module")
+    net = Network([2, 1], "sigmoid", "squared_error")
+    with pytest.raises(SpecError, match=r"backend 'fused' is not part of this symback"):
+        make_runner(symback.CompiledNetwork(net), TrainingConfig(backend="fused"), batch=1)
+    assert not installed("fused")
+
+
+def test_the_spec_reads_the_backend_from_training():
+    config = TrainingConfig.from_section({"backend": "numpy", "epochs": 2})
+    assert config.backend == "numpy"
+
+
+# -- the NumPy runner: the loop body of fit --------------------------------------------------------
+
+
+def test_numpy_runner_stops_where_asked_and_counts_what_it_ran():
+    net = Network([3, 4, 2], "tanh", "squared_error")
+    rng = np.random.default_rng(1)
+    data = Dataset(rng.normal(size=(10, 3)), rng.normal(size=(10, 2)))
+    config = TrainingConfig(learning_rate=0.05)
+    compiled = symback.CompiledNetwork(net)
+    params = Parameters.initialize(net, seed=0).astype(np.float64)
+    optimizer = config.make_optimizer()
+    ran = make_runner(compiled, config, batch=3).run(params, optimizer, data.X, data.Y, 0, 6, 3,
+                                                      last_batch_of_epoch_at=10)
+    assert (ran.offset, ran.steps, ran.stopped, optimizer.steps) == (6, 2, None, 2)
+    # the same two steps by hand: loss_and_gradient, then SGD
+    by_hand, total = Parameters.initialize(net, seed=0).astype(np.float64), 0.0
+    for start in (0, 3):
+        loss, gradients, _ = compiled.loss_and_gradient(by_hand, data.X[start:start + 3], data.Y[start:start + 3])
+        total += loss * 3
+        config.make_optimizer().step(by_hand, gradients)
+    assert by_hand == params and ran.loss_sum == total
+    assert len(ran.layer_norms) == 2 and ran.step_size > 0
+
+
+# -- JAX against NumPy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZER_NAMES)
+def test_jax_trains_dense_networks_as_numpy_does_under_every_optimizer(optimizer):
+    _jax()
+    rng = np.random.default_rng(OPTIMIZER_NAMES.index(optimizer))
+    kinds = ((["tanh", "sigmoid"], "squared_error"), (["relu", "softmax"], "categorical_cross_entropy"),
+             (["softplus", "sigmoid"], "binary_cross_entropy"))
+    for activations, cost in kinds:
+        net = Network([4, 5, 3], activations, cost)
+        data = _classes(rng, 23, 4, 3)
+        params = Parameters.initialize(net, seed=int(rng.integers(100)))
+        numpy_run, jax_run = _both(net, params, data, optimizer=optimizer, learning_rate=0.05, epochs=3, batch_size=4,
+                                   seed=5)
+        assert _relative_gap(numpy_run.parameters, jax_run.parameters) < RTOL, (activations, cost)
+        assert numpy_run.steps == jax_run.steps == 3 * 6
+        np.testing.assert_allclose(jax_run.history.loss, numpy_run.history.loss, rtol=RTOL)
+        assert jax_run.history.accuracy == numpy_run.history.accuracy
+        np.testing.assert_allclose(jax_run.history.step_sizes, numpy_run.history.step_sizes, rtol=1e-10)
+        np.testing.assert_allclose(jax_run.history.gradient_norms, numpy_run.history.gradient_norms, rtol=1e-10)
+
+
+def test_jax_trains_residual_networks_as_numpy_does():
+    _jax()
+    rng = np.random.default_rng(7)
+    net = Network([3, 3, 3, 3, 2], ["tanh", "sigmoid", "tanh", "identity"], "squared_error", skips={3: 1})
+    data = Dataset(rng.normal(size=(17, 3)), rng.normal(size=(17, 2)))
+    params = Parameters.initialize(net, seed=3)
+    for optimizer in ("sgd", "adam"):
+        numpy_run, jax_run = _both(net, params, data, optimizer=optimizer, learning_rate=0.02, epochs=2, batch_size=5)
+        assert _relative_gap(numpy_run.parameters, jax_run.parameters) < RTOL
+
+
+def test_jax_clips_and_keeps_frozen_and_tied_parameters_as_numpy_does():
+    _jax()
+    rng = np.random.default_rng(11)
+    net = Network([3, 4, 2], "tanh", "squared_error", frozen=["w(1)_0_1", "b(L)_0", "b(L)_1"],
+                  names={"w(2)_0_0": "shared", "w(2)_1_3": "shared"})
+    data = Dataset(rng.normal(size=(12, 3)) * 4, rng.normal(size=(12, 2)) * 4)
+    params = Parameters.initialize(net, seed=2)
+    params.weights[1][1, 3] = params.weights[1][0, 0]  # a tied parameter's entries start equal
+    for clip in ({"clip_value": 0.05}, {"clip_norm": 0.1}, {"clip_value": 0.3, "clip_norm": 0.2}):
+        numpy_run, jax_run = _both(net, params, data, optimizer="momentum", learning_rate=0.1, epochs=3, batch_size=5,
+                                   **clip)
+        assert _relative_gap(numpy_run.parameters, jax_run.parameters) < RTOL, clip
+        trained = jax_run.parameters
+        assert trained.weights[0][0, 1] == params.weights[0][0, 1]
+        assert np.array_equal(trained.biases[1], params.biases[1])
+        assert trained.weights[1][0, 0] == trained.weights[1][1, 3]
+
+
+def test_jax_float32_agrees_to_float32_rounding():
+    _jax()
+    rng = np.random.default_rng(4)
+    net = Network([4, 6, 3], ["sigmoid", "softmax"], "categorical_cross_entropy")
+    data = _classes(rng, 30, 4, 3)
+    numpy_run, jax_run = _both(net, Parameters.initialize(net, seed=1), data, learning_rate=0.1, epochs=2,
+                               batch_size=6, dtype="float32")
+    assert jax_run.parameters.weights[0].dtype == np.float32
+    assert _relative_gap(numpy_run.parameters, jax_run.parameters) < 1e-4
+
+
+def test_jax_stops_on_tolerance_like_numpy():
+    _jax()
+    spec = symback.load_spec(ROOT / "examples" / "seed002.toml")
+    numpy_run, jax_run = _both(spec.network, spec.parameters, spec.data, learning_rate=0.1, epochs=1000,
+                               tolerance=0.001)
+    assert numpy_run.stop_reason == jax_run.stop_reason == "tolerance"
+    assert numpy_run.steps == jax_run.steps == 9
+    assert _relative_gap(numpy_run.parameters, jax_run.parameters) < RTOL
+
+
+@pytest.mark.parametrize("learning_rate", [0.5, 1e306, 1e308])
+def test_jax_nan_stop_keeps_the_last_good_parameters(learning_rate):
+    """A learning rate that blows up (an infinite loss after a few steps or after one; an η·max|g| that
+    overflows at once): the same step stops, not applied, on both backends, with the same message, and
+    the parameters returned are the last good ones."""
+    _jax()
+    rng = np.random.default_rng(2)
+    net = Network([3, 8, 2], "identity", "squared_error")
+    data = Dataset(rng.normal(size=(40, 3)) * 3, rng.normal(size=(40, 2)))
+    numpy_run, jax_run = _both(net, Parameters.initialize(net, seed=0), data, learning_rate=learning_rate,
+                               epochs=20, batch_size=4)
+    assert numpy_run.stop_reason == jax_run.stop_reason == "non_finite"
+    assert numpy_run.steps == jax_run.steps and jax_run.message == numpy_run.message
+    assert ("overflows" in jax_run.message) == (learning_rate == 1e308)
+    assert all(np.isfinite(a).all() for a in jax_run.parameters.weights + jax_run.parameters.biases)
+    assert _relative_gap(numpy_run.parameters, jax_run.parameters) < 1e-10
+
+
+@pytest.mark.parametrize("first, second", [("jax", "numpy"), ("numpy", "jax")])
+def test_a_checkpoint_written_on_one_backend_resumes_on_the_other(tmp_path, first, second):
+    _jax()
+    rng = np.random.default_rng(9)
+    net = Network([3, 5, 3], ["tanh", "softmax"], "categorical_cross_entropy")
+    data = _classes(rng, 22, 3, 3)
+    params = Parameters.initialize(net, seed=0)
+    base = {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 5, "seed": 4}
+    straight = Trainer(net, TrainingConfig(epochs=6, **base)).fit(params, data)
+    path = tmp_path / "half.npz"
+    Trainer(net, TrainingConfig(epochs=3, checkpoint=str(path), backend=first, **base)).fit(params, data)
+    checkpoint = load_checkpoint(path, net)
+    assert checkpoint.steps == 15 and int(checkpoint.optimizer_state["steps"]) == 15
+    resumed = Trainer(net, TrainingConfig(epochs=6, backend=second, **base)).fit(params, data, resume=path)
+    assert resumed.steps == straight.steps and resumed.epochs == 3
+    assert _relative_gap(straight.parameters, resumed.parameters) < RTOL
+    np.testing.assert_allclose(resumed.history.loss, straight.history.loss, rtol=RTOL)
+
+
+def test_jax_refuses_convolutional_and_recurrent_layers_with_a_spec_error():
+    _jax()
+    for layer in ({"kind": "conv1d", "filters": 1, "kernel": [2], "activation": "tanh"},
+                  {"kind": "recurrent", "hidden": 2, "activation": "tanh"}):
+        net = network_from_tables({"inputs": [3, 4], "cost": "squared_error"},
+                                  [layer, {"size": 2, "activation": "identity"}])
+        with pytest.raises(SpecError, match="the jax backend does not lower convolutional or recurrent layers"):
+            make_runner(symback.CompiledNetwork(net), TrainingConfig(backend="jax"), batch=2)
+
+
+def test_cli_trains_a_spec_with_backend_jax(tmp_path):
+    _jax()
+    spec = (ROOT / "examples" / "seed002.toml").read_text()
+    path = tmp_path / "net.toml"
+    path.write_text(spec.replace("[training]", "[training]\nbackend = \"jax\"") if "[training]" in spec
+                    else spec + '\n[training]\nbackend = "jax"\nepochs = 5\nlearning_rate = 0.1\n')
+    saved = tmp_path / "out.npz"
+    done = subprocess.run([sys.executable, "-m", "symback", "train", str(path), "--save", str(saved)],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    numpy_path = tmp_path / "numpy.toml"
+    numpy_path.write_text(path.read_text().replace('backend = "jax"', 'backend = "numpy"'))
+    numpy_saved = tmp_path / "numpy.npz"
+    subprocess.run([sys.executable, "-m", "symback", "train", str(numpy_path), "--save", str(numpy_saved)],
+                   capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    with np.load(saved) as a, np.load(numpy_saved) as b:
+        keys = [key for key in a.files if key[0] in "Wb"]  # the parameters (not the history's seconds)
+        assert keys and keys == [key for key in b.files if key[0] in "Wb"]
+        for key in keys:
+            np.testing.assert_allclose(a[key], b[key], rtol=RTOL)
+
+
+_TWO_DEVICES = """
+import json, sys
+import numpy as np, jax
+import symback
+from symback import Dataset, Network, Parameters
+from symback.train import Trainer, TrainingConfig
+rng = np.random.default_rng(5)
+net = Network([6, 8, 4], ["tanh", "softmax"], "categorical_cross_entropy")
+X = rng.normal(size=(64, 6))
+data = Dataset(X, np.eye(4)[(X @ rng.normal(size=(6, 4))).argmax(axis=1)])
+run = Trainer(net, TrainingConfig(backend="jax", optimizer="adam", learning_rate=0.01, epochs=3, batch_size=16)).fit(
+    Parameters.initialize(net, seed=0), data)
+print(json.dumps({"devices": len(jax.local_devices()), "flat": run.parameters.flat().tolist(),
+                  "loss": list(run.history.loss)}))
+"""
+
+
+def test_two_device_data_parallel_training_equals_one_device():
+    _jax()
+
+    def run(devices: int) -> dict:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+               "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        done = subprocess.run([sys.executable, "-c", _TWO_DEVICES], capture_output=True, text=True, env=env, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    one, two = run(1), run(2)
+    assert (one["devices"], two["devices"]) == (1, 2)
+    np.testing.assert_allclose(two["flat"], one["flat"], rtol=RTOL)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=RTOL)
+
+
+def test_cli_refuses_an_unknown_backend_in_one_line(tmp_path):
+    path = tmp_path / "net.toml"
+    path.write_text((ROOT / "examples" / "seed002.toml").read_text() + '\n[training]\nbackend = "jx"\n')
+    done = subprocess.run([sys.executable, "-m", "symback", "train", str(path)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "unknown backend 'jx'" in done.stderr
