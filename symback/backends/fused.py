@@ -183,10 +183,29 @@ class _Emitter:
     """Python statements (numba's subset) from derived index expressions of one example.
 
     ``names`` maps each IndexedBase to the local array holding it; loop variables are ``i_<index>``.
+
+    Two layouts.  *One example at a time* (``across=False``, for small batches): every array holds
+    one example, a contraction is a loop over its summed index.  *Across the batch* (``across=True``):
+    every batched array is ``(width, batch)`` with the example loop ``i_n`` innermost, so each
+    statement is a loop over contiguous examples that LLVM vectorises without reassociating a sum (a
+    contraction accumulates ``u · column`` into a vector of the batch); a parameter gradient, summed
+    over the examples, reads the layer's input example-major (``example_major``: its ``(batch, width)``
+    copy) so its inner loop runs along a contiguous row too.
     """
 
-    def __init__(self, names: dict[sp.IndexedBase, str]) -> None:
+    def __init__(self, names: dict[sp.IndexedBase, str], *, across: bool = False,
+                 batched: frozenset = frozenset(), example_major: dict[sp.IndexedBase, str] | None = None) -> None:
         self.names = names
+        self.across = across
+        self.batched = batched
+        #: base -> the text of its example-major element, ``{}`` standing for the indices
+        self.example_major = example_major or {}
+        #: bases always read example-major (the targets: Y's rows)
+        self.always_major: set = set()
+        #: while set: batched factors whose last index is this one are read example-major
+        self.major_index: sp.Idx | None = None
+        #: per-batch vectors the statements accumulate into (allocated by the caller)
+        self.vectors: list[str] = []
         self.counter = 0
         self.printer = _ScalarPrinter({"fully_qualified_modules": True, "standard": "python3"})
 
@@ -195,7 +214,15 @@ class _Emitter:
         return f"{stem}{self.counter}"
 
     def indexed(self, node: sp.Indexed) -> str:
-        return f"{self.names[node.base]}[{', '.join(f'i_{i.label}' for i in node.indices)}]"
+        indices = ", ".join(f"i_{i.label}" for i in node.indices)
+        if not self.across or node.base not in self.batched:
+            return f"{self.names[node.base]}[{indices}]"
+        major = node.base in self.always_major or (
+            self.major_index is not None and node.indices[-1] == self.major_index and node.base in self.example_major
+        )
+        if major:
+            return self.example_major[node.base].format(indices)
+        return f"{self.names[node.base]}[{indices}, i_n]"
 
     def scalar(self, expression: sp.Expr, lines: list[str], pad: str) -> str:
         """The text of ``expression`` at the current loop indices; a ``Sum`` inside becomes a loop
@@ -205,7 +232,8 @@ class _Emitter:
         for total in sorted(expression.atoms(sp.Sum), key=sp.default_sort_key):
             name = self.fresh("s")
             self.reduction(total, name, lines, pad)
-            symbol = sp.Symbol(name, real=True)
+            symbol = sp.Symbol(f"REDUCED{self.fresh('_')}_", real=True)
+            texts[str(symbol)] = f"{name}[i_n]" if self.across else name
             replacements[total] = symbol
         body = expression.xreplace(replacements)
         for node in sorted(body.atoms(sp.Indexed), key=sp.default_sort_key):
@@ -218,16 +246,37 @@ class _Emitter:
             text = text.replace(name, value)
         return text
 
+    def _split(self, product: sp.Expr, moving: Callable[[sp.Expr], bool]) -> tuple[sp.Expr, sp.Expr]:
+        factors = sp.Mul.make_args(product)
+        return sp.Mul(*(f for f in factors if not moving(f))), sp.Mul(*(f for f in factors if moving(f)))
+
+    def _is_batched(self, factor: sp.Expr) -> bool:
+        return any(node.base in self.batched for node in factor.atoms(sp.Indexed))
+
     def reduction(self, total: sp.Sum, name: str, lines: list[str], pad: str) -> None:
-        """``name = Σ body`` over the Sum's limits, by four interleaved accumulators where the summed
-        index is the last of an array (a dot product over contiguous memory)."""
+        """``name = Σ body`` over the Sum's limits.  One example: four interleaved accumulators where
+        the sum is long (a dot product over contiguous memory).  Across the batch: ``name[n] += u·v[.., n]``
+        with ``u`` the factors that are the same for every example."""
         (index, low, high), *more = total.limits
         if more:
             raise SpecError(f"the fused backend cannot lower {total}: a sum over several indices")
         body = total.function
-        length = int(high) - int(low) + 1
         loop = f"i_{index.label}"
-        inner: list[str] = []
+        if self.across:
+            self.vectors.append(name)
+            fixed, moving = self._split(body, self._is_batched)
+            inner: list[str] = []
+            u = self.scalar(fixed, inner, pad + "    ")
+            v = self.scalar(moving, inner, pad + "        ")
+            if inner:
+                raise SpecError(f"the fused backend cannot lower {total}: a sum inside a sum")
+            factor = self.fresh("u")
+            lines += [f"{pad}for i_n in range(rows):", f"{pad}    {name}[i_n] = 0.0",
+                      f"{pad}for {loop} in range({int(low)}, {int(high) + 1}):", f"{pad}    {factor} = {u}",
+                      f"{pad}    for i_n in range(rows):", f"{pad}        {name}[i_n] += {factor} * ({v})"]
+            return
+        length = int(high) - int(low) + 1
+        inner = []
         term = self.scalar(body, inner, pad + "    ")
         if inner or length < 8:
             lines += [f"{pad}{name} = 0.0", f"{pad}for {loop} in range({int(low)}, {int(high) + 1}):",
@@ -244,16 +293,23 @@ class _Emitter:
 
     def assign(self, target: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str], pad: str,
                *, accumulate: bool = False) -> None:
-        """``target[out] = expression`` (``+=`` with ``accumulate``) for every value of the ``out`` indices.
+        """``target[out] = expression`` (``+=`` with ``accumulate``: summed over the examples) for every
+        value of the ``out`` indices.
 
-        A term ``Σ_j c·u[j]·W[j, k]`` whose free index ``k`` is the last of the matrix is written as
-        axpy loops into ``target`` (contiguous, vectorised), the rest elementwise."""
+        One example at a time, a term ``Σ_j c·u[j]·W[j, k]`` whose free index ``k`` is the last of the
+        matrix is written as axpy loops into ``target`` (contiguous, vectorised), the rest elementwise."""
+        loops = [f"i_{i.label}" for i in out]
+        element = f"{target}[{', '.join(loops)}]"
+        if self.across:
+            if accumulate:
+                self._accumulate_across(element, expression, out, lines, pad)
+            else:
+                self._loops(out, lines, pad, lambda p: self._element_across(f"{target}[{', '.join(loops)}, i_n]",
+                                                                            expression, p))
+            return
         terms = list(sp.Add.make_args(expression))
         axpy = [t for t in terms if self._axpy_form(t, out)]
         rest = sp.Add(*(t for t in terms if t not in axpy))
-        loops = [f"i_{i.label}" for i in out]
-        sizes = [int(i.upper) + 1 for i in out]
-        element = f"{target}[{', '.join(loops)}]"
         if axpy:
             if accumulate:
                 raise SpecError("the fused backend cannot accumulate a contraction over the examples")
@@ -262,22 +318,51 @@ class _Emitter:
                 (index, low, high), = term.limits
                 inner_pad = pad + "    "
                 lines.append(f"{pad}for i_{index.label} in range({int(low)}, {int(high) + 1}):")
-                factors = [f for f in sp.Mul.make_args(term.function) if not f.has(*out)]
-                scale = self.scalar(sp.Mul(*factors), lines, inner_pad)
+                fixed, moving = self._split(term.function, lambda f: f.has(*out))
                 name = self.fresh("u")
-                lines.append(f"{inner_pad}{name} = {scale}")
-                moving = sp.Mul(*[f for f in sp.Mul.make_args(term.function) if f.has(*out)])
-                self._loops(out, lines, inner_pad, lambda p: [f"{p}{element} += {name} * {self.scalar(moving, [], p)}"])
+                lines.append(f"{inner_pad}{name} = {self.scalar(fixed, lines, inner_pad)}")
+                self._loops(out, lines, inner_pad,
+                            lambda p, name=name, moving=moving: [f"{p}{element} += {name} * {self.scalar(moving, [], p)}"])
             if rest != 0:
                 self._loops(out, lines, pad, lambda p: self._element(element, rest, p, "+="))
             return
-        del sizes
         self._loops(out, lines, pad, lambda p: self._element(element, rest, p, "+=" if accumulate else "="))
+
+    def total(self, target: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str], pad: str) -> None:
+        """``target += expression`` summed over the ``out`` indices (and the batch, across it)."""
+        if self.across:
+            self._loops(out, lines, pad, lambda p: self._element_across(target, expression, p, "+="))
+        else:
+            self._loops(out, lines, pad, lambda p: self._element(target, expression, p, "+="))
 
     def _element(self, element: str, expression: sp.Expr, pad: str, operator: str) -> list[str]:
         lines: list[str] = []
         text = self.scalar(expression, lines, pad)
         return [*lines, f"{pad}{element} {operator} {text}"]
+
+    def _element_across(self, element: str, expression: sp.Expr, pad: str, operator: str = "=") -> list[str]:
+        lines: list[str] = []
+        text = self.scalar(expression, lines, pad)  # its reductions first, each a loop over the batch
+        return [*lines, f"{pad}for i_n in range(rows):", f"{pad}    {element} {operator} {text}"]
+
+    def _accumulate_across(self, element: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str],
+                           pad: str) -> None:
+        # for each example: u = the factors without the last index, then a contiguous row update
+        last = out[-1]
+        self.major_index = last
+        try:
+            fixed, moving = self._split(expression, lambda f: f.has(last))
+            lines.append(f"{pad}for i_n in range(rows):")
+            inner = pad + "    "
+            for depth, index in enumerate(out[:-1]):
+                lines.append(f"{inner}{'    ' * depth}for i_{index.label} in range({int(index.upper) + 1}):")
+            inner += "    " * (len(out) - 1)
+            name = self.fresh("u")
+            lines.append(f"{inner}{name} = {self.scalar(fixed, lines, inner)}")
+            lines.append(f"{inner}for i_{last.label} in range({int(last.upper) + 1}):")
+            lines.append(f"{inner}    {element} += {name} * ({self.scalar(moving, lines, inner)})")
+        finally:
+            self.major_index = None
 
     @staticmethod
     def _loops(out: Sequence[sp.Idx], lines: list[str], pad: str, body: Callable[[str], list[str]]) -> None:
@@ -310,13 +395,16 @@ def _check_scope(compiled: CompiledNetwork, config: Any) -> None:
         raise SpecError("the fused backend trains in float64 only (use backend = \"numpy\" for float32)")
 
 
-def generate_source(compiled: CompiledNetwork, update: FusedUpdate) -> str:
-    """The Python source (numba) of one network's chunk function: every statement from the derivation."""
+def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: bool = False) -> str:
+    """The Python source (numba) of one network's chunk function: every statement from the derivation,
+    one example at a time or ``across`` the batch (see :class:`_Emitter`)."""
     network, backward = compiled.network, compiled.backward
     im = backward.model
     L = network.depth
     sizes = network.sizes
     names: dict[sp.IndexedBase, str] = {im.activations[0]: "x"}
+    if L < 1:
+        raise SpecError("the fused backend needs at least one layer")
     for l in range(1, L + 1):
         names[im.activations[l]] = f"a{l}"
         names[im.zs[l]] = f"z{l}"
@@ -324,80 +412,110 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate) -> str:
         names[im.biases[l]] = f"b{l}"
         names[backward.delta[l]] = f"d{l}"
         names[backward.nabla[l]] = f"g{l}"
-    emit = _Emitter(names)
-    out_index = backward.neuron_index[L]
     y_base = im.targets
     names[y_base] = "y"
-    yj = y_base[out_index]
-    zL, aL = im.zs[L][out_index], im.activations[L][out_index]
     for l in range(1, L + 1):
         names[_complement(l)] = f"c{l}"
+    la = sp.IndexedBase("la")
+    names[la] = "la"
+    batched = frozenset([*(im.activations[l] for l in range(L + 1)), *(im.zs[l] for l in range(1, L + 1)),
+                         *(backward.delta[l] for l in range(1, L + 1)), *(backward.nabla[l] for l in range(1, L + 1)),
+                         *(_complement(l) for l in range(1, L + 1)), y_base, la])
+    example_major = {im.activations[0]: "X[b + i_n, {}]", y_base: "Yd[b + i_n, {}]"}
+    for l in range(1, L):
+        example_major[im.activations[l]] = f"aE{l}[i_n, {{}}]"
+    if across:
+        names[im.activations[0]] = "xN"
+    emit = _Emitter(names, across=across, batched=batched, example_major=example_major)
+    emit.always_major.add(y_base)
+    out_index = backward.neuron_index[L]
+    yj = y_base[out_index]
+    zL, aL = im.zs[L][out_index], im.activations[L][out_index]
     cL = _complement(L)
 
+    def at(name: str, index: str) -> str:
+        return f"{name}[{index}, i_n]" if across else f"{name}[{index}]"
+
+    def y_at(index: str) -> str:
+        return f"Yd[b + i_n, {index}]" if across else f"y[{index}]"
+
+    def each_example(snippet: list[str]) -> list[str]:
+        # a hand-written per-example rule: across the batch, inside a loop over its examples
+        return [f"{pad}for i_n in range(rows):", *("    " + line for line in snippet)] if across else snippet
+
     body: list[str] = []
-    pad = "            "  # inside: while, for e (the example)
+    if across:
+        pad = "        "  # inside: while
+        body += [f"{pad}for i_n in range(rows):", f"{pad}    for q in range({sizes[0]}):",
+                 f"{pad}        xN[q, i_n] = X[b + i_n, q]"]
+    else:
+        pad = "            "  # inside: while, for e (the example)
+        body += [f"{pad}x = X[b + e]", f"{pad}y = Yd[b + e]"]
     # forward
-    body.append(f"{pad}x = X[b + e]")
-    body.append(f"{pad}y = Yd[b + e]")
     for l in range(1, L + 1):
         layer = compiled.layers[l - 1]
-        z_formula, a_formula = backward.forward[l]
+        z_formula = backward.forward[l][0]
         j = backward.neuron_index[l]
+        J = f"i_{j.label}"
         emit.assign(f"z{l}", z_formula, (j,), body, pad)
         if layer.complement:  # a = σ(z), c = σ(−z) = e^{−z}·σ(z): symback.compiler.logistic_pair
-            body += [f"{pad}for i_{j.label} in range({sizes[l]}):",
-                     f"{pad}    zz = z{l}[i_{j.label}]",
+            body += [f"{pad}for {J} in range({sizes[l]}):"]
+            inner = [f"{pad}    zz = {at(f'z{l}', J)}",
                      f"{pad}    if zz >= _LOW:",
                      f"{pad}        u = math.exp(-zz)",
                      f"{pad}        aa = 1.0 / (u + 1.0)",
-                     f"{pad}        a{l}[i_{j.label}] = aa",
-                     f"{pad}        c{l}[i_{j.label}] = u * aa",
+                     f"{pad}        {at(f'a{l}', J)} = aa",
+                     f"{pad}        {at(f'c{l}', J)} = u * aa",
                      f"{pad}    else:",
                      f"{pad}        den = 1.0 + math.exp(-abs(zz))",
-                     f"{pad}        a{l}[i_{j.label}] = math.exp(min(zz, 0.0)) / den",
-                     f"{pad}        c{l}[i_{j.label}] = math.exp(-max(zz, 0.0)) / den"]
+                     f"{pad}        {at(f'a{l}', J)} = math.exp(min(zz, 0.0)) / den",
+                     f"{pad}        {at(f'c{l}', J)} = math.exp(-max(zz, 0.0)) / den"]
+            body += [f"{pad}    for i_n in range(rows):", *("    " + line for line in inner)] if across else inner
         elif layer.activation.elementwise:
             own = layer.stable_formula.subs(Z, im.zs[l][j])
             emit.assign(f"a{l}", own, (j,), body, pad)
         else:  # softmax, shifted by the maximum (symback.compiler._softmax)
             n = sizes[l]
-            body += [f"{pad}top = z{l}[0]", f"{pad}for q in range(1, {n}):", f"{pad}    top = max(top, z{l}[q])",
-                     f"{pad}total = 0.0", f"{pad}for q in range({n}):",
-                     f"{pad}    a{l}[q] = math.exp(z{l}[q] - top)", f"{pad}    total += a{l}[q]",
-                     f"{pad}for q in range({n}):", f"{pad}    a{l}[q] /= total"]
-        del a_formula
+            body += each_example([
+                f"{pad}top = {at(f'z{l}', '0')}", f"{pad}for q in range(1, {n}):",
+                f"{pad}    top = max(top, {at(f'z{l}', 'q')})", f"{pad}total = 0.0", f"{pad}for q in range({n}):",
+                f"{pad}    {at(f'a{l}', 'q')} = math.exp({at(f'z{l}', 'q')} - top)", f"{pad}    total += {at(f'a{l}', 'q')}",
+                f"{pad}for q in range({n}):", f"{pad}    {at(f'a{l}', 'q')} /= total"])
+        if across and l < L:  # the example-major copy a parameter gradient reads
+            body += [f"{pad}for i_n in range(rows):", f"{pad}    for q in range({sizes[l]}):",
+                     f"{pad}        aE{l}[i_n, q] = a{l}[q, i_n]"]
     # cost terms (the compiler's stable form) and the argmax hit
     n_out = sizes[L]
     if compiled.terms_in_z is not None:
         term = compiled.terms_in_z.xreplace({Z: zL, Y: yj})
-    elif compiled._cost_in_log_a is not None:
-        body += [f"{pad}top = z{L}[0]", f"{pad}for q in range(1, {n_out}):", f"{pad}    top = max(top, z{L}[q])",
-                 f"{pad}total = 0.0", f"{pad}for q in range({n_out}):", f"{pad}    total += math.exp(z{L}[q] - top)",
-                 f"{pad}lse = math.log(total)", f"{pad}for q in range({n_out}):", f"{pad}    la[q] = (z{L}[q] - top) - lse"]
-        la = sp.IndexedBase("la")
-        names[la] = "la"
+    elif compiled._cost_in_log_a is not None:  # log-softmax (symback.compiler._log_softmax)
+        body += each_example([
+            f"{pad}top = {at(f'z{L}', '0')}", f"{pad}for q in range(1, {n_out}):",
+            f"{pad}    top = max(top, {at(f'z{L}', 'q')})", f"{pad}total = 0.0", f"{pad}for q in range({n_out}):",
+            f"{pad}    total += math.exp({at(f'z{L}', 'q')} - top)", f"{pad}lse = math.log(total)",
+            f"{pad}for q in range({n_out}):", f"{pad}    {at('la', 'q')} = ({at(f'z{L}', 'q')} - top) - lse"])
         term = compiled.network.cost.term.subs(sp.log(A), LOG_A).xreplace({A: aL, LOG_A: la[out_index], Y: yj})
     else:
         term = stabilize(network.cost.term).xreplace({A: aL, Y: yj})
-    body.append(f"{pad}for i_{out_index.label} in range({n_out}):")
-    body += emit._element("terms", term, pad + "    ", "+=")
-    body += [f"{pad}best = 0", f"{pad}label = 0", f"{pad}for q in range(1, {n_out}):",
-             f"{pad}    if a{L}[q] > a{L}[best]:", f"{pad}        best = q",
-             f"{pad}    if y[q] > y[label]:", f"{pad}        label = q",
-             f"{pad}if best == label:", f"{pad}    hits += 1"]
+    emit.total("terms", term, (out_index,), body, pad)
+    body += each_example([
+        f"{pad}best = 0", f"{pad}label = 0", f"{pad}for q in range(1, {n_out}):",
+        f"{pad}    if {at(f'a{L}', 'q')} > {at(f'a{L}', 'best')}:", f"{pad}        best = q",
+        f"{pad}    if {y_at('q')} > {y_at('label')}:", f"{pad}        label = q",
+        f"{pad}if best == label:", f"{pad}    hits += 1"])
     # δ(L), times the reductions' scale (as CompiledNetwork._deltas: once, on δ(L))
-    output = compiled.layers[-1]
     if compiled.output_delta_expression is not None:
         delta = compiled.output_delta_expression.xreplace({A: aL, COMPLEMENT: cL[out_index], Y: yj})
         emit.assign(f"d{L}", delta * sp.Symbol("scale"), (out_index,), body, pad)
     elif compiled._softmax_cross_entropy:  # a·Σy − y (symback.compiler: the contracted softmax Jacobian)
-        body += [f"{pad}ysum = 0.0", f"{pad}for q in range({n_out}):", f"{pad}    ysum += y[q]",
-                 f"{pad}for q in range({n_out}):", f"{pad}    d{L}[q] = (a{L}[q] * ysum - y[q]) * scale"]
+        body += each_example([
+            f"{pad}ysum = 0.0", f"{pad}for q in range({n_out}):", f"{pad}    ysum += {y_at('q')}",
+            f"{pad}for q in range({n_out}):",
+            f"{pad}    {at(f'd{L}', 'q')} = ({at(f'a{L}', 'q')} * ysum - {y_at('q')}) * scale"])
     else:  # ∇a(L) = ∂C/∂a, then the derived δ(L)
         emit.assign(f"g{L}", network.cost.derivative.xreplace({A: aL, Y: yj}), (out_index,), body, pad)
         k = backward.own_index[L]
         emit.assign(f"d{L}", _delta_formula(compiled, L, k) * sp.Symbol("scale"), (k,), body, pad)
-    del output
     # the derived recursion: ∇a(l) from δ(l+1), δ(l) = σ'·∇a(l)
     for l in range(L - 1, 0, -1):
         k = backward.own_index[l]
@@ -410,22 +528,18 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate) -> str:
         emit.assign(f"Gb{l}", gradients["b"], indices["b"], body, pad, accumulate=True)
     source = body
     # the function around it
-    shapes = [(sizes[l], sizes[l - 1]) for l in range(1, L + 1)] + [(sizes[l],) for l in range(1, L + 1)]
-    # the packed layout of symback.parameters.packed_views: w(1), b(1), w(2), b(2), …
-    offsets, offset = [0] * len(shapes), 0
-    for index in (i for layer in range(L) for i in (layer, L + layer)):
-        offsets[index] = offset
-        offset += int(np.prod(shapes[index]))
     views = []
     for l in range(1, L + 1):
-        o, (r, c) = offsets[l - 1], shapes[l - 1]  # noqa: F841  (the layout is packed_views')
         # the views come in as arguments: numba then types them C-contiguous (a slice of P would not be)
         views += [f"    W{l} = Ws[{l - 1}]", f"    GW{l} = GWs[{l - 1}]", f"    b{l} = bs[{l - 1}]", f"    Gb{l} = Gbs[{l - 1}]"]
-        del o, r, c
-        views += [f"    z{l} = np.empty({sizes[l]})", f"    a{l} = np.empty({sizes[l]})", f"    c{l} = np.empty({sizes[l]})",
-                  f"    d{l} = np.empty({sizes[l]})", f"    g{l} = np.empty({sizes[l]})"]
-    views.append(f"    la = np.empty({n_out})")
-    n_slots = 2  # state arrays passed always (unused ones empty)
+        shape = f"({sizes[l]}, batch)" if across else f"{sizes[l]}"
+        views += [f"    {name}{l} = np.empty({shape})" for name in ("z", "a", "c", "d", "g")]
+        if across and l < L:
+            views.append(f"    aE{l} = np.empty((batch, {sizes[l]}))")
+    if across:
+        views.append(f"    xN = np.empty(({sizes[0]}, batch))")
+        views += [f"    {name} = np.empty(batch)" for name in emit.vectors]
+    views.append(f"    la = np.empty({f'({n_out}, batch)' if across else n_out})")
     mean_examples, mean_outputs = compiled._mean_examples, compiled._mean_outputs
     divisor_outputs = n_out if mean_outputs else 1
     lines = [
@@ -449,7 +563,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate) -> str:
         "            G[i] = 0.0",
         "        terms = 0.0",
         "        hits = 0",
-        "        for e in range(rows):",
+        *(["        for e in range(rows):"] if not across else []),
         *source,
         f"        loss = terms / {float(divisor_outputs)!r}" + (" / rows" if mean_examples else ""),
         "        if mask.shape[0]:",
@@ -502,7 +616,6 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate) -> str:
         "        b += batch",
         "    return status, min(b, end), steps, loss_sum, correct, step_size, loss",
     ]
-    del n_slots
     return _PRELUDE + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -571,6 +684,11 @@ def _load(source: str) -> Callable[..., Any]:
     return module.chunk
 
 
+#: From this batch size on, the kernel runs across the batch (every statement a loop over its examples,
+#: vectorised); below it, one example at a time (measured on 625-20-20-10: see the module docstring).
+ACROSS_FROM = 8
+
+
 # -- the runner ---------------------------------------------------------------------------------
 
 
@@ -582,7 +700,7 @@ class FusedRunner:
         self.compiled = compiled
         self.config = config
         self.limit = float(np.finfo(np.float64).max)
-        self._chunks: dict[type, Callable[..., Any]] = {}
+        self._chunks: dict[tuple[type, bool], Callable[..., Any]] = {}
         masks = compiled._masks
         if masks is None:
             self.mask = np.zeros(0)
@@ -591,18 +709,19 @@ class FusedRunner:
             self.mask = np.concatenate([m.ravel().astype(np.float64) for m in [*weights, *biases]])
         self.gradients: Gradients | None = None
 
-    def _chunk(self, optimizer: Optimizer) -> tuple[Callable[..., Any], FusedUpdate]:
+    def _chunk(self, optimizer: Optimizer, batch: int) -> tuple[Callable[..., Any], FusedUpdate]:
         update = UPDATES.get(type(optimizer))
         if update is None:
             raise SpecError(f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")")
-        if type(optimizer) not in self._chunks:
-            self._chunks[type(optimizer)] = _load(generate_source(self.compiled, update))
-        return self._chunks[type(optimizer)], update
+        key = (type(optimizer), batch >= ACROSS_FROM)
+        if key not in self._chunks:
+            self._chunks[key] = _load(generate_source(self.compiled, update, across=key[1]))
+        return self._chunks[key], update
 
     def run(self, params: Parameters, optimizer: Optimizer, X: np.ndarray, Y: np.ndarray, begin: int, end: int,
             batch: int, *, last_batch_of_epoch_at: int) -> Ran:
         """Steps on ``X[b:b+batch]`` for b in range(begin, end, batch); params and optimizer state updated."""
-        chunk, update = self._chunk(optimizer)
+        chunk, update = self._chunk(optimizer, batch)
         packed = params.buffer
         working = params if packed is not None and packed.dtype == np.float64 else params.packed(np.float64)
         P = working.buffer
