@@ -293,7 +293,7 @@ def _scalar_kernel(expression: sp.Expr):
     text = fused._ScalarPrinter({"fully_qualified_modules": True, "standard": "python3"}).doprint(stabilize(expression))
     prelude = fused._PRELUDE.replace("cache=True", "cache=False")
     namespace: dict = {}
-    exec(prelude + f"\n@njit(fastmath=False)\ndef f(z):\n    return {text.replace(str(Z), 'z')}\n", namespace)  # noqa: S102
+    exec(prelude + f"\n@njit(fastmath=False)\ndef f(z):\n    return {text.replace(str(Z), 'z')}\n", namespace)
     return namespace["f"]
 
 

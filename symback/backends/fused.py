@@ -322,7 +322,7 @@ class _Emitter:
                 name = self.fresh("u")
                 lines.append(f"{inner_pad}{name} = {self.scalar(fixed, lines, inner_pad)}")
                 self._loops(out, lines, inner_pad,
-                            lambda p, name=name, moving=moving: [f"{p}{element} += {name} * {self.scalar(moving, [], p)}"])
+                            lambda p, name=name, moving=moving: [f"{p}{element} += {name} * {self.scalar(moving, [], p)}"])  # noqa: E501
             if rest != 0:
                 self._loops(out, lines, pad, lambda p: self._element(element, rest, p, "+="))
             return
@@ -479,7 +479,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
             body += each_example([
                 f"{pad}top = {at(f'z{l}', '0')}", f"{pad}for q in range(1, {n}):",
                 f"{pad}    top = max(top, {at(f'z{l}', 'q')})", f"{pad}total = 0.0", f"{pad}for q in range({n}):",
-                f"{pad}    {at(f'a{l}', 'q')} = math.exp({at(f'z{l}', 'q')} - top)", f"{pad}    total += {at(f'a{l}', 'q')}",
+                f"{pad}    {at(f'a{l}', 'q')} = math.exp({at(f'z{l}', 'q')} - top)", f"{pad}    total += {at(f'a{l}', 'q')}",  # noqa: E501
                 f"{pad}for q in range({n}):", f"{pad}    {at(f'a{l}', 'q')} /= total"])
         if across and l < L:  # the example-major copy a parameter gradient reads
             body += [f"{pad}for i_n in range(rows):", f"{pad}    for q in range({sizes[l]}):",
@@ -531,7 +531,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
     views = []
     for l in range(1, L + 1):
         # the views come in as arguments: numba then types them C-contiguous (a slice of P would not be)
-        views += [f"    W{l} = Ws[{l - 1}]", f"    GW{l} = GWs[{l - 1}]", f"    b{l} = bs[{l - 1}]", f"    Gb{l} = Gbs[{l - 1}]"]
+        views += [f"    W{l} = Ws[{l - 1}]", f"    GW{l} = GWs[{l - 1}]", f"    b{l} = bs[{l - 1}]", f"    Gb{l} = Gbs[{l - 1}]"]  # noqa: E501
         shape = f"({sizes[l]}, batch)" if across else f"{sizes[l]}"
         views += [f"    {name}{l} = np.empty({shape})" for name in ("z", "a", "c", "d", "g")]
         if across and l < L:
@@ -544,7 +544,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
     divisor_outputs = n_out if mean_outputs else 1
     lines = [
         "@njit(cache=True, fastmath=False)",
-        "def chunk(X, Yd, begin, end, batch, last_at, P, G, Ws, bs, GWs, Gbs, S0, S1, mask, h, t, limit, clip_value, clip_norm, tolerance):",
+        "def chunk(X, Yd, begin, end, batch, last_at, P, G, Ws, bs, GWs, Gbs, S0, S1, mask, h, t, limit, clip_value, clip_norm, tolerance):",  # noqa: E501
         *views,
         "    n_params = P.shape[0]",
         "    n_rows = X.shape[0]",
@@ -712,7 +712,7 @@ class FusedRunner:
     def _chunk(self, optimizer: Optimizer, batch: int) -> tuple[Callable[..., Any], FusedUpdate]:
         update = UPDATES.get(type(optimizer))
         if update is None:
-            raise SpecError(f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")")
+            raise SpecError(f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")")  # noqa: E501
         key = (type(optimizer), batch >= ACROSS_FROM)
         if key not in self._chunks:
             self._chunks[key] = _load(generate_source(self.compiled, update, across=key[1]))
@@ -741,7 +741,7 @@ class FusedRunner:
         )
         optimizer.steps += steps
         if working is not params:
-            for target, value in zip(params.weights + params.biases, working.weights + working.biases):
+            for target, value in zip(params.weights + params.biases, working.weights + working.biases, strict=True):
                 target[...] = value
         stopped, message = None, None
         if status == 1:
@@ -752,7 +752,7 @@ class FusedRunner:
                        "of the last good step (try a smaller learning rate or clip_norm)")
         elif status == 3:
             stopped = "non_finite"
-            message = (f"the step η·max|g| = {step_size:.3g} overflows float64 at step {steps + 1} of this chunk; stopped "
+            message = (f"the step η·max|g| = {step_size:.3g} overflows float64 at step {steps + 1} of this chunk; stopped "  # noqa: E501
                        "and kept the parameters of the last good step (try a smaller learning rate or clip_norm)")
         elif status == 2:
             stopped = "converged"
