@@ -20,11 +20,12 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # PyTorch is a third gradient oracle; torch==2.13.0 exactly (the CPU build this machine kind carries).
 # SYMBACK_TEST_TORCH=0 leaves it out (its tests then skip, except in CI where they fail).
-# JAX is the jax backend (tests/test_backends.py checks it against the NumPy backend).
+# JAX is the jax backend, numba the fused one (tests/test_backends.py and tests/test_fused.py check them
+# against the NumPy backend).
 if [ "${SYMBACK_TEST_TORCH:-1}" = "1" ]; then
-    .venv/bin/python -m pip install -q ".[test,plot,torch,jax]"
+    .venv/bin/python -m pip install -q ".[test,plot,torch,jax,fused]"
 else
-    .venv/bin/python -m pip install -q ".[test,plot,jax]"
+    .venv/bin/python -m pip install -q ".[test,plot,jax,fused]"
 fi
 # The README's training figures are made with OpenBLAS's AVX2 (Haswell) kernels: other kernels round
 # differently and chaotic runs end elsewhere (tests/conftest.py).

@@ -63,22 +63,9 @@ from ..costs import A, Y
 from ..errors import SpecError
 from ..optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
 from ..parameters import Parameters
+from . import Ran
 
 __all__ = ["FusedRunner", "Ran", "cache_folder", "generate_source", "make_runner", "register_update"]
-
-
-@dataclass
-class Ran:
-    """What a chunk of steps did (see RUNNER.md)."""
-
-    offset: int
-    steps: int
-    loss_sum: float
-    correct: int
-    step_size: float
-    layer_norms: list[float]
-    stopped: str | None
-    message: str | None
 
 
 # -- scalar printing ------------------------------------------------------------------------------
@@ -718,8 +705,12 @@ class FusedRunner:
             self._chunks[key] = _load(generate_source(self.compiled, update, across=key[1]))
         return self._chunks[key], update
 
+    #: Batches per call: Ctrl-C is seen between calls (the loop nest does not look at the flag), so a call
+    #: is kept to a fraction of a second even at batch 1.
+    batches_per_call = 4096
+
     def run(self, params: Parameters, optimizer: Optimizer, X: np.ndarray, Y: np.ndarray, begin: int, end: int,
-            batch: int, *, last_batch_of_epoch_at: int) -> Ran:
+            batch: int, *, last_batch_of_epoch_at: int, interrupted: Any = None) -> Ran:
         """Steps on ``X[b:b+batch]`` for b in range(begin, end, batch); params and optimizer state updated."""
         chunk, update = self._chunk(optimizer, batch)
         packed = params.buffer
@@ -733,8 +724,9 @@ class FusedRunner:
         X = np.ascontiguousarray(X, dtype=np.float64)
         Y = np.ascontiguousarray(Y, dtype=np.float64)
         config = self.config
+        last_begin = (last_batch_of_epoch_at - 1) // batch * batch  # the loop nest tests b >= where it begins
         status, offset, steps, loss_sum, correct, step_size, loss = chunk(
-            X, Y, begin, end, batch, last_batch_of_epoch_at, P, G, tuple(working.weights), tuple(working.biases),
+            X, Y, begin, end, batch, last_begin, P, G, tuple(working.weights), tuple(working.biases),
             tuple(self.gradients.weights), tuple(self.gradients.biases), slots[0], slots[1], self.mask,
             np.array(update.settings(optimizer), dtype=np.float64), optimizer.steps, self.limit,
             float(config.clip_value or 0.0), float(config.clip_norm or 0.0), float(config.tolerance or 0.0),
@@ -748,12 +740,10 @@ class FusedRunner:
             stopped = "non_finite"
             what = "loss" if not np.isfinite(loss) else "gradient"
             value = loss if what == "loss" else G[~np.isfinite(G)][0]
-            message = (f"the {what} became {value} at step {steps + 1} of this chunk; stopped and kept the parameters "
-                       "of the last good step (try a smaller learning rate or clip_norm)")
+            message = f"the {what} became {value}"  # fit adds the epoch and step
         elif status == 3:
             stopped = "non_finite"
-            message = (f"the step η·max|g| = {step_size:.3g} overflows float64 at step {steps + 1} of this chunk; stopped "  # noqa: E501
-                       "and kept the parameters of the last good step (try a smaller learning rate or clip_norm)")
+            message = f"the step η·max|g| = {step_size:.3g} overflows float64"
         elif status == 2:
             stopped = "converged"
         classes = Y.shape[1] >= 2 and bool(np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1))
