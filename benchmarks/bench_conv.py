@@ -1,4 +1,4 @@
-"""The shifted-index lowering (symback.lowering_shifted) against naive convolution code, same run.
+"""The shifted-index lowering (symback.compile.lowering_shifted) against naive convolution code, same run.
 
 Three ways to compute one convolution layer's forward pass and its three backward sums (input
 gradient, kernel gradient, bias gradient) on the digits example's shape — a batch of 1×25×25 pictures,
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout
 
-from symback import lowering_shifted as shifted  # noqa: E402
+from symback.compile import lowering_shifted as shifted  # noqa: E402
 from tests import reference  # noqa: E402
 
 

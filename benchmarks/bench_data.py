@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from symback.claims import _plain  # noqa: E402
 from symback.data import Dataset, loads_with_data_arrays  # noqa: E402
 from symback.files import read_text  # noqa: E402
+from symback.verification.claims import _plain  # noqa: E402
 
 WIDTH = 20
 

@@ -19,8 +19,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from symback.exercise import draw_variants, load_exercise, solve, submission_text, write_exercise  # noqa: E402
-from symback.grade import _DECIDED, grade, load_key, write_grades  # noqa: E402
+from symback.classroom.exercise import draw_variants, load_exercise, solve, submission_text, write_exercise  # noqa: E402
+from symback.classroom.grade import _DECIDED, grade, load_key, write_grades  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASS = 30

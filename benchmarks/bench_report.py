@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 import symback  # noqa: E402
-from symback.report import build_report, compile_pdf, render, write_report  # noqa: E402
+from symback.render.report import build_report, compile_pdf, render, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

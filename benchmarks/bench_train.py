@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 import symback  # noqa: E402
-from symback.compiler import CompiledNetwork, Gradients  # noqa: E402
+from symback.compile.compiler import CompiledNetwork, Gradients  # noqa: E402
 from symback.datasets import load_digits  # noqa: E402
-from symback.optimizers import get_optimizer  # noqa: E402
+from symback.training.optimizers import get_optimizer  # noqa: E402
 
 SIZES = [625, 20, 20, 10]
 RATE = 0.5

@@ -20,7 +20,7 @@ import numpy as np
 
 import symback
 from symback.datasets import load_digits
-from symback.train import Trainer, TrainingConfig
+from symback.training.train import Trainer, TrainingConfig
 
 HERE = Path(__file__).parent
 SPECS = {"convolutional": HERE / "conv_digits.toml", "dense 625-20-20-10": HERE / "digits.toml"}

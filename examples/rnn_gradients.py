@@ -31,12 +31,12 @@ import numpy as np
 import sympy as sp
 
 import symback
-from symback.activations import Z
-from symback.chain import derive_backward
 from symback.datasets import load_digits
 from symback.files import write_atomic
-from symback.layer_table import network_from_tables
-from symback.train import Trainer, TrainingConfig
+from symback.spec.layer_table import network_from_tables
+from symback.symbolic.activations import Z
+from symback.symbolic.chain import derive_backward
+from symback.training.train import Trainer, TrainingConfig
 
 HIDDEN, STEPS = 16, 25
 PROFILES = (("tanh", 1.0), ("sigmoid", 1.0), ("tanh", 4.0))  # (activation, factor on W)

@@ -29,10 +29,10 @@ import numpy as np
 
 import symback
 from symback.datasets import load_digits
-from symback.dials import rank_dials
-from symback.optimizers import get_optimizer
-from symback.plots import PLOT_HINT, have_matplotlib
-from symback.train import Trainer, TrainingConfig
+from symback.training.dials import rank_dials
+from symback.training.optimizers import get_optimizer
+from symback.training.plots import PLOT_HINT, have_matplotlib
+from symback.training.train import Trainer, TrainingConfig
 
 SPEC = Path(__file__).resolve().parent / "digits.toml"
 
@@ -216,7 +216,7 @@ def _seed_dials(params, gradient) -> tuple[int, list[int]]:
 
 
 def _pictures(out: Path, history, dials_before, dials_after, trained, gradient) -> list[str]:
-    from symback import plots
+    from symback.training import plots
 
     print(f"\n5. Pictures in {out}")
     curves = {"training loss": history.loss}

@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 
 import symback
-from symback.activations import Z
+from symback.symbolic.activations import Z
 
 
 def _finite_difference_on_activation(network, params, data, layer, k, h=1e-6) -> float:
@@ -105,7 +105,7 @@ def run(out: Path | None = None) -> dict[str, Any]:
 
 def _write_reports(network, params, data, out: Path) -> list[str]:
     """The derivation of ∂C/∂w(L) as HTML, Markdown, LaTeX and (with pdflatex) PDF."""
-    from symback.report import build_report, write_report
+    from symback.render.report import build_report, write_report
 
     report = build_report(symback.derive(network, "w(L)"), params, data, source="examples/seed001_chain.py")
     written = []

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 import symback
-from symback.claims import load_claims
 from symback.files import write_atomic
-from symback.report import descent_table, write_report
-from symback.train import Trainer, TrainingConfig
-from symback.verify import VerificationReport, render, verify
+from symback.render.report import descent_table, write_report
+from symback.training.train import Trainer, TrainingConfig
+from symback.verification.claims import load_claims
+from symback.verification.verify import VerificationReport, render, verify
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "seed002.toml"
@@ -100,7 +100,7 @@ def run(out: Path | None = None, fast: bool = False) -> dict[str, Any]:
     # 2. Gradient descent on b3 alone, as the seed describes it (but subtracting the step).
     print(f"2. Gradient descent on b3 alone: η = {LEARNING_RATE}, stop when |step size| < {TOLERANCE}\n")
     rows = _descent(derivation, params, data, subtract=True, until=TOLERANCE)
-    stop = rows.pop()  # the step under the tolerance: computed, not taken (symback.train.below_tolerance)
+    stop = rows.pop()  # the step under the tolerance: computed, not taken (symback.training.train.below_tolerance)
     print(f"  {'iter':>4}  {'old b3':>9}  {'slope':>9}  {'step size':>10}  {'new b3':>9}")
     for row in rows + [stop]:
         print(f"  {row['iteration']:>4}  {row['old']:9.4f}  {row['slope']:9.4f}  {row['step']:10.5f}"

@@ -11,7 +11,7 @@ cross-entropy — trained on a subset of the shipped 25×25 digits:
 2. At initialisation, the gradient of every layer, ‖∂C/∂W(l)‖, and the backpropagated error
    ‖δ(l)‖ = ‖∂C/∂z(l)‖: with sigmoid they shrink towards the input, with (Leaky)ReLU they do not, and
    with every weight doubled δ doubles at each layer back (exploding).
-3. Training (a sweep, symback.sweep): sigmoid / ReLU / LeakyReLU × SGD / RMSprop / Adam from the same
+3. Training (a sweep, symback.training.sweep): sigmoid / ReLU / LeakyReLU × SGD / RMSprop / Adam from the same
    starting weights; per-layer gradient norms per epoch and the loss curves side by side.
 4. The learning rate: the same sweep over η for sigmoid and LeakyReLU with SGD.
 5. Clipping: the doubled-weights network diverges at its first step; clipped by norm its gradient
@@ -32,12 +32,12 @@ import numpy as np
 import sympy as sp
 
 import symback
-from symback import plots
-from symback.activations import Z
 from symback.datasets import load_digits
 from symback.files import write_atomic
-from symback.sweep import Run, SweepResult, grid, run_sweep, write_sweep
-from symback.train import Trainer, TrainingConfig
+from symback.symbolic.activations import Z
+from symback.training import plots
+from symback.training.sweep import Run, SweepResult, grid, run_sweep, write_sweep
+from symback.training.train import Trainer, TrainingConfig
 
 HIDDEN, WIDTH = 8, 16  # eight hidden layers of 16 neurons: deep enough for the chain rule to show
 ACTIVATIONS = ("sigmoid", "relu", "leaky_relu")

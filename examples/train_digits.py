@@ -14,7 +14,7 @@ from typing import Any
 
 import symback
 from symback.datasets import load_digits
-from symback.train import Trainer, TrainingConfig
+from symback.training.train import Trainer, TrainingConfig
 
 SPEC = Path(__file__).with_name("digits.toml")
 EPOCHS_SHOWN = (1, 2, 3, 5, 10, 20, 30, 40)

@@ -1,4 +1,4 @@
-"""Print the coefficients of symback.compiler.erf_array (pasted into symback/compiler.py).
+"""Print the coefficients of symback.compile.compiler.erf_array (pasted into symback/compile/compiler.py).
 
 For |x| ≤ 1, erf(x) = x·P(x²) with P the Taylor series 2/√π Σ (−1)^n u^n / (n!(2n + 1)), 18 terms
 (the first left out is below 1e-17 of the sum).  For 1 < |x| < 6, erf(x) = 1 − e^{−x²}·g(x) with

@@ -153,8 +153,8 @@ def _seed000() -> list[str]:
 
 def _sweep() -> list[str]:
     import symback
-    from symback.sweep import grid, run_sweep
-    from symback.train import TrainingConfig, training_data
+    from symback.training.sweep import grid, run_sweep
+    from symback.training.train import TrainingConfig, training_data
 
     spec = symback.load_spec(EXAMPLES / "digits.toml")
     config = TrainingConfig.from_section(spec.sections["training"], epochs=5, progress=False)
@@ -234,7 +234,7 @@ def _seed003(results: dict[str, Any] | None = None) -> list[str]:
 def _classroom() -> list[str]:
     import tempfile
 
-    from symback.exercise import draw_variants, load_exercise, solve
+    from symback.classroom.exercise import draw_variants, load_exercise, solve
 
     spec = importlib.util.spec_from_file_location("symback_bench_grade", ROOT / "benchmarks" / "bench_grade.py")
     bench = importlib.util.module_from_spec(spec)

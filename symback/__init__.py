@@ -13,7 +13,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ loads each name
-    from .activations import (
+    from .compile.compiler import CompiledNetwork, lambdify
+    from .data import Dataset
+    from .errors import FormulaError, SpecError, SymbackError, UnknownNameError
+    from .grammar.formula import parse_formula
+    from .render.derivation import BackpropEquations, Derivation, Factor, backprop_equations, derive
+    from .spec.loader import Spec, load_spec, spec_from_dict
+    from .symbolic.activations import (
         ACTIVATIONS,
         Activation,
         Softmax,
@@ -21,16 +27,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         get_activation,
         register_activation,
     )
-    from .compiler import CompiledNetwork, lambdify
-    from .costs import COSTS, Cost, cost_from_formula, get_cost, register_cost
-    from .data import Dataset
-    from .derivation import BackpropEquations, Derivation, Factor, backprop_equations, derive
-    from .errors import FormulaError, SpecError, SymbackError, UnknownNameError
-    from .formula import parse_formula
-    from .model import ExplicitModel, IndexedModel
-    from .network import Network, NodeRef
-    from .parameters import INITIALIZERS, Parameters, register_initializer
-    from .spec import Spec, load_spec, spec_from_dict
+    from .symbolic.costs import COSTS, Cost, cost_from_formula, get_cost, register_cost
+    from .symbolic.model import ExplicitModel, IndexedModel
+    from .symbolic.network import Network, NodeRef
+    from .symbolic.parameters import INITIALIZERS, Parameters, register_initializer
 
 __version__ = "0.1.0"
 
@@ -38,40 +38,40 @@ __version__ = "0.1.0"
 # (PEP 562), so ``import symback`` (and ``symback --version``) stays light and the root sits below every stage
 # in the import graph instead of above them all.  tests/test_imports.py holds this.
 _PUBLIC: dict[str, str] = {
-    "ACTIVATIONS": "activations",
-    "Activation": "activations",
-    "Softmax": "activations",
-    "activation_from_formula": "activations",
-    "get_activation": "activations",
-    "register_activation": "activations",
-    "CompiledNetwork": "compiler",
-    "lambdify": "compiler",
-    "COSTS": "costs",
-    "Cost": "costs",
-    "cost_from_formula": "costs",
-    "get_cost": "costs",
-    "register_cost": "costs",
+    "ACTIVATIONS": "symbolic.activations",
+    "Activation": "symbolic.activations",
+    "Softmax": "symbolic.activations",
+    "activation_from_formula": "symbolic.activations",
+    "get_activation": "symbolic.activations",
+    "register_activation": "symbolic.activations",
+    "CompiledNetwork": "compile.compiler",
+    "lambdify": "compile.compiler",
+    "COSTS": "symbolic.costs",
+    "Cost": "symbolic.costs",
+    "cost_from_formula": "symbolic.costs",
+    "get_cost": "symbolic.costs",
+    "register_cost": "symbolic.costs",
     "Dataset": "data",
-    "BackpropEquations": "derivation",
-    "Derivation": "derivation",
-    "Factor": "derivation",
-    "backprop_equations": "derivation",
-    "derive": "derivation",
+    "BackpropEquations": "render.derivation",
+    "Derivation": "render.derivation",
+    "Factor": "render.derivation",
+    "backprop_equations": "render.derivation",
+    "derive": "render.derivation",
     "FormulaError": "errors",
     "SpecError": "errors",
     "SymbackError": "errors",
     "UnknownNameError": "errors",
-    "parse_formula": "formula",
-    "ExplicitModel": "model",
-    "IndexedModel": "model",
-    "Network": "network",
-    "NodeRef": "network",
-    "INITIALIZERS": "parameters",
-    "Parameters": "parameters",
-    "register_initializer": "parameters",
-    "Spec": "spec",
-    "load_spec": "spec",
-    "spec_from_dict": "spec",
+    "parse_formula": "grammar.formula",
+    "ExplicitModel": "symbolic.model",
+    "IndexedModel": "symbolic.model",
+    "Network": "symbolic.network",
+    "NodeRef": "symbolic.network",
+    "INITIALIZERS": "symbolic.parameters",
+    "Parameters": "symbolic.parameters",
+    "register_initializer": "symbolic.parameters",
+    "Spec": "spec.loader",
+    "load_spec": "spec.loader",
+    "spec_from_dict": "spec.loader",
 }
 
 

@@ -21,19 +21,19 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import plots
-from .compiler import compile_network
+from .compile.compiler import compile_network
 from .data import Dataset
-from .derivation import derive
-from .dials import rank_dials
 from .errors import SymbackError
 from .files import write_atomic
-from .network import Network
-from .parameters import Parameters
-from .report import build_report, render_template, write_report
+from .render.derivation import derive
+from .render.report import build_report, render_template, write_report
 from .resources import example_file
-from .spec import load_spec
-from .train import Trainer, TrainingConfig, TrainingResult, training_data
+from .spec.loader import load_spec
+from .symbolic.network import Network
+from .symbolic.parameters import Parameters
+from .training import plots
+from .training.dials import rank_dials
+from .training.train import Trainer, TrainingConfig, TrainingResult, training_data
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -145,8 +145,8 @@ def _chain(result: DemoResult, steps: _Steps) -> dict[str, Any]:
 
 
 def _verification(result: DemoResult, steps: _Steps) -> dict[str, Any]:
-    from .claims import load_claims
-    from .verify import render, verify
+    from .verification.claims import load_claims
+    from .verification.verify import render, verify
 
     report = verify(load_claims(example_file("seed002_claims.toml")))
     result.verdicts = report.counts()

@@ -22,9 +22,9 @@ import pytest
 import sympy as sp
 
 from symback import ACTIVATIONS, Dataset, Network, NodeRef, Parameters, derive, get_activation
-from symback.activations import Z
-from symback.compiler import CompiledNetwork, _layer_kernels, erf_array, evaluate, logistic_array, logistic_pair
-from symback.costs import A, Y
+from symback.compile.compiler import CompiledNetwork, _layer_kernels, erf_array, evaluate, logistic_array, logistic_pair
+from symback.symbolic.activations import Z
+from symback.symbolic.costs import A, Y
 
 EPS = np.finfo(np.float64).eps
 TINY = np.finfo(np.float64).tiny
@@ -152,7 +152,7 @@ def test_erf_array_against_mpmath_and_its_coefficients_come_from_the_script():
     import importlib.util
     from pathlib import Path
 
-    import symback.compiler as compiler
+    import symback.compile.compiler as compiler
 
     rng = np.random.default_rng(1)
     x = np.concatenate([np.linspace(-7, 7, 4001), rng.uniform(-6, 6, 4000),
@@ -230,8 +230,8 @@ def test_saturated_units_symbolically_and_compiled_against_mpmath(activation, co
 
 def test_verify_and_check_agree_at_a_saturated_sigmoid_with_binary_cross_entropy(tmp_path):
     """Issue 13: w = 1, b = 0, x = 36, y = 0: ∂C/∂w = 36.0 (was judged 37.6) and finite for x ≥ 37."""
-    from symback.claims import load_claims
-    from symback.verify import RIGHT, gradient_check, verify
+    from symback.verification.claims import load_claims
+    from symback.verification.verify import RIGHT, gradient_check, verify
 
     for x in (36.0, 37.0, 40.0, 700.0):
         (tmp_path / "unit.toml").write_text(

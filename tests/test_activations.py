@@ -7,9 +7,9 @@ import pytest
 import sympy as sp
 
 from symback import ACTIVATIONS, Activation, get_activation, register_activation
-from symback.activations import Z
-from symback.compiler import elementwise
+from symback.compile.compiler import elementwise
 from symback.errors import FormulaError, UnknownNameError
+from symback.symbolic.activations import Z
 
 from . import reference
 
@@ -51,7 +51,7 @@ def test_registry_and_errors():
 def test_equality_includes_the_class_so_softmax_keeps_its_own_kernels():
     """A plain Activation("softmax", exp(z)) is elementwise; it must not equal Softmax() or share its cached kernels."""
     from symback import Softmax
-    from symback.compiler import _layer_kernels
+    from symback.compile.compiler import _layer_kernels
 
     plain = Activation("softmax", sp.exp(Z))
     assert plain != Softmax() and Softmax() != plain and Softmax() == Softmax()

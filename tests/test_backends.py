@@ -1,4 +1,4 @@
-"""symback.backends: the registry, ``auto``, the NumPy runner (today's loop) and the JAX runner against it.
+"""symback.training.backends: the registry, ``auto``, the NumPy runner (today's loop) and the JAX runner against it.
 
 The JAX backend is checked against the NumPy backend (itself checked against finite differences, a plain
 NumPy reference and PyTorch elsewhere): after training, float64 parameters agree to 1e-12 relative,
@@ -19,11 +19,11 @@ import pytest
 
 import symback
 from symback import Dataset, Network, Parameters
-from symback.backends import BACKENDS, choose, installed, make_runner
 from symback.errors import SpecError
-from symback.layer_table import network_from_tables
-from symback.optimizers import OPTIMIZERS
-from symback.train import Trainer, TrainingConfig, load_checkpoint
+from symback.spec.layer_table import network_from_tables
+from symback.training.backends import BACKENDS, choose, installed, make_runner
+from symback.training.optimizers import OPTIMIZERS
+from symback.training.train import Trainer, TrainingConfig, load_checkpoint
 
 from .tools import require_module
 
@@ -64,7 +64,7 @@ def _classes(rng, n, inputs, outputs):
 
 def test_registry_names_every_backend_and_importing_it_loads_no_jax():
     assert BACKENDS.names() == ["fused", "jax", "numpy"]
-    code = "import symback.backends, symback.train, sys; print('jax' in sys.modules, 'numba' in sys.modules)"
+    code = "import symback.training.backends, symback.training.train, sys; print('jax' in sys.modules, 'numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "False"]
 
@@ -86,7 +86,7 @@ def test_auto_picks_by_batch_size_and_what_is_installed():
 
 
 def test_a_backend_whose_module_is_absent_says_so(monkeypatch):
-    monkeypatch.setitem(BACKENDS, "fused", "symback.backends.no_such_module")
+    monkeypatch.setitem(BACKENDS, "fused", "symback.training.backends.no_such_module")
     net = Network([2, 1], "sigmoid", "squared_error")
     with pytest.raises(SpecError, match=r"backend 'fused' is not part of this symback"):
         make_runner(symback.CompiledNetwork(net), TrainingConfig(backend="fused"), batch=1)
@@ -269,7 +269,7 @@ import json, sys
 import numpy as np, jax
 import symback
 from symback import Dataset, Network, Parameters
-from symback.train import Trainer, TrainingConfig
+from symback.training.train import Trainer, TrainingConfig
 rng = np.random.default_rng(5)
 net = Network([6, 8, 4], ["tanh", "softmax"], "categorical_cross_entropy")
 X = rng.normal(size=(64, 6))

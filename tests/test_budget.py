@@ -10,11 +10,11 @@ import pytest
 import sympy as sp
 
 import symback
-from symback.activations import Z
 from symback.budget import Attempt, BudgetExceeded, attempt, time_limit, weight
-from symback.compiler import derivative_in_output
-from symback.formula import parse_formula
-from symback.steps import rewrite_in_terms_of
+from symback.compile.compiler import derivative_in_output
+from symback.grammar.formula import parse_formula
+from symback.render.steps import rewrite_in_terms_of
+from symback.symbolic.activations import Z
 
 z = sp.Symbol("z")
 _HANG_GUARD = 180  # seconds: these steps hung before; a regression fails here instead of hanging the suite
@@ -115,9 +115,9 @@ def _in_subprocess(program: str) -> str:
 def test_z_to_the_1000_has_no_output_form_and_does_not_hang():
     # sympy.solve(a = z^1000, z) ran for hours in derivative_in_output.
     answer = _in_subprocess(
-        "from symback.compiler import derivative_in_output\n"
-        "from symback.formula import parse_formula\n"
-        "from symback.activations import Z\n"
+        "from symback.compile.compiler import derivative_in_output\n"
+        "from symback.grammar.formula import parse_formula\n"
+        "from symback.symbolic.activations import Z\n"
         "print(derivative_in_output(parse_formula('z^1000', {'z': Z})))\n"
     )
     assert answer == "None"
@@ -138,7 +138,7 @@ def test_a_high_degree_product_is_shown_unsimplified_with_the_reason():
 
 
 def test_the_simplify_note_reaches_the_report():
-    from symback.report import build_report
+    from symback.render.report import build_report
 
     net = symback.Network([1, 1, 1], [{"formula": "(z+1)^50*(z-1)^50"}] * 2, "squared_error")
     report = build_report(symback.derive(net, "w(1)"))
@@ -156,6 +156,6 @@ def test_rewrite_of_an_overflowing_fit_is_none_not_linalgerror():
 
 
 def test_registered_activations_keep_their_output_forms():
-    from symback.costs import A as a
+    from symback.symbolic.costs import A as a
     assert derivative_in_output(1 / (1 + sp.exp(-Z))) == a * (1 - a)
     assert sp.expand(derivative_in_output(sp.tanh(Z)) - (1 - a**2)) == 0

@@ -1,4 +1,4 @@
-"""symback.chain: the δ recursion and parameter gradients derived from the layers' formulas, and the
+"""symback.symbolic.chain: the δ recursion and parameter gradients derived from the layers' formulas, and the
 derived partials = compiled gradients = high-precision central differences = PyTorch autograd."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symback import CompiledNetwork, Dataset, Network, Parameters, derive
-from symback.chain import collapse, delta_recursion, derive_backward, explicit_paths, indexed_chain
 from symback.errors import SpecError
-from symback.model import ExplicitModel, IndexedModel
+from symback.symbolic.chain import collapse, delta_recursion, derive_backward, explicit_paths, indexed_chain
+from symback.symbolic.model import ExplicitModel, IndexedModel
 
 from .tools import require_module
 

@@ -17,7 +17,7 @@ import pytest
 from symback import Dataset, Network, Parameters
 from symback.cli import main
 from symback.errors import SpecError
-from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters
+from symback.training.train import Trainer, TrainingConfig, load_checkpoint, load_parameters
 
 from .conftest import EXAMPLES
 from .test_files import char_device

@@ -11,8 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symback import Network, load_spec
-from symback.claims import ClaimValue, InvalidClaim, Notation, NumericClaim, UpdateClaim, claims_from_text, load_claims
 from symback.errors import FormulaError, SpecError
+from symback.verification.claims import (
+    ClaimValue,
+    InvalidClaim,
+    Notation,
+    NumericClaim,
+    UpdateClaim,
+    claims_from_text,
+    load_claims,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -247,7 +255,7 @@ value = "0.5"
 @pytest.mark.parametrize("key", ["steps", "max_steps"])
 def test_an_update_claim_past_the_step_limit_is_one_line(key):
     """steps = 10^12 ran for ever; the limit is said on one line before any step is taken."""
-    from symback.claims import MAX_CLAIM_STEPS
+    from symback.verification.claims import MAX_CLAIM_STEPS
 
     extra = "steps = 1000000000000" if key == "steps" else "until_step_below = 0.001\nmax_steps = 1000000000000"
     text = (f"spec = {json.dumps(str(EXAMPLES / 'seed002.toml'))}\n[[claim]]\nupdate = \"b3\"\nlearning_rate = 0.1\n"

@@ -137,9 +137,10 @@ def test_other_warnings_still_reach_the_user():
 
 def test_the_cli_s_copies_of_stage_constants_match_the_stages():
     """The parser is built without importing a stage, so a few choices are written in the CLI: they must agree."""
-    from symback import demo, train
+    from symback import demo
     from symback.cli import demo as demo_command
     from symback.cli import train as train_command
+    from symback.training import train
 
     assert train_command.DTYPES == tuple(sorted(train._DTYPES))
     assert (demo_command._EPOCHS, demo_command._FAST_EPOCHS) == (demo.EPOCHS, demo.FAST_EPOCHS)

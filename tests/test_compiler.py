@@ -11,27 +11,26 @@ import warnings
 import numpy as np
 import pytest
 import sympy as sp
-
-import symback
-from symback import Dataset, Network, Parameters
-from symback.activations import Z, activation_from_formula, get_activation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symback.compiler import (
+import symback
+from symback import Dataset, Network, Parameters
+from symback.compile.compiler import (
+    COMPLEMENT,
     CompiledNetwork,
     Gradients,
     _NumPyPrinter,
     _sharing_subexpressions,
     derivative_in_output,
     lambdify,
-    COMPLEMENT,
     logistic,
     logistic_array,
     softplus,
     stabilize,
 )
-from symback.costs import A, Y
+from symback.symbolic.activations import Z, activation_from_formula, get_activation
+from symback.symbolic.costs import A, Y
 
 from . import reference
 
@@ -133,7 +132,7 @@ def test_softmax_cross_entropy_is_symbolically_a_sum_y_minus_y():
 
 def test_hand_written_softmax_rules_equal_the_forms_sympy_derives():
     """The four numeric softmax rules of CompiledNetwork against Softmax.layer and sympy.diff of it."""
-    from symback.compiler import _log_softmax, _softmax
+    from symback.compile.compiler import _log_softmax, _softmax
 
     zs = sp.symbols("z0:3", real=True)
     gs = sp.symbols("g0:3", real=True)
@@ -153,7 +152,7 @@ def test_hand_written_softmax_rules_equal_the_forms_sympy_derives():
     np.testing.assert_allclose(a, derived, rtol=1e-13)
     np.testing.assert_allclose(_log_softmax(Z_), [logs(row) for row in Z_], rtol=1e-12, atol=1e-14)
     compiled = CompiledNetwork(Network([3, 3], "softmax", "categorical_cross_entropy"))
-    forward_pass = symback.compiler.ForwardPass([Z_], [Z_, a])
+    forward_pass = symback.compile.compiler.ForwardPass([Z_], [Z_, a])
     # the derived softmax Jacobian, lowered (a_k g_k − a_k Σ_j a_j g_j), against SymPy's explicit VJP
     np.testing.assert_allclose(
         compiled.derived_output_delta(forward_pass, G), [vjp(z, g) for z, g in zip(Z_, G)], rtol=1e-11, atol=1e-14
@@ -282,7 +281,7 @@ def test_gradient_norms_are_euclidean():
 
 def test_gradient_norms_of_float32_do_not_overflow():
     """A float32 sum of squares overflows from entries of about 1.8e19; the norms are summed in float64."""
-    from symback.compiler import Gradients
+    from symback.compile.compiler import Gradients
 
     big = Gradients([np.full((2, 2), 3e20, dtype=np.float32)], [np.full(2, 4e20, dtype=np.float32)])
     with np.errstate(all="ignore"):
@@ -304,7 +303,7 @@ def test_gradient_norms_of_float32_do_not_overflow():
 
 
 def test_result_objects_compare_by_value_or_identity_without_crashing():
-    from symback.compiler import ForwardPass, Gradients
+    from symback.compile.compiler import ForwardPass, Gradients
 
     g = Gradients([np.ones((2, 2))], [np.zeros(2)])
     assert g == Gradients([np.ones((2, 2))], [np.zeros(2)])
@@ -320,7 +319,7 @@ def test_piecewise_compiles_to_nested_where_with_first_true_branch_semantics():
 
     import sympy as sp
 
-    from symback.compiler import lambdify
+    from symback.compile.compiler import lambdify
 
     x = sp.Symbol("x", real=True)
     piecewise = sp.Piecewise((1, x < -1), (x**2, x < 1), (2, True))

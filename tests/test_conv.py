@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sympy.concrete.delta import deltasummation
 
-from symback import lowering_shifted as shifted
-from symback.layers_conv import ConvFormula
+from symback.compile import lowering_shifted as shifted
+from symback.symbolic.layers_conv import ConvFormula
 
 from . import reference
 from .tools import require_module
@@ -216,10 +216,10 @@ def test_padding_and_output_shape():
 def conv_network(rank: int, mode: str, *, channels: int = 1, filters: int = 2, size: int = 3, spatial: int = 5):
     """input (channels, spatial…) → conv (tanh) → dense 3 (sigmoid), squared error."""
     from symback import Network
-    from symback.activations import get_activation
-    from symback.layers_conv import GridDense
-    from symback.layers_conv1d import Conv1D
-    from symback.layers_conv2d import Conv2D
+    from symback.symbolic.activations import get_activation
+    from symback.symbolic.layers_conv import GridDense
+    from symback.symbolic.layers_conv1d import Conv1D
+    from symback.symbolic.layers_conv2d import Conv2D
 
     kind = Conv1D if rank == 1 else Conv2D
     conv = kind.over((channels, *[spatial] * rank), get_activation("tanh"), filters=filters, kernel=(size,) * rank, padding=mode)
@@ -245,8 +245,8 @@ def zero_outside(expression: sp.Expr, shapes: dict) -> sp.Expr:
 def test_engine_derives_the_flipped_kernel_correlation(rank, mode, size):
     """chain.derive_backward, given only the layer's formula, yields ∇a(input of the top conv) that is
     the flipped-kernel correlation of δ, position by position."""
-    from symback.chain import derive_backward
-    from symback.layers_conv2d import Conv2D
+    from symback.symbolic.chain import derive_backward
+    from symback.symbolic.layers_conv2d import Conv2D
 
     network = conv_network(rank, mode, channels=2, size=size, spatial=6 if rank == 1 else 4)
     # a second convolution on top of the first, so the engine derives ∇a of a convolution's input
@@ -254,7 +254,7 @@ def test_engine_derives_the_flipped_kernel_correlation(rank, mode, size):
     kind = type(first)
     second = kind.over(first.grid, first.activation, filters=2, kernel=(size,) * rank, padding=mode)
     from symback import Network
-    from symback.layers_conv import GridDense
+    from symback.symbolic.layers_conv import GridDense
 
     top = GridDense(3, network.layers[1].activation, input_grid=second.grid)
     network = Network([network.sizes[0], first.width, second.width, 3], ["tanh", "tanh", "sigmoid"], "squared_error",
@@ -284,7 +284,7 @@ def test_engine_derives_the_flipped_kernel_correlation(rank, mode, size):
 def test_engine_derivation_lowers_to_the_shifted_patterns(rank, mode):
     """Each derived sum of a convolution layer is recognised by match_shifted and computes what the
     position-by-position reference computes."""
-    from symback.chain import derive_backward
+    from symback.symbolic.chain import derive_backward
 
     network = conv_network(rank, mode, channels=2, filters=3)
     conv = network.layers[0]

@@ -7,9 +7,9 @@ import pytest
 import sympy as sp
 
 from symback import COSTS, get_cost
-from symback.compiler import elementwise
-from symback.costs import A, Y
+from symback.compile.compiler import elementwise
 from symback.errors import SpecError, UnknownNameError
+from symback.symbolic.costs import A, Y
 
 from . import reference
 
@@ -59,7 +59,7 @@ def test_bad_costs(spec, error, message):
 
 def test_equality_includes_the_class():
     from symback import get_cost
-    from symback.costs import Cost
+    from symback.symbolic.costs import Cost
 
     class Special(Cost):
         pass

@@ -240,7 +240,7 @@ def test_errors_keep_tomllib_line_numbers():
 
 
 def test_claims_files_read_data_in_bulk_with_decimal_floats(tmp_path):
-    from symback.claims import load_claims
+    from symback.verification.claims import load_claims
 
     text = (EXAMPLES_DIR / "seed002_claims.toml").read_text(encoding="utf-8")
     head, claims = text.split("[[claim]]", 1)
@@ -255,7 +255,7 @@ def test_claims_files_read_data_in_bulk_with_decimal_floats(tmp_path):
 
 
 def test_a_large_data_array_loads_as_tomllib_would(tmp_path):
-    from symback.spec import load_spec
+    from symback.spec.loader import load_spec
 
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((2000, 3)), rng.standard_normal(2000)

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from symback import plots
 from symback.cli import main
 from symback.demo import FAST_EPOCHS, run_demo
+from symback.training import plots
 
 from .tools import chromium_screenshot, dark_pixels, distinct_colours, png_pixels, require_module
 

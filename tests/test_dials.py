@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from symback import Dataset, Network, Parameters, dials
-from symback.compiler import CompiledNetwork
-from symback.dials import rank_dials
+from symback import Dataset, Network, Parameters
+from symback.compile.compiler import CompiledNetwork
+from symback.training import dials
+from symback.training.dials import rank_dials
 
 
 def _problem():

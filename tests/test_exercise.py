@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symback.cli import main
-from symback.errors import SpecError
-from symback.exercise import (
+from symback.classroom.exercise import (
     draw_variants,
     exercise_from_text,
     front_matter,
@@ -21,8 +19,10 @@ from symback.exercise import (
     submission_text,
     write_exercise,
 )
-from symback.verify import NOT_JUDGED, RIGHT
-from symback.working import judge, working_from_text
+from symback.cli import main
+from symback.errors import SpecError
+from symback.verification.verify import NOT_JUDGED, RIGHT
+from symback.verification.working import judge, working_from_text
 
 from . import reference
 from .tools import chromium_screenshot, dark_pixels, png_pixels, require_program

@@ -128,7 +128,7 @@ def test_a_nul_in_a_path_is_one_line():
 def test_a_byte_order_mark_is_dropped_and_bad_utf8_is_one_line(tmp_path):
     marked = tmp_path / "marked.toml"
     marked.write_bytes(b"\xef\xbb\xbf" + SEED002.read_bytes())
-    from symback.spec import load_spec
+    from symback.spec.loader import load_spec
 
     assert load_spec(marked).network.sizes == load_spec(SEED002).network.sizes
     bad = tmp_path / "latin1.toml"

@@ -9,7 +9,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from symback.errors import FormulaError
-from symback.formula import parse_formula
+from symback.grammar.formula import parse_formula
 
 z, a, y = sp.symbols("z a y")
 
@@ -148,7 +148,7 @@ def _parse_in_subprocess(text: str) -> str:
 
     program = (
         "import sympy as sp\n"
-        "from symback.formula import parse_formula\n"
+        "from symback.grammar.formula import parse_formula\n"
         "from symback.errors import FormulaError\n"
         "z = sp.Symbol('z')\n"
         "try:\n"
@@ -229,7 +229,7 @@ def test_large_constants_are_correctly_rounded_floats(text, true_constant):
     with mpmath.workdps(400):  # cos(exp(700)) needs the 1,010 bits of exp(700) and more
         expected = true_constant()
         assert abs(mpmath.mpf(constant._mpf_) - expected) <= abs(expected) * 1e-16
-    from symback.compiler import lambdify
+    from symback.compile.compiler import lambdify
 
     values = lambdify([z], parsed)(np.array([0.0, 1.0]))
     assert values.dtype == np.float64 and values[0] == float(expected)

@@ -1,4 +1,4 @@
-"""The fused backend (symback.backends.fused) against NumPy semantics: a plain loop of
+"""The fused backend (symback.training.backends.fused) against NumPy semantics: a plain loop of
 CompiledNetwork.loss_and_gradient and symback's own optimizer.step, the body of Trainer.fit's loop."""
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symback import Network, Parameters
-from symback.compiler import CompiledNetwork, Gradients, stabilize
+from symback.compile.compiler import CompiledNetwork, Gradients, stabilize
 from symback.errors import SpecError
-from symback.optimizers import get_optimizer
-from symback.train import TrainingConfig, _clip, _peak, below_tolerance
+from symback.training.optimizers import get_optimizer
+from symback.training.train import TrainingConfig, _clip, _peak, below_tolerance
 
 from .tools import require_module
 
 numba = require_module("numba")  # in CI (CI=true) a missing numba fails here instead of skipping
 
-from symback.backends import fused  # noqa: E402  (imports no numba itself: make_runner does)
+from symback.training.backends import fused  # noqa: E402  (imports no numba itself: make_runner does)
 
 ELEMENTWISE = ["elu", "identity", "leaky_relu", "relu", "sigmoid", "silu", "softplus", "tanh"]
 OPTIMIZERS = ["sgd", "momentum", "rmsprop", "adam"]
@@ -254,7 +254,7 @@ def test_what_it_does_not_train_is_refused_in_one_line():
 
 
 def test_an_optimizer_without_a_fused_update_is_refused():
-    from symback.optimizers import SGD
+    from symback.training.optimizers import SGD
 
     class Halving(SGD):
         name = "halving"
@@ -288,7 +288,7 @@ def test_generated_kernels_are_written_once_to_the_cache_folder(tmp_path, monkey
 
 def _scalar_kernel(expression: sp.Expr):
     """``expression`` in z, printed by the fused backend's printer, compiled by numba as the kernel is."""
-    from symback.activations import Z
+    from symback.symbolic.activations import Z
 
     text = fused._ScalarPrinter({"fully_qualified_modules": True, "standard": "python3"}).doprint(stabilize(expression))
     prelude = fused._PRELUDE.replace("cache=True", "cache=False")
@@ -300,7 +300,7 @@ def _scalar_kernel(expression: sp.Expr):
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_printed_activation_and_derivative_are_exact_to_rounding_over_the_range(name):
     mpmath = require_module("mpmath")
-    from symback.activations import Z, get_activation
+    from symback.symbolic.activations import Z, get_activation
 
     activation = get_activation(name)
     stable = stabilize(activation.formula)
@@ -321,7 +321,7 @@ def test_printed_activation_and_derivative_are_exact_to_rounding_over_the_range(
 def test_trainer_fit_on_the_fused_backend_gives_the_numpy_backends_numbers_and_messages():
     """Through ``Trainer.fit``: chunks, the epoch's last batch, shuffling, records and the NaN-stop message."""
     from symback import Dataset
-    from symback.train import Trainer
+    from symback.training.train import Trainer
 
     network = Network([3, 4, 2], "sigmoid", "squared_error")
     rng = np.random.default_rng(7)

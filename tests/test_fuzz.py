@@ -33,14 +33,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symback.activations import Z, activation_from_formula
-from symback.claims import claims_from_text
 from symback.cli import main
 from symback.errors import SymbackError
-from symback.formula import FUNCTIONS, parse_formula
-from symback.network import Network
-from symback.spec import load_spec, spec_from_dict
-from symback.train import load_checkpoint
+from symback.grammar.formula import FUNCTIONS, parse_formula
+from symback.spec.loader import load_spec, spec_from_dict
+from symback.symbolic.activations import Z, activation_from_formula
+from symback.symbolic.network import Network
+from symback.training.train import load_checkpoint
+from symback.verification.claims import claims_from_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symback.cli import main
-from symback.errors import SpecError
-from symback.exercise import draw_variants, load_exercise, solve, submission_text, write_exercise
-from symback.grade import (
+from symback.classroom.exercise import draw_variants, load_exercise, solve, submission_text, write_exercise
+from symback.classroom.grade import (
     FOLLOW_THROUGH,
     METHOD,
     MISSING,
@@ -25,6 +23,8 @@ from symback.grade import (
     summary_context,
     write_grades,
 )
+from symback.cli import main
+from symback.errors import SpecError
 
 from . import reference
 
@@ -319,7 +319,7 @@ def test_the_stage_modules_do_not_import_the_cli() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, symback.exercise, symback.grade; "
+    code = ("import sys, symback.classroom.exercise, symback.classroom.grade; "
             "assert 'symback.cli' not in sys.modules")
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={"PYTHONPATH": str(root)}, timeout=120)
@@ -351,7 +351,7 @@ def test_any_file_is_marked_or_refused_with_a_reason_never_a_crash(sheets, tmp_p
 
 def test_a_class_decides_each_symbolic_comparison_once(sheets) -> None:
     """The second student of the same exercise adds no symbolic comparison (the memo is where the judge looks)."""
-    from symback import grade as grading
+    from symback.classroom import grade as grading
 
     folder, key, _ = sheets
     grading._DECIDED.clear()

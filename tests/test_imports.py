@@ -119,9 +119,9 @@ def test_module_level_imports_have_no_cycle_and_the_stage_order_is_printed():
 def test_the_graph_sees_the_imports_that_exist():
     """The walk finds both kinds: a test that reads an empty graph would pass for nothing."""
     graph = import_graph()
-    assert "symback.compiler" in graph.eager["symback.derivation"]
-    assert "symback.latex" in graph.lazy["symback.derivation"]  # the Jupyter display, imported when shown
-    assert "symback.train" in graph.lazy["symback.cli.train"]
+    assert "symback.compile.compiler" in graph.eager["symback.render.derivation"]
+    assert "symback.render.latex" in graph.lazy["symback.render.derivation"]  # the Jupyter display, imported when shown
+    assert "symback.training.train" in graph.lazy["symback.cli.train"]
     assert "symback.cli.verify" in graph.lazy[CLI]
 
 
@@ -149,21 +149,21 @@ def _modules_after(code: str) -> set[str]:
 
 def test_import_symback_loads_neither_the_compiler_nor_the_renderer_nor_the_cli():
     loaded = _modules_after("import symback")
-    heavy = {"symback.compiler", "symback.report", "symback.latex", "symback.derivation", "jinja2", "symback.cli"}
+    heavy = {"symback.compile.compiler", "symback.render.report", "symback.render.latex", "symback.render.derivation", "jinja2", "symback.cli"}
     assert loaded & heavy == set()
     assert "symback" in loaded  # the subprocess imported this checkout, not nothing
 
 
 def test_a_public_name_loads_only_what_it_needs():
     loaded = _modules_after("import symback\nsymback.Network([1, 1], 'sigmoid', 'squared_error')")
-    assert "symback.network" in loaded
-    assert loaded & {"symback.compiler", "symback.report", "jinja2"} == set()
+    assert "symback.symbolic.network" in loaded
+    assert loaded & {"symback.compile.compiler", "symback.render.report", "jinja2"} == set()
 
 
 def test_version_loads_neither_the_compiler_nor_sympy():
     code = "from symback.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass"
     loaded = _modules_after(code)
-    assert loaded & {"symback.compiler", "sympy", "numpy", "jinja2"} == set()
+    assert loaded & {"symback.compile.compiler", "sympy", "numpy", "jinja2"} == set()
     assert "symback.cli.train" in loaded  # the parser was built, every command's arguments with it
 
 
@@ -197,3 +197,33 @@ def test_the_names_type_checkers_see_are_the_names_loaded_at_run_time():
     block = next(node for node in tree.body if _is_type_checking(node))
     seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert seen == symback._PUBLIC
+
+
+#: The stage packages in the order data flows through them; the foundation modules at the top of the package
+#: (errors, registry, budget, files, resources, data, datasets) sit below every stage.
+STAGES = ["grammar", "symbolic", "spec", "compile", "training", "render", "verification", "classroom", "cli"]
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in STAGES else None
+
+
+def test_the_stage_packages_import_only_earlier_stages_counting_function_level_imports():
+    """One subpackage per stage, data flowing one way: a stage imports (at any level) only stages before it."""
+    graph = import_graph()
+    stages_found = {_stage(module) for module in graph.eager} - {None}
+    assert stages_found <= set(STAGES) and {"grammar", "symbolic", "compile", "render", "cli"} <= stages_found
+    backwards = sorted(
+        f"{module} -> {target}"
+        for module in graph.eager
+        for target in graph.eager[module] | graph.lazy[module]
+        if _stage(module) and _stage(target) and STAGES.index(_stage(target)) > STAGES.index(_stage(module))
+    )
+    assert backwards == []
+
+
+def test_every_module_lives_in_a_stage_package_or_the_foundation():
+    foundation = {"__init__", "__main__", "errors", "registry", "budget", "files", "resources", "data", "demo"}
+    top_level = {path.stem for path in ROOT.glob("*.py")}
+    assert top_level <= foundation, sorted(top_level - foundation)

@@ -9,10 +9,10 @@ import pytest
 import symback
 from symback import Network, derive
 from symback.cli import main
-from symback.compiler import compile_network
+from symback.compile.compiler import compile_network
 from symback.errors import SpecError
-from symback.network import NodeRef
-from symback.report import build_report, write_report
+from symback.render.report import build_report, write_report
+from symback.symbolic.network import NodeRef
 
 from .test_report import _pdf_log
 from .tools import require_program

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 import symback
 from symback import Dataset, Parameters
-from symback.chain import derive_backward, grid_tuple
-from symback.layer_table import network_from_tables
-from symback.layers_recurrent import LastStep
+from symback.spec.layer_table import network_from_tables
+from symback.symbolic.chain import derive_backward, grid_tuple
+from symback.symbolic.layers_recurrent import LastStep
 
 from . import reference
 from .tools import require_module

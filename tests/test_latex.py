@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sympy as sp
 import pytest
+import sympy as sp
 
 from symback import Network, derive
-from symback.latex import ChainProduct, Partial, SymbackLatexPrinter, escape_latex, latex, mathml, name_latex
+from symback.render.latex import ChainProduct, Partial, SymbackLatexPrinter, escape_latex, latex, mathml, name_latex
 
 j, k = sp.Idx("j", 3), sp.Idx("k", 12)
 
@@ -116,7 +116,7 @@ def test_printer_rejects_unknown_settings():
 def test_the_mathml_printer_escapes_through_every_entry_point():
     import sympy as sp
 
-    from symback.latex import SymbackMathMLPrinter
+    from symback.render.latex import SymbackMathMLPrinter
 
     printed = SymbackMathMLPrinter().doprint(sp.Symbol("<script>alert(1)</script>"))
     assert "<script>" not in printed and "&lt;script&gt;" in printed
@@ -124,7 +124,7 @@ def test_the_mathml_printer_escapes_through_every_entry_point():
 
 def test_names_with_a_final_newline_are_text_not_notation():
     """``$`` matched before a final newline, so "w1\\n" was typeset as w_{1} (issue 11: match whole names)."""
-    from symback.latex import parse_name
+    from symback.render.latex import parse_name
 
     for name in ("w1\n", "w(L)_0\n", "x_0\n", "sigma(z)\n"):
         assert parse_name(name).kind == "text", name

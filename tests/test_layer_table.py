@@ -9,7 +9,7 @@ import pytest
 
 import symback
 from symback.errors import SpecError
-from symback.layer_table import network_from_tables
+from symback.spec.layer_table import network_from_tables
 
 from .conftest import ROOT
 
@@ -105,7 +105,7 @@ def test_a_residual_skip_from_a_grid_is_refused_in_one_line(skip):
     import numpy as np
 
     from symback import Dataset, Parameters
-    from symback.verify import gradient_check
+    from symback.verification.verify import gradient_check
 
     dense = {"size": 6, "activation": "tanh"}
     network = network_from_tables({"inputs": [1, 6]}, [tables[0], dense, dense, {**tables[2], "skip": 2}, tables[3]])

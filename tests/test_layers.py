@@ -1,4 +1,4 @@
-"""symback.layers: each kind's local formulas, the registry, and the network built from them."""
+"""symback.symbolic.layers: each kind's local formulas, the registry, and the network built from them."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import pytest
 import sympy as sp
 
 from symback import Network
-from symback.activations import get_activation
 from symback.errors import SpecError
-from symback.layers import LAYER_KINDS, Dense, LayerSymbols, Residual, get_layer_kind, register_layer_kind
-from symback.model import ExplicitModel, IndexedModel
+from symback.symbolic.activations import get_activation
+from symback.symbolic.layers import LAYER_KINDS, Dense, LayerSymbols, Residual, get_layer_kind, register_layer_kind
+from symback.symbolic.model import ExplicitModel, IndexedModel
 
 
 def test_dense_formulas_are_the_textbook_layer():
@@ -57,7 +57,7 @@ def test_registry_lists_and_finds_kinds():
 
 
 def test_a_registered_kind_is_found_and_derived_without_other_changes():
-    from symback.chain import derive_backward
+    from symback.symbolic.chain import derive_backward
 
     class Doubled(Dense):  # z = 2·(W a + b): a kind declared only by its formula
         kind = "doubled"

@@ -1,4 +1,4 @@
-"""symback.lowering: every table pattern and the fallbacks against plain NumPy, and the patterns the
+"""symback.compile.lowering: every table pattern and the fallbacks against plain NumPy, and the patterns the
 compiled networks use."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import sympy as sp
 
 from symback import Network
-from symback.compiler import CompiledNetwork
-from symback.lowering import CONTRACTIONS, KnownFactor, canonical, contraction_of, lower
+from symback.compile.compiler import CompiledNetwork
+from symback.compile.lowering import CONTRACTIONS, KnownFactor, canonical, contraction_of, lower
 
 RNG = np.random.default_rng(7)
 N = 5
@@ -129,9 +129,9 @@ def test_lowering_depends_on_no_other_symback_module():
     import ast
     from pathlib import Path
 
-    import symback.lowering
+    import symback.compile.lowering
 
-    tree = ast.parse(Path(symback.lowering.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(symback.compile.lowering.__file__).read_text(encoding="utf-8"))
     relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0]
     assert relative == []
 

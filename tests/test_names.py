@@ -1,4 +1,4 @@
-"""symback.names: the one name grammar (w(L)_j_k, a(L-1), x_2, C, user names), parsed and written back."""
+"""symback.grammar.names: the one name grammar (w(L)_j_k, a(L-1), x_2, C, user names), parsed and written back."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from symback.errors import SpecError
-from symback.names import ANY, LAYER_PATTERN, NODE_PATTERN, Layer, Name, is_identifier, number, parse
-from symback.network import Network, NodeRef
+from symback.grammar.names import ANY, LAYER_PATTERN, NODE_PATTERN, Layer, Name, is_identifier, number, parse
+from symback.symbolic.network import Network, NodeRef
 
-# The grammar as network.py wrote it before symback.names (kept here as an independent oracle).
+# The grammar as network.py wrote it before symback.grammar.names (kept here as an independent oracle).
 OLD_NETWORK_NAME = re.compile(
     r"""(?P<kind>[wbza])\(\s*(?P<layer>L(?:\s*-\s*\d+)?|\d+)\s*\)
         (?:_(?P<j>\d+|\*)(?:_(?P<k>\d+|\*))?)?""",

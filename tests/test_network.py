@@ -165,7 +165,7 @@ def test_networks_past_the_documented_size_are_refused_at_once(sizes, message):
 
 
 def test_the_size_limits_are_the_documented_ones():
-    from symback.network import MAX_LAYERS, MAX_PARAMETERS
+    from symback.symbolic.network import MAX_LAYERS, MAX_PARAMETERS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     for limit in (MAX_PARAMETERS, MAX_LAYERS):
@@ -234,7 +234,7 @@ def test_names_resolve_ignoring_case_by_the_claims_rule():
 
 
 def test_wrt_and_claims_agree_on_names(tmp_path):
-    from symback.claims import Notation
+    from symback.verification.claims import Notation
 
     net = Network([1, 2, 1], "sigmoid", "ssr", names={"b(2)": "Bias", "w(1)_0_0": "w1", "cost": "SSR"})
     notation = Notation(net)

@@ -12,10 +12,8 @@ import pytest
 import sympy as sp
 
 from symback import Network, derive
-from symback.activations import ACTIVATIONS, Z, get_activation
-from symback.costs import COSTS
-from symback.latex import latex, mathml
-from symback.notation import (
+from symback.render.latex import latex, mathml
+from symback.render.notation import (
     PRIME_NAMES,
     Delta,
     FunctionOf,
@@ -30,6 +28,8 @@ from symback.notation import (
     step_form,
     text,
 )
+from symback.symbolic.activations import ACTIVATIONS, Z, get_activation
+from symback.symbolic.costs import COSTS
 
 TIGHT = '<mo stretchy="false" lspace="0" rspace="0">'
 L = "<mrow>" + TIGHT + "(</mo><mi>L</mi>" + TIGHT + ")</mo></mrow>"
@@ -287,7 +287,7 @@ def _ops(expr: sp.Expr) -> int:
 
 
 def _plain(expr):
-    from symback.notation import Difference, OrderedSum, Parenthesized
+    from symback.render.notation import Difference, OrderedSum, Parenthesized
 
     if isinstance(expr, Product):
         return sp.Mul(*(_plain(a) for a in expr.args), evaluate=False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from symback import Dataset, Network, Parameters
-from symback.compiler import CompiledNetwork, Gradients
+from symback.compile.compiler import CompiledNetwork, Gradients
 from symback.errors import SpecError, UnknownNameError
-from symback.optimizers import OPTIMIZERS, get_optimizer
+from symback.training.optimizers import OPTIMIZERS, get_optimizer
 
 
 def _problem():

@@ -7,7 +7,7 @@ import pytest
 
 from symback import Network, Parameters
 from symback.errors import SpecError
-from symback.parameters import packed_views
+from symback.symbolic.parameters import packed_views
 
 
 def test_numbered_name_of_a_single_bias_takes_one_number():
@@ -68,7 +68,7 @@ def test_packed_views_refuse_a_buffer_of_the_wrong_size():
 
 
 def test_copy_keeps_each_arrays_dtype_and_gradients_of_integers_are_float():
-    from symback.compiler import Gradients
+    from symback.compile.compiler import Gradients
 
     mixed = Parameters([np.ones((2, 2), dtype=np.float32)], [np.zeros(2)])
     copied = mixed.copy()
@@ -84,7 +84,7 @@ def test_a_deep_copy_shares_the_network_and_copies_the_arrays():
     ``trainable = ["b(1)_*"]``, against 0.3 s for the arrays alone)."""
     import copy
 
-    from symback.network import NodeRef
+    from symback.symbolic.network import NodeRef
 
     net = Network([3, 2, 2], "tanh", "mse", names={"w(1)_0_0": "w1"}, trainable=["w(1)_0_0"])
     params = Parameters.initialize(net, seed=4)

@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from symback import Dataset, Network, Parameters, plots
-from symback.dials import rank_dials
+from symback import Dataset, Network, Parameters
+from symback.training import plots
+from symback.training.dials import rank_dials
 
 from .tools import distinct_colours, png_pixels, require_module
 

@@ -9,9 +9,9 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symback import lowering_scan
-from symback.activations import Z, get_activation
-from symback.layers_recurrent import RecurrentFormula
+from symback.compile import lowering_scan
+from symback.symbolic.activations import Z, get_activation
+from symback.symbolic.layers_recurrent import RecurrentFormula
 
 from . import reference
 from .test_conv import DELTA, collapse
@@ -141,8 +141,8 @@ def test_reference_matches_torch_rnn(nonlinearity):
 
 def recurrent_network(steps=4, inputs=3, hidden=2, activation="tanh"):
     from symback import Network
-    from symback.layers_conv import GridDense
-    from symback.layers_recurrent import Recurrent
+    from symback.symbolic.layers_conv import GridDense
+    from symback.symbolic.layers_recurrent import Recurrent
 
     recurrent = Recurrent.over((steps, inputs), get_activation(activation), hidden=hidden)
     top = GridDense(2, get_activation("sigmoid"), input_grid=recurrent.grid)
@@ -152,7 +152,7 @@ def recurrent_network(steps=4, inputs=3, hidden=2, activation="tanh"):
 def test_engine_derives_backpropagation_through_time():
     """From the layer's formula alone, the engine's ∇h[τ, κ] is the readout's term plus the next step's
     Σ_j δ[τ+1, j] W[j, κ]; ∂C/∂w sums δ[t]·h[t−1] (the W block) and δ[t]·x[t] (the U block) over time."""
-    from symback.chain import derive_backward
+    from symback.symbolic.chain import derive_backward
 
     network = recurrent_network()
     backward = derive_backward(network)

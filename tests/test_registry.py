@@ -6,15 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from symback import report, verify
-from symback.activations import ACTIVATIONS, Activation, Z, get_activation, register_activation
-from symback.costs import COSTS, get_cost
 from symback.datasets import DATASETS, get_dataset
 from symback.errors import SpecError, UnknownNameError
-from symback.network import Network
-from symback.optimizers import OPTIMIZERS, SGD, get_optimizer
-from symback.parameters import INITIALIZERS, Parameters
 from symback.registry import Registry, folded, unknown_name
+from symback.render import report
+from symback.symbolic.activations import ACTIVATIONS, Activation, Z, get_activation, register_activation
+from symback.symbolic.costs import COSTS, get_cost
+from symback.symbolic.network import Network
+from symback.symbolic.parameters import INITIALIZERS, Parameters
+from symback.training.optimizers import OPTIMIZERS, SGD, get_optimizer
+from symback.verification import verify
 
 REGISTRIES = {"activation": ACTIVATIONS, "cost": COSTS, "optimizer": OPTIMIZERS, "initialisation": INITIALIZERS,
               "report format": report.FORMATS, "verification format": verify.TEMPLATES, "dataset": DATASETS}

@@ -14,10 +14,10 @@ import sympy as sp
 import symback
 from symback import Network, derive
 from symback.cli import main
+from symback.compile.compiler import compile_network
 from symback.errors import SymbackError
-from symback.latex import latex
-from symback.compiler import compile_network
-from symback.report import build_report, render, template_dir, write_report
+from symback.render.latex import latex
+from symback.render.report import build_report, render, template_dir, write_report
 
 from .tools import chromium_screenshot, dark_pixels, png_pixels, require_program
 
@@ -171,7 +171,7 @@ def test_format_from_suffix_and_atomic_write(tmp_path, seed002, monkeypatch):
     def broken(tex):
         raise SymbackError("pdflatex failed: ! simulated")
 
-    monkeypatch.setattr("symback.report.compile_pdf", broken)
+    monkeypatch.setattr("symback.render.report.compile_pdf", broken)
     (tmp_path / "old.pdf").write_bytes(b"previous")
     with pytest.raises(SymbackError):
         write_report(d, tmp_path / "old.pdf")
@@ -180,7 +180,7 @@ def test_format_from_suffix_and_atomic_write(tmp_path, seed002, monkeypatch):
 
 
 def test_missing_pdflatex_is_named(tmp_path, seed002, monkeypatch):
-    monkeypatch.setattr("symback.report.shutil.which", lambda name: None)
+    monkeypatch.setattr("symback.render.report.shutil.which", lambda name: None)
     with pytest.raises(SymbackError, match="pdflatex not found"):
         write_report(derive(seed002.network, "b3"), tmp_path / "r.pdf")
     assert not (tmp_path / "r.pdf").exists()
@@ -217,7 +217,7 @@ def test_jupyter_reprs(seed002):
 def test_jupyter_and_derive_text_show_the_same_forms_in_one_naming(network, target):
     """Issue 12: a Jupyter Derivation mixed ∂SSR/∂b^{(L)}_j with ∂SSR/∂b_3. Each line Jupyter shows
     (LaTeX and MathML alike) is a line of `symback derive`'s text, in the same form and names."""
-    from symback.notation import text
+    from symback.render.notation import text
 
     d = derive(network, target)
     lines = d.presentation.summary()
@@ -271,8 +271,8 @@ def test_index_form_value_matches_the_written_out_sum():
     import numpy as np
     import sympy as sp
 
-    from symback.network import NodeRef
-    from symback.report import _index_form_value
+    from symback.render.report import _index_form_value
+    from symback.symbolic.network import NodeRef
 
     net = Network([2, 3, 2], ["tanh", "softmax"], "categorical_cross_entropy")
     params = symback.Parameters.initialize(net, seed=4)
@@ -280,7 +280,7 @@ def test_index_form_value_matches_the_written_out_sum():
     d = derive(net, NodeRef("w", 1, 2, 1), form="indexed")
     expr = d.indexed_product.xreplace(dict(zip(d.indexed_target.indices, (2, 1)))).doit()
     forward = compile_network(net).forward(params, data.X)
-    from symback.model import IndexedModel
+    from symback.symbolic.model import IndexedModel
 
     im = IndexedModel(net)
     total = 0.0
@@ -344,7 +344,7 @@ def test_wheel_ships_the_templates(tmp_path):
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(wheel).extractall(unpacked)
     script = (
-        "from symback.resources import example_file, locate; from symback.report import template_dir; "
+        "from symback.resources import example_file, locate; from symback.render.report import template_dir; "
         "print(template_dir()); print(example_file('seed002_claims.toml'))"
     )
     found = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
@@ -372,8 +372,8 @@ def test_pdflatex_that_cannot_run_is_one_line(tmp_path, seed002_report, monkeypa
     def hangs(*args, **kwargs):
         raise subprocess.TimeoutExpired("pdflatex", 120)
 
-    monkeypatch.setattr("symback.report.shutil.which", lambda name: "/usr/bin/pdflatex")
-    monkeypatch.setattr("symback.report.subprocess.run", hangs)
+    monkeypatch.setattr("symback.render.report.shutil.which", lambda name: "/usr/bin/pdflatex")
+    monkeypatch.setattr("symback.render.report.subprocess.run", hangs)
     with pytest.raises(SymbackError, match="did not finish"):
         write_report(seed002_report, tmp_path / "b3.pdf")
     assert not list(tmp_path.iterdir())
@@ -445,7 +445,7 @@ def test_html_shows_derivative_parentheses_and_minus_signs_in_chromium(tmp_path)
 def _pdf_log(report) -> tuple[int, list[str]]:
     import re
 
-    from symback.report import compile_pdf_with_log
+    from symback.render.report import compile_pdf_with_log
 
     _, log = compile_pdf_with_log(render(report, "tex"))
     pages = int(re.search(r"Output written on report\.pdf \((\d+) pages?", log).group(1))
@@ -455,7 +455,7 @@ def _pdf_log(report) -> tuple[int, list[str]]:
 def _single_parameter_reports(seed002):
     """(label, network, parameters, data): each network bare and with one example (seed 002 with its own three)."""
     from symback.data import Dataset
-    from symback.parameters import Parameters
+    from symback.symbolic.parameters import Parameters
 
     networks = {
         "seed002": (seed002.network, None),
@@ -651,8 +651,8 @@ def test_index_form_value_of_a_residual_network_is_the_compiled_gradient():
     all): it equals the compiled gradient and central differences of a plain NumPy forward pass."""
     import numpy as np
 
-    from symback.network import NodeRef
-    from symback.report import _index_form_value
+    from symback.render.report import _index_form_value
+    from symback.symbolic.network import NodeRef
 
     from . import reference
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from symback import Dataset, Network, Parameters
-from symback.plots import PLOT_HINT, have_matplotlib
-from symback.sweep import grid, run_sweep
-from symback.train import TrainingConfig
+from symback.training.plots import PLOT_HINT, have_matplotlib
+from symback.training.sweep import grid, run_sweep
+from symback.training.train import TrainingConfig
 
 from .tools import distinct_colours, in_ci, load_example, png_pixels
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symback.plots import PLOT_HINT, have_matplotlib
+from symback.training.plots import PLOT_HINT, have_matplotlib
 
 from .tools import distinct_colours, in_ci, load_example, png_pixels
+
 
 def _run(module, out: Path | None) -> tuple[dict, str]:
     printed = io.StringIO()

@@ -188,7 +188,7 @@ def test_nesting_scan_skips_strings_and_comments(tmp_path):
 
 
 def test_nesting_up_to_the_limit_is_read():
-    from symback.tomlread import MAX_NESTING, parse_toml
+    from symback.grammar.tomlread import MAX_NESTING, parse_toml
 
     assert parse_toml("x = " + "[" * (MAX_NESTING - 1) + "]" * (MAX_NESTING - 1))["x"] is not None
     with pytest.raises(SpecError, match="nest"):

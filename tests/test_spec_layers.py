@@ -1,4 +1,4 @@
-"""The spec's [[layer]] form (symback.spec._layer_tables) and the residual example that uses it."""
+"""The spec's [[layer]] form (symback.spec.loader._layer_tables) and the residual example that uses it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import symback
 from symback import Dataset, spec_from_dict
 from symback.errors import SpecError
-from symback.spec import load_spec
-from symback.tomlread import parse_toml
+from symback.grammar.tomlread import parse_toml
+from symback.spec.loader import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

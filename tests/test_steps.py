@@ -9,9 +9,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symback.activations import ACTIVATIONS, Z, activation_from_formula
-from symback.costs import A, COSTS, Y, cost_from_formula
-from symback.steps import (
+from symback.render.steps import (
     ChainRule,
     PowerRule,
     QuotientRule,
@@ -21,6 +19,8 @@ from symback.steps import (
     rewrite_in_terms_of,
     trace,
 )
+from symback.symbolic.activations import ACTIVATIONS, Z, activation_from_formula
+from symback.symbolic.costs import COSTS, A, Y, cost_from_formula
 
 
 def _equal_numerically(a: sp.Expr, b: sp.Expr, symbols) -> bool:

@@ -11,11 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from symback import Dataset, Network, Parameters, SpecError, UnknownNameError, sweep
+from symback import Dataset, Network, Parameters, SpecError, UnknownNameError
 from symback.cli import main
-from symback.plots import PLOT_HINT
-from symback.sweep import Run, grid, run_sweep, with_hidden_activation, write_sweep
-from symback.train import Trainer, TrainingConfig
+from symback.training import sweep
+from symback.training.plots import PLOT_HINT
+from symback.training.sweep import Run, grid, run_sweep, with_hidden_activation, write_sweep
+from symback.training.train import Trainer, TrainingConfig
 
 from .tools import distinct_colours, png_pixels, require_module
 

@@ -17,14 +17,14 @@ from mpmath import mp, mpf
 
 import symback
 from symback import Dataset, Network, Parameters, derive
-from symback.compiler import Gradients, compile_network
-from symback.dials import rank_dials
+from symback.compile.compiler import Gradients, compile_network
 from symback.errors import SpecError
-from symback.report import _index_form_value
-from symback.sweep import with_hidden_activation
-from symback.network import NodeRef
-from symback.train import Trainer, TrainingConfig, load_checkpoint, load_parameters, save_parameters
-from symback.verify import _finite_differences, _torch_gradient, gradient_check
+from symback.render.report import _index_form_value
+from symback.symbolic.network import NodeRef
+from symback.training.dials import rank_dials
+from symback.training.sweep import with_hidden_activation
+from symback.training.train import Trainer, TrainingConfig, load_checkpoint, load_parameters, save_parameters
+from symback.verification.verify import _finite_differences, _torch_gradient, gradient_check
 
 from .conftest import EXAMPLES
 from .tools import require_module
@@ -97,7 +97,7 @@ def test_mazur_total_error_and_dE_dw5_derived_and_compiled(mazur):
     compiled = compile_network(net)
     # E_total = 0.298371109: compiled, and from the symbolic model's own expression of E.
     assert f"{compiled.cost(params, data):.9f}" == "0.298371109"
-    model = symback.model.explicit_model(net)
+    model = symback.symbolic.model.explicit_model(net)
     cost_expression = model.forward_expressions[NodeRef("C")]
     leaves = {model.symbols[r]: params.get(r) if r.is_parameter else data.X[0, r.j] if r.kind == "x" else data.Y[0, r.j]
               for r in model.symbols if r.kind in ("w", "b", "x", "y")}
@@ -400,7 +400,7 @@ def test_summary_report_and_dials_show_a_tied_parameter_once(mazur, tmp_path):
     names = [dial.name for dial in dials]
     assert len(names) == 10 and sorted(names) == sorted(set(names))
     assert next(d for d in dials if d.name == "b1").partial == pytest.approx(0.018725609, abs=1e-9)
-    from symback.report import write_report
+    from symback.render.report import write_report
 
     text = write_report(derive(net, "b1"), tmp_path / "b1.md", params=params, data=data).read_text()
     assert r"10 distinct, tied: b1 = b\(L-1\)\_0, b\(L-1\)\_1; b2 = b\(L\)\_0, b\(L\)\_1" in text
@@ -450,8 +450,8 @@ text = "then dE/db1 = 0.0187412"
 quantity = "dE/db1"
 value = "0.0187412"
 ''')
-    from symback.claims import load_claims
-    from symback.verify import verify
+    from symback.verification.claims import load_claims
+    from symback.verification.verify import verify
 
     report = verify(load_claims(claims))
     statuses = [verdict.status for verdict in report.verdicts]
@@ -493,7 +493,7 @@ def test_readme_paragraph_quotes_what_the_example_gives(mazur, capsys):
 
 
 def test_network_report_checks_a_tied_parameter_once():
-    from symback.report import _check_rows
+    from symback.render.report import _check_rows
 
     sizes, names = TIES["two ties"]
     net, params, data = _tied_setup(sizes, names)
@@ -574,8 +574,8 @@ update = "b(1)_1"
 learning_rate = 0.5
 old = "0.312345"
 ''')
-    from symback.claims import load_claims
-    from symback.verify import CARRIED, WRONG, verify
+    from symback.verification.claims import load_claims
+    from symback.verification.verify import CARRIED, WRONG, verify
 
     first, second = verify(load_claims(claims)).verdicts
     assert [check.status for check in first.checks if check.part == "new"] == [WRONG]

@@ -14,15 +14,15 @@ import pytest
 import symback
 from symback import Dataset, Network, Parameters
 from symback.cli import main
-from symback.compiler import CompiledNetwork
+from symback.compile.compiler import CompiledNetwork
 from symback.errors import SpecError, SymbackError
-from symback.train import (
-    training_data,
+from symback.training.train import (
     Trainer,
     TrainingConfig,
     load_checkpoint,
     load_parameters,
     save_parameters,
+    training_data,
 )
 
 from .conftest import EXAMPLES
@@ -248,12 +248,12 @@ def test_cli_refuses_a_folder_as_save_path_before_training(tmp_path, capsys):
 
 
 def test_cli_prints_the_trained_result_when_the_save_fails(tmp_path, capsys, monkeypatch):
-    import symback.train
+    import symback.training.train
 
     def full_disk(path, payload):
         raise SymbackError(f"cannot write {str(path)!r}: No space left on device")
 
-    monkeypatch.setattr(symback.train, "write_atomic", full_disk)
+    monkeypatch.setattr(symback.training.train, "write_atomic", full_disk)
     status = main(["train", str(EXAMPLES / "seed002.toml"), "--learning-rate", "0.1", "--tolerance", "0.001",
                    "--epochs", "1000", "--save", str(tmp_path / "b3.npz"), "--quiet"])
     captured = capsys.readouterr()
@@ -559,10 +559,10 @@ def test_tolerance_stop_does_not_take_the_step_under_the_tolerance(seed002):
 
 
 def test_train_report_descent_and_verify_stop_at_the_same_step(seed002, tmp_path):
-    from symback.claims import load_claims
-    from symback.derivation import derive
-    from symback.report import descent_table
-    from symback.verify import verify
+    from symback.render.derivation import derive
+    from symback.render.report import descent_table
+    from symback.verification.claims import load_claims
+    from symback.verification.verify import verify
 
     config = TrainingConfig(optimizer="sgd", learning_rate=0.1, epochs=1000, tolerance=0.001)
     trained = Trainer(seed002.network, config).fit(seed002.parameters, seed002.data)
@@ -582,7 +582,7 @@ def test_train_report_descent_and_verify_stop_at_the_same_step(seed002, tmp_path
 
 
 def test_descend_stops_untaken_at_a_non_finite_step_and_runs_out_at_max_steps():
-    from symback.train import descend
+    from symback.training.train import descend
 
     path = descend(1.5, lambda v: 1.0 if v > 0 else float("inf"), 1.0, tolerance=1e-3, max_steps=10)
     assert not path.converged and not path.steps[-1].taken and not np.isfinite(path.last_step)

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from symback import Dataset, Network, NodeRef, Parameters, load_spec
-from symback.claims import claims_from_text, load_claims
 from symback.cli import main
-from symback.verify import (
+from symback.verification.claims import claims_from_text, load_claims
+from symback.verification.verify import (
     CARRIED,
     INVALID,
     RIGHT,
@@ -115,7 +115,7 @@ def test_seed002_final_b3_is_wrong_because_descent_converges_to_2_61(seed_report
     for _ in range(1000):
         step = 0.1 * _seed002_reference(b3)[1]
         if abs(step) < 0.001:
-            break  # the step under the tolerance is not taken (symback.train.below_tolerance)
+            break  # the step under the tolerance is not taken (symback.training.train.below_tolerance)
         b3 -= step
     assert round(b3, 2) == 2.61
     final = seed_report.verdicts[9]
@@ -320,7 +320,7 @@ def test_symbolic_claims(quantity: str, expression: str, status: str) -> None:
 
 
 def test_a_simplify_miss_never_becomes_a_false_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
-    import symback.verify as verify_module
+    import symback.verification.verify as verify_module
 
     monkeypatch.setattr(verify_module, "SIMPLIFY_LIMIT", -1)  # simplify never runs: the numbers must decide
     x = sp.Symbol("x", real=True)
@@ -466,7 +466,7 @@ def test_true_values_rounded_are_right_and_one_perturbed_value_is_wrong_at_exact
 
 def test_batched_finite_differences_match_a_plain_loop() -> None:
     from symback import CompiledNetwork
-    from symback.verify import _finite_differences
+    from symback.verification.verify import _finite_differences
 
     net = Network([2, 3, 2], ["tanh", "sigmoid"], "mse")
     params = Parameters.initialize(net, seed=3)
@@ -529,7 +529,7 @@ def test_check_says_what_it_compared() -> None:
 
 def test_check_finds_a_wrong_entry_it_did_not_sample(monkeypatch) -> None:
     # The sampled entries alone could miss it; a random directional derivative cannot.
-    from symback.compiler import CompiledNetwork
+    from symback.compile.compiler import CompiledNetwork
 
     net, params, data = _wide(200)
     sampled = set(np.random.default_rng(0).choice(60_000, 128, replace=False).tolist())
@@ -543,7 +543,7 @@ def test_check_finds_a_wrong_entry_it_did_not_sample(monkeypatch) -> None:
         return gradient
 
     monkeypatch.setattr(CompiledNetwork, "gradient", corrupted)
-    monkeypatch.setattr("symback.verify._torch_gradient", lambda *args: None)  # finite differences alone
+    monkeypatch.setattr("symback.verification.verify._torch_gradient", lambda *args: None)  # finite differences alone
     result = gradient_check(net, params, data)
     assert not result.passed and result.layers[0][1] > 1e-3 and result.layers[1][1] < 1e-6
 
@@ -671,7 +671,7 @@ def test_cli_check(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_html_escapes_the_authors_text_and_prints_math_as_mathml(tmp_path: Path) -> None:
-    from symback.verify import render
+    from symback.verification.verify import render
 
     claims = _claims('[[claim]]\ntext = "<script>alert(1)</script> & dSSR/db3"\nquantity = "dSSR/db3"\nvalue = "3"\n')
     html = render(verify(claims), "html")
@@ -711,8 +711,9 @@ def test_markdown_and_tex_renderings(tmp_path: Path, capsys: pytest.CaptureFixtu
     ],
 )
 def test_check_compares_with_pytorch_autograd_on_the_same_formulas(activations, cost) -> None:
+    from symback.verification.verify import gradient_check
+
     from .tools import require_module
-    from symback.verify import gradient_check
 
     require_module("torch")
     net = Network([3, 4, 3, 2], activations, cost)
@@ -728,7 +729,7 @@ def test_check_compares_with_pytorch_autograd_on_the_same_formulas(activations, 
 def test_check_without_pytorch_says_so(monkeypatch) -> None:
     import sys
 
-    from symback.verify import gradient_check
+    from symback.verification.verify import gradient_check
 
     monkeypatch.setitem(sys.modules, "torch", None)
     net = Network([2, 2, 1], "tanh", "mse")
@@ -752,7 +753,7 @@ y = [1, 3]
 
 
 def test_a_fixed_number_of_steps_that_diverges_cannot_be_judged_and_says_why() -> None:
-    from symback.claims import claims_from_text
+    from symback.verification.claims import claims_from_text
 
     text = _TINY + '[[claim]]\nupdate = "b(L)"\nlearning_rate = 10.0\nsteps = 2000\nnew = "1.5"\n'
     report = verify(claims_from_text(text))
@@ -771,7 +772,7 @@ def test_a_fixed_number_of_steps_that_diverges_cannot_be_judged_and_says_why() -
     ],
 )
 def test_non_finite_numbers_in_a_claim_are_named_not_crashes(claim, message) -> None:
-    from symback.claims import claims_from_text
+    from symback.verification.claims import claims_from_text
 
     report = verify(claims_from_text(_TINY + claim))
     (verdict,) = report.verdicts
@@ -779,15 +780,15 @@ def test_non_finite_numbers_in_a_claim_are_named_not_crashes(claim, message) -> 
 
 
 def test_an_infinite_true_value_matches_nothing_written() -> None:
-    from symback.claims import ClaimValue
+    from symback.verification.claims import ClaimValue
 
     assert not ClaimValue.parse("-15.7").matches(float("inf"))
     assert not ClaimValue.parse("1", tolerance=1e300).matches(float("nan"))
 
 
 def test_tex_and_markdown_tables_have_clean_rows_and_list_unreadable_claims() -> None:
-    from symback.claims import claims_from_text
-    from symback.verify import render
+    from symback.verification.claims import claims_from_text
+    from symback.verification.verify import render
 
     text = _TINY + '[[claim]]\nquantity = "d(C)/d(b(L))"\nvalue = "2"\n[[claim]]\nquantity = "d(C)/d(nothing)"\nvalue = "1"\n'
     report = verify(claims_from_text(text))
@@ -800,14 +801,14 @@ def test_tex_and_markdown_tables_have_clean_rows_and_list_unreadable_claims() ->
 
 def test_check_of_a_wide_layer_with_a_tied_bias(monkeypatch) -> None:
     # Sampled entries and random directions leave the tie alone; it is checked as one shared parameter.
-    from symback.compiler import CompiledNetwork
+    from symback.compile.compiler import CompiledNetwork
 
     net = Network([300, 200, 3], ["tanh", "sigmoid"], "mse", names={"b(1)_0": "shared", "b(1)_150": "shared"})
     rng = np.random.default_rng(5)
     data = Dataset.from_arrays(rng.normal(size=(4, 300)), rng.uniform(0.1, 0.9, (4, 3)))
     params = Parameters.initialize(net, seed=3)
     params.set("shared", 0.2, net)
-    monkeypatch.setattr("symback.verify._torch_gradient", lambda *args: None)  # finite differences alone
+    monkeypatch.setattr("symback.verification.verify._torch_gradient", lambda *args: None)  # finite differences alone
     result = gradient_check(net, params, data)
     assert result.passed, result.text()
     honest = CompiledNetwork.gradient
@@ -932,14 +933,14 @@ def test_check_passes_at_saturated_tanh_where_autograd_rounds_to_zero() -> None:
     with mpmath.workdps(120):  # the right value, from the formula, far beyond tanh's cancellation
         z = mpmath.mpf(37)
         true = float(2 * (mpmath.tanh(z) - mpmath.mpf("0.5")) / mpmath.cosh(z) ** 2 * z)
-    from symback.compiler import CompiledNetwork
+    from symback.compile.compiler import CompiledNetwork
 
     derived = float(CompiledNetwork(net).gradient(params, data).weights[0][0, 0])
     assert abs(derived - true) <= 1e-12 * abs(true)
 
 
 def test_the_referee_never_excuses_a_wrong_derived_partial(monkeypatch) -> None:
-    from symback.compiler import CompiledNetwork
+    from symback.compile.compiler import CompiledNetwork
 
     net = Network([1, 1], "tanh", "squared_error")
     params = Parameters([np.array([[1.0]])], [np.zeros(1)])
@@ -993,8 +994,8 @@ def _residual_stack(params: Parameters) -> list[tuple]:
 
 def test_residual_node_values_are_the_compiled_forward_pass(tmp_path):
     """verify's node values (numeric and symbolic per node) are the compiled forward pass, skip edge and all."""
-    from symback.compiler import compile_network
-    from symback.verify import _Engine
+    from symback.compile.compiler import compile_network
+    from symback.verification.verify import _Engine
 
     (tmp_path / "residual.toml").write_text(RESIDUAL_SPEC)
     claims = _claims('[[claim]]\nquantity = "C"\nvalue = "1"\n', header=f'spec = "{(tmp_path / "residual.toml").as_posix()}"\n')
@@ -1023,8 +1024,8 @@ def test_residual_node_values_are_the_compiled_forward_pass(tmp_path):
 def test_gradient_check_of_a_residual_network_differentiates_through_the_skip_edge():
     """The finite differences run the compiled forward pass, so a residual network's derived gradient
     passes; they equal central differences of a plain NumPy forward pass written here."""
-    from symback.compiler import compile_network
-    from symback.verify import _finite_differences
+    from symback.compile.compiler import compile_network
+    from symback.verification.verify import _finite_differences
 
     net = Network([3, 3, 3, 3, 2], "tanh", "squared_error", skips={3: 1})
     params = Parameters.initialize(net, seed=1)
@@ -1079,8 +1080,8 @@ def test_check_compares_every_layer_kind_with_pytorch_autograd(case, seed) -> No
 def test_check_torch_oracle_fails_on_a_true_convolution(monkeypatch) -> None:
     """The conv oracle can fail: written as a true convolution (the kernel flipped) instead of symback's
     cross-correlation, torch disagrees with the compiled gradient and the check fails."""
-    from symback import verify
-    from symback.layer_table import network_from_tables
+    from symback.spec.layer_table import network_from_tables
+    from symback.verification import verify
 
     from .tools import require_module
 

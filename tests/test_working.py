@@ -14,8 +14,8 @@ import pytest
 from symback import load_spec
 from symback.cli import main
 from symback.errors import SpecError
-from symback.verify import CARRIED, NOT_JUDGED, RIGHT, STATE, UNJUDGED, WRONG
-from symback.working import judge, load_working, working_from_text
+from symback.verification.verify import CARRIED, NOT_JUDGED, RIGHT, STATE, UNJUDGED, WRONG
+from symback.verification.working import judge, load_working, working_from_text
 
 from . import reference
 
@@ -91,8 +91,8 @@ def test_seed002_working_line_by_line(seed_report) -> None:
 
 
 def test_seed002_working_agrees_with_the_claims_file() -> None:
-    from symback.claims import load_claims
-    from symback.verify import verify
+    from symback.verification.claims import load_claims
+    from symback.verification.verify import verify
 
     claims = verify(load_claims(EXAMPLES / "seed002_claims.toml")).verdicts
     working = judge(load_working(EXAMPLES / "seed002_working.md"))
@@ -108,8 +108,8 @@ def test_seed002_working_agrees_with_the_claims_file() -> None:
 
 def test_seed002_article_as_plain_text_gives_the_issues_verdicts(seed_report) -> None:
     """Issue 13's list, line by line, beside today's claims file; every other math line right (or carried)."""
-    from symback.claims import load_claims
-    from symback.verify import verify
+    from symback.verification.claims import load_claims
+    from symback.verification.verify import verify
 
     claims = verify(load_claims(EXAMPLES / "seed002_claims.toml")).verdicts
     squared = _line(seed_report, "dssr/dpredicted = (Observed - Predicted)^2")
@@ -305,8 +305,8 @@ def test_a_node_partial_between_updates_stays_at_the_old_weights() -> None:
 
 
 def test_claims_files_follow_the_same_rule_for_the_cost(tmp_path: Path) -> None:
-    from symback.claims import claims_from_text
-    from symback.verify import verify
+    from symback.verification.claims import claims_from_text
+    from symback.verification.verify import verify
 
     start = {"w1": 0.8, "b1": 0.1, "w2": -1.2, "b2": 0.3}
     _, dw2, _ = _two(start)
@@ -416,7 +416,7 @@ def test_cli_verify_reads_plain_text_working(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_html_and_tex_of_a_working(tmp_path: Path) -> None:
-    from symback.verify import render
+    from symback.verification.verify import render
 
     report = judge(load_working(EXAMPLES / "seed002_working.md"))
     html = render(report, "html")
@@ -545,7 +545,7 @@ def _generate(case):
 
 
 def _differs(written: str, exact: float) -> bool:
-    from symback.claims import ClaimValue
+    from symback.verification.claims import ClaimValue
 
     value = ClaimValue.parse(written)
     return abs(value.value - exact) > 4 * value.half_unit + 1e-6 * abs(exact)
@@ -684,7 +684,7 @@ def test_the_readme_table_of_the_seed002_working_is_what_symback_says(seed_repor
 def test_the_tex_of_a_working_with_greek_letters_compiles(tmp_path: Path) -> None:
     import subprocess
 
-    from symback.verify import render
+    from symback.verification.verify import render
 
     from .tools import require_program
 
@@ -909,11 +909,11 @@ y = [{y!r}]
 def test_saturated_units_are_judged_right_by_verify_and_check(activation: str, cost: str, targets) -> None:
     """Issue 13: |z| up to 700; the right ∂C/∂w and ∂C/∂b to 13 digits are right, in a claims file (every z, set
     through `at`) and in plain text (the extremes), and `check` is finite and passes there."""
-    from symback.claims import claims_from_text
     from symback.data import Dataset
-    from symback.network import Network
-    from symback.parameters import Parameters
-    from symback.verify import gradient_check, verify
+    from symback.symbolic.network import Network
+    from symback.symbolic.parameters import Parameters
+    from symback.verification.claims import claims_from_text
+    from symback.verification.verify import gradient_check, verify
 
     for y in targets:
         claims, lines = [], []

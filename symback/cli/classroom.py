@@ -1,6 +1,6 @@
 """``symback exercise`` and ``symback grade``: the classroom commands (write sheets, mark a class).
 
-CLI glue only: the stage modules (:mod:`symback.exercise`, :mod:`symback.grade`) are imported when a
+CLI glue only: the stage modules (:mod:`symback.classroom.exercise`, :mod:`symback.classroom.grade`) are imported when a
 command runs, and they never import the CLI.
 """
 
@@ -23,7 +23,7 @@ def _configure_exercise(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_exercise(args: argparse.Namespace) -> int:
-    from ..exercise import draw_variants, load_exercise, solve, write_exercise
+    from ..classroom.exercise import draw_variants, load_exercise, solve, write_exercise
 
     exercise = load_exercise(args.spec)
     paths = write_exercise(exercise, args.variants, args.seed, args.output, pdf=not args.no_pdf)
@@ -39,7 +39,7 @@ def _configure_grade(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_grade(args: argparse.Namespace) -> int:
-    from ..grade import grade, load_key, summary_line, write_grades
+    from ..classroom.grade import grade, load_key, summary_line, write_grades
 
     key = load_key(args.key)
     marked = grade(key, args.submissions)

@@ -14,7 +14,7 @@ def _configure_info(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from ..spec import load_spec
+    from ..spec.loader import load_spec
 
     spec = load_spec(args.spec)
     print(spec.network.summary())
@@ -35,8 +35,8 @@ def _configure_derive(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_derive(args: argparse.Namespace) -> int:
-    from ..derivation import derive
-    from ..spec import load_spec
+    from ..render.derivation import derive
+    from ..spec.loader import load_spec
 
     spec = load_spec(args.spec)
     derivation = derive(spec.network, args.wrt, form=args.form)

@@ -29,11 +29,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..derivation import Derivation, derive
     from ..errors import SpecError
-    from ..network import Network
-    from ..report import write_report
-    from ..spec import load_spec
+    from ..render.derivation import Derivation, derive
+    from ..render.report import write_report
+    from ..spec.loader import load_spec
+    from ..symbolic.network import Network
 
     spec = load_spec(args.spec)
     source = Path(args.spec).name

@@ -46,9 +46,9 @@ def _grid_axis(flag: Any, section: Mapping[str, Any], key: str, fallback: Any) -
 
 
 def _run_sweep_command(args: argparse.Namespace) -> int:
-    from ..spec import load_spec
-    from ..sweep import grid, run_sweep, write_sweep
-    from ..train import TrainingConfig, training_data
+    from ..spec.loader import load_spec
+    from ..training.sweep import grid, run_sweep, write_sweep
+    from ..training.train import TrainingConfig, training_data
 
     spec = load_spec(args.spec)
     training = dict(spec.sections.get("training", {}))

@@ -12,7 +12,7 @@ from .command import Command
 
 __all__ = ["DTYPES", "commands"]
 
-#: The --dtype choices: the keys of symback.train's dtype table (tests/test_cli.py keeps the two equal).
+#: The --dtype choices: the keys of symback.training.train's dtype table (tests/test_cli.py keeps the two equal).
 DTYPES = ("float32", "float64")
 
 
@@ -40,8 +40,8 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from ..errors import SpecError
     from ..files import check_output
-    from ..spec import load_spec
-    from ..train import _NOT_SAVED, Trainer, TrainingConfig, load_parameters, training_data
+    from ..spec.loader import load_spec
+    from ..training.train import _NOT_SAVED, Trainer, TrainingConfig, load_parameters, training_data
 
     spec = load_spec(args.spec)
     section = spec.sections.get("training", {})
@@ -61,7 +61,7 @@ def _run_train(args: argparse.Namespace) -> int:
         check_output(args.save, "--save ", [".npz"])  # found now, not after the training it would have lost
         config = replace(config, checkpoint=args.save)
     if args.plots:  # both found now, not after the training they would have followed
-        from .. import plots
+        from ..training import plots
 
         if not plots.have_matplotlib():
             raise plots.MissingExtraError(f"--plots: {plots.PLOT_HINT}")
@@ -103,9 +103,9 @@ def _write_plots(folder: str, trainer: Any, result: Any, train: Any) -> list[Pat
     """``train --plots``: the loss curve, per-layer gradient norms and the dials at the trained parameters."""
     import numpy as np
 
-    from .. import plots
-    from ..dials import rank_dials
     from ..errors import SpecError
+    from ..training import plots
+    from ..training.dials import rank_dials
 
     out = Path(folder)
     try:

@@ -12,7 +12,7 @@ __all__ = ["FORMATS", "WORKING_SUFFIXES", "commands"]
 
 FORMATS = ("text", "json", "html", "tex", "md")
 
-#: Plain-text working (judged by :mod:`symback.working`); every other file is a TOML claims file.
+#: Plain-text working (judged by :mod:`symback.verification.working`); every other file is a TOML claims file.
 WORKING_SUFFIXES = (".md", ".txt", ".markdown")
 
 
@@ -35,15 +35,15 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from ..verify import INVALID, render
+    from ..verification.verify import INVALID, render
 
     if Path(args.claims).suffix.lower() in WORKING_SUFFIXES:
-        from ..working import judge, load_working
+        from ..verification.working import judge, load_working
 
         report = judge(load_working(args.claims), seed=args.seed)
     else:
-        from ..claims import load_claims
-        from ..verify import verify
+        from ..verification.claims import load_claims
+        from ..verification.verify import verify
 
         report = verify(load_claims(args.claims), seed=args.seed)
     if args.format == "json":
@@ -67,8 +67,8 @@ def _configure_check(parser: argparse.ArgumentParser) -> None:
 
 def _run_check(args: argparse.Namespace) -> int:
     from ..errors import SpecError
-    from ..spec import load_spec
-    from ..verify import gradient_check
+    from ..spec.loader import load_spec
+    from ..verification.verify import gradient_check
 
     if not (args.tolerance > 0 and args.step > 0):
         raise SpecError("--tolerance and --step must be positive")

@@ -1,0 +1,1 @@
+"""Exercises for a class and grading the submissions."""

@@ -1,0 +1,1 @@
+"""Compiling the derived index expressions into vectorised kernels through one lowering table."""

@@ -1,0 +1,1 @@
+"""The languages users write: formulas, parameter names, TOML."""

@@ -1,0 +1,1 @@
+"""Reading a network spec (TOML: `layers = [...]` or `[[layer]]` tables) into the symbolic model."""

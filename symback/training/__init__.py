@@ -1,0 +1,1 @@
+"""Training through the compiled kernels: the loop, optimizers, sweeps, dials, loss plots."""

@@ -1,0 +1,190 @@
+"""Backends: where :meth:`~symback.training.train.Trainer.fit`'s inner loop runs (``[training] backend``).
+
+A backend is a module with ``make_runner(compiled, config) -> StepRunner``: the same derived kernels
+(:mod:`symback.compile.compiler`, :mod:`symback.compile.lowering`) run on an array library.  ``Trainer.fit`` keeps
+everything around the inner loop (shuffling, epochs, records, checkpoints, Ctrl-C, callbacks, resume)
+and asks the runner for a chunk of consecutive batches at a time.
+
+* ``numpy`` (default): the kernels as compiled, one step at a time.
+* ``jax``: the whole step jitted, a chunk of steps as one ``lax.scan``, the batch sharded over
+  ``jax.local_devices()`` (the ``symback[jax]`` extra; a GPU when JAX has one).
+* ``fused``: one compiled loop nest per step for small batches (``symback.training.backends.fused``).
+* ``auto``: see :func:`choose`.
+
+Modules are imported only when chosen: ``import symback.training.backends`` loads neither JAX nor numba.
+
+>>> sorted(BACKENDS.names())
+['fused', 'jax', 'numpy']
+>>> choose("numpy", batch=1, installed=lambda name: True)
+'numpy'
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ...errors import SpecError
+from ...registry import Registry
+
+__all__ = ["AUTO_JAX_BATCH", "BACKENDS", "Ran", "StepRunner", "choose", "make_runner", "register_backend"]
+
+#: Backend name -> the module that implements it (imported when the backend is chosen).
+BACKENDS: Registry[str] = Registry(
+    "backend",
+    {"numpy": "symback.training.backends.numpy", "jax": "symback.training.backends.jax", "fused": "symback.training.backends.fused"},
+    hint="or 'auto'",
+    error=SpecError,
+)
+
+#: What each backend needs installed besides symback (the extra that brings it).
+_NEEDS = {"jax": ("jax", "pip install 'symback[jax]'"), "fused": ("numba", "pip install 'symback[fused]'")}
+
+#: Under this batch size ``auto`` picks JAX on a CPU (when installed and the fused backend is not).
+#: Measured (Trainer.fit, 625-20-20-10 sigmoid/SSE/SGD float64, one epoch of 4,096 examples, best of 3,
+#: 2 shared CPU cores): JAX/NumPy samples/s 3.9x at batch 1, 2.1x at 8, 1.0x at 16, 1.0x at 32, 0.7x at
+#: 64 and 128, 0.5x at 256.  Under 16 NumPy is call overhead, which one jitted ``lax.scan`` removes;
+#: from 16 up NumPy's BLAS calls are as fast or faster.  With a GPU or TPU ``auto`` always picks JAX.
+AUTO_JAX_BATCH = 16
+#: Up to this batch size ``auto`` picks the fused small-batch kernel when numba is installed.
+AUTO_FUSED_BATCH = 16
+
+
+@dataclass
+class Ran:
+    """What one :meth:`StepRunner.run` call did (see RUNNER.md's semantics).
+
+    ``loss_sum`` is Σ loss·(batch length when the cost is a mean over examples, else 1) over the
+    batches run; ``step_size`` and ``layer_norms`` are of the last batch run (after clipping);
+    ``stopped`` is None, ``"non_finite"`` (the step was not applied; ``message`` says what became
+    non-finite, without the epoch and step, which ``fit`` adds) or ``"converged"`` (the tolerance
+    rule held on the epoch's last batch, whose step was not taken) or ``"interrupted"`` (a
+    KeyboardInterrupt inside a step: that step was not applied, ``fit`` stops as on Ctrl-C).
+    """
+
+    offset: int
+    steps: int
+    loss_sum: float
+    correct: int
+    step_size: float
+    layer_norms: list[float]
+    stopped: str | None = None
+    message: str | None = None
+
+
+class StepRunner(Protocol):
+    """Runs the batches ``X[b:b + batch]`` for ``b`` in ``range(begin, end, batch)``; a batch whose
+    end reaches ``last_batch_of_epoch_at`` (the epoch's example count) is the epoch's last, where the
+    tolerance rule is tested.  Updates ``params`` and ``optimizer`` (state and step count) in place.
+
+    ``interrupted`` (Ctrl-C) may be checked between steps: a runner that sees it set returns early,
+    after a whole step, with ``offset`` where it stopped; one that does not check it is interrupted
+    between calls (``fit`` then hands it fewer batches per call, :attr:`batches_per_call`).
+    """
+
+    #: How many batches ``fit`` hands over per call.
+    batches_per_call: int
+
+    def run(
+        self, params: Any, optimizer: Any, X: np.ndarray, Y: np.ndarray, begin: int, end: int, batch: int, *,
+        last_batch_of_epoch_at: int, interrupted: threading.Event | None = None,
+    ) -> Ran: ...
+
+
+def register_backend(name: str, module: str) -> None:
+    """Make ``[training] backend = name`` run ``module.make_runner``."""
+    BACKENDS.register(name, module)
+
+
+def installed(name: str) -> bool:
+    """Whether backend ``name``'s own module and what it needs can be imported (without importing them)."""
+    if name not in BACKENDS:
+        return False
+    need = _NEEDS.get(name)
+    module = BACKENDS[name]
+    try:
+        present = importlib.util.find_spec(module) is not None
+        return present and (need is None or importlib.util.find_spec(need[0]) is not None)
+    except (ImportError, ValueError):
+        return False
+
+
+def _accelerated() -> bool:
+    """Whether JAX (already importable) has a GPU or TPU; imports JAX, so asked only when choosing it."""
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
+def choose(name: str, *, batch: int, installed: Callable[[str], bool] = installed) -> str:
+    """The backend that runs: ``name`` itself, or for ``auto`` by batch size and what is installed.
+
+    ``auto``: ``fused`` for batches up to :data:`AUTO_FUSED_BATCH` when numba (and the fused module)
+    is installed; else ``jax`` when installed and either it has a GPU/TPU or the batch is under
+    :data:`AUTO_JAX_BATCH` (on a CPU the scan only beats NumPy where NumPy is call overhead); else ``numpy``.
+
+    >>> choose("auto", batch=1, installed=lambda name: name == "jax")
+    'jax'
+    >>> choose("auto", batch=256, installed=lambda name: name == "numpy")
+    'numpy'
+    """
+    if name != "auto":
+        BACKENDS.lookup(name)
+        return name
+    if batch <= AUTO_FUSED_BATCH and installed("fused"):
+        return "fused"
+    if installed("jax") and (batch < AUTO_JAX_BATCH or _accelerated()):
+        return "jax"
+    return "numpy"
+
+
+def check_name(name: Any) -> None:
+    """A SpecError unless ``name`` is a known backend or ``auto`` (the spec's check: nothing imported)."""
+    if not isinstance(name, str):
+        raise SpecError(f"[training] backend must be a name, not {name!r}")
+    if name != "auto":
+        BACKENDS.lookup(name)
+
+
+def make_runner(compiled: Any, config: Any, *, batch: int) -> StepRunner:
+    """The step runner of ``config.backend`` (``auto`` resolved by :func:`choose` for ``batch``).
+
+    A backend whose module or library is not installed is a SpecError saying what to install.
+    """
+    name = choose(config.backend, batch=batch)
+    try:
+        key: tuple | None = (name, config, hash(config))
+    except TypeError:  # an optimizer given as a table: not hashable, not cached
+        key = None
+    # Kept on the compiled network (collected with it): a jitted runner is traced and compiled once,
+    # not once per fit (a sweep, a resumed run, an evaluation loop train the same network again).
+    made = compiled.__dict__.setdefault("_backend_runners", {})
+    if key is not None and key in made:
+        return made[key]
+    runner = _import(name).make_runner(compiled, config)
+    if key is not None:
+        made[key] = runner
+    return runner
+
+
+def _import(name: str) -> Any:
+    module_name = BACKENDS.lookup(name)
+    need = _NEEDS.get(name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        missing = error.name or module_name
+        if missing == module_name or module_name.startswith(missing + "."):
+            raise SpecError(
+                f"[training] backend {name!r} is not part of this symback ({module_name} is missing)"
+            ) from None
+        if need is not None and missing.split(".")[0] == need[0]:
+            raise SpecError(f"[training] backend {name!r} needs {need[0]}, which is not installed: {need[1]}") from None
+        raise
+    return module

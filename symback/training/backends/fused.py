@@ -1,0 +1,763 @@
+"""The fused small-batch CPU backend: a whole chunk of training steps as one compiled loop nest.
+
+At batch 1 a NumPy training step is call overhead (about fifteen NumPy calls of 1–2 µs each around a
+few µs of arithmetic).  Here the forward pass, the δ recursion, the gradients, the NaN check,
+clipping, the tolerance rule and the optimizer update of every step of a chunk run in one function
+compiled by numba, with no Python between steps.
+
+The loop nest is *generated*, not written per network: every statement comes from the derived index
+expressions of :func:`~symback.symbolic.chain.derive_backward` (``z(l)_j = b_j + Σ_d w_jd a_d``,
+``∇a(l)_k = Σ_j δ(l+1)_j w_jk``, ``δ(l)_k = σ'(z_k)·∇a_k``, ``∂C/∂w_jk = δ_j a_k``…): each
+``Sum`` becomes a ``for`` loop, each ``Indexed`` an array element, and every elementwise factor is
+printed by :class:`_ScalarPrinter` from the same stabilised SymPy forms the NumPy kernels use
+(:func:`~symback.compile.compiler.stabilize`: ``logistic``, ``softplus`` as ``logaddexp(0, x)``, ``expm1``,
+σ' from ``a`` and ``σ(−z)`` for a sigmoid, the output δ of :class:`~symback.compile.compiler.CompiledNetwork`).
+The three rules :mod:`symback.compile.compiler` writes by hand for softmax (its shifted forward pass,
+log-softmax for a cost that takes ``log a``, softmax + cross-entropy's ``δ = a·Σy − y``) are
+written by hand here too.
+
+Why numba and not C printed by SymPy: both compile the same loops to the same machine code (LLVM
+either way, no ``fastmath``: reassociation would change digits), but numba needs no C compiler on
+the user's machine, takes NumPy arrays without a wrapper, and its ``cache=True`` keeps the compiled
+kernel across runs (the generated source is written, atomically, under a per-user cache folder named
+by the hash of the source: ``$XDG_CACHE_HOME/symback/fused``, numba's cache next to it).
+
+A contraction whose summed index is an array's last (``Σ_d w_jd a_d``) is a dot product, summed by
+four interleaved accumulators (a summation order like BLAS's own; the rounding error bound is the same
+as a plain loop's); one whose free index is the last (``Σ_j δ_j w_jk``) is a sequence of axpy loops,
+which LLVM vectorises without reassociating anything.  Results then agree with the NumPy backend to
+rounding (tests/test_fused.py: 1e-12 relative after an epoch), not bit for bit: the order of additions
+differs from OpenBLAS's.
+
+Scope: dense chains (every registered elementwise activation, softmax output, every registered cost),
+SGD, momentum, RMSprop and Adam, ``clip_value``/``clip_norm``, frozen parameters, float64.  Other layer
+kinds, tied parameters, float32 and optimizers without a fused update are refused by :func:`make_runner`
+with one :class:`~symback.errors.SpecError` line.
+
+>>> from symback import Network  # doctest: +SKIP
+>>> from symback.compile.compiler import CompiledNetwork
+>>> from symback.training.train import TrainingConfig
+>>> runner = make_runner(CompiledNetwork(Network([2, 3, 1], "sigmoid", "mse")), TrainingConfig())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from ...compile.compiler import COMPLEMENT, LOG_A, CompiledNetwork, Gradients, stabilize
+from ...errors import SpecError
+from ...symbolic.activations import Z
+from ...symbolic.costs import A, Y
+from ...symbolic.parameters import Parameters
+from ..optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
+from . import Ran
+
+__all__ = ["FusedRunner", "Ran", "cache_folder", "generate_source", "make_runner", "register_update"]
+
+
+# -- scalar printing ------------------------------------------------------------------------------
+
+
+class _ScalarPrinter(PythonCodePrinter):
+    """SymPy's Python printer on scalars (``math.exp``…), with symback's stable forms as the helper
+    functions of the generated module (numba compiles ``math`` calls and these alike)."""
+
+    def _print_logistic(self, expr: sp.Expr) -> str:
+        return f"_logistic({self._print(expr.args[0])})"
+
+    def _print_softplus(self, expr: sp.Expr) -> str:
+        return f"_softplus({self._print(expr.args[0])})"
+
+    def _print_expm1(self, expr: sp.Expr) -> str:
+        return f"math.expm1({self._print(expr.args[0])})"
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
+        # a float either way: numba would otherwise type (1 if z > 0 else 0) as an integer
+        *branches, (default, condition) = expr.args
+        printed = f"float({self._print(default)})" if condition == sp.true else "math.nan"
+        if condition != sp.true:
+            branches = expr.args
+        for value, test in reversed(branches):
+            printed = f"(float({self._print(value)}) if {self._print(test)} else {printed})"
+        return printed
+
+
+
+#: Helpers every generated module defines: σ exact to rounding relatively over the whole range (as
+#: symback.compile.compiler.logistic_array), softplus as NumPy's logaddexp(0, x).
+_PRELUDE = '''\
+import math
+import numpy as np
+from numba import njit
+
+_LOW = -709.0  # below it e^{-x} overflows float64: symback.compile.compiler._constants
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _logistic(x):
+    if x >= _LOW:
+        return 1.0 / (1.0 + math.exp(-x))
+    return math.exp(min(x, 0.0)) / (1.0 + math.exp(-abs(x)))
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _softplus(x):
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    if x <= 0.0:
+        return math.log1p(math.exp(x))
+    return x + 0.0  # NaN
+'''
+
+
+# -- the optimizers' fused updates -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FusedUpdate:
+    """One optimizer's update of parameter ``i`` as lines of the generated loop: ``P`` the parameters,
+    ``G`` the gradient, ``S0``, ``S1``… its state slots (in ``Optimizer.slots`` order), ``h[0]``,
+    ``h[1]``… the numbers ``settings(optimizer)`` gives, ``t`` the step count after this step."""
+
+    lines: tuple[str, ...]
+    settings: Callable[[Optimizer], tuple[float, ...]]
+    #: Lines run once per step before the loop (bias corrections).
+    per_step: tuple[str, ...] = ()
+
+
+#: Registry: optimizer class -> its fused update (the same arithmetic, in the same order, as its _update).
+UPDATES: dict[type, FusedUpdate] = {}
+
+
+def register_update(kind: type, update: FusedUpdate) -> None:
+    """Let the fused backend train with optimizers of class ``kind`` (exactly that class)."""
+    UPDATES[kind] = update
+
+
+register_update(SGD, FusedUpdate(("P[i] -= h[0] * G[i]",), lambda o: (o.learning_rate,)))
+register_update(Momentum, FusedUpdate(
+    ("S0[i] = S0[i] * h[1] + G[i]", "P[i] -= h[0] * S0[i]"), lambda o: (o.learning_rate, o.beta)
+))
+register_update(RMSprop, FusedUpdate(
+    ("S0[i] = S0[i] * h[1] + h[2] * (G[i] * G[i])", "P[i] -= h[0] * G[i] / (math.sqrt(S0[i]) + h[3])"),
+    lambda o: (o.learning_rate, o.rho, 1 - o.rho, o.epsilon),
+))
+register_update(Adam, FusedUpdate(
+    ("S0[i] = S0[i] * h[1] + h[3] * G[i]", "S1[i] = S1[i] * h[2] + h[4] * (G[i] * G[i])",
+     "P[i] -= step * S0[i] / (math.sqrt(S1[i] / correction) + h[5])"),
+    lambda o: (o.learning_rate, o.beta1, o.beta2, 1 - o.beta1, 1 - o.beta2, o.epsilon),
+    ("step = h[0] / (1 - h[1] ** float(t))", "correction = 1 - h[2] ** float(t)"),
+))
+
+
+# -- generation ---------------------------------------------------------------------------------
+
+
+class _Emitter:
+    """Python statements (numba's subset) from derived index expressions of one example.
+
+    ``names`` maps each IndexedBase to the local array holding it; loop variables are ``i_<index>``.
+
+    Two layouts.  *One example at a time* (``across=False``, for small batches): every array holds
+    one example, a contraction is a loop over its summed index.  *Across the batch* (``across=True``):
+    every batched array is ``(width, batch)`` with the example loop ``i_n`` innermost, so each
+    statement is a loop over contiguous examples that LLVM vectorises without reassociating a sum (a
+    contraction accumulates ``u · column`` into a vector of the batch); a parameter gradient, summed
+    over the examples, reads the layer's input example-major (``example_major``: its ``(batch, width)``
+    copy) so its inner loop runs along a contiguous row too.
+    """
+
+    def __init__(self, names: dict[sp.IndexedBase, str], *, across: bool = False,
+                 batched: frozenset = frozenset(), example_major: dict[sp.IndexedBase, str] | None = None) -> None:
+        self.names = names
+        self.across = across
+        self.batched = batched
+        #: base -> the text of its example-major element, ``{}`` standing for the indices
+        self.example_major = example_major or {}
+        #: bases always read example-major (the targets: Y's rows)
+        self.always_major: set = set()
+        #: while set: batched factors whose last index is this one are read example-major
+        self.major_index: sp.Idx | None = None
+        #: per-batch vectors the statements accumulate into (allocated by the caller)
+        self.vectors: list[str] = []
+        self.counter = 0
+        self.printer = _ScalarPrinter({"fully_qualified_modules": True, "standard": "python3"})
+
+    def fresh(self, stem: str) -> str:
+        self.counter += 1
+        return f"{stem}{self.counter}"
+
+    def indexed(self, node: sp.Indexed) -> str:
+        indices = ", ".join(f"i_{i.label}" for i in node.indices)
+        if not self.across or node.base not in self.batched:
+            return f"{self.names[node.base]}[{indices}]"
+        major = node.base in self.always_major or (
+            self.major_index is not None and node.indices[-1] == self.major_index and node.base in self.example_major
+        )
+        if major:
+            return self.example_major[node.base].format(indices)
+        return f"{self.names[node.base]}[{indices}, i_n]"
+
+    def scalar(self, expression: sp.Expr, lines: list[str], pad: str) -> str:
+        """The text of ``expression`` at the current loop indices; a ``Sum`` inside becomes a loop
+        appended to ``lines`` first."""
+        replacements: dict[sp.Expr, sp.Symbol] = {}
+        texts: dict[str, str] = {}
+        for total in sorted(expression.atoms(sp.Sum), key=sp.default_sort_key):
+            name = self.fresh("s")
+            self.reduction(total, name, lines, pad)
+            symbol = sp.Symbol(f"REDUCED{self.fresh('_')}_", real=True)
+            texts[str(symbol)] = f"{name}[i_n]" if self.across else name
+            replacements[total] = symbol
+        body = expression.xreplace(replacements)
+        for node in sorted(body.atoms(sp.Indexed), key=sp.default_sort_key):
+            symbol = sp.Symbol(f"ELEMENT{self.fresh('_')}_", real=True)
+            texts[str(symbol)] = self.indexed(node)
+            replacements[node] = symbol
+        body = body.xreplace({k: v for k, v in replacements.items() if isinstance(k, sp.Indexed)})
+        text = self.printer.doprint(stabilize(body))
+        for name, value in sorted(texts.items(), key=lambda item: -len(item[0])):
+            text = text.replace(name, value)
+        return text
+
+    def _split(self, product: sp.Expr, moving: Callable[[sp.Expr], bool]) -> tuple[sp.Expr, sp.Expr]:
+        factors = sp.Mul.make_args(product)
+        return sp.Mul(*(f for f in factors if not moving(f))), sp.Mul(*(f for f in factors if moving(f)))
+
+    def _is_batched(self, factor: sp.Expr) -> bool:
+        return any(node.base in self.batched for node in factor.atoms(sp.Indexed))
+
+    def reduction(self, total: sp.Sum, name: str, lines: list[str], pad: str) -> None:
+        """``name = Σ body`` over the Sum's limits.  One example: four interleaved accumulators where
+        the sum is long (a dot product over contiguous memory).  Across the batch: ``name[n] += u·v[.., n]``
+        with ``u`` the factors that are the same for every example."""
+        (index, low, high), *more = total.limits
+        if more:
+            raise SpecError(f"the fused backend cannot lower {total}: a sum over several indices")
+        body = total.function
+        loop = f"i_{index.label}"
+        if self.across:
+            self.vectors.append(name)
+            fixed, moving = self._split(body, self._is_batched)
+            inner: list[str] = []
+            u = self.scalar(fixed, inner, pad + "    ")
+            v = self.scalar(moving, inner, pad + "        ")
+            if inner:
+                raise SpecError(f"the fused backend cannot lower {total}: a sum inside a sum")
+            factor = self.fresh("u")
+            lines += [f"{pad}for i_n in range(rows):", f"{pad}    {name}[i_n] = 0.0",
+                      f"{pad}for {loop} in range({int(low)}, {int(high) + 1}):", f"{pad}    {factor} = {u}",
+                      f"{pad}    for i_n in range(rows):", f"{pad}        {name}[i_n] += {factor} * ({v})"]
+            return
+        length = int(high) - int(low) + 1
+        inner = []
+        term = self.scalar(body, inner, pad + "    ")
+        if inner or length < 8:
+            lines += [f"{pad}{name} = 0.0", f"{pad}for {loop} in range({int(low)}, {int(high) + 1}):",
+                      *inner, f"{pad}    {name} += {term}"]
+            return
+        quads = length // 4 * 4
+        unrolled = [re.sub(rf"\b{loop}\b", f"{loop} + {u}", term) if u else term for u in range(4)]
+        lines += [f"{pad}{name}_0 = 0.0", f"{pad}{name}_1 = 0.0", f"{pad}{name}_2 = 0.0", f"{pad}{name}_3 = 0.0",
+                  f"{pad}for {loop} in range({int(low)}, {int(low) + quads}, 4):"]
+        lines += [f"{pad}    {name}_{u} += {unrolled[u]}" for u in range(4)]
+        lines.append(f"{pad}{name} = ({name}_0 + {name}_1) + ({name}_2 + {name}_3)")
+        if quads < length:
+            lines += [f"{pad}for {loop} in range({int(low) + quads}, {int(high) + 1}):", f"{pad}    {name} += {term}"]
+
+    def assign(self, target: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str], pad: str,
+               *, accumulate: bool = False) -> None:
+        """``target[out] = expression`` (``+=`` with ``accumulate``: summed over the examples) for every
+        value of the ``out`` indices.
+
+        One example at a time, a term ``Σ_j c·u[j]·W[j, k]`` whose free index ``k`` is the last of the
+        matrix is written as axpy loops into ``target`` (contiguous, vectorised), the rest elementwise."""
+        loops = [f"i_{i.label}" for i in out]
+        element = f"{target}[{', '.join(loops)}]"
+        if self.across:
+            if accumulate:
+                self._accumulate_across(element, expression, out, lines, pad)
+            else:
+                self._loops(out, lines, pad, lambda p: self._element_across(f"{target}[{', '.join(loops)}, i_n]",
+                                                                            expression, p))
+            return
+        terms = list(sp.Add.make_args(expression))
+        axpy = [t for t in terms if self._axpy_form(t, out)]
+        rest = sp.Add(*(t for t in terms if t not in axpy))
+        if axpy:
+            if accumulate:
+                raise SpecError("the fused backend cannot accumulate a contraction over the examples")
+            self._loops(out, lines, pad, lambda p: [f"{p}{element} = 0.0"])
+            for term in axpy:
+                (index, low, high), = term.limits
+                inner_pad = pad + "    "
+                lines.append(f"{pad}for i_{index.label} in range({int(low)}, {int(high) + 1}):")
+                fixed, moving = self._split(term.function, lambda f: f.has(*out))
+                name = self.fresh("u")
+                lines.append(f"{inner_pad}{name} = {self.scalar(fixed, lines, inner_pad)}")
+                self._loops(out, lines, inner_pad,
+                            lambda p, name=name, moving=moving: [f"{p}{element} += {name} * {self.scalar(moving, [], p)}"])  # noqa: E501
+            if rest != 0:
+                self._loops(out, lines, pad, lambda p: self._element(element, rest, p, "+="))
+            return
+        self._loops(out, lines, pad, lambda p: self._element(element, rest, p, "+=" if accumulate else "="))
+
+    def total(self, target: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str], pad: str) -> None:
+        """``target += expression`` summed over the ``out`` indices (and the batch, across it)."""
+        if self.across:
+            self._loops(out, lines, pad, lambda p: self._element_across(target, expression, p, "+="))
+        else:
+            self._loops(out, lines, pad, lambda p: self._element(target, expression, p, "+="))
+
+    def _element(self, element: str, expression: sp.Expr, pad: str, operator: str) -> list[str]:
+        lines: list[str] = []
+        text = self.scalar(expression, lines, pad)
+        return [*lines, f"{pad}{element} {operator} {text}"]
+
+    def _element_across(self, element: str, expression: sp.Expr, pad: str, operator: str = "=") -> list[str]:
+        lines: list[str] = []
+        text = self.scalar(expression, lines, pad)  # its reductions first, each a loop over the batch
+        return [*lines, f"{pad}for i_n in range(rows):", f"{pad}    {element} {operator} {text}"]
+
+    def _accumulate_across(self, element: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str],
+                           pad: str) -> None:
+        # for each example: u = the factors without the last index, then a contiguous row update
+        last = out[-1]
+        self.major_index = last
+        try:
+            fixed, moving = self._split(expression, lambda f: f.has(last))
+            lines.append(f"{pad}for i_n in range(rows):")
+            inner = pad + "    "
+            for depth, index in enumerate(out[:-1]):
+                lines.append(f"{inner}{'    ' * depth}for i_{index.label} in range({int(index.upper) + 1}):")
+            inner += "    " * (len(out) - 1)
+            name = self.fresh("u")
+            lines.append(f"{inner}{name} = {self.scalar(fixed, lines, inner)}")
+            lines.append(f"{inner}for i_{last.label} in range({int(last.upper) + 1}):")
+            lines.append(f"{inner}    {element} += {name} * ({self.scalar(moving, lines, inner)})")
+        finally:
+            self.major_index = None
+
+    @staticmethod
+    def _loops(out: Sequence[sp.Idx], lines: list[str], pad: str, body: Callable[[str], list[str]]) -> None:
+        for depth, index in enumerate(out):
+            lines.append(f"{pad}{'    ' * depth}for i_{index.label} in range({int(index.upper) + 1}):")
+        lines += body(pad + "    " * len(out))
+
+    @staticmethod
+    def _axpy_form(term: sp.Expr, out: Sequence[sp.Idx]) -> bool:
+        if not isinstance(term, sp.Sum) or len(term.limits) != 1 or len(out) != 1:
+            return False
+        matrices = [f for f in sp.Mul.make_args(term.function) if isinstance(f, sp.Indexed) and len(f.indices) == 2]
+        return any(m.indices[-1] == out[0] and m.indices[0] == term.limits[0][0] for m in matrices)
+
+
+def _check_scope(compiled: CompiledNetwork, config: Any) -> None:
+    from ...symbolic.layers import Dense
+
+    network = compiled.network
+    for number, layer in enumerate(network.layers, start=1):
+        if type(layer) is not Dense or len(getattr(layer, "sources", (None,))) != 1:
+            kind = getattr(layer, "kind", type(layer).__name__)
+            raise SpecError(
+                f"the fused backend trains dense chains only; layer {number} is a {kind} layer "
+                "(use backend = \"numpy\")"
+            )
+    if network.ties:
+        raise SpecError("the fused backend does not train tied parameters (use backend = \"numpy\")")
+    if getattr(config, "dtype", "float64") != "float64":
+        raise SpecError("the fused backend trains in float64 only (use backend = \"numpy\" for float32)")
+
+
+def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: bool = False) -> str:
+    """The Python source (numba) of one network's chunk function: every statement from the derivation,
+    one example at a time or ``across`` the batch (see :class:`_Emitter`)."""
+    network, backward = compiled.network, compiled.backward
+    im = backward.model
+    L = network.depth
+    sizes = network.sizes
+    names: dict[sp.IndexedBase, str] = {im.activations[0]: "x"}
+    if L < 1:
+        raise SpecError("the fused backend needs at least one layer")
+    for l in range(1, L + 1):
+        names[im.activations[l]] = f"a{l}"
+        names[im.zs[l]] = f"z{l}"
+        names[im.weights[l]] = f"W{l}"
+        names[im.biases[l]] = f"b{l}"
+        names[backward.delta[l]] = f"d{l}"
+        names[backward.nabla[l]] = f"g{l}"
+    y_base = im.targets
+    names[y_base] = "y"
+    for l in range(1, L + 1):
+        names[_complement(l)] = f"c{l}"
+    la = sp.IndexedBase("la")
+    names[la] = "la"
+    batched = frozenset([*(im.activations[l] for l in range(L + 1)), *(im.zs[l] for l in range(1, L + 1)),
+                         *(backward.delta[l] for l in range(1, L + 1)), *(backward.nabla[l] for l in range(1, L + 1)),
+                         *(_complement(l) for l in range(1, L + 1)), y_base, la])
+    example_major = {im.activations[0]: "X[b + i_n, {}]", y_base: "Yd[b + i_n, {}]"}
+    for l in range(1, L):
+        example_major[im.activations[l]] = f"aE{l}[i_n, {{}}]"
+    if across:
+        names[im.activations[0]] = "xN"
+    emit = _Emitter(names, across=across, batched=batched, example_major=example_major)
+    emit.always_major.add(y_base)
+    out_index = backward.neuron_index[L]
+    yj = y_base[out_index]
+    zL, aL = im.zs[L][out_index], im.activations[L][out_index]
+    cL = _complement(L)
+
+    def at(name: str, index: str) -> str:
+        return f"{name}[{index}, i_n]" if across else f"{name}[{index}]"
+
+    def y_at(index: str) -> str:
+        return f"Yd[b + i_n, {index}]" if across else f"y[{index}]"
+
+    def each_example(snippet: list[str]) -> list[str]:
+        # a hand-written per-example rule: across the batch, inside a loop over its examples
+        return [f"{pad}for i_n in range(rows):", *("    " + line for line in snippet)] if across else snippet
+
+    body: list[str] = []
+    if across:
+        pad = "        "  # inside: while
+        body += [f"{pad}for i_n in range(rows):", f"{pad}    for q in range({sizes[0]}):",
+                 f"{pad}        xN[q, i_n] = X[b + i_n, q]"]
+    else:
+        pad = "            "  # inside: while, for e (the example)
+        body += [f"{pad}x = X[b + e]", f"{pad}y = Yd[b + e]"]
+    # forward
+    for l in range(1, L + 1):
+        layer = compiled.layers[l - 1]
+        z_formula = backward.forward[l][0]
+        j = backward.neuron_index[l]
+        J = f"i_{j.label}"
+        emit.assign(f"z{l}", z_formula, (j,), body, pad)
+        if layer.complement:  # a = σ(z), c = σ(−z) = e^{−z}·σ(z): symback.compile.compiler.logistic_pair
+            body += [f"{pad}for {J} in range({sizes[l]}):"]
+            inner = [f"{pad}    zz = {at(f'z{l}', J)}",
+                     f"{pad}    if zz >= _LOW:",
+                     f"{pad}        u = math.exp(-zz)",
+                     f"{pad}        aa = 1.0 / (u + 1.0)",
+                     f"{pad}        {at(f'a{l}', J)} = aa",
+                     f"{pad}        {at(f'c{l}', J)} = u * aa",
+                     f"{pad}    else:",
+                     f"{pad}        den = 1.0 + math.exp(-abs(zz))",
+                     f"{pad}        {at(f'a{l}', J)} = math.exp(min(zz, 0.0)) / den",
+                     f"{pad}        {at(f'c{l}', J)} = math.exp(-max(zz, 0.0)) / den"]
+            body += [f"{pad}    for i_n in range(rows):", *("    " + line for line in inner)] if across else inner
+        elif layer.activation.elementwise:
+            own = layer.stable_formula.subs(Z, im.zs[l][j])
+            emit.assign(f"a{l}", own, (j,), body, pad)
+        else:  # softmax, shifted by the maximum (symback.compile.compiler._softmax)
+            n = sizes[l]
+            body += each_example([
+                f"{pad}top = {at(f'z{l}', '0')}", f"{pad}for q in range(1, {n}):",
+                f"{pad}    top = max(top, {at(f'z{l}', 'q')})", f"{pad}total = 0.0", f"{pad}for q in range({n}):",
+                f"{pad}    {at(f'a{l}', 'q')} = math.exp({at(f'z{l}', 'q')} - top)", f"{pad}    total += {at(f'a{l}', 'q')}",  # noqa: E501
+                f"{pad}for q in range({n}):", f"{pad}    {at(f'a{l}', 'q')} /= total"])
+        if across and l < L:  # the example-major copy a parameter gradient reads
+            body += [f"{pad}for i_n in range(rows):", f"{pad}    for q in range({sizes[l]}):",
+                     f"{pad}        aE{l}[i_n, q] = a{l}[q, i_n]"]
+    # cost terms (the compiler's stable form) and the argmax hit
+    n_out = sizes[L]
+    if compiled.terms_in_z is not None:
+        term = compiled.terms_in_z.xreplace({Z: zL, Y: yj})
+    elif compiled._cost_in_log_a is not None:  # log-softmax (symback.compile.compiler._log_softmax)
+        body += each_example([
+            f"{pad}top = {at(f'z{L}', '0')}", f"{pad}for q in range(1, {n_out}):",
+            f"{pad}    top = max(top, {at(f'z{L}', 'q')})", f"{pad}total = 0.0", f"{pad}for q in range({n_out}):",
+            f"{pad}    total += math.exp({at(f'z{L}', 'q')} - top)", f"{pad}lse = math.log(total)",
+            f"{pad}for q in range({n_out}):", f"{pad}    {at('la', 'q')} = ({at(f'z{L}', 'q')} - top) - lse"])
+        term = compiled.network.cost.term.subs(sp.log(A), LOG_A).xreplace({A: aL, LOG_A: la[out_index], Y: yj})
+    else:
+        term = stabilize(network.cost.term).xreplace({A: aL, Y: yj})
+    emit.total("terms", term, (out_index,), body, pad)
+    body += each_example([
+        f"{pad}best = 0", f"{pad}label = 0", f"{pad}for q in range(1, {n_out}):",
+        f"{pad}    if {at(f'a{L}', 'q')} > {at(f'a{L}', 'best')}:", f"{pad}        best = q",
+        f"{pad}    if {y_at('q')} > {y_at('label')}:", f"{pad}        label = q",
+        f"{pad}if best == label:", f"{pad}    hits += 1"])
+    # δ(L), times the reductions' scale (as CompiledNetwork._deltas: once, on δ(L))
+    if compiled.output_delta_expression is not None:
+        delta = compiled.output_delta_expression.xreplace({A: aL, COMPLEMENT: cL[out_index], Y: yj})
+        emit.assign(f"d{L}", delta * sp.Symbol("scale"), (out_index,), body, pad)
+    elif compiled._softmax_cross_entropy:  # a·Σy − y (symback.compile.compiler: the contracted softmax Jacobian)
+        body += each_example([
+            f"{pad}ysum = 0.0", f"{pad}for q in range({n_out}):", f"{pad}    ysum += {y_at('q')}",
+            f"{pad}for q in range({n_out}):",
+            f"{pad}    {at(f'd{L}', 'q')} = ({at(f'a{L}', 'q')} * ysum - {y_at('q')}) * scale"])
+    else:  # ∇a(L) = ∂C/∂a, then the derived δ(L)
+        emit.assign(f"g{L}", network.cost.derivative.xreplace({A: aL, Y: yj}), (out_index,), body, pad)
+        k = backward.own_index[L]
+        emit.assign(f"d{L}", _delta_formula(compiled, L, k) * sp.Symbol("scale"), (k,), body, pad)
+    # the derived recursion: ∇a(l) from δ(l+1), δ(l) = σ'·∇a(l)
+    for l in range(L - 1, 0, -1):
+        k = backward.own_index[l]
+        emit.assign(f"g{l}", backward.adjoints[l], (k,), body, pad)
+        emit.assign(f"d{l}", _delta_formula(compiled, l, k), (k,), body, pad)
+    # the derived gradients, summed over the examples
+    for l in range(1, L + 1):
+        gradients, indices = backward.gradients[l], backward.parameter_indices[l]
+        emit.assign(f"GW{l}", gradients["w"], indices["w"], body, pad, accumulate=True)
+        emit.assign(f"Gb{l}", gradients["b"], indices["b"], body, pad, accumulate=True)
+    source = body
+    # the function around it
+    views = []
+    for l in range(1, L + 1):
+        # the views come in as arguments: numba then types them C-contiguous (a slice of P would not be)
+        views += [f"    W{l} = Ws[{l - 1}]", f"    GW{l} = GWs[{l - 1}]", f"    b{l} = bs[{l - 1}]", f"    Gb{l} = Gbs[{l - 1}]"]  # noqa: E501
+        shape = f"({sizes[l]}, batch)" if across else f"{sizes[l]}"
+        views += [f"    {name}{l} = np.empty({shape})" for name in ("z", "a", "c", "d", "g")]
+        if across and l < L:
+            views.append(f"    aE{l} = np.empty((batch, {sizes[l]}))")
+    if across:
+        views.append(f"    xN = np.empty(({sizes[0]}, batch))")
+        views += [f"    {name} = np.empty(batch)" for name in emit.vectors]
+    views.append(f"    la = np.empty({f'({n_out}, batch)' if across else n_out})")
+    mean_examples, mean_outputs = compiled._mean_examples, compiled._mean_outputs
+    divisor_outputs = n_out if mean_outputs else 1
+    lines = [
+        "@njit(cache=True, fastmath=False)",
+        "def chunk(X, Yd, begin, end, batch, last_at, P, G, Ws, bs, GWs, Gbs, S0, S1, mask, h, t, limit, clip_value, clip_norm, tolerance):",  # noqa: E501
+        *views,
+        "    n_params = P.shape[0]",
+        "    n_rows = X.shape[0]",
+        "    b = begin",
+        "    steps = 0",
+        "    loss_sum = 0.0",
+        "    correct = 0",
+        "    status = 0",
+        "    step_size = 0.0",
+        "    loss = 0.0",
+        "    while b < end:",
+        "        rows = min(batch, n_rows - b)",
+        f"        scale = {'1.0 / rows' if mean_examples else '1.0'}",
+        *([f"        scale /= {float(n_out)!r}"] if mean_outputs else []),
+        "        for i in range(n_params):",
+        "            G[i] = 0.0",
+        "        terms = 0.0",
+        "        hits = 0",
+        *(["        for e in range(rows):"] if not across else []),
+        *source,
+        f"        loss = terms / {float(divisor_outputs)!r}" + (" / rows" if mean_examples else ""),
+        "        if mask.shape[0]:",
+        "            for i in range(n_params):",
+        "                G[i] *= mask[i]",
+        "        peak = 0.0",
+        "        finite = True",
+        "        for i in range(n_params):",
+        "            v = abs(G[i])",
+        "            if not v < math.inf:",
+        "                finite = False",
+        "            elif v > peak:",
+        "                peak = v",
+        "        if not (finite and abs(loss) < math.inf):",
+        "            status = 1",
+        "            break",
+        "        if clip_value > 0.0:",
+        "            for i in range(n_params):",
+        "                G[i] = min(max(G[i], -clip_value), clip_value)",
+        "        if clip_norm > 0.0:",
+        "            squares = 0.0",
+        "            for i in range(n_params):",
+        "                squares += G[i] * G[i]",
+        "            norm = math.sqrt(squares)",
+        "            if norm > clip_norm:",
+        "                factor = clip_norm / norm",
+        "                for i in range(n_params):",
+        "                    G[i] *= factor",
+        "        if clip_value > 0.0 or clip_norm > 0.0:",
+        "            peak = 0.0",
+        "            for i in range(n_params):",
+        "                peak = max(peak, abs(G[i]))",
+        "        step_size = h[0] * peak",
+        "        if b >= last_at and tolerance > 0.0 and abs(step_size) < tolerance:",
+        "            status = 2",
+        f"            loss_sum += loss{' * rows' if mean_examples else ''}",
+        "            correct += hits",
+        "            b += batch",
+        "            break",
+        "        if not step_size <= limit:",
+        "            status = 3",
+        "            break",
+        "        t += 1",
+        *(f"        {line}" for line in update.per_step),
+        "        for i in range(n_params):",
+        *(f"            {line}" for line in update.lines),
+        f"        loss_sum += loss{' * rows' if mean_examples else ''}",
+        "        correct += hits",
+        "        steps += 1",
+        "        b += batch",
+        "    return status, min(b, end), steps, loss_sum, correct, step_size, loss",
+    ]
+    return _PRELUDE + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _complement(l: int) -> sp.IndexedBase:
+    """``σ(−z(l))`` of a sigmoid layer, kept by the forward pass beside ``a(l)``."""
+    return sp.IndexedBase(f"sigma_minus_{l}")
+
+
+def _delta_formula(compiled: CompiledNetwork, l: int, k: sp.Idx) -> sp.Expr:
+    """The derived δ(l)_k with σ'(z_k) in the compiler's exact form: ``a·σ(−z)`` for a sigmoid, the
+    monomial in ``a`` where SymPy proves one, else the stabilised derivative in ``z``."""
+    backward, network = compiled.backward, compiled.network
+    im = backward.model
+    activation = network.activation(l)
+    delta = backward.deltas[l]
+    if not activation.elementwise:
+        return delta
+    layer = compiled.layers[l - 1]
+    z, a = im.zs[l][k], im.activations[l][k]
+    if layer.complement:
+        sigma_prime = a * _complement(l)[k]
+    elif layer.output_derivative is not None:
+        sigma_prime = layer.derivative_expression.xreplace({A: a})
+    else:
+        sigma_prime = stabilize(sp.diff(layer.stable_formula, Z)).xreplace({Z: z})
+    found = delta.subs(activation.derivative_at(z), sigma_prime)
+    if found.has(z) and not sigma_prime.has(z):
+        raise SpecError(f"the fused backend cannot find σ'(z) in the derived δ({l}) = {delta}")
+    return found
+
+
+# -- compile and cache ------------------------------------------------------------------------
+
+
+def cache_folder() -> Path:
+    """Where generated kernels (and numba's cache of them) live: ``$XDG_CACHE_HOME/symback/fused``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "symback" / "fused"
+
+
+def _load(source: str) -> Callable[..., Any]:
+    """The ``chunk`` function of ``source``, written once (atomically) to the cache folder by its hash."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    folder = cache_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"kernel_{digest}.py"
+    if not path.exists() or path.read_text(encoding="utf-8") != source:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".kernel_{digest}.", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(source)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    name = f"symback_fused_{digest}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # symback's own generated text, never a user's
+        sys.modules[name] = module
+    return module.chunk
+
+
+#: From this batch size on, the kernel runs across the batch (every statement a loop over its examples,
+#: vectorised); below it, one example at a time (measured on 625-20-20-10: see the module docstring).
+ACROSS_FROM = 8
+
+
+# -- the runner ---------------------------------------------------------------------------------
+
+
+class FusedRunner:
+    """Runs chunks of training steps of one compiled network with the fused kernel (see RUNNER.md)."""
+
+    def __init__(self, compiled: CompiledNetwork, config: Any) -> None:
+        _check_scope(compiled, config)
+        self.compiled = compiled
+        self.config = config
+        self.limit = float(np.finfo(np.float64).max)
+        self._chunks: dict[tuple[type, bool], Callable[..., Any]] = {}
+        masks = compiled._masks
+        if masks is None:
+            self.mask = np.zeros(0)
+        else:
+            weights, biases = compiled.network.trainable_masks()
+            self.mask = np.concatenate([m.ravel().astype(np.float64) for m in [*weights, *biases]])
+        self.gradients: Gradients | None = None
+
+    def _chunk(self, optimizer: Optimizer, batch: int) -> tuple[Callable[..., Any], FusedUpdate]:
+        update = UPDATES.get(type(optimizer))
+        if update is None:
+            raise SpecError(f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")")  # noqa: E501
+        key = (type(optimizer), batch >= ACROSS_FROM)
+        if key not in self._chunks:
+            self._chunks[key] = _load(generate_source(self.compiled, update, across=key[1]))
+        return self._chunks[key], update
+
+    #: Batches per call: Ctrl-C is seen between calls (the loop nest does not look at the flag), so a call
+    #: is kept to a fraction of a second even at batch 1.
+    batches_per_call = 4096
+
+    def run(self, params: Parameters, optimizer: Optimizer, X: np.ndarray, Y: np.ndarray, begin: int, end: int,
+            batch: int, *, last_batch_of_epoch_at: int, interrupted: Any = None) -> Ran:
+        """Steps on ``X[b:b+batch]`` for b in range(begin, end, batch); params and optimizer state updated."""
+        chunk, update = self._chunk(optimizer, batch)
+        packed = params.buffer
+        working = params if packed is not None and packed.dtype == np.float64 else params.packed(np.float64)
+        P = working.buffer
+        if self.gradients is None or self.gradients.buffer is None or self.gradients.buffer.size != P.size:
+            self.gradients = Gradients.zeros_like(working)
+        G = self.gradients.buffer
+        state = optimizer._packed_state(working, P) if optimizer.slots else []
+        slots = [*state, *[np.zeros(0)] * (2 - len(state))]
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        config = self.config
+        last_begin = (last_batch_of_epoch_at - 1) // batch * batch  # the loop nest tests b >= where it begins
+        status, offset, steps, loss_sum, correct, step_size, loss = chunk(
+            X, Y, begin, end, batch, last_begin, P, G, tuple(working.weights), tuple(working.biases),
+            tuple(self.gradients.weights), tuple(self.gradients.biases), slots[0], slots[1], self.mask,
+            np.array(update.settings(optimizer), dtype=np.float64), optimizer.steps, self.limit,
+            float(config.clip_value or 0.0), float(config.clip_norm or 0.0), float(config.tolerance or 0.0),
+        )
+        optimizer.steps += steps
+        if working is not params:
+            for target, value in zip(params.weights + params.biases, working.weights + working.biases, strict=True):
+                target[...] = value
+        stopped, message = None, None
+        if status == 1:
+            stopped = "non_finite"
+            what = "loss" if not np.isfinite(loss) else "gradient"
+            value = loss if what == "loss" else G[~np.isfinite(G)][0]
+            message = f"the {what} became {value}"  # fit adds the epoch and step
+        elif status == 3:
+            stopped = "non_finite"
+            message = f"the step η·max|g| = {step_size:.3g} overflows float64"
+        elif status == 2:
+            stopped = "converged"
+        classes = Y.shape[1] >= 2 and bool(np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1))
+        return Ran(
+            offset=int(offset),
+            steps=int(steps), loss_sum=float(loss_sum), correct=int(correct) if classes else 0,
+            step_size=float(step_size), layer_norms=self.gradients.layer_norms(), stopped=stopped, message=message,
+        )
+
+
+def make_runner(compiled: CompiledNetwork, config: Any) -> FusedRunner:
+    """The fused step runner of ``compiled`` under ``config`` (a SpecError names what it cannot train)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError as error:
+        raise SpecError("the fused backend needs numba: pip install 'symback[fused]'") from error
+    return FusedRunner(compiled, config)

@@ -1,0 +1,1 @@
+"""Judging hand calculations: claims files, worked examples, slips, the gradient check."""
