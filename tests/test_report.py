@@ -473,8 +473,6 @@ def _single_parameter_reports(seed002):
 
 
 PAGE_CASES = [f"{name}{data}" for name in ("seed002", "seed001", "2-2-2", "2-3-2") for data in ("", " with data")]
-# Still 3 pages (the numbers section spills): strict, so this fails the day it fits and must be unmarked.
-PAGE_CASES[-1] = pytest.param(PAGE_CASES[-1], marks=pytest.mark.xfail(strict=True, reason="issue 12: 3 pages, open"))
 
 
 @pytest.mark.parametrize("label", PAGE_CASES)

@@ -368,7 +368,10 @@ def _numeric(derivation: Derivation, params: Parameters, data: Dataset) -> Numer
     total_expr: sp.Expr = TermSum(*(_float(float(v)) for v in evaluation.examples))
     if evaluation.reduction == "mean":
         total_expr = sp.Mul(sp.Rational(1, len(data)), total_expr, evaluate=False)
-    total = Math(EqualityChain(Partial(cost, target), total_expr, _float(evaluation.value)))
+    if len(data) == 1:  # the mean or sum of one product is that product: said in a line, not displayed again
+        total = Math(EqualityChain(Partial(cost, target), _float(evaluation.value)), False)
+    else:
+        total = Math(EqualityChain(Partial(cost, target), total_expr, _float(evaluation.value)))
     shown = examples_form(derivation, len(data))
     definition = None if shown is None or shown.definition is None else Math(shown.definition, False)
     return Numeric(headers, tuple(rows), total, evaluation.value, evaluation.reduction,
