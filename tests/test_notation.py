@@ -158,6 +158,10 @@ def test_softmax_with_categorical_cross_entropy_cancels_to_a_minus_y():
     (cancel,) = form.cancellations
     assert latex(eq(cancel.delta, cancel.steps[-1])) == r"\delta^{(L)}_{0} = a^{(L)}_{0} - y_{0}"
     assert text(eq(cancel.delta, cancel.steps[-2])) == "δ(L)_0 = a(L)_0·(y_0 + y_1) − y_0"
+    assert text(eq(cancel.delta, cancel.steps[-1])) == "δ(L)_0 = a(L)_0 − y_0"
+    # The written sum's second term, −a_0 a_1 · (−y_1/a_1), gives its sign to the sum: "− a…", never "+ −a…".
+    assert text(cancel.steps[0]) == "a(L)_0·(1 − a(L)_0) (−y_0/a(L)_0) − a(L)_0·a(L)_1 (−y_1/a(L)_1)"
+    assert "+ -" not in latex(cancel.steps[0]) and "<mo>+</mo><mrow><mo>\u2212</mo>" not in mathml(cancel.steps[0])
     assert cancel.condition == "the targets sum to 1 (y_0 + y_1 = 1)"
     assert mathml(eq(cancel.delta, cancel.steps[-1])) == (
         "<math><mrow><msubsup><mi>δ</mi><mrow><mn>0</mn></mrow>" + L + "</msubsup><mo>=</mo><mrow>"

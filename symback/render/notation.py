@@ -137,6 +137,15 @@ class Product(sp.Expr):
 
     _latex = _symback_latex
 
+    def could_extract_minus_sign(self) -> bool:
+        # A sum prints a term that can give up its sign as "− term": "+ −a₀a₁(…)" becomes "− a₀a₁(…)".
+        return bool(self.args) and self.args[0].could_extract_minus_sign()
+
+    def __neg__(self) -> sp.Expr:
+        if self.could_extract_minus_sign():
+            return type(self)(-self.args[0], *self.args[1:])
+        return super().__neg__()
+
     def _symback_mathml(self, printer: Any) -> Any:
         row = printer._row()
         for position in range(len(self.args)):
@@ -644,7 +653,7 @@ class OrderedSum(sp.Expr):
     def _pieces(self, printer: Any) -> list[tuple[bool, Any]]:
         out = []
         for term in self.args:
-            negative = term.could_extract_minus_sign() and not isinstance(term, Product)
+            negative = term.could_extract_minus_sign()  # a Product gives up its leading factor's sign
             shown = -term if negative else term
             # (0 − (−2.6)) + (1 − (−1.61)): a difference among the terms keeps its own parentheses.
             printed = printer.parenthesize(shown, PRECEDENCE["Add"] + 1) if isinstance(shown, Difference) \
