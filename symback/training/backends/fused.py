@@ -34,10 +34,12 @@ SGD, momentum, RMSprop and Adam, ``clip_value``/``clip_norm``, frozen parameters
 kinds, tied parameters, float32 and optimizers without a fused update are refused by :func:`make_runner`
 with one :class:`~symback.errors.SpecError` line.
 
->>> from symback import Network  # doctest: +SKIP
+>>> from symback import Network
 >>> from symback.compile.compiler import CompiledNetwork
 >>> from symback.training.train import TrainingConfig
 >>> runner = make_runner(CompiledNetwork(Network([2, 3, 1], "sigmoid", "mse")), TrainingConfig())
+>>> runner.batches_per_call  # Ctrl-C is seen between calls of this many batches
+4096
 """
 
 from __future__ import annotations
