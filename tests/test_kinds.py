@@ -217,6 +217,16 @@ def _close(mine, theirs, what, floor=1e-10):
     )
 
 
+def _targets(network, n, rng):
+    """n targets the network's cost accepts: one-hot rows, 0/1 entries, or any reals."""
+    outputs = network.sizes[-1]
+    if network.cost.name == "categorical_cross_entropy":
+        return np.eye(outputs)[rng.integers(0, outputs, n)]
+    if network.cost.name == "binary_cross_entropy":
+        return rng.integers(0, 2, size=(n, outputs)).astype(float)
+    return rng.normal(size=(n, outputs))
+
+
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=mixed_networks(), seed=st.integers(0, 2**16))
 def test_derived_compiled_finite_differences_and_torch_agree(case, seed):
@@ -228,13 +238,7 @@ def test_derived_compiled_finite_differences_and_torch_agree(case, seed):
         bias[:] = rng.normal(scale=0.3, size=bias.shape)
     n = 2
     X = rng.normal(size=(n, *grid))
-    outputs = network.sizes[-1]
-    if network.cost.name == "categorical_cross_entropy":
-        Y = np.eye(outputs)[rng.integers(0, outputs, n)]
-    elif network.cost.name == "binary_cross_entropy":
-        Y = rng.integers(0, 2, size=(n, outputs)).astype(float)
-    else:
-        Y = rng.normal(size=(n, outputs))
+    Y = _targets(network, n, rng)
 
     compiled = symback.CompiledNetwork(network)
     data = Dataset.from_arrays(X.reshape(n, -1), Y)
@@ -259,14 +263,7 @@ def _float32_case(network, grid, seed):
     params = Parameters.initialize(network, "xavier", seed=seed)
     n = 3
     X = rng.normal(size=(n, *grid)).reshape(n, -1)
-    outputs = network.sizes[-1]
-    if network.cost.name == "categorical_cross_entropy":
-        Y = np.eye(outputs)[rng.integers(0, outputs, n)]
-    elif network.cost.name == "binary_cross_entropy":
-        Y = rng.integers(0, 2, size=(n, outputs)).astype(float)
-    else:
-        Y = rng.normal(size=(n, outputs))
-    return params, Dataset.from_arrays(X, Y)
+    return params, Dataset.from_arrays(X, _targets(network, n, rng))
 
 
 def _residual_network():
