@@ -457,3 +457,37 @@ def _formula(expr):
     for call in sorted(replaced.atoms(sp.core.function.AppliedUndef), key=lambda c: -sp.count_ops(c)):
         replaced = replaced.xreplace({call: get_activation(names[call.func.__name__]).at(_formula(call.args[0]))})
     return replaced
+
+
+# -- the numeric screen before a proof of equality ---------------------------------------------------------------
+
+
+def test_forms_that_differ_are_told_apart_at_a_probe_and_equal_ones_never_are():
+    from symback.render.notation import _differ_at_a_probe, _equal
+
+    z, y = sp.Symbol("z"), sp.Symbol("y")
+    a_j = sp.IndexedBase("a")[sp.Symbol("j")]
+    assert _differ_at_a_probe((z + 1) ** 50 * (z - 1) ** 50, sp.exp(z))
+    assert _differ_at_a_probe(a_j * (1 - a_j), a_j - a_j**3)
+    assert not _differ_at_a_probe(sp.expand((z + 1) ** 50 * (z - 1) ** 50), (z + 1) ** 50 * (z - 1) ** 50)
+    assert not _differ_at_a_probe(a_j * (1 - a_j), a_j - a_j**2)
+    assert not _differ_at_a_probe(sp.log(z - 5), sp.log(z - 5) + 0 * y)  # undefined (complex) at every probe: equal
+    # A symbol assumed positive may make forms equal that differ at a negative probe: nothing is decided.
+    p = sp.Symbol("p", positive=True)
+    assert not _differ_at_a_probe(sp.sqrt(p**2), p) and _equal(sp.sqrt(p**2), p)
+    # An unevaluated function decides nothing, and then the proof decides.
+    f = sp.Function("f")
+    assert not _differ_at_a_probe(f(z), f(z) + z - z)
+    # Never "differ" where SymPy proves equal, over every pair of registered smooth activations' derivatives.
+    from symback.render.notation import _is_zero
+
+    smooth = [name for name in ACTIVATIONS if get_activation(name).elementwise
+              and not get_activation(name).formula.has(sp.Piecewise)]
+    assert {"sigmoid", "tanh", "softplus", "silu"} <= set(smooth)
+    for first in smooth:
+        for second in smooth:
+            d1, d2 = (get_activation(name).derivative_at(z) for name in (first, second))
+            if first == second or _is_zero(d1 - d2):
+                assert not _differ_at_a_probe(d1, d2), (first, second)
+            else:
+                assert _differ_at_a_probe(d1, d2), (first, second)

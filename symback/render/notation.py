@@ -32,6 +32,7 @@ verify and the reports import these objects too.
 
 from __future__ import annotations
 
+import cmath
 from dataclasses import dataclass
 from typing import Any
 
@@ -470,8 +471,47 @@ def plain(expr: sp.Expr) -> sp.Expr:
 
 def _equal(a: sp.Expr, b: sp.Expr) -> bool:
     """``a == b`` proven by SymPy (expand, then simplify for what expand leaves), within the symbolic
-    budget: a user's formula (z^1000) can make the proof run for ever, and then nothing is proven."""
+    budget: a user's formula (z^1000) can make the proof run for ever, and then nothing is proven.
+
+    Two forms that differ at a probe point are told apart first, in microseconds: most comparisons
+    (is this activation's derivative a known one's?) are of forms that differ, and a proof attempt on
+    a degree-100 polynomial spends its whole budget to learn nothing.
+
+    >>> z = sp.Symbol("z")
+    >>> _equal(sp.exp(z) / (1 + sp.exp(z)) ** 2, sp.exp(-z) / (1 + sp.exp(-z)) ** 2), _equal((z + 1) ** 50, z ** 50)
+    (True, False)
+    """
+    if _differ_at_a_probe(a, b):
+        return False
     return bool(attempt(_is_zero, a - b).value)
+
+
+#: Probe values: irrational-looking, away from 0, ±1 and the kinks of the registered activations.
+_PROBES = (sp.Rational(37, 100), sp.Rational(-61, 100), sp.Rational(123, 100))
+_PROBE_DIGITS = 50
+
+
+def _differ_at_a_probe(a: sp.Expr, b: sp.Expr) -> bool:
+    """True when ``a`` and ``b`` evaluate to clearly different numbers at a probe point.
+
+    Each form is evaluated on its own to 50 digits (no cancellation inside it) and then rounded, so two
+    values further apart than 1e-12 of their size differ for certain; a point where either is
+    undefined, or a form that is not a number there (an unevaluated function; an integer or otherwise
+    assumed symbol, which the probes could violate), decides nothing."""
+    stand_ins = {atom: sp.Dummy(real=True) for atom in sorted((a - b).atoms(sp.Indexed), key=str)}
+    a, b = sp.sympify(a).xreplace(stand_ins), sp.sympify(b).xreplace(stand_ins)
+    symbols = sorted((a - b).free_symbols, key=str)
+    if any(s.is_integer or s.is_positive is not None or s.is_nonnegative is not None for s in symbols):
+        return False
+    for shift, probe in enumerate(_PROBES):
+        values = {s: probe + sp.Rational(k * (shift + 1), 17) for k, s in enumerate(symbols)}
+        try:
+            left, right = (complex(sp.N(side.xreplace(values), _PROBE_DIGITS)) for side in (a, b))
+        except (TypeError, ValueError, ArithmeticError):  # not a number at this point
+            continue
+        if cmath.isfinite(left) and cmath.isfinite(right) and abs(left - right) > 1e-12 * (abs(left) + abs(right)):
+            return True
+    return False
 
 
 def _is_zero(difference: sp.Expr) -> bool:
