@@ -443,13 +443,26 @@ def test_html_shows_derivative_parentheses_and_minus_signs_in_chromium(tmp_path)
 
 
 def _pdf_log(report) -> tuple[int, list[str]]:
+    """pdflatex's own page count and overfull boxes for ``report`` (a Report, or its LaTeX text)."""
     import re
 
     from symback.render.report import compile_pdf_with_log
 
-    _, log = compile_pdf_with_log(render(report, "tex"))
+    _, log = compile_pdf_with_log(report if isinstance(report, str) else render(report, "tex"))
     pages = int(re.search(r"Output written on report\.pdf \((\d+) pages?", log).group(1))
     return pages, re.findall(r"Overfull \\hbox \(([\d.]+)pt too wide\)", log)
+
+
+def _pdf_logs(labelled_reports):
+    """``{label: (pages, overfull)}`` for ``(label, report)`` pairs: each report's LaTeX is written here and
+    compiled by pdflatex in a pool of threads meanwhile (pdflatex is a subprocess; the reports are built
+    while the earlier ones compile)."""
+    import concurrent.futures
+    import os
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = {label: pool.submit(_pdf_log, render(report, "tex")) for label, report in labelled_reports}
+        return {label: future.result() for label, future in futures.items()}
 
 
 def _single_parameter_reports(seed002):
@@ -482,9 +495,10 @@ def test_every_single_parameter_report_is_at_most_two_pages_without_overfull_box
     2 pages and no overfull line."""
     require_program("pdflatex")
     (network, params, data), = [rest for name, *rest in _single_parameter_reports(seed002) if name == label]
-    for ref in network.parameter_refs():
-        pages, overfull = _pdf_log(build_report(derive(network, ref), params, data))
-        name = network.name_of(ref)
+    logs = _pdf_logs((network.name_of(ref), build_report(derive(network, ref), params, data))
+                     for ref in network.parameter_refs())
+    assert len(logs) == len(list(network.parameter_refs()))
+    for name, (pages, overfull) in logs.items():
         assert overfull == [], f"{label} {name}: overfull boxes {overfull}"
         assert pages <= 2, f"{label} {name}: {pages} pages"
 
