@@ -55,9 +55,22 @@ def _problem(network, seed, n_examples=4):
     return params, Dataset.from_arrays(X, Y)
 
 
+_COMPILED: dict[int, tuple] = {}
+
+
+def _compiled(network):
+    """The network's CompiledNetwork, made once per network object (a hypothesis example asks for it
+    once per parameter and per tolerance: compiling it each time was most of this module's time)."""
+    if id(network) not in _COMPILED or _COMPILED[id(network)][0] is not network:
+        if len(_COMPILED) > 64:
+            _COMPILED.clear()
+        _COMPILED[id(network)] = (network, symback.CompiledNetwork(network))
+    return _COMPILED[id(network)][1]
+
+
 def _finite_difference(network, params, data, ref, h=1e-4):
     """Fourth-order central difference (-f(2h) + 8f(h) - 8f(-h) + f(-2h)) / 12h of the cost."""
-    compiled = symback.CompiledNetwork(network)
+    compiled = _compiled(network)
 
     def cost_at(offset):
         moved = params.copy()
@@ -69,7 +82,7 @@ def _finite_difference(network, params, data, ref, h=1e-4):
 
 def _close(network, params, data):
     """Tolerance of a finite difference: truncation O(h^4) plus round-off, which grows with |C| / h."""
-    scale = abs(symback.CompiledNetwork(network).cost(params, data))
+    scale = abs(_compiled(network).cost(params, data))
     return {"rel": 1e-5, "abs": 1e-7 + 1e-10 * scale}
 
 
@@ -79,7 +92,7 @@ KINKED = {"relu", "leaky_relu", "elu"}
 def _away_from_kinks(network, params, data, margin=1e-3):
     """No weighted input of a ReLU-like layer within ``margin`` of its kink at 0, where a finite
     difference straddles two slopes and no derivative oracle applies."""
-    forward = symback.CompiledNetwork(network).forward(params, data.X)
+    forward = _compiled(network).forward(params, data.X)
     return all(
         activation.name not in KINKED or np.min(np.abs(z)) > margin
         for activation, z in zip(network.activations, forward.zs)
@@ -104,7 +117,7 @@ def _is_referenced(network):
 def test_compiled_gradient_matches_finite_differences_and_reference(network, seed):
     params, data = _problem(network, seed)
     assume(_away_from_kinks(network, params, data))
-    gradients = symback.CompiledNetwork(network).gradient(params, data)
+    gradients = _compiled(network).gradient(params, data)
     for ref in network.parameter_refs():
         numeric = _finite_difference(network, params, data, ref)
         assert _gradient_entry(gradients, ref) == pytest.approx(numeric, **_close(network, params, data)), ref
@@ -113,7 +126,7 @@ def test_compiled_gradient_matches_finite_differences_and_reference(network, see
             network.sizes, [a.name for a in network.activations], network.cost.name,
             params.weights, params.biases, data.X, data.Y,
         )
-        assert symback.CompiledNetwork(network).cost(params, data) == pytest.approx(cost, rel=1e-12)
+        assert _compiled(network).cost(params, data) == pytest.approx(cost, rel=1e-12)
         for mine, theirs in zip(gradients.weights + gradients.biases, dW + db):
             np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-12)
 
