@@ -233,6 +233,8 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_result(tmp_path):
     assert result.stop_reason == "epochs" and result.epochs == 5 and len(result.history.loss) == 5
     assert result.checkpoint is None
     assert "the checkpoint was not saved: cannot write" in result.message and "\n" not in result.message
+    assert result.save_error.startswith("cannot write") and result.save_error in result.message
+    assert result.stop_message == result.message.split("; the checkpoint")[0] and "saved" not in result.stop_message
     straight = Trainer(net, TrainingConfig(epochs=5)).fit(Parameters.initialize(net, seed=0), data)
     assert result.parameters == straight.parameters
     assert [p.name for p in tmp_path.iterdir()] == ["a-folder"] and not list(folder.iterdir())

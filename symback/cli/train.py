@@ -41,7 +41,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from ..errors import SpecError
     from ..files import check_output
     from ..spec.loader import load_spec
-    from ..training.train import _NOT_SAVED, Trainer, TrainingConfig, load_parameters, training_data
+    from ..training.train import Trainer, TrainingConfig, load_parameters, training_data
 
     spec = load_spec(args.spec)
     section = spec.sections.get("training", {})
@@ -74,8 +74,7 @@ def _run_train(args: argparse.Namespace) -> int:
     trainer = Trainer(spec.network, config)
     result = trainer.fit(params, train, test, resume=args.resume)
     history = result.history
-    stop_message, _, save_error = result.message.partition(_NOT_SAVED)
-    print(f"stopped     {result.stop_reason}: {stop_message}")
+    print(f"stopped     {result.stop_reason}: {result.stop_message}")
     print(f"epochs      {result.epochs} this run, {len(history.loss)} in all; {result.steps} step(s) in all")
     if result.final_loss is not None:  # both on the whole training set: where this run started, what it returns
         print(f"loss        {result.initial_loss:.6g} -> {result.final_loss:.6g} (training set, start -> end)")
@@ -94,7 +93,7 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"plots       {', '.join(str(p) for p in _write_plots(args.plots, trainer, result, train))}")
     status = 130 if result.stop_reason == "interrupted" else (1 if result.stop_reason == "non_finite" else 0)
     if args.save and result.checkpoint is None:
-        print(f"symback: error: the trained parameters were not saved: {save_error or 'no file was written'}", file=sys.stderr)
+        print(f"symback: error: the trained parameters were not saved: {result.save_error or 'no file was written'}", file=sys.stderr)
         status = status or 2
     return status
 

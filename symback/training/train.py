@@ -221,6 +221,12 @@ class TrainingResult:
     initial_loss: float | None = None
     final_loss: float | None = None
     final_accuracy: float | None = None
+    save_error: str | None = None
+
+    @property
+    def stop_message(self) -> str:
+        """``message`` without its clause on a checkpoint that could not be saved (that is ``save_error``)."""
+        return self.message.partition(_NOT_SAVED)[0]
 
     def __iter__(self):
         """``params, history = result``: the two things :meth:`Trainer.fit` returns."""
@@ -525,18 +531,19 @@ class Trainer:
         finally:
             restore()
             bar.close()
-        saved = None
+        saved = save_error = None
         if config.checkpoint:
             try:
                 saved = save()
             except SymbackError as error:
+                save_error = str(error)
                 message += f"{_NOT_SAVED}{error}"
             else:
                 if reason == "interrupted":
                     message += f"; checkpoint saved to {saved}"
         return TrainingResult(
             params.of(self.network), records.freeze(), reason, message, epoch - start_epoch, steps, saved,
-            initial_loss, final_loss, final_accuracy,
+            initial_loss, final_loss, final_accuracy, save_error,
         )
 
     def _test_metrics(
