@@ -503,6 +503,32 @@ def test_every_single_parameter_report_is_at_most_two_pages_without_overfull_box
         assert pages <= 2, f"{label} {name}: {pages} pages"
 
 
+@pytest.mark.parametrize("sizes", [[2, 2, 2, 2, 1], [3, 3, 3, 1], [2, 2, 2, 2, 2, 1]], ids=str)
+def test_deeper_networks_reports_keep_to_the_page(sizes):
+    """Two factors a layer: a 2-2-2-2-1 network's path table ran 117 pt off the page, its δ-form sum
+    97 pt, a 2-2-2-2-2-1 network's chain rule 37 pt.  Now the table puts each path's δ form under
+    its factors, the chain rule breaks between factors, and scripted names count their width."""
+    require_program("pdflatex")
+    network = Network(sizes, "sigmoid", "squared_error")
+    logs = _pdf_logs((target, build_report(derive(network, target))) for target in ("w(1)_0_0", "b(1)_0"))
+    for target, (pages, overfull) in logs.items():
+        assert overfull == [], f"{sizes} {target}: overfull boxes {overfull}"
+        assert pages <= 3, f"{sizes} {target}: {pages} pages"
+
+
+def test_a_long_chain_rule_is_broken_between_factors_and_a_short_one_is_not():
+    from symback.render.report import Display
+
+    deep = build_report(derive(Network([2, 2, 2, 2, 2, 1], "sigmoid", "squared_error"), "b(1)_0"))
+    assert isinstance(deep.chain_lines, Display) and deep.chain_lines.join == "·"
+    assert len(deep.chain_lines.parts) >= 2
+    tex = render(deep, "tex")
+    chain_section = tex.split(r"\section{Chain rule}")[1].split(r"\section")[0]
+    assert chain_section.count(r"&\quad \cdot") == len(deep.chain_lines.parts) - 1
+    assert chain_section.count(r"\frac{\partial") == 1 + 11  # ∂C/∂b and its 11 factors, none twice
+    assert build_report(derive(Network([2, 2, 2], "sigmoid", "squared_error"), "w(1)_0_0")).chain_lines is None
+
+
 def test_expanded_reports_fit_the_page():
     """--expanded writes the derivative out in the inputs, broken over lines: none runs off the page."""
     require_program("pdflatex")

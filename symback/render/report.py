@@ -18,7 +18,9 @@ True
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -183,11 +185,13 @@ class Report:
     forward: tuple[Math, ...]
     form: str
     chain: Math | None = None
+    chain_lines: Display | None = None  # the chain rule broken over lines, when one line cannot hold it
     paths: tuple[Math, ...] = ()
     factors: tuple[FactorReport, ...] = ()
     derivatives_used: tuple[FactorReport, ...] = ()
     results: tuple[Math, ...] = ()
     path_rows: tuple[PathRow, ...] = ()
+    path_rows_stacked: bool = False  # a path's δ form under its factors, not beside them: too wide for one line
     delta_form: Math | None = None
     deltas: tuple[Math, ...] = ()
     cancellations: tuple[Math, ...] = ()
@@ -496,12 +500,42 @@ def _width(expr: sp.Expr) -> int:
         printed = printed.replace(notation_text(piecewise), "x" * widest)
     names = {notation_text(atom) for atom in expr.atoms(sp.Symbol, sp.Indexed, Delta)}
     for name in sorted(names, key=len, reverse=True):
-        printed = printed.replace(name, "ab")
+        printed = printed.replace(name, "a" * _name_width(name))
     return len(printed)
+
+
+def _name_width(name: str) -> int:
+    """About how many glyphs a name is set as: two, and more for a long script (``z(L-2)_0``'s
+    superscript (L−2) is wider than its letter; a superscript and a subscript stand one above the other).
+
+    >>> _name_width("w(L)_0_1"), _name_width("z(L-2)_0"), _name_width("y")
+    (2, 4, 2)
+    """
+    layer = re.search(r"\([^)]*\)", name)
+    superscript = len(layer.group(0)) if layer else 0
+    subscript = len(name.partition("_")[2].replace("_", "")) if "_" in name else 0
+    return 2 + math.ceil(0.7 * max(0, max(superscript, subscript) - 3))
 
 
 def _fits_one_line(lhs: sp.Expr, parts: tuple[sp.Expr, ...]) -> bool:
     return _width(lhs) + sum(_width(p) + 3 for p in parts) <= ONE_LINE_TEXT
+
+
+def _product_lines(lhs: sp.Expr, factors: tuple[sp.Expr, ...], sums: tuple = ()) -> Display | None:
+    """``lhs = Σ… f1 · f2 · …`` broken between factors into lines that fit, or None when one line holds it
+    (a deep network's chain rule has two factors a layer)."""
+    if _fits_one_line(lhs, (*factors, *(sp.Symbol("Σ") for _ in sums))):
+        return None
+    lines: list[list[sp.Expr]] = [[]]
+    room = ONE_LINE_TEXT - _width(lhs) - 3 * len(sums)
+    for factor in factors:
+        if lines[-1] and sum(_width(f) + 3 for f in (*lines[-1], factor)) > room:
+            lines.append([])
+        lines[-1].append(factor)
+    parts = [ChainProduct(*line) for line in lines]
+    if sums:
+        parts[0] = sp.Sum(parts[0], *sums)
+    return Display(Math(lhs, False), tuple(Math(p, False) for p in parts), "·")
 
 
 def _display(lhs: sp.Expr, rhs: sp.Expr, join: str = "+") -> Display:
@@ -631,6 +665,7 @@ def build_report(
     chain_factors = ChainProduct(*(Partial(f.of, f.wrt) for f in derivation.chain))
     chain_rhs: sp.Expr = sp.Sum(chain_factors, *derivation.sum_indices) if derivation.sum_indices else chain_factors
     chain = Math(sp.Eq(Partial(cost, derivation.indexed_target), chain_rhs, evaluate=False))
+    chain_lines = _product_lines(Partial(cost, derivation.indexed_target), chain_factors.args, derivation.sum_indices)
     paths: list[Math] = []
     factors: list[Factor] = list(derivation.chain)
     path_rows: list[PathRow] = []
@@ -685,11 +720,14 @@ def build_report(
         source=source,
         form=derivation.form,
         chain=chain,
+        chain_lines=chain_lines,
         paths=tuple(paths),
         factors=(),
         derivatives_used=_derivatives_used(derivation, factors),
         results=results,
         path_rows=tuple(path_rows),
+        path_rows_stacked=any(_width(row.factors.expr) + (_width(row.delta.expr) if row.delta else 0) + 8 > ONE_LINE_TEXT
+                              for row in path_rows),
         assembled=_display(lhs, shown.chain_order),
         delta_form=_display(lhs, shown.path_deltas if shown.path_deltas is not None and len(path_rows) > 1
                             else shown.delta_form) if shown.delta_form is not None else None,
@@ -711,8 +749,8 @@ def _expanded_display(derivation: Derivation) -> Display:
     """The derivative in the inputs (:func:`symback.render.notation.expanded_form`), a factor (or a factor's
     factor, where one is wider than the page) to a line."""
     shown = expanded_form(derivation)
-    # Deep nesting sets many layer superscripts, wider than _width counts: a shorter line.
-    lines = shown.lines(lambda e: _width(e) <= ONE_LINE_TEXT * 3 // 4)
+    # Deep nesting stacks fractions and exponents that _width counts flat: a line of 7/8 of the page.
+    lines = shown.lines(lambda e: _width(e) <= ONE_LINE_TEXT * 7 // 8)
     return Display(Math(shown.lhs, False), tuple(Math(piece, False) for _, piece in lines), "·",
                    tuple(join for join, _ in lines))
 
