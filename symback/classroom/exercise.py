@@ -803,22 +803,22 @@ def _cost_formula(term: HandForm, outputs: list[tuple[str, str]], fmt: str) -> s
     """The cost as the sum of its outputs' hand-written terms: LaTeX (as the answers' working writes it),
     MathML of the same expression in its written order, or the plain text a student types."""
     from ..render.latex import mathml
-    from ..render.report import _Rendered
+    from ..render.report import Rendered
 
     if fmt == "tex":
-        return _Rendered(" + ".join(_tex_format(term.tex, {"a": _tex_name(a), "y": _tex_name(y)}) for a, y in outputs))
+        return Rendered(" + ".join(_tex_format(term.tex, {"a": _tex_name(a), "y": _tex_name(y)}) for a, y in outputs))
     if fmt == "html":
         total = sp.Add(*(term.expression(a=sp.Symbol(a), y=sp.Symbol(y)) for a, y in outputs), evaluate=False)
-        return _Rendered(mathml(total, order="none"))
+        return Rendered(mathml(total, order="none"))
     return " + ".join(term.text.format(a=a, y=y) for a, y in outputs)
 
 
 def sheet_context(exercise: Exercise, solution: Solution, fmt: str) -> dict[str, Any]:
     """What the sheet and answer templates lay out in ``fmt`` (no math is done in a template)."""
-    from ..render.report import _Rendered  # LaTeX and code the templates insert as they are
+    from ..render.report import Rendered
 
     variant = solution.variant
-    raw = _Rendered if fmt in ("tex", "md") else str
+    raw = Rendered if fmt in ("tex", "md") else str
     questions = [
         {
             "number": q.number, "title": q.title, "ask": q.ask, "marks": _marks_text(q.marks),

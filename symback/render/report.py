@@ -962,8 +962,13 @@ def template_dir() -> Path:
     return locate("templates", "report.tex.j2")
 
 
-class _Rendered(str):
-    """Math already printed for the target format: templates insert it as is."""
+class Rendered(str):
+    """Math (or code) already printed for the target format: the templates insert it as it is.
+
+    >>> from markupsafe import escape
+    >>> str(escape(Rendered("<mi>a</mi>"))), str(escape("<mi>a</mi>"))
+    ('<mi>a</mi>', '&lt;mi&gt;a&lt;/mi&gt;')
+    """
 
     __html__ = str.__str__  # markupsafe: already safe (built through an XML DOM)
 
@@ -980,7 +985,7 @@ def _md_escape(text: str) -> str:
 
 def _finalizer(fmt: str) -> Callable[[Any], Any]:
     def finalize(value: Any) -> Any:
-        if isinstance(value, _Rendered) or fmt == "html":
+        if isinstance(value, Rendered) or fmt == "html":
             return value  # HTML escapes by autoescape
         text = "" if value is None else str(value)
         return escape_latex(text) if fmt == "tex" else _md_escape(text)
@@ -1015,8 +1020,8 @@ def _environment(fmt: str) -> Any:
 def _convert(value: Any, fmt: str) -> Any:
     if isinstance(value, Math):
         if fmt == "html":
-            return _Rendered(mathml(value.expr, display=value.display))
-        return _Rendered(latex(value.expr))
+            return Rendered(mathml(value.expr, display=value.display))
+        return Rendered(latex(value.expr))
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _convert(getattr(value, f.name), fmt) for f in fields(value)}
     if isinstance(value, (tuple, list)):
