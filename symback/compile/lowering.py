@@ -50,6 +50,7 @@ __all__ = [
     "compile_function",
     "contraction_of",
     "lower",
+    "namespace_of",
     "register_contraction",
     "register_pattern",
 ]
@@ -61,23 +62,45 @@ EXAMPLES = "n"
 class ArrayNamespace:
     """The array calls lowered kernels make: NumPy's, or another module with the same names.
 
+    ``functional``: the module's arrays are values (JAX): ``out=`` hints are dropped, and
+    :meth:`assign` returns a new array instead of writing into one.
+
     >>> NUMPY.ones(3, np.float32).tolist()
     [1.0, 1.0, 1.0]
+    >>> NUMPY.assign(np.zeros(3), 1, 5.0).tolist()
+    [0.0, 5.0, 0.0]
     """
 
-    def __init__(self, module: Any, name: str) -> None:
+    def __init__(self, module: Any, name: str, *, functional: bool = False) -> None:
         self.module = module
         self.name = name
-        self.matmul = module.matmul
-        self.einsum = module.einsum
-        self.multiply = module.multiply
-        self.add = module.add
+        self.functional = functional
+        self.matmul = _without_out(module.matmul) if functional else module.matmul
+        self.einsum = _without_out(module.einsum) if functional else module.einsum
+        self.multiply = _without_out(module.multiply) if functional else module.multiply
+        self.add = _without_out(module.add) if functional else module.add
         if module is np:  # the cached vector itself, not a method around it: called every step
             self.ones = _ones
+        elif functional:
+            self.ones = lambda n, dtype: module.ones(n, dtype)
 
     def ones(self, n: int, dtype: Any) -> Any:
         """A read-only vector of ones (cached: a bias gradient asks for one every step)."""
         return _ones(n, dtype)
+
+    def assign(self, array: Any, index: Any, value: Any) -> Any:
+        """``array`` with ``array[index] = value``: written in place, or a new array when functional."""
+        if self.functional:
+            return array.at[index].set(value)
+        array[index] = value
+        return array
+
+    def __getattr__(self, name: str) -> Any:  # pad, flip, zeros, expand_dims…: the module's own
+        if name == "module":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        value = getattr(self.module, name)
+        setattr(self, name, value)  # looked up once
+        return value
 
     def __repr__(self) -> str:
         return f"ArrayNamespace({self.name})"
@@ -90,12 +113,29 @@ def _ones(n: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
+def _without_out(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` taking (and dropping) an ``out=`` hint: a functional namespace returns new arrays."""
+
+    def call(*arguments: Any, out: Any = None, **settings: Any) -> Any:
+        return function(*arguments, **settings)
+
+    return call
+
+
 NUMPY = ArrayNamespace(np, "numpy")
 
+
+def namespace_of(xp: Any) -> ArrayNamespace:
+    """``xp`` as an :class:`ArrayNamespace` (a bare module is NumPy's or wrapped as a non-functional one)."""
+    if isinstance(xp, ArrayNamespace):
+        return xp
+    return NUMPY if xp is np else ArrayNamespace(xp, getattr(xp, "__name__", "module"))
+
 #: Patterns for index forms that are not einsum contractions (a convolution's ``a[c, j + m − P]``, a
-#: recurrence's ``h[t − 1, k]``): ``matcher(expression, out, batched=, over_examples=, lower=, key=) ->
-#: Kernel | None``, tried in order before the contraction table (``lower`` lowers what a matcher
-#: rewrote; ``key(base)`` is where a base's array is found in the arrays a kernel is given).
+#: recurrence's ``h[t − 1, k]``): ``matcher(expression, out, batched=, over_examples=, lower=, key=, xp=)
+#: -> Kernel | None``, tried in order before the contraction table (``lower`` lowers what a matcher
+#: rewrote; ``key(base)`` is where a base's array is found in the arrays a kernel is given; ``xp`` the
+#: :class:`ArrayNamespace` its kernel calls).
 PATTERNS: list[Callable[..., Any]] = []
 
 
@@ -415,7 +455,8 @@ def lower(
         )
     for matcher in PATTERNS:
         rest = partial(lower, known=known, xp=xp, elementwise=elementwise)
-        kernel = matcher(expression, tuple(out), batched=batched, over_examples=over_examples, lower=rest, key=key)
+        kernel = matcher(expression, tuple(out), batched=batched, over_examples=over_examples, lower=rest, key=key,
+                         xp=xp)
         if kernel is not None:
             return kernel
     contraction = contraction_of(expression, out, batched, over_examples=over_examples)
@@ -507,12 +548,12 @@ def _lower_elementwise(
         inner = contraction_of(total, free, batched)
         if inner is None:
             raise ValueError(f"cannot lower {total}: not a contraction")
-        argument(total, _aligned(lower_contraction(inner, xp, key), free, out))
+        argument(total, _aligned(lower_contraction(inner, xp, key), free, out, xp))
     body = expression.xreplace(replacements)
     for indexed in sorted(body.atoms(sp.Indexed), key=sp.default_sort_key):
         if not set(indexed.indices) <= set(out) or len(indexed.indices) != len(set(indexed.indices)):
             raise ValueError(f"cannot lower {indexed} elementwise over {out}")
-        argument(indexed, _indexed_feed(indexed, out, indexed.base in batched, key(indexed.base)))
+        argument(indexed, _indexed_feed(indexed, out, indexed.base in batched, key(indexed.base), xp))
     body = body.xreplace(replacements)
     function = compile_elementwise(arguments, body)
 
@@ -526,7 +567,9 @@ def _lower_elementwise(
     return Kernel(run, "elementwise", ())
 
 
-def _aligned(kernel: Kernel, free: list[sp.Idx], out: tuple[sp.Idx, ...]) -> Callable[[Mapping], Any]:
+def _aligned(
+    kernel: Kernel, free: list[sp.Idx], out: tuple[sp.Idx, ...], xp: ArrayNamespace = NUMPY
+) -> Callable[[Mapping], Any]:
     """An inner contraction's value shaped to broadcast against ``(n, *out)``."""
     shape_index = [out.index(i) for i in free]
     run = kernel.run
@@ -535,12 +578,14 @@ def _aligned(kernel: Kernel, free: list[sp.Idx], out: tuple[sp.Idx, ...]) -> Cal
     expand = tuple(1 + p for p in range(len(out)) if p not in shape_index)
 
     def feed(arrays: Mapping) -> Any:
-        return np.expand_dims(run(arrays), expand)
+        return xp.expand_dims(run(arrays), expand)
 
     return feed
 
 
-def _indexed_feed(indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool, slot: Any) -> Callable[[Mapping], Any]:
+def _indexed_feed(
+    indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool, slot: Any, xp: ArrayNamespace = NUMPY
+) -> Callable[[Mapping], Any]:
     """An Indexed argument's array, its axes ordered and expanded like ``(n, *out)``."""
     positions = [out.index(i) for i in indexed.indices]
     order = sorted(range(len(positions)), key=positions.__getitem__)
@@ -551,9 +596,9 @@ def _indexed_feed(indexed: sp.Indexed, out: tuple[sp.Idx, ...], is_batched: bool
         return lambda arrays: arrays[slot]
 
     def feed(arrays: Mapping) -> Any:
-        array = np.transpose(arrays[slot], axes)
+        array = xp.transpose(arrays[slot], axes)
         if not is_batched:
             array = array[None]
-        return np.expand_dims(array, missing) if missing else array
+        return xp.expand_dims(array, missing) if missing else array
 
     return feed

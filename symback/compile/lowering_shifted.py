@@ -3,7 +3,8 @@
 A convolution's local formula reads its input at a *shifted* index, ``z_j = Σ_m w_m a_{j+m−P} + b``
 (``P`` the left padding: 0 for ``valid``, ``(K−1)//2`` for ``same``, as PyTorch pads).  The chain rule
 turns it into three sums, each lowered here to one vectorised call on an array namespace ``xp``
-(NumPy today): no Python loop over examples, positions or channels — only over the kernel offsets.
+(NumPy, or JAX's under ``jit``): no Python loop over examples, positions or channels — only over the
+kernel offsets (on JAX that loop is unrolled once, at trace time, into one XLA program).
 
 =====================================  ======================================================
 derived index form                     lowering
@@ -42,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ..symbolic.padding import PADDINGS, Padding, output_shape, padding
-from .lowering import Kernel, register_contraction, register_pattern
+from .lowering import NUMPY, Kernel, namespace_of, register_contraction, register_pattern
 
 __all__ = [
     "PADDINGS",
@@ -127,9 +128,10 @@ def kernel_gradient(D: Any, A: Any, pads: Padding, kernel: Sequence[int], *, xp:
     outputs = D.shape[2:]
     p = _letters(len(kernel))
     rule = f"no{p},nc{p}->oc"
+    space = namespace_of(xp)
     dW = xp.zeros((D.shape[1], A.shape[1], *kernel), dtype=xp.result_type(D, A))
     for offset in _offsets(kernel):
-        dW[(slice(None), slice(None), *offset)] = xp.einsum(rule, D, _window(padded, offset, outputs))
+        dW = space.assign(dW, (slice(None), slice(None), *offset), xp.einsum(rule, D, _window(padded, offset, outputs)))
     return dW
 
 
@@ -179,12 +181,13 @@ def _affine(index: Any) -> tuple[dict[Any, int], int] | None:
 
 
 def match_shifted(
-    expression: Any, out: Sequence[Any], batched: Any, *, over_examples: bool = False, key: Any = None
+    expression: Any, out: Sequence[Any], batched: Any, *, over_examples: bool = False, key: Any = None, xp: Any = np
 ) -> ShiftedKernel | None:
     """The kernel of ``expression`` when it is one of the convolution forms a derivation gives, else None.
 
     ``out`` are the result's indices after the example axis; ``batched`` the IndexedBases with an
-    example axis (activations, δ); ``over_examples`` sums the examples too (a parameter gradient).
+    example axis (activations, δ); ``over_examples`` sums the examples too (a parameter gradient);
+    ``xp`` the array namespace (or module) the kernel calls.
 
     >>> import sympy as sp
     >>> o, c, j, m = sp.Idx("o", 2), sp.Idx("c", 1), sp.Idx("j", 4), sp.Idx("m", 3)
@@ -222,7 +225,7 @@ def match_shifted(
     if not all(isinstance(i, sp.Idx) for i in plain.indices) or not isinstance(moved.indices[0], sp.Idx):
         return None
     scale = float(coefficient)
-    forms = _forms(plain, moved, tuple(out), batched, over_examples, key or (lambda base: base))
+    forms = _forms(plain, moved, tuple(out), batched, over_examples, key or (lambda base: base), xp)
     if forms is None:
         return None
     name, run, bases = forms
@@ -232,7 +235,7 @@ def match_shifted(
     return ShiftedKernel(name, bases, run)
 
 
-def _forms(plain: Any, moved: Any, out: tuple, batched: set, over_examples: bool, key: Any) -> tuple | None:
+def _forms(plain: Any, moved: Any, out: tuple, batched: set, over_examples: bool, key: Any, xp: Any) -> tuple | None:
     """Which of the three forms: forward (kernel plain, input shifted), transposed (δ plain, kernel
     shifted), kernel gradient (δ plain, input shifted, summed over the examples)."""
     w_batched, p_batched = moved.base in batched, plain.base in batched
@@ -258,7 +261,7 @@ def _forms(plain: Any, moved: Any, out: tuple, batched: set, over_examples: bool
         def forward(arrays: Any) -> Any:
             inputs = arrays[a_slot].shape[2:]
             right = tuple(m - n - l + k - 1 for m, n, l, k in zip(outputs, inputs, left, kernel))
-            return correlate(arrays[a_slot], arrays[w_slot], Padding(tuple(left), right))
+            return correlate(arrays[a_slot], arrays[w_slot], Padding(tuple(left), right), xp=xp)
 
         return "correlate", forward, (W, A)
     if p_batched and not w_batched and not over_examples:
@@ -282,7 +285,7 @@ def _forms(plain: Any, moved: Any, out: tuple, batched: set, over_examples: bool
         d_slot, w_slot = key(D), key(W)
 
         def transposed(arrays: Any) -> Any:
-            return correlate_transposed(arrays[d_slot], arrays[w_slot], Padding(tuple(left), tuple(left)), inputs)
+            return correlate_transposed(arrays[d_slot], arrays[w_slot], Padding(tuple(left), tuple(left)), inputs, xp=xp)
 
         return "correlate_transposed", transposed, (D, W)
     if p_batched and w_batched and over_examples:
@@ -307,7 +310,7 @@ def _forms(plain: Any, moved: Any, out: tuple, batched: set, over_examples: bool
         def gradient(arrays: Any) -> Any:
             inputs = arrays[a_slot].shape[2:]
             right = tuple(m - n - l + k - 1 for m, n, l, k in zip(outputs, inputs, left, kernel))
-            return kernel_gradient(arrays[d_slot], arrays[a_slot], Padding(tuple(left), right), kernel)
+            return kernel_gradient(arrays[d_slot], arrays[a_slot], Padding(tuple(left), right), kernel, xp=xp)
 
         return "kernel_gradient", gradient, (D, A)
     return None
@@ -349,11 +352,10 @@ def shifted_copy(array: Any, offsets: Sequence[int], lengths: Sequence[int], *, 
             return out
         target.append(slice(start, stop))
         source.append(slice(start + c, stop + c))
-    out[tuple(target)] = array[tuple(source)]
-    return out
+    return namespace_of(xp).assign(out, tuple(target), array[tuple(source)])
 
 
-def offset_operands(expression: Any, batched: Any) -> tuple[Any, dict[Any, Any]] | None:
+def offset_operands(expression: Any, batched: Any, xp: Any = NUMPY) -> tuple[Any, dict[Any, Any]] | None:
     """``expression`` with every Indexed whose index is moved by a constant (``h[t − 1, k]``,
     ``x[t, k − 2]``) replaced by a new base holding the shifted, zero-filled array; None when there is none.
 
@@ -378,7 +380,7 @@ def offset_operands(expression: Any, batched: Any) -> tuple[Any, dict[Any, Any]]
         fixed = tuple(None if idx is not None else c for idx, c in parts)
         offsets = [c for idx, c in parts if idx is not None]
         lengths = [int(idx.upper) + 1 for idx, _ in parts if idx is not None]
-        feeds[base] = _ShiftFeed(indexed.base, tuple(offsets), tuple(lengths), indexed.base in batched, fixed)
+        feeds[base] = _ShiftFeed(indexed.base, tuple(offsets), tuple(lengths), indexed.base in batched, fixed, xp)
     if not feeds:
         return None
     return expression.xreplace(replacements), feeds
@@ -394,6 +396,8 @@ class _ShiftFeed:
     batched: bool
     #: per axis: None for a moved index, else the fixed position read (that axis is dropped)
     fixed: tuple[int | None, ...] = ()
+    #: the array namespace the copy is made in
+    xp: Any = NUMPY
 
     def __call__(self, arrays: Any) -> Any:
         return self.copy_of(arrays[self.base])
@@ -404,27 +408,31 @@ class _ShiftFeed:
             head = (slice(None),) if self.batched else ()
             body = array.shape[1:] if self.batched else array.shape
             if any(f is not None and not 0 <= f < n for f, n in zip(self.fixed, body)):
-                array = np.zeros_like(array)[(*head, *(0 if f is not None else slice(None) for f in self.fixed))]
+                array = self.xp.zeros_like(array)[(*head, *(0 if f is not None else slice(None) for f in self.fixed))]
             else:
                 array = array[(*head, *(f if f is not None else slice(None) for f in self.fixed))]
-        return shifted_copy(array, self.offsets, self.lengths, batched=self.batched)
+        return shifted_copy(array, self.offsets, self.lengths, batched=self.batched, xp=self.xp)
 
 
 # --- the two entries of the lowering table (symback.compile.lowering.register_pattern) ----------------------------------
 
 
-def shifted_pattern(expression: Any, out: tuple, *, batched: Any, over_examples: bool, lower: Any, key: Any) -> Any:
+def shifted_pattern(
+    expression: Any, out: tuple, *, batched: Any, over_examples: bool, lower: Any, key: Any, xp: Any = NUMPY
+) -> Any:
     """A convolution's sum (:func:`match_shifted`) as a lowering Kernel, else None."""
-    found = match_shifted(expression, out, batched, over_examples=over_examples, key=key)
+    found = match_shifted(expression, out, batched, over_examples=over_examples, key=key, xp=xp)
     if found is None:
         return None
     return Kernel(found, found.pattern, found.bases)
 
 
-def offset_pattern(expression: Any, out: tuple, *, batched: Any, over_examples: bool, lower: Any, key: Any) -> Any:
+def offset_pattern(
+    expression: Any, out: tuple, *, batched: Any, over_examples: bool, lower: Any, key: Any, xp: Any = NUMPY
+) -> Any:
     """An expression with indices moved by constants (:func:`offset_operands`): the shifted copies made,
     the rest lowered by the table as usual (the copies appended to the arrays, found from the end)."""
-    rewritten = offset_operands(expression, batched)
+    rewritten = offset_operands(expression, batched, xp)
     if rewritten is None:
         return None
     expression, feeds = rewritten
@@ -472,7 +480,9 @@ def _grid_contractions() -> dict[str, Any]:
 GRID_CONTRACTIONS = _grid_contractions()
 
 
-def delta_pattern(expression: Any, out: tuple, *, batched: Any, over_examples: bool, lower: Any, key: Any) -> Any:
+def delta_pattern(
+    expression: Any, out: tuple, *, batched: Any, over_examples: bool, lower: Any, key: Any, xp: Any = NUMPY
+) -> Any:
     """``KroneckerDelta(i, c) · rest`` with ``i`` an output index and ``c`` a position: ``rest`` (lowered
     without the axis of ``i``) placed at ``i = c`` of a zero array — what a readout of the last step
     sends back to a sequence (∂C/∂h[t] = δ(t, T−1) · …)."""
@@ -495,9 +505,9 @@ def delta_pattern(expression: Any, out: tuple, *, batched: Any, over_examples: b
 
     def run(arrays: Any, result: Any = None) -> Any:
         value = rest(arrays)
-        full = np.zeros((value.shape[0], *shape), dtype=value.dtype)
+        full = xp.zeros((value.shape[0], *shape), dtype=value.dtype)
         if 0 <= where < shape[axis]:
-            full[(slice(None),) * (1 + axis) + (where,)] = value
+            full = xp.assign(full, (slice(None),) * (1 + axis) + (where,), value)
         if result is not None:
             result[...] = full
             return result

@@ -49,6 +49,7 @@ from jax import lax
 
 from ...compile.compiler import _ERF_NAME, _LOGISTIC_NAME, COMPLEMENT, LOG_A, CompiledNetwork, _NumPyPrinter, stabilize
 from ...compile.lowering import ArrayNamespace, KnownFactor, lower
+from ...compile.lowering_scan import StepProduct, split_recurrence
 from ...errors import SpecError
 from ...registry import Registry
 from ...symbolic.activations import Z
@@ -62,8 +63,8 @@ from .numpy import NumPyRunner, one_hot
 
 __all__ = ["JAX", "UPDATES", "JaxRunner", "make_runner", "register_update"]
 
-#: The lowering's array namespace on ``jax.numpy`` (``out=`` hints are ignored: JAX arrays are values).
-JAX = ArrayNamespace(jnp, "jax")
+#: The lowering's array namespace on ``jax.numpy`` (``out=`` hints are dropped: JAX arrays are values).
+JAX = ArrayNamespace(jnp, "jax", functional=True)
 
 #: Step outcomes, one per step of a scan.
 _APPLIED, _NON_FINITE, _OVERFLOW, _CONVERGED, _SKIPPED, _SUSPECT = 0, 1, 2, 3, 4, 5
@@ -133,12 +134,6 @@ class _Step:
 
     def __init__(self, compiled: CompiledNetwork, dtype: Any) -> None:
         program = compiled.program
-        if any(s is not None for s in program.scans) or program.input_grid is not None:
-            kinds = sorted({type(layer).__name__ for layer in compiled.network.layers})
-            raise SpecError(
-                f"the jax backend does not lower convolutional or recurrent layers yet (this network has "
-                f"{', '.join(kinds)}); use backend = \"numpy\""
-            )
         self.compiled, self.program, self.dtype = compiled, program, dtype
         backward, network = compiled.backward, compiled.network
         im = backward.model
@@ -146,9 +141,16 @@ class _Step:
         options = {"batched": _batched(program, backward), "elementwise": _stable, "key": program.slots.__getitem__,
                    "xp": JAX}
         self.z_kernels, self.a_rests, self.sigma, self.complement = [], [], [], []
+        #: A layer that reads itself one step back (a recurrent layer): its z less that read, lowered for
+        #: every step at once, and the step product the scan adds (as the NumPy program splits it).
+        self.scans: list[StepProduct | None] = list(program.scans)
+        self.carries: list[StepProduct | None] = list(program.carries)
+        self.grids = [tuple(layer.grid) for layer in network.layers]
         for l in range(1, L + 1):
             z_formula, a_formula = backward.forward[l]
             j = grid_tuple(backward.neuron_index[l])
+            if self.scans[l - 1] is not None:
+                z_formula = split_recurrence(z_formula, im.activations[l], j, -1)[0]
             self.z_kernels.append(lower(z_formula, j, **options).run)
             activation, layer = network.activation(l), compiled.layers[l - 1]
             if activation.elementwise:
@@ -160,8 +162,12 @@ class _Step:
             self.complement.append(layer.complement)
             rest = a_formula - own
             self.a_rests.append(lower(rest, j, **options).run if rest != 0 else None)
-        self.adjoint_kernels = [lower(backward.adjoints[l], grid_tuple(backward.own_index[l]), **options).run
-                                for l in range(1, L)]
+        self.adjoint_kernels = []
+        for l in range(1, L):
+            adjoint, own = backward.adjoints[l], grid_tuple(backward.own_index[l])
+            if self.carries[l - 1] is not None:  # ∇h(t) reads δ(t + 1): the rest here, the read in a scan
+                adjoint = split_recurrence(adjoint, backward.delta[l], own, +1)[0]
+            self.adjoint_kernels.append(lower(adjoint, own, **options).run)
         self.delta_kernels = []
         for l in range(1, L + 1):
             known = {}
@@ -219,15 +225,19 @@ class _Step:
         """The batch's loss, its gradient (weights then biases) and the network's output."""
         program, compiled, L = self.program, self.compiled, self.L
         arrays: list[Any] = [None] * program.size
-        arrays[program.A] = x
+        arrays[program.A] = x if program.input_grid is None else x.reshape(x.shape[0], *program.input_grid)
         arrays[program.W : program.W + L] = weights
         arrays[program.B : program.B + L] = biases
         for index in range(L):
             z = self.z_kernels[index](arrays)
-            if self.complement[index]:
-                a, c = jax.nn.sigmoid(z), jax.nn.sigmoid(-z)
+            f = jax.nn.sigmoid if self.complement[index] else self.sigma[index]
+            if self.scans[index] is not None:
+                z = jnp.broadcast_to(z, (x.shape[0], *self.grids[index]))
+                step = self.scans[index]
+                z, a = _scan_forward(z, step, step.matrix(arrays, program.slots), f)
             else:
-                a, c = self.sigma[index](z), None
+                a = f(z)
+            c = jax.nn.sigmoid(-z) if self.complement[index] else None
             arrays[program.S + index] = a
             if self.a_rests[index] is not None:
                 a = a + self.a_rests[index](arrays)
@@ -253,7 +263,17 @@ class _Step:
             delta = delta * scale
         arrays[program.DELTA + L - 1] = delta
         for index in range(L - 2, -1, -1):
-            arrays[program.NABLA + index] = self.adjoint_kernels[index](arrays)
+            nabla = self.adjoint_kernels[index](arrays)
+            if self.carries[index] is not None:  # backpropagation through time: δ(t) needs δ(t + 1)
+                nabla = jnp.broadcast_to(nabla, (x.shape[0], *self.grids[index]))
+                probe = list(arrays)
+                probe[program.NABLA + index] = jnp.ones_like(nabla)
+                slope = self.delta_kernels[index](probe)  # σ'(z): δ is linear in ∇h
+                carry = self.carries[index]
+                nabla, delta = _scan_backward(nabla, slope, carry, carry.matrix(arrays, program.slots))
+                arrays[program.NABLA + index], arrays[program.DELTA + index] = nabla, delta
+                continue
+            arrays[program.NABLA + index] = nabla
             arrays[program.DELTA + index] = self.delta_kernels[index](arrays)
         grads = [run(arrays) for run in self.weight_kernels] + [run(arrays) for run in self.bias_kernels]
         grads = [jnp.broadcast_to(g, p.shape).astype(p.dtype) for g, p in zip(grads, weights + biases)]
@@ -282,6 +302,40 @@ class _Step:
             sizes = jnp.asarray(self.ties.sizes, dtype=tied_total.dtype)
             squares = jnp.maximum(squares - jnp.dot((sizes - 1) * tied_total, tied_total), 0.0)
         return jnp.sqrt(squares)
+
+
+def _scan_forward(rest: Any, product: StepProduct, matrix: Any, f: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """``a[:, t] = f(z[:, t])`` with ``z[:, t] = rest[:, t] + product(a[:, t − 1], matrix)`` (``a[:, −1] = 0``):
+    one ``lax.scan`` over the steps (axis 1), so the traced program is one step long whatever the sequence."""
+
+    def step(previous: Any, rest_t: Any) -> tuple[Any, tuple[Any, Any]]:
+        z_t = rest_t + product(previous, matrix)
+        a_t = f(z_t)
+        return a_t, (z_t, a_t)
+
+    steps = jnp.swapaxes(rest, 0, 1)
+    _, (z, a) = lax.scan(step, jnp.zeros_like(steps[0]), steps, unroll=_UNROLL)
+    return jnp.swapaxes(z, 0, 1), jnp.swapaxes(a, 0, 1)
+
+
+def _scan_backward(rest: Any, slope: Any, product: StepProduct, matrix: Any) -> tuple[Any, Any]:
+    """From the last step back: ``∇h[:, t] = rest[:, t] + product(δ[:, t + 1], matrix)`` and
+    ``δ[:, t] = σ'[:, t] ∇h[:, t]`` (``δ[:, T] = 0``); returns ``(∇h, δ)``."""
+
+    def step(later: Any, pair: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
+        rest_t, slope_t = pair
+        nabla_t = rest_t + product(later, matrix)
+        delta_t = slope_t * nabla_t
+        return delta_t, (nabla_t, delta_t)
+
+    pair = (jnp.swapaxes(rest, 0, 1), jnp.swapaxes(jnp.broadcast_to(slope, rest.shape), 0, 1))
+    _, (nabla, delta) = lax.scan(step, jnp.zeros_like(pair[0][0]), pair, reverse=True, unroll=_UNROLL)
+    return jnp.swapaxes(nabla, 0, 1), jnp.swapaxes(delta, 0, 1)
+
+
+#: Steps of a time scan unrolled per iteration: a short sequence runs as straight-line code, a long one
+#: stays one loop (the trace and compile time do not grow with its length).
+_UNROLL = 4
 
 
 def _batched(program: Any, backward: Any) -> frozenset:
