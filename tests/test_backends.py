@@ -149,9 +149,11 @@ def test_numpy_runner_stops_where_asked_and_counts_what_it_ran():
 
 #: Networks of every layer kind, each with one training feature on: (name, [network], [[layer]] tables,
 #: settings).  Together: dense, residual (a skip edge), softmax, conv1d and conv2d (valid and same
-#: padding, one and two channels), recurrent (read at every step, and at the last), both clippings.
+#: padding, one and two channels), recurrent (read at every step, and at the last), both clippings,
+#: frozen and tied entries (of flat layers: the names address a dense layer's matrix).
 KIND_MIXES = [
-    ("conv1d, recurrent, dense, residual, softmax", {"inputs": [3, 4], "cost": "categorical_cross_entropy"},
+    ("conv1d, recurrent, dense, residual, softmax, frozen, tied",
+     {"inputs": [3, 4], "cost": "categorical_cross_entropy"},
      [{"kind": "conv1d", "filters": 2, "kernel": [3], "padding": "same", "activation": "tanh"},
       {"kind": "recurrent", "hidden": 3, "activation": "sigmoid"}, {"size": 4, "activation": "tanh"},
       {"size": 4, "activation": "softplus"}, {"size": 4, "activation": "tanh", "kind": "residual", "skip": 3},
@@ -168,23 +170,39 @@ KIND_MIXES = [
 ]
 
 
-def _kind_case(index: int, optimizer: str):
-    name, network, tables, settings = KIND_MIXES[index % len(KIND_MIXES)]
-    net = network_from_tables(network, tables)
+#: The first network's frozen entries (array, index; weights then biases) and tied pair, by name and place.
+FROZEN = {"w(4)_0_2": (3, (0, 2)), "b(L)_1": (11, (1,))}
+TIED = {"w(L)_0_0": (5, (0, 0)), "w(L)_2_3": (5, (2, 3))}
+
+
+def _kind_case(index: int):
+    """(name, network, 16 examples, settings, parameters) of ``KIND_MIXES[index]`` (cycled)."""
+    index %= len(KIND_MIXES)
+    name, network, tables, settings = KIND_MIXES[index]
+    options = {"frozen": list(FROZEN), "names": dict.fromkeys(TIED, "shared")} if index == 0 else {}
+    net = network_from_tables(network, tables, **options)
     rng = np.random.default_rng(index)
     X = rng.normal(size=(16, net.sizes[0]))
-    return name, net, Dataset(X, _targets(net, len(X), rng)), settings
+    params = Parameters.initialize(net, seed=index)
+    if index == 0:
+        (array, first), (_, second) = TIED.values()
+        params.weights[array][second] = params.weights[array][first]  # a tied parameter's entries start equal
+    return name, net, Dataset(X, _targets(net, len(X), rng)), settings, params
 
 
 @pytest.mark.parametrize("index, optimizer", list(enumerate(OPTIMIZER_NAMES)))
 def test_jax_trains_every_layer_kind_as_numpy_does_under_every_optimizer(index, optimizer):
     _jax()
-    name, net, data, settings = _kind_case(index, optimizer)
-    params = Parameters.initialize(net, seed=index)
+    name, net, data, settings, params = _kind_case(index)
     numpy_run, jax_run = _both(net, params, data, optimizer=optimizer, learning_rate=0.05, epochs=2, batch_size=4,
                                seed=5, **settings)
     assert numpy_run.steps == 2 * 4
     _same_runs(numpy_run, jax_run, name)
+    if index == 0:
+        before, after = params.weights + params.biases, jax_run.parameters.weights + jax_run.parameters.biases
+        assert all(after[array][where] == before[array][where] for array, where in FROZEN.values())
+        (array, first), (_, second) = TIED.values()
+        assert after[array][first] == after[array][second] != before[array][first]
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -232,9 +250,9 @@ FLOAT32_RTOL = 1e-4
 def test_jax_float32_agrees_to_float32_rounding_on_every_kind():
     """conv1d, recurrent, dense, residual and softmax in one network (conv2d runs the same correlate)."""
     _jax()
-    name, net, data, settings = _kind_case(0, "gradient_descent")
-    numpy_run, jax_run = _both(net, Parameters.initialize(net, seed=1), data, learning_rate=0.05, epochs=2,
-                               batch_size=4, dtype="float32", **settings)
+    name, net, data, settings, params = _kind_case(0)
+    numpy_run, jax_run = _both(net, params, data, learning_rate=0.05, epochs=2, batch_size=4, dtype="float32",
+                               **settings)
     assert numpy_run.steps == jax_run.steps == 8
     pairs = zip(numpy_run.parameters.weights + numpy_run.parameters.biases,
                 jax_run.parameters.weights + jax_run.parameters.biases, strict=True)
