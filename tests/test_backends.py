@@ -30,7 +30,7 @@ import symback
 from symback import Dataset, Network, Parameters
 from symback.errors import SpecError
 from symback.spec.layer_table import network_from_tables
-from symback.training.backends import BACKENDS, choose, installed, make_runner
+from symback.training.backends import BACKENDS, candidates, choose, installed, make_runner
 from symback.training.optimizers import OPTIMIZERS
 from symback.training.train import Trainer, TrainingConfig, load_checkpoint
 
@@ -105,6 +105,21 @@ def test_auto_picks_by_batch_size_and_what_is_installed():
     assert choose("auto", batch=1, installed=only()) == "numpy"
     assert choose("auto", batch=4096, installed=only("fused")) == "numpy"
     assert choose("jax", batch=4096, installed=only()) == "jax"  # a named backend is never second-guessed
+
+
+def test_auto_hands_a_network_the_backend_it_picks_refuses_to_the_next():
+    """``auto`` at batch 1 picks ``fused``, which takes dense chains only: a convolution goes to JAX; named,
+    ``fused`` refuses it in one line."""
+    _jax()
+    require_module("numba")
+    net = network_from_tables({"inputs": [2, 3], "cost": "squared_error"},
+                              [{"kind": "conv1d", "filters": 1, "kernel": [2], "activation": "tanh"},
+                               {"size": 1, "activation": "identity"}])
+    compiled = symback.CompiledNetwork(net)
+    assert candidates("auto", batch=1) == ["fused", "jax", "numpy"]
+    assert type(make_runner(compiled, TrainingConfig(backend="auto"), batch=1)).__name__ == "JaxRunner"
+    with pytest.raises(SpecError, match="the fused backend trains dense chains only"):
+        make_runner(compiled, TrainingConfig(backend="fused"), batch=1)
 
 
 def test_a_backend_whose_module_is_absent_says_so(monkeypatch):

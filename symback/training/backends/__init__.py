@@ -9,7 +9,8 @@ and asks the runner for a chunk of consecutive batches at a time.
 * ``jax``: the whole step jitted, a chunk of steps as one ``lax.scan``, the batch sharded over
   ``jax.local_devices()`` (the ``symback[jax]`` extra; a GPU when JAX has one).
 * ``fused``: one compiled loop nest per step for small batches (``symback.training.backends.fused``).
-* ``auto``: see :func:`choose`.
+* ``auto``: see :func:`choose`; a backend that does not take the network (``fused`` and a
+  convolution) hands it to the next of :func:`candidates`.
 
 Modules are imported only when chosen: ``import symback.training.backends`` loads neither JAX nor numba.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,7 +34,7 @@ import numpy as np
 from ...errors import SpecError
 from ...registry import Registry
 
-__all__ = ["AUTO_JAX_BATCH", "BACKENDS", "Ran", "StepRunner", "choose", "make_runner", "register_backend"]
+__all__ = ["AUTO_JAX_BATCH", "BACKENDS", "Ran", "StepRunner", "candidates", "choose", "make_runner", "register_backend"]
 
 #: Backend name -> the module that implements it (imported when the backend is chosen).
 BACKENDS: Registry[str] = Registry(
@@ -134,14 +135,31 @@ def choose(name: str, *, batch: int, installed: Callable[[str], bool] = installe
     >>> choose("auto", batch=256, installed=lambda name: name == "numpy")
     'numpy'
     """
+    return next(_candidates(name, batch=batch, installed=installed))
+
+
+def candidates(name: str, *, batch: int, installed: Callable[[str], bool] = installed) -> list[str]:
+    """The backends to try in order: ``[name]``, or for ``auto`` those :func:`choose` would pick, best
+    first, ending with ``numpy`` (a backend that does not take the network, such as ``fused`` for a
+    convolution, passes it on to the next).
+
+    >>> candidates("auto", batch=1, installed=lambda name: True)
+    ['fused', 'jax', 'numpy']
+    """
+    return list(_candidates(name, batch=batch, installed=installed))
+
+
+def _candidates(name: str, *, batch: int, installed: Callable[[str], bool]) -> Iterator[str]:
+    # a generator: what is not reached is not asked (asking whether JAX has a GPU imports JAX)
     if name != "auto":
         BACKENDS.lookup(name)
-        return name
+        yield name
+        return
     if batch <= AUTO_FUSED_BATCH and installed("fused"):
-        return "fused"
+        yield "fused"
     if installed("jax") and (batch < AUTO_JAX_BATCH or _accelerated()):
-        return "jax"
-    return "numpy"
+        yield "jax"
+    yield "numpy"
 
 
 def check_name(name: Any) -> None:
@@ -153,24 +171,32 @@ def check_name(name: Any) -> None:
 
 
 def make_runner(compiled: Any, config: Any, *, batch: int) -> StepRunner:
-    """The step runner of ``config.backend`` (``auto`` resolved by :func:`choose` for ``batch``).
+    """The step runner of ``config.backend`` (``auto``: the first of :func:`candidates` for ``batch``
+    that takes the network).
 
-    A backend whose module or library is not installed is a SpecError saying what to install.
+    A backend whose module or library is not installed is a SpecError saying what to install; so is a
+    named backend that does not take the network.
     """
-    name = choose(config.backend, batch=batch)
-    try:
-        key: tuple | None = (name, config, hash(config))
-    except TypeError:  # an optimizer given as a table: not hashable, not cached
-        key = None
     # Kept on the compiled network (collected with it): a jitted runner is traced and compiled once,
     # not once per fit (a sweep, a resumed run, an evaluation loop train the same network again).
     made = compiled.__dict__.setdefault("_backend_runners", {})
-    if key is not None and key in made:
-        return made[key]
-    runner = _import(name).make_runner(compiled, config)
-    if key is not None:
-        made[key] = runner
-    return runner
+    for name in _candidates(config.backend, batch=batch, installed=installed):
+        try:
+            key: tuple | None = (name, config, hash(config))
+        except TypeError:  # an optimizer given as a table: not hashable, not cached
+            key = None
+        if key is not None and key in made:
+            return made[key]
+        try:
+            runner = _import(name).make_runner(compiled, config)
+        except SpecError:
+            if config.backend != "auto" or name == "numpy":
+                raise
+            continue  # auto: this backend does not take the network (or is not installed); the next may
+        if key is not None:
+            made[key] = runner
+        return runner
+    raise AssertionError("candidates() always ends with a backend")
 
 
 def _import(name: str) -> Any:
