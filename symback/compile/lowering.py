@@ -131,6 +131,7 @@ def namespace_of(xp: Any) -> ArrayNamespace:
         return xp
     return NUMPY if xp is np else ArrayNamespace(xp, getattr(xp, "__name__", "module"))
 
+
 #: Patterns for index forms that are not einsum contractions (a convolution's ``a[c, j + m − P]``, a
 #: recurrence's ``h[t − 1, k]``): ``matcher(expression, out, batched=, over_examples=, lower=, key=, xp=)
 #: -> Kernel | None``, tried in order before the contraction table (``lower`` lowers what a matcher
