@@ -382,14 +382,19 @@ def test_two_device_data_parallel_training_equals_one_device():
     """A recurrent network (its time scan inside the jitted step), the batch sharded over two CPU devices."""
     _jax()
 
-    def run(devices: int) -> dict:
+    def start(devices: int) -> subprocess.Popen:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
                "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-        done = subprocess.run([sys.executable, "-c", _TWO_DEVICES], capture_output=True, text=True, env=env, cwd=ROOT)
-        assert done.returncode == 0, done.stderr[-2000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return subprocess.Popen([sys.executable, "-c", _TWO_DEVICES], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, cwd=ROOT)
 
-    one, two = run(1), run(2)
+    def result(process: subprocess.Popen) -> dict:
+        out, err = process.communicate()
+        assert process.returncode == 0, err[-2000:]
+        return json.loads(out.strip().splitlines()[-1])
+
+    running = [start(1), start(2)]  # side by side: each is mostly importing and compiling
+    one, two = (result(process) for process in running)
     assert (one["devices"], two["devices"]) == (1, 2)
     np.testing.assert_allclose(two["flat"], one["flat"], rtol=RTOL)
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=RTOL)
