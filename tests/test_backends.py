@@ -175,7 +175,7 @@ KIND_MIXES = [
       {"size": 3, "activation": "softmax"}], {}),
     ("conv2d valid, conv2d same, dense", {"inputs": [1, 4, 4], "cost": "binary_cross_entropy"},
      [{"kind": "conv2d", "filters": 2, "kernel": [2, 2], "activation": "softplus"},
-      {"kind": "conv2d", "filters": 1, "kernel": [2, 3], "padding": "same", "activation": "sigmoid"},
+      {"kind": "conv2d", "filters": 1, "kernel": [1, 2], "padding": "same", "activation": "sigmoid"},
       {"size": 2, "activation": "sigmoid"}], {"clip_norm": 0.5}),
     ("recurrent, last-step readout", {"inputs": [5, 2], "cost": "squared_error"},
      [{"kind": "recurrent", "hidden": 3, "activation": "tanh"},
@@ -220,7 +220,7 @@ def test_jax_trains_every_layer_kind_as_numpy_does_under_every_optimizer(index, 
         assert after[array][first] == after[array][second] != before[array][first]
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=mixed_networks(), optimizer=st.sampled_from(OPTIMIZER_NAMES), seed=st.integers(0, 2**16))
 def test_jax_trains_random_mixed_networks_as_numpy_does(case, optimizer, seed):
     """Random conv1d / conv2d / recurrent mixes with a dense readout (tests/test_kinds.py's strategy)."""
@@ -254,20 +254,27 @@ def test_jax_clips_and_keeps_frozen_and_tied_parameters_as_numpy_does():
 
 #: float32 carries 24 bits (ε = 6e-8).  The backends round the same formulas in different orders (XLA's
 #: dots and reductions against OpenBLAS's and NumPy's), a few ε per step, and 8 SGD steps carry that
-#: forward: measured 2.0e-6 worst normwise per array on these networks (2.3e-5 entry by entry, at an
-#: entry near zero, hence normwise).  1e-4 leaves a factor of 50 over that and stays far below the
-#: error of a wrong or missing term (percent, or O(1)).  Not Adam: it divides by √v, so an entry whose
+#: forward: measured 2.3e-7 worst normwise per array on the network below, 2.0e-6 on the deeper
+#: KIND_MIXES networks (2.3e-5 entry by entry there, at an entry near zero: hence normwise).  1e-4
+#: leaves a factor of 50 over the worst and stays far below the error of a wrong or missing term
+#: (percent, or O(1)).  Not Adam: it divides by √v, so an entry whose
 #: gradient is rounding noise moves by ±η whatever the noise (measured 1.6e-5 normwise): that gauges
 #: Adam's sensitivity, not the backend.
 FLOAT32_RTOL = 1e-4
 
 
 def test_jax_float32_agrees_to_float32_rounding_on_every_kind():
-    """conv1d, recurrent, dense, residual and softmax in one network (conv2d runs the same correlate)."""
+    """conv1d, recurrent and a dense softmax readout in one network (conv2d runs the same correlate with a
+    second spatial axis; a residual's skip is one more addition)."""
     _jax()
-    name, net, data, settings, params = _kind_case(0)
-    numpy_run, jax_run = _both(net, params, data, learning_rate=0.05, epochs=2, batch_size=4, dtype="float32",
-                               **settings)
+    net = network_from_tables({"inputs": [3, 4], "cost": "categorical_cross_entropy"}, [
+        {"kind": "conv1d", "filters": 2, "kernel": [3], "padding": "same", "activation": "tanh"},
+        {"kind": "recurrent", "hidden": 3, "activation": "sigmoid"}, {"size": 3, "activation": "softmax"}])
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(16, 12))
+    numpy_run, jax_run = _both(net, Parameters.initialize(net, seed=1), Dataset(X, _targets(net, 16, rng)),
+                               learning_rate=0.05, epochs=2, batch_size=4, dtype="float32")
+    name = "conv1d, recurrent, softmax"
     assert numpy_run.steps == jax_run.steps == 8
     pairs = zip(numpy_run.parameters.weights + numpy_run.parameters.biases,
                 jax_run.parameters.weights + jax_run.parameters.biases, strict=True)
