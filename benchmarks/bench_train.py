@@ -20,7 +20,8 @@ A backend that refuses a configuration is printed as ``refused: <its reason>``.
 
 Peak memory: each method in its own spawned process, the growth of the peak resident set (the kernel's
 ``VmHWM``, which ru_maxrss reports, reset once imports and setup are done: data, parameters, the method
-built) through two epochs, a JIT's compile included; the ratio is to hand-numpy's growth.
+built) through the first epoch (a JIT's compile included), and through a second epoch over the state
+after the first (what training keeps needing); ratios to hand-numpy's.
 Compile time: derive + compile of the network, and each compiling method's first epoch minus its
 second (the fused kernel with an empty cache folder, then cached; JAX's first jit call), each in a
 fresh process.
@@ -30,6 +31,7 @@ fresh process.
     python benchmarks/bench_train.py --json PATH         # also the results as JSON
     python benchmarks/bench_train.py --json benchmarks/results/bench_train.json --readme   # the README's table
     python benchmarks/bench_train.py --smoke             # a few steps of everything (the test's mode)
+    python benchmarks/bench_train.py --threads 1         # one thread each for BLAS, XLA, PyTorch (a loaded machine)
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-if __name__ == "__main__" or __name__ == "__mp_main__":  # run from a checkout; a test loads this file by path
+# Run from a checkout: its symback, unless PYTHONPATH names one (issue 14's before/after times an old commit's
+# symback with this file: PYTHONPATH=/tmp/before python benchmarks/bench_train.py --only symback-step).
+if (__name__ == "__main__" or __name__ == "__mp_main__") and not os.environ.get("PYTHONPATH"):
     sys.path.insert(0, str(ROOT))
 # Before NumPy loads: the AVX2 kernels the README's other figures use (same rounding on every x86-64).
 os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
@@ -548,8 +552,11 @@ def _memory_worker(name: str, workload: Workload) -> dict[str, Any]:
         return {"status": "refused", "reason": refused[name]}
     before = reset_peak_rss()
     built[name].epoch()
+    first = peak_rss() - before  # a JIT's compile included
+    after_first = reset_peak_rss()
     built[name].epoch()
-    return {"status": "ok", "growth_kib": peak_rss() - before, "rss_before_kib": before}
+    return {"status": "ok", "growth_kib": peak_rss() - after_first, "first_epoch_growth_kib": first,
+            "rss_before_kib": before}
 
 
 def _compile_worker(name: str, workload: Workload, environment: dict[str, str]) -> dict[str, Any]:
@@ -594,13 +601,16 @@ def memory(names: Sequence[str], workloads: Sequence[Workload]) -> list[dict[str
     for workload in workloads:
         found = {name: in_fresh_process(_memory_worker, name, workload) for name in names}
         reference = found.get(REFERENCE, {}).get("growth_kib")
+        first_reference = found.get(REFERENCE, {}).get("first_epoch_growth_kib")
         for name, row in found.items():
-            growth = row.get("growth_kib")
+            growth, first = row.get("growth_kib"), row.get("first_epoch_growth_kib")
             ratio = growth / reference if growth is not None and reference else None
-            rows.append({"dtype": workload.dtype, "batch": workload.batch, "method": name, **row, "ratio": ratio})
+            first_ratio = first / first_reference if first is not None and first_reference else None
+            rows.append({"dtype": workload.dtype, "batch": workload.batch, "method": name, **row, "ratio": ratio,
+                         "first_epoch_ratio": first_ratio})
             print(f"  memory {workload.dtype:<8}{workload.batch:>5} {name:<15}"
-                  + (f"{growth:>9,d} KiB{'' if ratio is None else f'  {ratio:.2f}×'}" if growth is not None
-                     else f"refused: {row['reason']}"), flush=True)
+                  + (f"first epoch {first:>9,d} KiB ({_ratio(first_ratio)}), later {growth:>7,d} KiB ({_ratio(ratio)})"
+                     if growth is not None else f"refused: {row['reason']}"), flush=True)
     return rows
 
 
@@ -661,7 +671,8 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "versions": versions, "blas": blas,
-        "environment": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+        "environment": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                       "MKL_NUM_THREADS", "XLA_FLAGS", "SYMBACK_BENCH_THREADS")},
         "loadavg": list(os.getloadavg()), "other_runnable_processes": running,
     }
 
@@ -693,7 +704,7 @@ def render_table(results: dict[str, Any]) -> str:
     if memory:
         mem_configs = list(dict.fromkeys((m["dtype"], m["batch"]) for m in memory))
         mem = {(m["dtype"], m["batch"], m["method"]): m for m in memory}
-        lines += ["", "| peak RSS growth, KiB (÷ hand-numpy's) | "
+        lines += ["", "| peak RSS growth, KiB: first epoch (÷ hand-numpy's) / a later epoch (÷ hand-numpy's) | "
                   + " | ".join(f"{d} batch {b}" for d, b in mem_configs) + " |",
                   "|---|" + "---:|" * len(mem_configs)]
         for name in dict.fromkeys(m["method"] for m in memory):
@@ -705,8 +716,11 @@ def render_table(results: dict[str, Any]) -> str:
                 elif m["status"] != "ok":
                     cells.append("refused")
                 else:
-                    ratio = "" if name == REFERENCE or m["ratio"] is None else f" ({m['ratio']:.2f}×)"
-                    cells.append(f"{m['growth_kib']:,d}{ratio}")
+                    def shown(kib: int, ratio: float | None, name: str = name) -> str:
+                        return f"{kib:,d}" + ("" if name == REFERENCE or ratio is None else f" ({ratio:.2f}×)")
+
+                    cells.append(f"{shown(m['first_epoch_growth_kib'], m['first_epoch_ratio'])} / "
+                                 f"{shown(m['growth_kib'], m['ratio'])}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     compile_ = results.get("compile")
     if compile_:
@@ -725,12 +739,15 @@ def render_table(results: dict[str, Any]) -> str:
             lines.append(f"| {method}, {cache} (first epoch − second) | " + " | ".join(cells) + " |")
     m = results["machine"]
     v = m["versions"]
+    threads = m["environment"].get("SYMBACK_BENCH_THREADS")
     load = ", ".join(f"{x:.1f}" for x in m["loadavg"])
     lines += ["", f"Measured {results['date']} on {m['cores']} cores of an {m['cpu']} "
               f"(load average {load}; {m['other_runnable_processes']} other runnable processes"
               f"{'; the machine was loaded' if results.get('loaded') else ''}), "
               f"NumPy {v['numpy']} ({(m.get('blas') or {}).get('name', 'BLAS')}), JAX {v['jax']}, numba {v['numba']}, "
-              f"PyTorch {v['torch']}; {results['settings']['rounds']} interleaved rounds, best of each; "
+              f"PyTorch {v['torch']}; "
+              + (f"{threads} thread(s) each for BLAS, XLA and PyTorch; " if threads else "each library's own threads; ")
+              + f"{results['settings']['rounds']} interleaved rounds, best of each; "
               f"final losses agree with hand-numpy's to {FLOAT64_TOLERANCE:g} (float64) and "
               f"{FLOAT32_TOLERANCE:g} (float32) relative."]
     return "\n".join(lines)
@@ -822,7 +839,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(METHODS), help="these methods (hand-numpy is always run)")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--threads", type=int, help="threads for BLAS, XLA and PyTorch (default: each library's own); "
+                        "on a loaded machine 1 keeps idle-spinning BLAS threads from swamping the ratios")
     args = parser.parse_args(argv)
+    if args.threads is not None and os.environ.get("SYMBACK_BENCH_THREADS") != str(args.threads):
+        # Thread counts are read when the libraries load (NumPy's BLAS already has): start again with them set,
+        # and the spawned processes inherit them.
+        n = str(args.threads)
+        os.environ.update({"SYMBACK_BENCH_THREADS": n, "OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n,
+                           "MKL_NUM_THREADS": n, "NUMBA_NUM_THREADS": n,
+                           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen="
+                                        f"{'true' if args.threads > 1 else 'false'} intra_op_parallelism_threads={n}"})
+        again = sys.argv[1:] if argv is None else list(argv)
+        os.execv(sys.executable, [sys.executable, str(Path(__file__).resolve()), *again])
     names = list(METHODS) if not args.only else [REFERENCE, *[n for n in args.only if n != REFERENCE]]
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     results = run(names, PLANS[mode], measure_memory=not args.no_memory, measure_compile=not args.no_compile)

@@ -53,7 +53,7 @@ def test_every_peer_ran_or_says_why_not_in_every_configuration(smoke):
     plan = bench.PLANS["smoke"]
     rows = {(r["dtype"], r["batch"], r["method"]): r for r in results["throughput"]}
     assert set(rows) == {(d, b, m) for d, b in plan.configs for m in bench.METHODS}
-    for (dtype, batch, method), row in rows.items():
+    for (_, _, method), row in rows.items():
         if row["status"] == "ok":
             assert row["samples_per_s_best"] > 0 and math.isfinite(row["final_loss"]), row
         else:
