@@ -5,7 +5,8 @@ and returns the exact phrases of the README that carry its numbers, formatted th
 writes them.  The README must contain every phrase (whitespace runs count as one space, so a phrase
 may wrap); ``tests/test_readme_figures.py`` fails when one is missing, so a README number cannot
 drift from what its script gives, and neither can a script's result drift silently from the README.
-Timings are not deterministic and are not checked (the README says on what machine they were measured).
+Timings are not deterministic and are not rerun: the speed table is checked against the results JSON
+its benchmark wrote (committed beside it, with the machine it was measured on).
 
 Run:  python scripts/readme_figures.py [NAME ...]    # prints each phrase, ✓ or ✗; exit 1 when one is missing
 """
@@ -288,6 +289,22 @@ def _rnn_gradients() -> list[str]:
     ]
 
 
+def _bench_train() -> list[str]:
+    # Timings are not rerun here (they are not deterministic): the README's table must be exactly what
+    # benchmarks/bench_train.py renders from the results it wrote, committed beside it.
+    import json
+
+    name = "symback_benchmark_bench_train"  # registered (its dataclasses need it), the name the tests load it by
+    bench = sys.modules.get(name)
+    if bench is None:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "bench_train.py")
+        bench = importlib.util.module_from_spec(spec)
+        sys.modules[name] = bench
+        spec.loader.exec_module(bench)
+    results = json.loads((ROOT / "benchmarks" / "results" / "bench_train.json").read_text(encoding="utf-8"))
+    return [bench.render_table(results)]
+
+
 #: name -> where the numbers come from and the README phrases that quote them.
 FIGURES: dict[str, Figures] = {
     "quick tour": Figures("README.md, Quick tour", _quick_tour),
@@ -300,6 +317,8 @@ FIGURES: dict[str, Figures] = {
     "classroom": Figures("benchmarks/bench_grade.py and examples/exercise_222.toml", _classroom, slow=True),
     "conv_digits": Figures("examples/conv_digits.py", _conv_digits, slow=True),
     "rnn_gradients": Figures("examples/rnn_gradients.py", _rnn_gradients, slow=True),
+    "bench_train": Figures("benchmarks/results/bench_train.json (python benchmarks/bench_train.py --json "
+                           "benchmarks/results/bench_train.json --readme)", _bench_train),
 }
 
 
