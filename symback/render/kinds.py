@@ -39,7 +39,7 @@ import sympy as sp
 
 from ..compile.compiler import compile_network, lambdify
 from ..data import Dataset
-from ..errors import SpecError, UnknownNameError
+from ..errors import SpecError
 from ..grammar.names import Name
 from ..grammar.names import Layer as LayerName
 from ..grammar.names import parse as parse_name
@@ -122,11 +122,11 @@ def resolve_target(network: Network, wrt: str) -> KindTarget:
         raise SpecError(f"name the parameter by text (w(1)_0_0_2, W(1)_0_1, …), not {wrt!r}")
     name = parse_name(wrt.strip())
     if name is None or name.layer is None or name.wildcard:
-        raise UnknownNameError(f"{wrt!r} is not a parameter entry of this network; it has "
+        raise SpecError(f"{wrt!r} is not a parameter entry of this network; it has "
                                + "; ".join(_forms(network, l) for l in range(1, network.depth + 1)))
     layer = name.layer.resolve(network.depth)
     if not 1 <= layer <= network.depth:
-        raise UnknownNameError(f"{wrt!r}: the network has layers 1 … {network.depth} (L = {network.depth})")
+        raise SpecError(f"{wrt!r}: the network has layers 1 … {network.depth} (L = {network.depth})")
     blocks = _names_of(network, layer)
     if name.base in ("z", "a"):
         raise SpecError(f"{wrt!r}: for a network with {', '.join(GRID_KINDS)} layers, derive/report take a "
@@ -135,7 +135,7 @@ def resolve_target(network: Network, wrt: str) -> KindTarget:
     if block is None or len(name.indices) != len(block.shape) or any(
             not 0 <= i < n for i, n in zip(name.indices, block.shape)):  # type: ignore[operator]
         shape = "" if block is None else f" (shape {'×'.join(map(str, block.shape))})"
-        raise UnknownNameError(f"{wrt!r} is not an entry of layer {network.layer_label(layer)}{shape}: "
+        raise SpecError(f"{wrt!r} is not an entry of layer {network.layer_label(layer)}{shape}: "
                                f"its parameters are {_forms(network, layer)}, 0-based")
     return KindTarget(layer, name.base, tuple(int(i) for i in name.indices), block)  # type: ignore[arg-type]
 
@@ -318,6 +318,13 @@ class KindDerivation:
                 shown = flip_kernel(shown, im.weights[l], tuple(layer.kernel))
             shown = _blocks(shown, im.weights[l], _names_of(net, l), net.layer_label(l))
         return shown
+
+    def display_forward(self, expression: sp.Expr) -> sp.Expr:
+        """A layer's forward formula as shown: a recurrent layer's stored ``w`` read as ``W`` and ``U``."""
+        net, im = self.network, self.backward.model
+        for l in range(1, net.depth + 1):
+            expression = _blocks(expression, im.weights[l], _names_of(net, l), net.layer_label(l))
+        return expression
 
     # -- the gradient ----------------------------------------------------------------------------------
 
