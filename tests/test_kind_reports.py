@@ -14,11 +14,10 @@ from symback import Network, derive
 from symback.cli import main
 from symback.compile.compiler import compile_network
 from symback.errors import SpecError
-from symback.render.report import build_report, render, write_report
-from symback.symbolic.network import NodeRef
-
 from symback.render.kinds import evaluate_indexed
+from symback.render.report import build_report, render, write_report
 from symback.symbolic.chain import delta_recursion, grid_tuple
+from symback.symbolic.network import NodeRef
 
 from .test_report import _pdf_log, grid_networks
 from .tools import require_program
@@ -165,9 +164,27 @@ def test_recurrent_shows_backpropagation_through_time_and_the_one_step_jacobian(
     text = derivation.text(params, data)
     assert "∂C/∂W(L-1)_j,q = Σ_t a(L-1)_t − 1,q·δ(L-1)_t,j" in text
     assert "W(L-1)_o,q·δ(L-1)_t + 1,o" in text  # the next step's error through W
-    assert "∂a(L-1)_t,j/∂a(L-1)_t − 1,k = tanh′(z(L-1)_t,j) W(L-1)_j,k" in text
+    assert "J_s = ∂a(L-1)_s,j/∂a(L-1)_s − 1,k = tanh′(z(L-1)_s,j) W(L-1)_j,k" in text
+    assert "∂a(L-1)_2/∂a(L-1)_t = Π_{s=t + 1}^{2} J_s" in text
     norms = derivation.step_norms(params, data)
     assert norms.shape == (3,) and np.all(norms > 0)
+
+
+def test_the_product_of_one_step_jacobians_carries_the_last_steps_error_back():
+    """∂C/∂h_0 = (J_2 J_1)ᵀ ∂C/∂h_2 with J_s = diag(tanh′(z_s)) W, the derived one-step Jacobian, against the
+    compiled backward pass (the readout reads only the last state, so the error reaches h_0 only through W)."""
+    network, _, params, data = _grid_case("recurrent")
+    compiled = compile_network(network)
+    forward = compiled.forward(params, data.X)
+    delta = compiled.deltas(params, data, forward)[0].reshape(len(data), 3, 2)
+    z = forward.zs[0].reshape(len(data), 3, 2)
+    prime = 1 - np.tanh(z) ** 2
+    nabla = delta / prime  # ∂C/∂h_t = δ_t / f′(z_t)
+    W = params.weights[0][:, :2]
+    for example in range(len(data)):
+        jacobians = [np.diag(prime[example, s]) @ W for s in (1, 2)]
+        product = jacobians[1] @ jacobians[0]
+        np.testing.assert_allclose(product.T @ nabla[example, 2], nabla[example, 0], rtol=1e-10)
 
 
 @pytest.mark.parametrize("suffix", ["md", "html", "tex"])

@@ -40,16 +40,15 @@ import sympy as sp
 from ..compile.compiler import compile_network, lambdify
 from ..data import Dataset
 from ..errors import SpecError
-from ..grammar.names import Name
 from ..grammar.names import Layer as LayerName
+from ..grammar.names import Name
 from ..grammar.names import parse as parse_name
 from ..symbolic.chain import Backward, collapse, delta_recursion, derive_backward, grid_tuple
 from ..symbolic.layers import ParameterBlock
 from ..symbolic.network import Network
 from ..symbolic.parameters import Parameters
-from .notation import Partial, activation_forms, cost_form, product
+from .notation import Partial, activation_forms, cost_form, product, text
 from .notation import _equal as notation_equal
-from .notation import text
 
 __all__ = ["GRID_KINDS", "KindDerivation", "KindTarget", "derive_kind", "evaluate_indexed", "flip_kernel",
            "is_grid_network", "resolve_target"]
@@ -133,7 +132,7 @@ def resolve_target(network: Network, wrt: str) -> KindTarget:
                         f"parameter ({_forms(network, layer)})")
     block = blocks.get(name.base)
     if block is None or len(name.indices) != len(block.shape) or any(
-            not 0 <= i < n for i, n in zip(name.indices, block.shape)):  # type: ignore[operator]
+            not 0 <= i < n for i, n in zip(name.indices, block.shape, strict=True)):  # type: ignore[operator]
         shape = "" if block is None else f" (shape {'×'.join(map(str, block.shape))})"
         raise SpecError(f"{wrt!r} is not an entry of layer {network.layer_label(layer)}{shape}: "
                                f"its parameters are {_forms(network, layer)}, 0-based")
@@ -180,14 +179,15 @@ def flip_kernel(expression: sp.Expr, weight: sp.IndexedBase, kernel: tuple[int, 
             return total
         offsets = reads[0].indices[-len(kernel):]
         for axis, offset in enumerate(offsets):
-            for position, (p, low, high) in enumerate(limits):
+            for position, (p, _, _) in enumerate(limits):
                 if sp.expand(offset).coeff(p) != -1:
                     continue
                 m = sp.Idx("m" if len(kernel) == 1 else ("m", "n")[axis], kernel[axis])
                 body = body.xreplace({p: offset + p - m})  # p = s − m, with s = offset + p
                 limits[position] = (m, 0, kernel[axis] - 1)
                 break
-        tidy = body.replace(lambda e: isinstance(e, sp.Indexed), lambda e: e.base[tuple(sp.expand(i) for i in e.indices)])
+        tidy = body.replace(lambda e: isinstance(e, sp.Indexed),
+                            lambda e: e.base[tuple(sp.expand(i) for i in e.indices)])
         return sp.Sum(tidy, *limits)
 
     return expression.replace(lambda e: isinstance(e, sp.Sum) and e.has(weight), rewrite)
@@ -234,10 +234,12 @@ _INPUT_LETTERS = {"conv1d": ("c", "i"), "conv2d": ("c", "i", "r"), "recurrent": 
 _SUM_LETTERS = ("j", "o", "p", "s", "u", "v", "k", "n")
 
 
-def _lettered(expression: sp.Expr, own: tuple[sp.Idx, ...], letters: tuple[str, ...]) -> tuple[sp.Expr, tuple[sp.Idx, ...]]:
+def _lettered(expression: sp.Expr, own: tuple[sp.Idx, ...],
+              letters: tuple[str, ...]) -> tuple[sp.Expr, tuple[sp.Idx, ...]]:
     """``own`` renamed to ``letters`` and every summed index to the next free letter of :data:`_SUM_LETTERS`."""
     expression, new = _rename(expression, own, letters)
-    taken = {str(i.label) for i in expression.atoms(sp.Idx) if i not in {x for s in expression.atoms(sp.Sum) for x, _, _ in s.limits}}
+    bound = {x for total in expression.atoms(sp.Sum) for x, _, _ in total.limits}
+    taken = {str(i.label) for i in expression.atoms(sp.Idx) if i not in bound}
     taken |= set(letters)
     summed: list[sp.Idx] = []
     for total in sp.preorder_traversal(expression):
@@ -250,7 +252,8 @@ def _lettered(expression: sp.Expr, own: tuple[sp.Idx, ...], letters: tuple[str, 
     return expression, new
 
 
-def _rename(expression: sp.Expr, old: tuple[sp.Idx, ...], letters: tuple[str, ...]) -> tuple[sp.Expr, tuple[sp.Idx, ...]]:
+def _rename(expression: sp.Expr, old: tuple[sp.Idx, ...],
+            letters: tuple[str, ...]) -> tuple[sp.Expr, tuple[sp.Idx, ...]]:
     new = tuple(sp.Idx(letter, (i.lower, i.upper)) for i, letter in zip(old, letters, strict=False))
     return expression.xreplace(dict(zip(old, new, strict=False))), new
 
@@ -412,12 +415,12 @@ class KindDerivation:
         b, l = self.backward, self.target.layer
         term = b.input_adjoints[l]
         below = b.model.activations[l - 1]
-        reads = sorted((e for e in term.free_symbols if isinstance(e, sp.Idx)), key=str)
         # the input's own index, free in the term (its adjoint's index is k, k_1, … of the layer below)
         grid = self._shapes[below]
         own = tuple(sp.Idx(n, size) for n, size in zip(("k", "k_1", "k_2"), grid, strict=False))
         kind = self.network.layers[l - 2].kind if l > 1 else self.layer.kind
-        source = "recurrent" if kind == "recurrent" else "conv1d" if len(own) == 2 else "conv2d" if len(own) == 3 else ""
+        # what the input is read as: a sequence (steps, inputs) or channels × positions
+        source = "recurrent" if kind == "recurrent" else {2: "conv1d", 3: "conv2d"}.get(len(own), "")
         letters = _INPUT_LETTERS.get(source, ("k",))
         shown = sp.Eq(Partial(b.model.cost_symbol, below[own]), self._display(term), evaluate=False)
         return _lettered(shown, own, letters)[0]
@@ -428,7 +431,7 @@ class KindDerivation:
         if self.layer.kind != "recurrent":
             return None
         l, im, layer = self.target.layer, self.backward.model, self.layer
-        t, j, q = sp.Idx("t", layer.steps), sp.Idx("j", layer.hidden), sp.Idx("k", layer.hidden)
+        t, j, q = sp.Idx("s", layer.steps), sp.Idx("j", layer.hidden), sp.Idx("k", layer.hidden)
         symbols = im.layer_symbols(l)
         z = layer.z_formula(symbols, (t, j), sp.Idx("d", self.network.sizes[l - 1]))
         h = layer.activation.at(z)
@@ -438,6 +441,19 @@ class KindDerivation:
         weight = sp.cancel(derivative / layer.activation.derivative_at(im.zs[l][t, j]))
         shown = product([named, self._display(weight)]) if not weight.has(im.zs[l][t, j]) else derivative
         return sp.Eq(Partial(im.activations[l][t, j], im.activations[l][t - 1, q]), shown, evaluate=False)
+
+    @cached_property
+    def jacobian_product(self) -> sp.Eq | None:
+        """``∂h_{T−1}/∂h_t = Π_{s=t+1}^{T−1} J_s`` with ``J_s`` the one-step Jacobian above (seed 003's product,
+        whose size decides whether the error reaching early steps vanishes or explodes)."""
+        if self.layer.kind != "recurrent":
+            return None
+        l, im, layer = self.target.layer, self.backward.model, self.layer
+        t, s = sp.Idx("t", layer.steps), sp.Symbol("s", integer=True)
+        last = sp.Integer(layer.steps - 1)
+        state = im.activations[l]  # the states h of seed 003
+        steps = sp.Product(sp.IndexedBase("J", real=True)[s], (s, t + 1, last))
+        return sp.Eq(Partial(state[last], state[t]), steps, evaluate=False)
 
     # -- numbers ---------------------------------------------------------------------------------------
 
@@ -488,8 +504,12 @@ class KindDerivation:
                  f"gradient:    {text(self.gradient_equation)}", f"  at any entry: {text(self.generic_gradient)}"]
         lines += [f"delta:       {text(e)}" for e in self.delta_equations]
         lines.append(f"passed down: {text(self.passes_down)}")
-        if self.jacobian is not None:
-            lines.append(f"one step:    {text(self.jacobian)}  (∂h_T/∂h_t is the product of T − t of them)")
+        if self.jacobian is not None and self.jacobian_product is not None:
+            lines.append(f"one step:    J_s = {text(self.jacobian)}")
+            steps = self.jacobian_product.rhs
+            (s, first, last) = steps.limits[0]
+            lines.append(f"through time: {text(self.jacobian_product.lhs)} = Π_{{s={text(first)}}}^{{{last}}} J_s"
+                         )
         if params is not None and data is not None:
             examples = self.examples(params, data)
             lines += [f"  example {n}: {v:.6g}" for n, v in enumerate(examples, 1)]
@@ -511,8 +531,9 @@ class KindDerivation:
             "deltas": [both(e) for e in self.delta_equations], "passes_down": both(self.passes_down),
             "examples_reduction": self.reduction,
         }
-        if self.jacobian is not None:
+        if self.jacobian is not None and self.jacobian_product is not None:
             result["jacobian"] = both(self.jacobian)
+            result["jacobian_product"] = both(self.jacobian_product)
         if params is not None and data is not None:
             result["examples"] = [float(v) for v in self.examples(params, data)]
             result["value"] = self.value(params, data)

@@ -979,6 +979,7 @@ class KindReport:
     passes_down: Math
     passes_note: str
     jacobian: Math | None = None
+    jacobian_product: Math | None = None
     examples: tuple[str, ...] = ()
     total: Math | None = None
     step_norms: str = ""
@@ -998,9 +999,12 @@ def build_kind_report(derivation: Any, params: Parameters | None = None, data: D
                 f"offsets: the correlation of δ with the flipped kernel (P = {pads}, the {layer.padding} padding; "
                 "δ is zero outside its positions).")
     elif layer.kind == "recurrent":
-        note = ("Backpropagation through time: δ at step t collects the next step's error through W. One step's "
-                "Jacobian, derived from the formula, is below; the error reaching step t from the last is their "
-                "product over the steps between, which shrinks when every |f′ W| < 1 and grows when > 1 (seed 003).")
+        note = ("Backpropagation through time: the δ of step t collects the next step's δ through Wᵀ (the second "
+                "sum above) and, at the last step, the readout's error; the gradient of W sums, over the steps, the "
+                "δ of step t times the state of step t − 1. One step's Jacobian J, derived from the formula, is "
+                "below; the error reaching step t from the last goes through their product, which shrinks when the "
+                "factors f′ W are small and grows when they are large: the vanishing and exploding gradients of "
+                "seed 003.")
     else:
         note = "What this layer sends to the one below."
     examples: tuple[str, ...] = ()
@@ -1039,6 +1043,7 @@ def build_kind_report(derivation: Any, params: Parameters | None = None, data: D
         deltas=tuple(Math(e, False) for e in derivation.delta_equations),
         passes_down=Math(derivation.passes_down), passes_note=note,
         jacobian=None if derivation.jacobian is None else Math(derivation.jacobian),
+        jacobian_product=None if derivation.jacobian_product is None else Math(derivation.jacobian_product),
         examples=examples, total=total, step_norms=norms,
     )
 
