@@ -494,7 +494,7 @@ class KindDerivation:
     def summary(self) -> list[sp.Expr]:
         """The lines every output shows, in order."""
         lines = [self.gradient_equation, self.generic_gradient, *self.delta_equations, self.passes_down]
-        return lines + ([self.jacobian] if self.jacobian is not None else [])
+        return lines + [e for e in (self.jacobian, self.jacobian_product) if e is not None]
 
     def text(self, params: Parameters | None = None, data: Dataset | None = None, *, expanded: bool = False) -> str:
         if expanded:
@@ -544,6 +544,12 @@ class KindDerivation:
 
     def __str__(self) -> str:
         return self.text()
+
+    def _repr_latex_(self) -> str:
+        """Jupyter: the lines of :meth:`summary`, one a line."""
+        from .latex import latex
+
+        return "$$\\begin{gathered}" + " \\\\ ".join(latex(e) for e in self.summary()) + "\\end{gathered}$$"
 
     def __repr__(self) -> str:
         return f"KindDerivation(∂{self.cost_name}/∂{self.target_name}, {self.layer.kind})"
