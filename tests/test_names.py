@@ -92,7 +92,8 @@ def test_the_layer_pattern_is_the_layer_of_a_name(text):
     assert (re.fullmatch(LAYER_PATTERN, text.strip()) is not None) == (parse(f"a({text})") is not None)
 
 
-@pytest.mark.parametrize("text", ["", "w(L", "w(L)_", "w(L)_0_1_2_3_4", "w(L+1)", "2b", "w(٣)", "w(L)_0\n", "x_*", "b 3"])
+@pytest.mark.parametrize("text", ["", "w(L", "w(L)_", "w(L)_0_1_2_3_4", "w(L+1)", "2b", "w(٣)", "w(L)_0\n", "x_*",
+                                  "b 3"])
 def test_what_is_not_a_name(text):
     assert parse(text) is None
 

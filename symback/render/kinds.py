@@ -24,7 +24,7 @@ at the compiled forward pass and δ (a read outside an array is zero: the paddin
 ...     [{"kind": "conv1d", "filters": 1, "kernel": 3, "activation": "sigmoid"}, {"size": 1, "activation": "sigmoid"}])
 >>> d = derive_kind(net, "w(1)_0_0_2")
 >>> text(d.gradient_equation)
-'∂C/∂w(L-1)_0,0,2 = Σ_j δ(L-1)_0,j x_0,j + 2'
+'∂C/∂w(L-1)_0,0,2 = Σ_j δ(L-1)_0,j·x_0,j + 2'
 """
 
 from __future__ import annotations
@@ -507,7 +507,7 @@ class KindDerivation:
         if self.jacobian is not None and self.jacobian_product is not None:
             lines.append(f"one step:    J_s = {text(self.jacobian)}")
             steps = self.jacobian_product.rhs
-            (s, first, last) = steps.limits[0]
+            (_, first, last) = steps.limits[0]
             lines.append(f"through time: {text(self.jacobian_product.lhs)} = Π_{{s={text(first)}}}^{{{last}}} J_s"
                          )
         if params is not None and data is not None:
