@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symback.errors import SpecError
@@ -33,7 +33,7 @@ layered = st.builds(
     Name,
     st.from_regex(r"[A-Za-z]{1,6}", fullmatch=True),
     layers,
-    st.lists(index, max_size=2).map(tuple),
+    st.lists(index, max_size=4).map(tuple),
 )
 unlayered = st.builds(Name, st.sampled_from(["x", "y"]), st.none(), st.tuples(small))
 plain = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True).filter(
@@ -78,7 +78,9 @@ def test_inputs_and_targets_are_read_as_the_old_regex_read_them(text):
 @given(st.text(alphabet="wbzaxyLC()_-*01 9", max_size=14))
 def test_a_layered_name_of_a_network_kind_is_exactly_what_the_old_regex_accepted(text):
     name = parse(text)
-    is_node = name is not None and name.layer is not None and name.base in "wbza" and len(name.base) == 1
+    # (a name may carry up to four indices now, a conv2d kernel entry's; the old grammar's had at most two)
+    is_node = (name is not None and name.layer is not None and name.base in "wbza" and len(name.base) == 1
+               and len(name.indices) <= 2)
     assert is_node == (OLD_NETWORK_NAME.fullmatch(text) is not None)
     concrete = is_node and not name.wildcard
     assert concrete == (re.fullmatch(NODE_PATTERN, text) is not None) == (OLD_CLAIMS_NODE.fullmatch(text) is not None)
@@ -90,7 +92,8 @@ def test_the_layer_pattern_is_the_layer_of_a_name(text):
     assert (re.fullmatch(LAYER_PATTERN, text.strip()) is not None) == (parse(f"a({text})") is not None)
 
 
-@pytest.mark.parametrize("text", ["", "w(L", "w(L)_", "w(L)_0_1_2", "w(L+1)", "2b", "w(٣)", "w(L)_0\n", "x_*", "b 3"])
+@pytest.mark.parametrize("text", ["", "w(L", "w(L)_", "w(L)_0_1_2_3_4", "w(L+1)", "2b", "w(٣)", "w(L)_0\n", "x_*",
+                                  "b 3"])
 def test_what_is_not_a_name(text):
     assert parse(text) is None
 
@@ -127,3 +130,37 @@ def test_every_canonical_name_of_a_network_parses_to_its_node(sizes, data):
 def test_a_tab_inside_the_parentheses_is_a_space_not_a_crash():
     """network.py dropped only " " from the layer: "a(L\\t-\\t1)" raised ValueError (a traceback in the CLI)."""
     assert Network([1, 1, 1]).resolve("a(L\t-\t1)") == NodeRef("a", 1, 0)
+
+
+def test_up_to_four_indices_a_conv2d_kernel_entry():
+    assert parse("w(1)_0_1_2_3") == Name("w", Layer(1), (0, 1, 2, 3))
+    assert parse("W(L-1)_0_1") == Name("W", Layer(1, from_output=True), (0, 1))
+    assert parse("w(1)_0_1_2_3_4") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_every_parameter_entry_of_every_kind_round_trips_name_and_entry(data):
+    """conv1d w(l)_f_c_m, conv2d w(l)_f_c_m_n, b(l)_f, recurrent W(l)_j_q, U(l)_j_e, b(l)_j, a grid readout's
+    w(l)_j_c_p…: the canonical text of an entry parses back to it, and names the stored entry it should."""
+    from symback.render.kinds import KindTarget, resolve_target
+
+    from .test_report import grid_networks
+
+    network, _ = grid_networks()[data.draw(st.sampled_from(sorted(grid_networks())))]
+    layer = data.draw(st.integers(1, network.depth))
+    blocks = network.layers[layer - 1].parameter_names(network.sizes[layer - 1])
+    name = data.draw(st.sampled_from(sorted(blocks)))
+    block = blocks[name]
+    index = tuple(data.draw(st.integers(0, n - 1)) for n in block.shape)
+    target = KindTarget(layer, name, index, block)
+    text = target.text(network)
+    assert str(parse(text)) == text
+    assert resolve_target(network, text) == target
+    relative = text.replace(f"({network.layer_label(layer)})", f"({layer})")
+    assert resolve_target(network, relative) == target
+    stored = network.layers[layer - 1].parameter_shapes(network.sizes[layer - 1])[block.stored]
+    assert all(0 <= i < n for i, n in zip(target.stored_index, stored, strict=True))
+    if name in ("W", "U"):  # the blocks of w = [W | U]: W reads the state, U the input, side by side
+        hidden = network.layers[layer - 1].hidden
+        assert (target.stored_index[1] < hidden) == (name == "W")

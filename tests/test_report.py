@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -463,6 +464,45 @@ def _pdf_logs(labelled_reports):
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         futures = {label: pool.submit(_pdf_log, render(report, "tex")) for label, report in labelled_reports}
         return {label: future.result() for label, future in futures.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def grid_networks():
+    """The issue's small networks with grid layers, {label: (network, parameter names)}: conv1d over 5 inputs
+    with 3-tap kernels (same, then valid), conv2d 1×4×4 with a 2×2 kernel, recurrent 3 steps × 2 inputs, 2 hidden."""
+    from symback.spec.layer_table import network_from_tables
+
+    return {
+        "conv1d": (network_from_tables({"inputs": [1, 5], "cost": "squared_error"}, [
+            {"kind": "conv1d", "filters": 1, "kernel": 3, "padding": "same", "activation": "sigmoid"},
+            {"kind": "conv1d", "filters": 1, "kernel": 3, "activation": "sigmoid"},
+            {"size": 1, "activation": "sigmoid"}]), ("w(1)_0_0_2", "b(1)_0", "w(2)_0_0_1", "w(L)_0_0_1")),
+        "conv2d": (network_from_tables({"inputs": [1, 4, 4], "cost": "squared_error"}, [
+            {"kind": "conv2d", "filters": 2, "kernel": 2, "activation": "tanh"},
+            {"size": 1, "activation": "sigmoid"}]), ("w(1)_1_0_1_0", "b(1)_0", "w(L)_0_1_2_1")),
+        "recurrent": (network_from_tables({"inputs": [3, 2], "cost": "squared_error"}, [
+            {"kind": "recurrent", "hidden": 2, "activation": "tanh"},
+            {"size": 1, "activation": "sigmoid", "reads": "last"}]), ("W(1)_0_1", "U(1)_1_0", "b(1)_1", "w(L)_0_1")),
+    }
+
+
+@pytest.mark.parametrize("label", sorted(grid_networks()))
+def test_every_grid_kind_report_is_at_most_two_pages_without_overfull_boxes(label):
+    """conv1d, conv2d and recurrent single-parameter PDFs, bare and with one data example."""
+    require_program("pdflatex")
+    import numpy as np
+
+    from symback.data import Dataset
+    from symback.symbolic.parameters import Parameters
+
+    network, names = grid_networks()[label]
+    params = Parameters.initialize(network, seed=3)
+    data = Dataset.from_arrays(np.linspace(-1, 1, network.sizes[0])[None], [[0.5]])
+    logs = _pdf_logs((f"{name}{' with data' if d else ''}", build_report(derive(network, name), p, d))
+                     for name in names for p, d in ((None, None), (params, data)))
+    for case, (pages, overfull) in logs.items():
+        assert overfull == [], f"{label} {case}: overfull {overfull}"
+        assert pages <= 2, f"{label} {case}: {pages} pages"
 
 
 def _single_parameter_reports(seed002):

@@ -1,8 +1,12 @@
 """The name grammar: how a node of a network is written, parsed in one place.
 
-Seed 001's notation (3Blue1Brown): a layered name is a base, its layer in parentheses and up to two
+Seed 001's notation (3Blue1Brown): a layered name is a base, its layer in parentheses and up to four
 0-based indices, ``w(L)_0_19``, ``a(L-1)``, ``b(2)_3``, ``z( L - 1 )_0`` (spaces inside the parentheses are
-allowed and dropped), ``w(1)_*`` (every entry of a layer, for ``frozen``).  The layer is counted back from
+allowed and dropped), ``w(1)_*`` (every entry of a layer, for ``frozen``).  A parameter's name carries one
+index per axis of the parameter, in the order of its shape: a dense weight ``w(l)_j_k``; a convolution's
+kernel entry ``w(l)_f_c_m`` (filter, input channel, kernel offset; conv2d ``w(l)_f_c_m_n``, offsets by row
+and column) and its bias per filter ``b(l)_f``; a recurrent layer's ``W(l)_j_q`` (state q of step t−1 to
+unit j), ``U(l)_j_e`` (input e of step t to unit j) and ``b(l)_j``.  The layer is counted back from
 the output (``L``, ``L-2``) or absolute (``1`` is the first hidden layer).  Inputs and targets have no
 layer, ``x``, ``x_3``, ``y_0``; the cost is ``C``; anything else that is an identifier (``b3``,
 ``predicted``, ``E_total``) is a plain name — a user's own name, or a display name.
@@ -17,6 +21,8 @@ expression text, for finding node names inside a formula (:mod:`symback.verifica
 Name(base='w', layer=Layer(number=0, from_output=True), indices=(0, 19))
 >>> str(parse("a( L - 1 )")), str(parse("x_2")), parse("b3").is_plain, parse("2b") is None
 ('a(L-1)', 'x_2', True, True)
+>>> parse("w(1)_0_0_1_2").indices, parse("U(L-1)_1_0").base
+((0, 0, 1, 2), 'U')
 >>> parse("w(1)_*").layer.resolve(depth=3), parse("w(L-1)_*").layer.resolve(depth=3), parse("w(1)_*").wildcard
 (1, 2, True)
 """
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 __all__ = [
     "ANY",
     "LAYER_PATTERN",
+    "MAX_INDICES",
     "NODE_PATTERN",
     "UNLAYERED",
     "Layer",
@@ -42,6 +49,8 @@ __all__ = [
 ANY = "*"
 #: The bases that take an index without a layer: the input ``x_k`` and the target ``y_j``.
 UNLAYERED = ("x", "y")
+#: The most indices a name carries (a conv2d kernel entry: filter, channel, row offset, column offset).
+MAX_INDICES = 4
 #: An index or layer written with more digits than this is out of range in any network symback builds.
 _DIGITS = 18
 
@@ -54,9 +63,9 @@ LAYER_PATTERN = rf"L(?:\s*-\s*{_NUMBER})?|{_NUMBER}"
 NODE_PATTERN = rf"[wbza]\(\s*(?:{LAYER_PATTERN})\s*\)(?:_{_NUMBER}(?:_{_NUMBER})?)?"
 _IDENTIFIER = r"[A-Za-z][A-Za-z0-9_]*"
 
+_INDEX = rf"_(?:{_NUMBER}|\*)"
 _LAYERED = re.compile(
-    rf"(?P<base>[A-Za-z]+)\(\s*(?P<layer>{LAYER_PATTERN})\s*\)"
-    rf"(?:_(?P<j>{_NUMBER}|\*)(?:_(?P<k>{_NUMBER}|\*))?)?",
+    rf"(?P<base>[A-Za-z]+)\(\s*(?P<layer>{LAYER_PATTERN})\s*\)(?P<indices>(?:{_INDEX}){{0,{MAX_INDICES}}})",
     re.ASCII,
 )
 _UNLAYERED = re.compile(rf"(?P<base>{'|'.join(UNLAYERED)})_(?P<j>{_NUMBER})", re.ASCII)
@@ -142,7 +151,7 @@ def parse(text: str) -> Name | None:
             layer = Layer(number(back) if back else 0, from_output=True)
         else:
             layer = Layer(number(written))
-        indices = tuple(_index(i) for i in (match["j"], match["k"]) if i is not None)
+        indices = tuple(_index(i) for i in match["indices"].split("_")[1:])
         return Name(match["base"], layer, indices)
     match = _UNLAYERED.fullmatch(text)
     if match is not None:

@@ -485,6 +485,12 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     if form not in ("auto", "explicit", "indexed"):
         raise SpecError(f"form must be 'auto', 'explicit' or 'indexed', not {form!r}")
     _check_derivable_kinds(network)
+    from .kinds import derive_kind, is_grid_network
+
+    if is_grid_network(network):  # a convolution's or recurrent layer's grid: names and index forms of their own
+        if form == "explicit":
+            raise SpecError("a network with conv1d, conv2d or recurrent layers is derived in the index form only")
+        return derive_kind(network, wrt)  # type: ignore[return-value, arg-type]
     target = network.resolve(wrt)
     if target.is_parameter:  # an entry of a tied parameter stands for the parameter, its first entry
         target = network.tied(target)[0]
@@ -507,25 +513,21 @@ def derive(network: Network, wrt: str | NodeRef, *, form: str = "auto") -> Deriv
     return Derivation(network, target, chain, sums, indexed_target, paths, model)
 
 
-#: The layer kinds whose single-parameter derivation (names, index form, explicit paths) is built; a
-#: convolution's 3-/4-D kernel and a recurrent layer's W, U and time steps need names and index forms
-#: of their own (issue 14), and until then are refused in one line rather than derived wrongly.
-DERIVABLE_KINDS = ("dense", "residual")
-
-
 def _check_derivable_kinds(network: Network) -> None:
-    """Refuse, in one line, a network with a layer kind the single-parameter derivation does not handle.
+    """Every layer kind's single-parameter derivation is built (dense and residual here, grid kinds in
+    :mod:`symback.render.kinds`); a kind registered later without one is refused in one line.
 
     >>> from symback import Network
     >>> _check_derivable_kinds(Network([2, 2, 1], "sigmoid", "squared_error")) is None
     True
     """
+    from .kinds import GRID_KINDS
+
     for number, layer in enumerate(network.layers, start=1):
-        if layer.kind not in DERIVABLE_KINDS:
+        if layer.kind not in ("dense", "residual", *GRID_KINDS):
             raise SpecError(
                 f"single-parameter derive/report is not supported yet for a {layer.kind} layer "
-                f"(layer {network.layer_label(number)}); it handles {', '.join(DERIVABLE_KINDS)} layers — "
-                "train, check and info work for every kind"
+                f"(layer {network.layer_label(number)}) — train, check and info work for every kind"
             )
 
 

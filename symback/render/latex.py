@@ -158,8 +158,9 @@ def _ident_latex(word: str) -> str:
 
 def _indices_latex(indices: tuple[Any, ...]) -> str:
     texts = [i if isinstance(i, str) else _name_latex(i) for i in indices]
-    # Seed 001 writes w_{jk}; a comma is needed only once an index has two digits.
-    many_digits = any(isinstance(i, str) and len(i) > 1 for i in indices)
+    # Seed 001 writes w_{jk}; a comma is needed once an index has two digits, or past two indices (a
+    # convolution's kernel entry w_{f,c,m,n}: w_{1010} would not say which digit is which axis).
+    many_digits = any(isinstance(i, str) and len(i) > 1 for i in indices) or len(indices) > 2
     return ("," if many_digits else "").join(texts)
 
 
@@ -351,7 +352,7 @@ class SymbackMathMLPrinter(MathMLPresentationPrinter):
         return element
 
     def _indices(self, indices: tuple[Any, ...]) -> Element:
-        many_digits = any(isinstance(i, str) and len(i) > 1 for i in indices)
+        many_digits = any(isinstance(i, str) and len(i) > 1 for i in indices) or len(indices) > 2
         row = self._row()
         for position, index in enumerate(indices):
             if position and many_digits:

@@ -657,6 +657,12 @@ def build_report(
     """
     if isinstance(obj, Network):
         return _network_report(obj, params, data, source=source, check=check, title=title, author=author)
+    from .kinds import KindDerivation
+
+    if isinstance(obj, KindDerivation):
+        if descent is not None or expanded:
+            raise SpecError("--descent and --expanded are not built for a network with grid layers yet")
+        return build_kind_report(obj, params, data, source=source, title=title, author=author)  # type: ignore[return-value]
     derivation = obj
     network = derivation.network
     shown = derivation.presentation
@@ -949,6 +955,105 @@ def _summed_over_indices(product: sp.Expr, im: IndexedModel, params: Parameters,
     return terms.reshape(len(data), -1).sum(axis=1)
 
 
+# -- a network with grid layers (conv1d, conv2d, recurrent): symback.render.kinds ---------------------------
+
+
+@dataclass(frozen=True)
+class KindReport:
+    """A single-parameter report for a network with grid layers: the derived gradient, every δ above, how
+    the layer passes the error down (a convolution's flipped kernel, a recurrent layer's one-step Jacobian),
+    and the numbers."""
+
+    title: str
+    heading: Math
+    subtitle: str
+    author: str
+    titled: bool
+    layers: tuple[tuple[str, str], ...]
+    cost: str
+    parameter_count: str
+    forward: tuple[Math, ...]
+    gradient: Math
+    generic: Math
+    deltas: tuple[Math, ...]
+    passes_down: Math
+    passes_note: str
+    jacobian: Math | None = None
+    jacobian_product: Math | None = None
+    examples: tuple[str, ...] = ()
+    total: Math | None = None
+    step_norms: str = ""
+    date: str = field(default_factory=lambda: _today())
+
+
+def build_kind_report(derivation: Any, params: Parameters | None = None, data: Dataset | None = None, *,
+                      source: str = "", title: str | None = None, author: str | None = None) -> KindReport:
+    """The :class:`KindReport` of a :class:`~symback.render.kinds.KindDerivation`."""
+    network = derivation.network
+    layer = derivation.layer
+    lhs = derivation.gradient_equation.lhs
+    cost = sp.Symbol(derivation.cost_name)
+    if layer.kind in ("conv1d", "conv2d"):
+        pads = ", ".join(str(p) for p in layer.pads.left)
+        note = (f"The layer's derived backward pass, its sum moved from the output positions to the kernel "
+                f"offsets: the correlation of δ with the flipped kernel (P = {pads}, the {layer.padding} padding; "
+                "δ is zero outside its positions).")
+    elif layer.kind == "recurrent":
+        note = ("Backpropagation through time: the δ of step t collects the next step's δ through Wᵀ (the second "
+                "sum above) and, at the last step, the readout's error; the gradient of W sums, over the steps, the "
+                "δ of step t times the state of step t − 1. One step's Jacobian J, derived from the formula, is "
+                "below; the error reaching step t from the last goes through their product, which shrinks when the "
+                "factors f′ W are small and grows when they are large: the vanishing and exploding gradients of "
+                "seed 003.")
+    else:
+        note = "What this layer sends to the one below."
+    examples: tuple[str, ...] = ()
+    total = None
+    norms = ""
+    if params is not None and data is not None:
+        values = derivation.examples(params, data)
+        value = derivation.value(params, data)
+        examples = tuple(_number(float(v)) for v in values)
+        shown: sp.Expr = TermSum(*(_float(float(v)) for v in values))
+        if derivation.reduction == "mean":
+            shown = sp.Mul(sp.Rational(1, len(data)), shown, evaluate=False)
+        total = Math(EqualityChain(Partial(cost, lhs.wrt), _float(value)) if len(data) == 1
+                     else EqualityChain(Partial(cost, lhs.wrt), shown, _float(value)), False)
+        step = derivation.step_norms(params, data)
+        if step is not None:
+            norms = ", ".join(f"t = {t}: {_number(float(v))}" for t, v in enumerate(step))
+    forward = []
+    im = derivation.backward.model
+    for l in range(1, network.depth + 1):
+        z, a = derivation.backward.forward[l]
+        own = derivation.backward.neuron_index[l]
+        forward.append(Math(sp.Eq(im.zs[l][own], derivation.display_forward(z), evaluate=False), False))
+        forward.append(Math(sp.Eq(im.activations[l][own], a, evaluate=False), False))
+    return KindReport(
+        title=title or f"{notation_text(Partial(cost, lhs.wrt))}, by the chain rule",
+        heading=Math(Partial(cost, lhs.wrt), False),
+        subtitle=f"for the {'-'.join(map(str, network.sizes))} network ({', '.join(l.kind for l in network.layers)}; "
+                 f"cost {network.cost.label})" + (f", from {source}" if source else ""),
+        author=author or "symback", titled=title is not None,
+        layers=tuple((network.layer_label(l), k.describe()) for l, k in enumerate(network.layers, 1)),
+        cost=f"{network.cost.label} (examples: {network.cost.example_reduction})",
+        parameter_count=f"{network.n_parameters:,} ({network.n_weights:,} weights, {network.n_biases:,} biases)",
+        forward=tuple(forward),
+        gradient=Math(derivation.gradient_equation), generic=Math(derivation.generic_gradient),
+        deltas=tuple(Math(e, False) for e in derivation.delta_equations),
+        passes_down=Math(derivation.passes_down), passes_note=note,
+        jacobian=None if derivation.jacobian is None else Math(derivation.jacobian),
+        jacobian_product=None if derivation.jacobian_product is None else Math(derivation.jacobian_product),
+        examples=examples, total=total, step_norms=norms,
+    )
+
+
+#: Output formats of a :class:`KindReport`: suffix -> template.
+KIND_FORMATS: Registry[str] = Registry(
+    "report format", {"tex": "kind_report.tex.j2", "html": "kind_report.html.j2", "md": "kind_report.md.j2",
+                      "pdf": "kind_report.tex.j2"})
+
+
 # -- rendering ------------------------------------------------------------------------------------------
 
 #: Output formats: suffix -> template (PDF is the LaTeX template compiled by pdflatex).
@@ -1035,7 +1140,8 @@ def render(report: Report, fmt: str) -> str:
     """The report as text in ``fmt`` (``tex``, ``html`` or ``md``)."""
     if fmt not in ("tex", "html", "md"):
         raise SpecError(f"unknown report format {fmt!r} (known: tex, html, md, pdf)")
-    return render_template(FORMATS[fmt], fmt, report=report)
+    templates = KIND_FORMATS if isinstance(report, KindReport) else FORMATS
+    return render_template(templates[fmt], fmt, report=report)
 
 
 def render_template(template: str, fmt: str, **context: Any) -> str:
@@ -1088,7 +1194,7 @@ def write_report(obj: Derivation | Network | Report, path: str | Path, format: s
     fmt = (format or path.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:
         raise SpecError(f"cannot tell the report format from {str(path)!r}: use .tex, .pdf, .html or .md")
-    report = obj if isinstance(obj, Report) else build_report(obj, **options)
+    report = obj if isinstance(obj, (Report, KindReport)) else build_report(obj, **options)
     if fmt == "pdf":
         payload = compile_pdf(render(report, "tex"))
     else:

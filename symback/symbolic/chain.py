@@ -31,7 +31,7 @@ one target are walks over the same local formulas: :func:`explicit_paths`, :func
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import sympy as sp
@@ -194,6 +194,9 @@ class Backward:
     neuron_index: dict[int, sp.Idx | tuple[sp.Idx, ...]]
     #: A parameter's own indices per layer: ``{"w": (j, k), "b": (j,)}``.
     parameter_indices: dict[int, dict[str, tuple[sp.Idx, ...]]]
+    #: The term layer ``l`` adds to ``∂C/∂a(l-1)`` (for layer 1, ``∂C/∂x``): how its ``z`` formula passes the
+    #: error down — a convolution's is the correlation with its flipped kernel.
+    input_adjoints: dict[int, sp.Expr] = field(default_factory=dict)
 
     def adjoint(self, layer: int) -> sp.Expr:
         """``∇a(layer)_k`` for any layer, the output's included."""
@@ -293,6 +296,7 @@ def derive_backward(network: Network) -> Backward:
     deltas: dict[int, sp.Expr] = {}
     gradients: dict[int, dict[str, sp.Expr]] = {}
     parameter_indices: dict[int, dict[str, tuple[sp.Idx, ...]]] = {}
+    input_adjoints: dict[int, sp.Expr] = {}
     for l, layer in enumerate(network.layers, start=1):
         # One layer's rules, derived once per kind, activation and widths (a deep stack of equal layers
         # is differentiated once), then written in this layer's own symbols.
@@ -305,6 +309,7 @@ def derive_backward(network: Network) -> Backward:
         if own_symbols.skip is not None:
             mapping[_T.skip] = own_symbols.skip
         forward[l] = (rules.z.xreplace(mapping), rules.a.xreplace(mapping))
+        input_adjoints[l] = rules.adjoint_terms[-1].xreplace(mapping)
         for source, term in rules.adjoint_terms.items():
             if l + source >= 1:  # a source of 0 is the input: no adjoint of its own
                 terms_for[l + source].append(term.xreplace(mapping))
@@ -315,7 +320,7 @@ def derive_backward(network: Network) -> Backward:
     output_adjoint = collapse(sp.diff(im.cost_expression(sp.Idx("d", sizes[L])), im.activations[L][own[L]]))
     return Backward(
         network, im, output_adjoint, adjoints, deltas, gradients, forward, delta, nabla, own, neuron,
-        parameter_indices,
+        parameter_indices, input_adjoints,
     )
 
 

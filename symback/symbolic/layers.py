@@ -41,7 +41,7 @@ from ..registry import Registry, with_settings
 from .activations import Activation
 
 __all__ = [
-    "KIND_MODULES", "LAYER_KINDS", "Dense", "Layer", "LayerSymbols", "Residual", "get_layer_kind", "known_layer_kinds",
+    "KIND_MODULES", "LAYER_KINDS", "Dense", "Layer", "LayerSymbols", "ParameterBlock", "Residual", "get_layer_kind", "known_layer_kinds",
     "register_layer_kind",
 ]
 
@@ -71,6 +71,16 @@ class LayerSymbols:
 
 
 @dataclass(frozen=True)
+class ParameterBlock:
+    """A named parameter as a block of a stored one: entry ``i`` of the name is ``stored[offset + i]``
+    (a recurrent layer's ``W`` and ``U`` are the two blocks of its one stored ``w = [W | U]``)."""
+
+    stored: str
+    shape: tuple[int, ...]
+    offset: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Layer:
     """One layer kind: its width, activation and local formulas.  Subclasses set :attr:`kind`.
 
@@ -96,6 +106,16 @@ class Layer:
     def parameter_shapes(self, fan_in: int) -> dict[str, tuple[int, ...]]:
         """``{name: shape}`` of the layer's parameters, in the order they are packed."""
         raise NotImplementedError
+
+    def parameter_names(self, fan_in: int) -> dict[str, ParameterBlock]:
+        """The names a user writes for the layer's parameters (:mod:`symback.grammar.names`), each a block of
+        a stored parameter: by default every parameter under its own name, whole.
+
+        >>> Dense(3, None).parameter_names(2)["w"]
+        ParameterBlock(stored='w', shape=(3, 2), offset=(0, 0))
+        """
+        return {name: ParameterBlock(name, shape, (0,) * len(shape))
+                for name, shape in self.parameter_shapes(fan_in).items()}
 
     def z_formula(self, s: LayerSymbols, j: sp.Idx, d: sp.Idx) -> sp.Expr:
         raise NotImplementedError

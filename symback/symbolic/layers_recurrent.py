@@ -28,7 +28,7 @@ import sympy as sp
 from ..errors import SpecError
 from ..registry import with_settings
 from .activations import Activation
-from .layers import Dense, Layer, LayerSymbols, register_layer_kind
+from .layers import Dense, Layer, LayerSymbols, ParameterBlock, register_layer_kind
 
 __all__ = ["LastStep", "Recurrent", "RecurrentFormula"]
 
@@ -141,6 +141,17 @@ class Recurrent(Layer):
 
     def parameter_shapes(self, fan_in: int) -> dict[str, tuple[int, ...]]:
         return {"w": (self.hidden, self.hidden + self.inputs), "b": (self.hidden,)}
+
+    def parameter_names(self, fan_in: int) -> dict[str, ParameterBlock]:
+        """``W`` (state → state) and ``U`` (input → state), the two blocks of the stored ``w = [W | U]``.
+
+        >>> from symback.symbolic.activations import get_activation
+        >>> Recurrent.over((3, 2), get_activation("tanh"), hidden=2).parameter_names(6)["U"]
+        ParameterBlock(stored='w', shape=(2, 2), offset=(0, 2))
+        """
+        return {"W": ParameterBlock("w", (self.hidden, self.hidden), (0, 0)),
+                "U": ParameterBlock("w", (self.hidden, self.inputs), (0, self.hidden)),
+                "b": ParameterBlock("b", (self.hidden,), (0,))}
 
     def z_formula(self, s: LayerSymbols, j: Any, d: sp.Idx) -> sp.Expr:
         t, unit = j
