@@ -101,3 +101,60 @@ def test_residual_example_loads_and_its_gradient_is_the_finite_difference():
         array = gradient.weights if ref.kind == "w" else gradient.biases
         index = (ref.j, ref.k) if ref.kind == "w" else (ref.j,)
         assert array[ref.layer - 1][index] == pytest.approx(numeric, rel=1e-6, abs=1e-9), ref
+
+
+CONV_SPEC = """
+[network]
+inputs = [1, 6]
+cost = "squared_error"
+{extra}
+
+[[layer]]
+kind = "conv1d"
+filters = 2
+kernel = 3
+activation = "tanh"
+
+[[layer]]
+size = 3
+activation = "tanh"
+
+[[layer]]
+size = 1
+activation = "sigmoid"
+"""
+
+
+@pytest.mark.parametrize(("extra", "layer"), [
+    ('frozen = ["w(L-2)_0_1"]', "L-2"),   # an entry of the kernel, by the dense layers' grammar
+    ('frozen = ["w(1)_*"]', "L-2"),       # the whole kernel
+    ('frozen = ["w(L-1)_0_0"]', "L-1"),   # the readout of the 2×4 grid
+    ('trainable = ["b(L)_0"]', "L-2"),    # every other entry frozen, the kernel's too
+])
+def test_frozen_entries_of_a_shaped_layer_are_refused_in_one_line(extra, layer):
+    """They were held in a (j, k) mask of the dense view (8×6 for a 2×1×3 kernel): training crashed with
+    a broadcasting ValueError."""
+    with pytest.raises(SpecError, match=f"freezing entries of layer {layer} is not supported yet") as error:
+        spec_from_dict(parse_toml(CONV_SPEC.format(extra=extra)))
+    assert "\n" not in str(error.value)
+
+
+def test_frozen_entries_of_the_dense_layers_after_a_flat_readout_train_as_frozen():
+    spec = spec_from_dict(parse_toml(CONV_SPEC.format(extra='frozen = ["w(L)_0_1", "b(L)_0"]')))
+    net = spec.network
+    params = symback.Parameters.initialize(net, seed=0)
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.normal(size=(4, 6)), rng.uniform(size=(4, 1)))
+    from symback.training.train import Trainer, TrainingConfig
+
+    trained = Trainer(net, TrainingConfig(epochs=3, learning_rate=0.5)).fit(params, data).parameters
+    for name in ("w(L)_0_1", "b(L)_0"):
+        assert trained.get(net.resolve(name)) == params.get(net.resolve(name))
+    assert trained.get(net.resolve("w(L)_0_0")) != params.get(net.resolve("w(L)_0_0"))
+
+
+def test_tied_entries_of_a_shaped_layer_are_refused_in_one_line():
+    text = CONV_SPEC.format(extra="") + '\n[names]\n"w(L-2)_0_1" = "k"\n"w(L-2)_0_2" = "k"\n'
+    with pytest.raises(SpecError, match="tying entries of layer L-2 is not supported yet: a conv1d layer") as error:
+        spec_from_dict(parse_toml(text))
+    assert "\n" not in str(error.value)

@@ -166,6 +166,7 @@ class Network:
         object.__setattr__(self, "group_names", group_names)
         ties = self._tie_groups()
         object.__setattr__(self, "ties", ties)
+        self._refuse_shaped_entries("tying", sorted({ref.layer for members in ties.values() for ref in members}))
         object.__setattr__(self, "_tie_of", {ref: members for members in ties.values() for ref in members})
         # A tied name stands for its first entry (the representative); every entry means the shared parameter.
         by_user_name: dict[str, NodeRef] = {}
@@ -527,6 +528,8 @@ class Network:
             weights = [w | ~k for w, k in zip(weights, keep_weights)]
             biases = [b | ~k for b, k in zip(biases, keep_biases)]
         result = FrozenParameters(weights, biases)
+        self._refuse_shaped_entries("freezing", [l for l in range(1, self.depth + 1)
+                                                 if weights[l - 1].any() or biases[l - 1].any()])
         for name, members in self.ties.items():
             if 0 < sum(member in result for member in members) < len(members):
                 # Part of a tie frozen would pull its entries apart: it is one parameter, trained or not.
@@ -535,6 +538,20 @@ class Network:
                     "freeze all of its entries or none"
                 )
         return result
+
+    def _refuse_shaped_entries(self, what: str, layers: Iterable[int]) -> None:
+        """Frozen and tied entries are held by a dense layer's (j, k) grid: a layer whose weights have
+        another shape (a convolution's kernel, a recurrent layer's [W | U], a readout of a grid) is refused
+        in one line, not trained with a mask of the wrong shape."""
+        for l in layers:
+            shape = self.weight_shapes[l - 1]
+            if shape != (self.sizes[l], self.sizes[l - 1]) or self.bias_shapes[l - 1] != (self.sizes[l],):
+                kind = self.layers[l - 1].kind
+                raise SpecError(
+                    f"{what} entries of layer {self.layer_label(l)} is not supported yet: a {kind} layer's weights "
+                    f"are shaped {'×'.join(map(str, shape))}, not one row per neuron (frozen and tied entries work "
+                    "in dense layers)"
+                )
 
     def _mark(self, name: str, what: str, weights: list[np.ndarray], biases: list[np.ndarray]) -> None:
         """Set the mask entries of a parameter name, or of ``w(1)_*`` / ``b(L)_*`` (a layer's weights or biases)."""
