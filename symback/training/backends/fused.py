@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import os
 import re
 import sys
@@ -60,6 +61,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from ...compile.compiler import COMPLEMENT, LOG_A, CompiledNetwork, Gradients, stabilize
+from ...compile.lowering import SOURCES, canonical, contraction_of
 from ...errors import SpecError
 from ...symbolic.activations import Z
 from ...symbolic.costs import A, Y
@@ -122,6 +124,17 @@ def _softplus(x):
     if x <= 0.0:
         return math.log1p(math.exp(x))
     return x + 0.0  # NaN
+
+
+# the names the lowering table's source forms call (symback.compile.lowering.SOURCES), on BLAS
+@njit(cache=True, fastmath=False, inline="always")
+def matmul(a, b, out):
+    return np.dot(a, b, out)
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def ones(n, dtype):
+    return np.ones(n, dtype)
 '''
 
 
@@ -169,32 +182,27 @@ register_update(Adam, FusedUpdate(
 
 
 class _Emitter:
-    """Python statements (numba's subset) from derived index expressions of one example.
+    """Python statements (numba's subset) from derived index expressions.
 
     ``names`` maps each IndexedBase to the local array holding it; loop variables are ``i_<index>``.
 
-    Two layouts.  *One example at a time* (``across=False``, for small batches): every array holds
-    one example, a contraction is a loop over its summed index.  *Across the batch* (``across=True``):
-    every batched array is ``(width, batch)`` with the example loop ``i_n`` innermost, so each
-    statement is a loop over contiguous examples that LLVM vectorises without reassociating a sum (a
-    contraction accumulates ``u · column`` into a vector of the batch); a parameter gradient, summed
-    over the examples, reads the layer's input example-major (``example_major``: its ``(batch, width)``
-    copy) so its inner loop runs along a contiguous row too.
+    Two layouts.  *One example at a time* (``batch=False``, for the smallest batches): the whole step
+    body runs inside a loop over the examples, every array holds one example, a contraction is a loop
+    over its summed index.  *The batch at once* (``batch=True``): every ``batched`` array is
+    ``(rows, width)``, example-major as NumPy's, indexed ``[i_n, …]``; a term that is a contraction
+    of the lowering's table (:data:`symback.compile.lowering.SOURCES`: ``Σ_k w_jk a_nk`` is
+    ``matmul(a, w.T)``…) is that same call, BLAS from inside numba (``np.dot``, which
+    ``matmul``/``ones`` of the generated module wrap), and every other statement a loop over the
+    examples around the one-example loops.
     """
 
-    def __init__(self, names: dict[sp.IndexedBase, str], *, across: bool = False,
-                 batched: frozenset = frozenset(), example_major: dict[sp.IndexedBase, str] | None = None) -> None:
+    def __init__(self, names: dict[sp.IndexedBase, str], *, batch: bool = False,
+                 batched: frozenset = frozenset(), widths: dict[sp.IndexedBase, str] | None = None) -> None:
         self.names = names
-        self.across = across
+        self.batch = batch
         self.batched = batched
-        #: base -> the text of its example-major element, ``{}`` standing for the indices
-        self.example_major = example_major or {}
-        #: bases always read example-major (the targets: Y's rows)
-        self.always_major: set = set()
-        #: while set: batched factors whose last index is this one are read example-major
-        self.major_index: sp.Idx | None = None
-        #: per-batch vectors the statements accumulate into (allocated by the caller)
-        self.vectors: list[str] = []
+        #: (name, width) of each (rows, width) buffer a lifted contraction writes (allocated by the caller)
+        self.buffers: list[tuple[str, int]] = []
         self.counter = 0
         self.printer = _ScalarPrinter({"fully_qualified_modules": True, "standard": "python3"})
 
@@ -204,25 +212,20 @@ class _Emitter:
 
     def indexed(self, node: sp.Indexed) -> str:
         indices = ", ".join(f"i_{i.label}" for i in node.indices)
-        if not self.across or node.base not in self.batched:
-            return f"{self.names[node.base]}[{indices}]"
-        major = node.base in self.always_major or (
-            self.major_index is not None and node.indices[-1] == self.major_index and node.base in self.example_major
-        )
-        if major:
-            return self.example_major[node.base].format(indices)
-        return f"{self.names[node.base]}[{indices}, i_n]"
+        if self.batch and node.base in self.batched:
+            return f"{self.names[node.base]}[i_n, {indices}]"
+        return f"{self.names[node.base]}[{indices}]"
 
     def scalar(self, expression: sp.Expr, lines: list[str], pad: str) -> str:
-        """The text of ``expression`` at the current loop indices; a ``Sum`` inside becomes a loop
-        appended to ``lines`` first."""
+        """The text of ``expression`` at the current loop indices (and example); a ``Sum`` inside
+        becomes a loop appended to ``lines`` first."""
         replacements: dict[sp.Expr, sp.Symbol] = {}
         texts: dict[str, str] = {}
         for total in sorted(expression.atoms(sp.Sum), key=sp.default_sort_key):
             name = self.fresh("s")
             self.reduction(total, name, lines, pad)
             symbol = sp.Symbol(f"REDUCED{self.fresh('_')}_", real=True)
-            texts[str(symbol)] = f"{name}[i_n]" if self.across else name
+            texts[str(symbol)] = name
             replacements[total] = symbol
         body = expression.xreplace(replacements)
         for node in sorted(body.atoms(sp.Indexed), key=sp.default_sort_key):
@@ -239,33 +242,16 @@ class _Emitter:
         factors = sp.Mul.make_args(product)
         return sp.Mul(*(f for f in factors if not moving(f))), sp.Mul(*(f for f in factors if moving(f)))
 
-    def _is_batched(self, factor: sp.Expr) -> bool:
-        return any(node.base in self.batched for node in factor.atoms(sp.Indexed))
-
     def reduction(self, total: sp.Sum, name: str, lines: list[str], pad: str) -> None:
-        """``name = Σ body`` over the Sum's limits.  One example: four interleaved accumulators where
-        the sum is long (a dot product over contiguous memory).  Across the batch: ``name[n] += u·v[.., n]``
-        with ``u`` the factors that are the same for every example."""
+        """``name = Σ body`` over the Sum's limits, for one example: four interleaved accumulators where
+        the sum is long (a dot product over contiguous memory)."""
         (index, low, high), *more = total.limits
         if more:
             raise SpecError(f"the fused backend cannot lower {total}: a sum over several indices")
         body = total.function
         loop = f"i_{index.label}"
-        if self.across:
-            self.vectors.append(name)
-            fixed, moving = self._split(body, self._is_batched)
-            inner: list[str] = []
-            u = self.scalar(fixed, inner, pad + "    ")
-            v = self.scalar(moving, inner, pad + "        ")
-            if inner:
-                raise SpecError(f"the fused backend cannot lower {total}: a sum inside a sum")
-            factor = self.fresh("u")
-            lines += [f"{pad}for i_n in range(rows):", f"{pad}    {name}[i_n] = 0.0",
-                      f"{pad}for {loop} in range({int(low)}, {int(high) + 1}):", f"{pad}    {factor} = {u}",
-                      f"{pad}    for i_n in range(rows):", f"{pad}        {name}[i_n] += {factor} * ({v})"]
-            return
         length = int(high) - int(low) + 1
-        inner = []
+        inner: list[str] = []
         term = self.scalar(body, inner, pad + "    ")
         if inner or length < 8:
             lines += [f"{pad}{name} = 0.0", f"{pad}for {loop} in range({int(low)}, {int(high) + 1}):",
@@ -280,22 +266,73 @@ class _Emitter:
         if quads < length:
             lines += [f"{pad}for {loop} in range({int(low) + quads}, {int(high) + 1}):", f"{pad}    {name} += {term}"]
 
+    def _table_call(self, term: sp.Expr, out: Sequence[sp.Idx], target: str, *,
+                    over_examples: bool) -> tuple[str, float] | None:
+        """``target = term`` as the lowering table's call (``matmul(x, W1.T, out=z1)``) and the
+        coefficient still to multiply, when ``term`` is a contraction there is a source form for
+        and it sums something (an elementwise product stays in the loops)."""
+        contraction = contraction_of(term, out, self.batched, over_examples=over_examples)
+        if contraction is None or not contraction.coefficient.is_number:
+            return None
+        parts, result = contraction.subscripts.split("->")
+        parts = parts.split(",")
+        if set("".join(parts)) <= set(result):
+            return None
+        for order in itertools.permutations(range(len(parts))):
+            source = SOURCES.get(canonical(",".join(parts[i] for i in order) + "->" + result))
+            if source is not None:
+                operands = [self.names[contraction.bases[i]] for i in order]
+                return source[1].format(*operands, out=target), float(contraction.coefficient)
+        return None
+
+    def lift(self, target: str, term: sp.Expr, out: Sequence[sp.Idx], lines: list[str], pad: str, *,
+             over_examples: bool = False) -> bool:
+        """Write ``term`` into ``target`` (all its rows) as one table call; False when it is not one."""
+        call = self._table_call(term, out, target, over_examples=over_examples) if self.batch else None
+        if call is None:
+            return False
+        text, coefficient = call
+        lines.append(f"{pad}{text}")
+        if coefficient != 1.0:
+            lines.append(f"{pad}{target} *= {coefficient!r}")
+        return True
+
     def assign(self, target: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str], pad: str,
                *, accumulate: bool = False) -> None:
         """``target[out] = expression`` (``+=`` with ``accumulate``: summed over the examples) for every
-        value of the ``out`` indices.
+        value of the ``out`` indices (and every example of the batch).
 
-        One example at a time, a term ``Σ_j c·u[j]·W[j, k]`` whose free index ``k`` is the last of the
-        matrix is written as axpy loops into ``target`` (contiguous, vectorised), the rest elementwise."""
+        The batch at once, each term that is a table contraction is one call first (into ``target``
+        itself when it is the whole expression, else into a buffer the loops then read).  One example
+        at a time, a term ``Σ_j c·u[j]·W[j, k]`` whose free index ``k`` is the last of the matrix is
+        written as axpy loops into ``target`` (contiguous, vectorised), the rest elementwise."""
         loops = [f"i_{i.label}" for i in out]
-        element = f"{target}[{', '.join(loops)}]"
-        if self.across:
+        if self.batch:
             if accumulate:
-                self._accumulate_across(element, expression, out, lines, pad)
-            else:
-                self._loops(out, lines, pad, lambda p: self._element_across(f"{target}[{', '.join(loops)}, i_n]",
-                                                                            expression, p))
+                # the target is a parameter gradient, zeroed before the step and written once in it
+                if not self.lift(target, expression, out, lines, pad, over_examples=True):
+                    element = f"{target}[{', '.join(loops)}]"
+                    lines.append(f"{pad}for i_n in range(rows):")
+                    self._loops(out, lines, pad + "    ", lambda p: self._element(element, expression, p, "+="))
+                return
+            element = f"{target}[i_n, {', '.join(loops)}]"
+            if self.lift(target, expression, out, lines, pad):
+                return
+            replaced = {}
+            for term in sp.Add.make_args(expression):
+                if isinstance(term, sp.Sum) or term.has(sp.Sum):
+                    buffer = self.fresh("t")
+                    if self.lift(buffer, term, out, lines, pad):
+                        self.buffers.append((buffer, target))
+                        base = sp.IndexedBase(buffer)
+                        self.names[base] = buffer
+                        self.batched = self.batched | {base}
+                        replaced[term] = base[tuple(out)]
+            rest = expression.xreplace(replaced)
+            lines.append(f"{pad}for i_n in range(rows):")
+            self._loops(out, lines, pad + "    ", lambda p: self._element(element, rest, p, "="))
             return
+        element = f"{target}[{', '.join(loops)}]"
         terms = list(sp.Add.make_args(expression))
         axpy = [t for t in terms if self._axpy_form(t, out)]
         rest = sp.Add(*(t for t in terms if t not in axpy))
@@ -318,40 +355,16 @@ class _Emitter:
         self._loops(out, lines, pad, lambda p: self._element(element, rest, p, "+=" if accumulate else "="))
 
     def total(self, target: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str], pad: str) -> None:
-        """``target += expression`` summed over the ``out`` indices (and the batch, across it)."""
-        if self.across:
-            self._loops(out, lines, pad, lambda p: self._element_across(target, expression, p, "+="))
-        else:
-            self._loops(out, lines, pad, lambda p: self._element(target, expression, p, "+="))
+        """``target += expression`` summed over the ``out`` indices (and the batch's examples)."""
+        if self.batch:
+            lines.append(f"{pad}for i_n in range(rows):")
+            pad += "    "
+        self._loops(out, lines, pad, lambda p: self._element(target, expression, p, "+="))
 
     def _element(self, element: str, expression: sp.Expr, pad: str, operator: str) -> list[str]:
         lines: list[str] = []
         text = self.scalar(expression, lines, pad)
         return [*lines, f"{pad}{element} {operator} {text}"]
-
-    def _element_across(self, element: str, expression: sp.Expr, pad: str, operator: str = "=") -> list[str]:
-        lines: list[str] = []
-        text = self.scalar(expression, lines, pad)  # its reductions first, each a loop over the batch
-        return [*lines, f"{pad}for i_n in range(rows):", f"{pad}    {element} {operator} {text}"]
-
-    def _accumulate_across(self, element: str, expression: sp.Expr, out: Sequence[sp.Idx], lines: list[str],
-                           pad: str) -> None:
-        # for each example: u = the factors without the last index, then a contiguous row update
-        last = out[-1]
-        self.major_index = last
-        try:
-            fixed, moving = self._split(expression, lambda f: f.has(last))
-            lines.append(f"{pad}for i_n in range(rows):")
-            inner = pad + "    "
-            for depth, index in enumerate(out[:-1]):
-                lines.append(f"{inner}{'    ' * depth}for i_{index.label} in range({int(index.upper) + 1}):")
-            inner += "    " * (len(out) - 1)
-            name = self.fresh("u")
-            lines.append(f"{inner}{name} = {self.scalar(fixed, lines, inner)}")
-            lines.append(f"{inner}for i_{last.label} in range({int(last.upper) + 1}):")
-            lines.append(f"{inner}    {element} += {name} * ({self.scalar(moving, lines, inner)})")
-        finally:
-            self.major_index = None
 
     @staticmethod
     def _loops(out: Sequence[sp.Idx], lines: list[str], pad: str, body: Callable[[str], list[str]]) -> None:
@@ -384,9 +397,9 @@ def _check_scope(compiled: CompiledNetwork, config: Any) -> None:
         raise SpecError("the fused backend trains in float64 only (use backend = \"numpy\" for float32)")
 
 
-def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: bool = False) -> str:
+def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bool = False) -> str:
     """The Python source (numba) of one network's chunk function: every statement from the derivation,
-    one example at a time or ``across`` the batch (see :class:`_Emitter`)."""
+    one example at a time or the ``batch`` at once (see :class:`_Emitter`)."""
     network, backward = compiled.network, compiled.backward
     im = backward.model
     L = network.depth
@@ -410,33 +423,26 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
     batched = frozenset([*(im.activations[l] for l in range(L + 1)), *(im.zs[l] for l in range(1, L + 1)),
                          *(backward.delta[l] for l in range(1, L + 1)), *(backward.nabla[l] for l in range(1, L + 1)),
                          *(_complement(l) for l in range(1, L + 1)), y_base, la])
-    example_major = {im.activations[0]: "X[b + i_n, {}]", y_base: "Yd[b + i_n, {}]"}
-    for l in range(1, L):
-        example_major[im.activations[l]] = f"aE{l}[i_n, {{}}]"
-    if across:
-        names[im.activations[0]] = "xN"
-    emit = _Emitter(names, across=across, batched=batched, example_major=example_major)
-    emit.always_major.add(y_base)
+    emit = _Emitter(names, batch=batch, batched=batched)
     out_index = backward.neuron_index[L]
     yj = y_base[out_index]
     zL, aL = im.zs[L][out_index], im.activations[L][out_index]
     cL = _complement(L)
 
     def at(name: str, index: str) -> str:
-        return f"{name}[{index}, i_n]" if across else f"{name}[{index}]"
+        return f"{name}[i_n, {index}]" if batch else f"{name}[{index}]"
 
     def y_at(index: str) -> str:
-        return f"Yd[b + i_n, {index}]" if across else f"y[{index}]"
+        return at("y", index)
 
     def each_example(snippet: list[str]) -> list[str]:
-        # a hand-written per-example rule: across the batch, inside a loop over its examples
-        return [f"{pad}for i_n in range(rows):", *("    " + line for line in snippet)] if across else snippet
+        # a hand-written per-example rule: the batch at once, inside a loop over its examples
+        return [f"{pad}for i_n in range(rows):", *("    " + line for line in snippet)] if batch else snippet
 
     body: list[str] = []
-    if across:
+    if batch:
         pad = "        "  # inside: while
-        body += [f"{pad}for i_n in range(rows):", f"{pad}    for q in range({sizes[0]}):",
-                 f"{pad}        xN[q, i_n] = X[b + i_n, q]"]
+        body += [f"{pad}x = X[b:b + rows]", f"{pad}y = Yd[b:b + rows]"]
     else:
         pad = "            "  # inside: while, for e (the example)
         body += [f"{pad}x = X[b + e]", f"{pad}y = Yd[b + e]"]
@@ -448,7 +454,9 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
         J = f"i_{j.label}"
         emit.assign(f"z{l}", z_formula, (j,), body, pad)
         if layer.complement:  # a = σ(z), c = σ(−z) = e^{−z}·σ(z): symback.compile.compiler.logistic_pair
-            body += [f"{pad}for {J} in range({sizes[l]}):"]
+            loops = [f"{pad}for {J} in range({sizes[l]}):"]
+            if batch:  # the examples outside: a row of the layer is contiguous
+                loops = [f"{pad}for i_n in range(rows):", f"    {loops[0]}"]
             inner = [f"{pad}    zz = {at(f'z{l}', J)}",
                      f"{pad}    if zz >= _LOW:",
                      f"{pad}        u = math.exp(-zz)",
@@ -459,7 +467,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
                      f"{pad}        den = 1.0 + math.exp(-abs(zz))",
                      f"{pad}        {at(f'a{l}', J)} = math.exp(min(zz, 0.0)) / den",
                      f"{pad}        {at(f'c{l}', J)} = math.exp(-max(zz, 0.0)) / den"]
-            body += [f"{pad}    for i_n in range(rows):", *("    " + line for line in inner)] if across else inner
+            body += [*loops, *("    " * (len(loops) - 1) + line for line in inner)]
         elif layer.activation.elementwise:
             own = layer.stable_formula.subs(Z, im.zs[l][j])
             emit.assign(f"a{l}", own, (j,), body, pad)
@@ -470,9 +478,6 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
                 f"{pad}    top = max(top, {at(f'z{l}', 'q')})", f"{pad}total = 0.0", f"{pad}for q in range({n}):",
                 f"{pad}    {at(f'a{l}', 'q')} = math.exp({at(f'z{l}', 'q')} - top)", f"{pad}    total += {at(f'a{l}', 'q')}",  # noqa: E501
                 f"{pad}for q in range({n}):", f"{pad}    {at(f'a{l}', 'q')} /= total"])
-        if across and l < L:  # the example-major copy a parameter gradient reads
-            body += [f"{pad}for i_n in range(rows):", f"{pad}    for q in range({sizes[l]}):",
-                     f"{pad}        aE{l}[i_n, q] = a{l}[q, i_n]"]
     # cost terms (the compiler's stable form) and the argmax hit
     n_out = sizes[L]
     if compiled.terms_in_z is not None:
@@ -521,14 +526,21 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
     for l in range(1, L + 1):
         # the views come in as arguments: numba then types them C-contiguous (a slice of P would not be)
         views += [f"    W{l} = Ws[{l - 1}]", f"    GW{l} = GWs[{l - 1}]", f"    b{l} = bs[{l - 1}]", f"    Gb{l} = Gbs[{l - 1}]"]  # noqa: E501
-        shape = f"({sizes[l]}, batch)" if across else f"{sizes[l]}"
-        views += [f"    {name}{l} = np.empty({shape})" for name in ("z", "a", "c", "d", "g")]
-        if across and l < L:
-            views.append(f"    aE{l} = np.empty((batch, {sizes[l]}))")
-    if across:
-        views.append(f"    xN = np.empty(({sizes[0]}, batch))")
-        views += [f"    {name} = np.empty(batch)" for name in emit.vectors]
-    views.append(f"    la = np.empty({f'({n_out}, batch)' if across else n_out})")
+        if batch:
+            views += [f"    {name}{l}_all = np.empty((batch, {sizes[l]}))" for name in ("z", "a", "c", "d", "g")]
+        else:
+            views += [f"    {name}{l} = np.empty({sizes[l]})" for name in ("z", "a", "c", "d", "g")]
+    # the batch's rows of each (batch, width) buffer, taken per step (the last batch may be shorter)
+    per_step = []
+    if batch:
+        views += [f"    {buffer}_all = np.empty_like({like}_all)" for buffer, like in emit.buffers]
+        views.append(f"    la_all = np.empty((batch, {n_out}))")
+        per_step = [f"        {name}{l} = {name}{l}_all[:rows]"
+                    for l in range(1, L + 1) for name in ("z", "a", "c", "d", "g")]
+        per_step += [f"        {buffer} = {buffer}_all[:rows]" for buffer, _ in emit.buffers]
+        per_step.append("        la = la_all[:rows]")
+    else:
+        views.append(f"    la = np.empty({n_out})")
     mean_examples, mean_outputs = compiled._mean_examples, compiled._mean_outputs
     divisor_outputs = n_out if mean_outputs else 1
     lines = [
@@ -552,7 +564,8 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, across: b
         "            G[i] = 0.0",
         "        terms = 0.0",
         "        hits = 0",
-        *(["        for e in range(rows):"] if not across else []),
+        *per_step,
+        *(["        for e in range(rows):"] if not batch else []),
         *source,
         f"        loss = terms / {float(divisor_outputs)!r}" + (" / rows" if mean_examples else ""),
         "        if mask.shape[0]:",
@@ -673,9 +686,9 @@ def _load(source: str) -> Callable[..., Any]:
     return module.chunk
 
 
-#: From this batch size on, the kernel runs across the batch (every statement a loop over its examples,
-#: vectorised); below it, one example at a time (measured on 625-20-20-10: see the module docstring).
-ACROSS_FROM = 8
+#: From this batch size on, the kernel takes the batch at once (contractions as BLAS calls); below it,
+#: one example at a time (measured on 625-20-20-10: see the module docstring).
+BATCH_FROM = 8
 
 
 # -- the runner ---------------------------------------------------------------------------------
@@ -702,9 +715,9 @@ class FusedRunner:
         update = UPDATES.get(type(optimizer))
         if update is None:
             raise SpecError(f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")")  # noqa: E501
-        key = (type(optimizer), batch >= ACROSS_FROM)
+        key = (type(optimizer), batch >= BATCH_FROM)
         if key not in self._chunks:
-            self._chunks[key] = _load(generate_source(self.compiled, update, across=key[1]))
+            self._chunks[key] = _load(generate_source(self.compiled, update, batch=key[1]))
         return self._chunks[key], update
 
     #: Batches per call: Ctrl-C is seen between calls (the loop nest does not look at the flag), so a call
