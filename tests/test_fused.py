@@ -4,6 +4,7 @@ CompiledNetwork.loss_and_gradient and symback's own optimizer.step, the body of 
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 import pytest
@@ -73,86 +74,111 @@ def data_for(network: Network, n: int, rng: np.random.Generator) -> tuple[np.nda
     return X, Y
 
 
-@st.composite
-def dense_cases(draw):
-    depth = draw(st.integers(1, 3))
-    sizes = draw(st.lists(st.integers(1, 5), min_size=depth + 1, max_size=depth + 1))
-    hidden = draw(st.lists(st.sampled_from(ELEMENTWISE), min_size=depth - 1, max_size=depth - 1))
-    output = draw(st.sampled_from([*ELEMENTWISE, "softmax"]))
-    costs = ["squared_error", "mse", "half_squared_error"]
-    if output in ("sigmoid", "softmax"):
-        costs.append("binary_cross_entropy")
-    if output == "softmax":
-        sizes[-1] = max(sizes[-1], 2)
-        costs.append("categorical_cross_entropy")
-    cost = draw(st.sampled_from(costs))
-    optimizer = draw(st.sampled_from(OPTIMIZERS))
-    n = draw(st.integers(1, 12))
-    batch = draw(st.integers(1, n))
-    clip = draw(st.sampled_from([{}, {"clip_value": 0.05}, {"clip_norm": 0.1}, {"clip_value": 0.05, "clip_norm": 0.1}]))
-    seed = draw(st.integers(0, 2**16))
-    return Network(sizes, [*hidden, output], cost), optimizer, n, batch, clip, seed
+#: The networks the tests train, each with the optimizer its kernel is generated for.  A kernel is
+#: compiled once per (network structure, optimizer, layout) and shared by every test and example that
+#: trains that structure (fused._load keeps it by the hash of its source; frozen names and ties are
+#: arguments, not source).  Together: every elementwise activation, softmax, every cost and each of
+#: its paths to δ(L) (the fused output δ, σ(z) in z for cross-entropy, log-softmax, softmax with
+#: cross-entropy's a·Σy − y, the derived softmax Jacobian), every optimizer, sums of 9 (four
+#: accumulators and a remainder) — in both layouts.
+CASES = {
+    "leaky identity softmax/cce": (Network([3, 4, 4, 3], ["leaky_relu", "identity", "softmax"],
+                                           "categorical_cross_entropy"), "adam"),
+    "tanh sigmoid/bce": (Network([3, 4, 2], ["tanh", "sigmoid"], "binary_cross_entropy"), "momentum"),
+    "sigmoid softmax/se": (Network([3, 4, 3], ["sigmoid", "softmax"], "squared_error"), "rmsprop"),
+    "relu softmax/bce": (Network([3, 4, 3], ["relu", "softmax"], "binary_cross_entropy"), "sgd"),
+    "softplus identity/mse": (Network([9, 8, 2], ["softplus", "identity"], "mse"), "sgd"),
+    "silu elu/half": (Network([3, 4, 2], ["silu", "elu"], "half_squared_error"), "momentum"),
+    "sigmoid/se": (Network([3, 4, 2], "sigmoid", "squared_error"), "adam"),
+}
+LAYOUTS = {"one example": (1, fused.BATCH_FROM - 1), "batch": (fused.BATCH_FROM, 12)}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dense_cases())
-def test_an_epoch_agrees_with_the_numpy_loop(case):
-    network, name, n, batch, clip, seed = case
-    rng = np.random.default_rng(seed)
-    X, Y = data_for(network, n, rng)
-    compiled = CompiledNetwork(network)
-    config = TrainingConfig(optimizer=name, learning_rate=0.05, **clip)
+@cache
+def compiled_case(name: str) -> tuple[Network, CompiledNetwork, str]:
+    network, optimizer = CASES[name]
+    return network, CompiledNetwork(network), optimizer
+
+
+def agree_after_an_epoch(network, compiled, name, X, Y, batch, config, seed, *, tolerance=1e-12):
+    """One epoch of fused steps and of the NumPy loop from the same start: the same stop, steps,
+    parameters, loss sum and optimizer state (relative ``tolerance``)."""
+    n = len(X)
     start = Parameters.initialize(network, seed=seed).packed()
     mine, theirs = start.copy().packed(), start.copy().packed()
-    mine_opt, their_opt = get_optimizer(name, learning_rate=0.05), get_optimizer(name, learning_rate=0.05)
+    rate = config.learning_rate
+    mine_opt, their_opt = get_optimizer(name, learning_rate=rate), get_optimizer(name, learning_rate=rate)
     last_at = (n - 1) // batch * batch
     ran = fused.make_runner(compiled, config).run(mine, mine_opt, X, Y, 0, n, batch, last_batch_of_epoch_at=n)
     offset, steps, loss_sum, stopped = numpy_chunk(compiled, config, theirs, their_opt, X, Y, 0, n, batch, last_at)
     assert (ran.stopped, ran.offset, ran.steps) == (stopped, offset, steps)
-    assert relative(mine.buffer, theirs.buffer) <= 1e-12
-    assert ran.loss_sum == pytest.approx(loss_sum, rel=1e-12, abs=1e-300)
+    assert relative(mine.buffer, theirs.buffer) <= tolerance
+    assert ran.loss_sum == pytest.approx(loss_sum, rel=tolerance, abs=1e-300)
     assert mine_opt.steps == their_opt.steps
     for slot in their_opt.slots:
         assert relative(np.concatenate([a.ravel() for a in mine_opt.state[slot]]),
-                        np.concatenate([a.ravel() for a in their_opt.state[slot]])) <= 1e-12
+                        np.concatenate([a.ravel() for a in their_opt.state[slot]])) <= tolerance
+    return mine, ran
 
 
-def test_seed000_sized_network_agrees_after_an_epoch_at_batch_1_and_32():
-    network = Network([625, 20, 20, 10], "sigmoid", "squared_error")
+CLIPS = [{}, {"clip_value": 0.05}, {"clip_norm": 0.1}, {"clip_value": 0.05, "clip_norm": 0.1}]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("case", CASES)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_an_epoch_agrees_with_the_numpy_loop(case, layout, data):
+    network, compiled, name = compiled_case(case)
+    low, high = LAYOUTS[layout]
+    batch = data.draw(st.integers(low, high), label="batch")
+    n = data.draw(st.integers(batch, 3 * batch), label="examples")
+    clip = data.draw(st.sampled_from(CLIPS), label="clip")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    X, Y = data_for(network, n, np.random.default_rng(seed))
+    config = TrainingConfig(optimizer=name, learning_rate=0.05, **clip)
+    agree_after_an_epoch(network, compiled, name, X, Y, batch, config, seed)
+
+
+def test_tied_parameters_train_as_on_numpy_in_both_layouts():
+    # the structure of a case: the same kernels, the ties are their arguments
+    network = Network([3, 4, 2], ["tanh", "sigmoid"], "binary_cross_entropy",
+                      names={"w(1)_0_1": "v", "w(2)_1_0": "v", "w(1)_2_2": "v", "b(1)_0": "c", "b(1)_3": "c"})
     compiled = CompiledNetwork(network)
+    rng = np.random.default_rng(8)
+    for batch, clip in ((3, {}), (8, {"clip_norm": 0.05}), (9, {"clip_value": 0.01, "clip_norm": 0.02})):
+        X, Y = data_for(network, 20, rng)
+        config = TrainingConfig(optimizer="momentum", learning_rate=0.3, **clip)
+        mine, _ = agree_after_an_epoch(network, compiled, "momentum", X, Y, batch, config, seed=batch)
+        w1, w2 = mine.weights
+        assert w1[0, 1] == w2[1, 0] == w1[2, 2] and mine.biases[0][0] == mine.biases[0][3]
+
+
+def test_seed000_sized_network_agrees_after_an_epoch_at_batch_32():
+    network = Network([625, 20, 20, 10], "sigmoid", "squared_error")
     rng = np.random.default_rng(3)
     X, Y = rng.uniform(size=(96, 625)), np.eye(10)[rng.integers(0, 10, 96)]
-    for batch in (1, 32):
-        start = Parameters.initialize(network, seed=2).packed()
-        mine, theirs = start.copy().packed(), start.copy().packed()
-        config = TrainingConfig(learning_rate=0.5)
-        ran = fused.make_runner(compiled, config).run(
-            mine, get_optimizer("sgd", learning_rate=0.5), X, Y, 0, 96, batch, last_batch_of_epoch_at=96
-        )
-        _, steps, loss_sum, _ = numpy_chunk(compiled, config, theirs, get_optimizer("sgd", learning_rate=0.5),
-                                            X, Y, 0, 96, batch, 96 - batch)
-        assert ran.steps == steps == 96 // batch
-        assert relative(mine.buffer, theirs.buffer) <= 1e-12
-        assert ran.loss_sum == pytest.approx(loss_sum, rel=1e-12)
+    _, ran = agree_after_an_epoch(network, CompiledNetwork(network), "sgd", X, Y, 32,
+                                  TrainingConfig(learning_rate=0.5), seed=2)
+    assert ran.steps == 3
 
 
-def test_correct_counts_argmax_hits_like_numpy():
-    network = Network([4, 3, 3], "tanh", "squared_error")
-    compiled = CompiledNetwork(network)
+@pytest.mark.parametrize("batch", [2, 10])
+def test_correct_counts_argmax_hits_like_numpy(batch):
+    network, compiled, _ = compiled_case("relu softmax/bce")
     rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(10, 4)), np.eye(3)[rng.integers(0, 3, 10)]
+    X, Y = rng.normal(size=(10, 3)), np.eye(3)[rng.integers(0, 3, 10)]
     params = Parameters.initialize(network, seed=0).packed()
     before = params.copy()
     ran = fused.make_runner(compiled, TrainingConfig()).run(
-        params, get_optimizer("sgd", learning_rate=1e-300), X, Y, 0, 10, 10, last_batch_of_epoch_at=10
+        params, get_optimizer("sgd", learning_rate=1e-300), X, Y, 0, 10, batch, last_batch_of_epoch_at=10
     )
     hits = int(np.count_nonzero(compiled.predict(before, X).argmax(axis=1) == Y.argmax(axis=1)))
     assert ran.correct == hits
 
 
 def test_a_nan_stops_before_its_step_and_keeps_the_last_good_parameters():
-    network = Network([3, 4, 2], "sigmoid", "squared_error")
-    compiled = CompiledNetwork(network)
+    network, compiled, _ = compiled_case("sigmoid/se")
     rng = np.random.default_rng(1)
     X, Y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
     X[7, 1] = np.nan  # in the batch starting at 6 (batch 3): two steps are taken first
@@ -171,9 +197,8 @@ def test_a_nan_stops_before_its_step_and_keeps_the_last_good_parameters():
 
 
 def test_an_overflowing_step_is_not_taken():
-    network = Network([2, 1], "identity", "squared_error")
-    compiled = CompiledNetwork(network)
-    X, Y = np.array([[1e200, 1e200]]), np.array([[0.0]])
+    network, compiled, _ = compiled_case("softplus identity/mse")
+    X, Y = np.full((1, 9), 1e200), np.zeros((1, 2))
     params = Parameters.initialize(network, seed=0).packed()
     before = params.buffer.copy()
     ran = fused.make_runner(compiled, TrainingConfig(learning_rate=1e150)).run(
@@ -184,10 +209,8 @@ def test_an_overflowing_step_is_not_taken():
 
 
 def test_tolerance_on_the_epochs_last_batch_converges_without_taking_the_step():
-    network = Network([3, 2, 1], "tanh", "mse")
-    compiled = CompiledNetwork(network)
-    rng = np.random.default_rng(2)
-    X, Y = rng.normal(size=(9, 3)), rng.normal(size=(9, 1))
+    network, compiled, _ = compiled_case("softplus identity/mse")
+    X, Y = data_for(network, 9, np.random.default_rng(2))
     config = TrainingConfig(learning_rate=0.1, tolerance=1e6)  # every step is under it: only the last one counts
     start = Parameters.initialize(network, seed=3).packed()
     mine, theirs = start.copy().packed(), start.copy().packed()
@@ -202,10 +225,9 @@ def test_tolerance_on_the_epochs_last_batch_converges_without_taking_the_step():
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_optimizer_state_after_a_fused_chunk_continues_identically_on_numpy(name):
-    network = Network([4, 5, 3], ["relu", "softmax"], "categorical_cross_entropy")
-    compiled = CompiledNetwork(network)
-    rng = np.random.default_rng(4)
-    X, Y = rng.normal(size=(16, 4)), np.eye(3)[rng.integers(0, 3, 16)]
+    case = next(case for case, (_, optimizer) in CASES.items() if optimizer == name)
+    network, compiled, _ = compiled_case(case)
+    X, Y = data_for(network, 16, np.random.default_rng(4))
     config = TrainingConfig(optimizer=name, learning_rate=0.05)
     start = Parameters.initialize(network, seed=4).packed()
     # fused for the first half, then the state through state_dict into a fresh optimizer, numpy for the rest
@@ -222,18 +244,25 @@ def test_optimizer_state_after_a_fused_chunk_continues_identically_on_numpy(name
 
 
 def test_frozen_parameters_stay_put_and_the_rest_agree():
-    network = Network([3, 3, 2], "sigmoid", "squared_error", frozen=["w(1)_0_1", "b(2)_*"])
+    # the structure of a case: the same kernel, the frozen entries are its mask argument
+    network = Network([3, 4, 2], ["tanh", "sigmoid"], "binary_cross_entropy",
+                      frozen=["w(1)_0_1", "b(1)_2", "w(2)_1_0", "w(2)_0_3", "b(2)_*"])
     compiled = CompiledNetwork(network)
-    rng = np.random.default_rng(5)
-    X, Y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    X, Y = data_for(network, 16, np.random.default_rng(5))
     start = Parameters.initialize(network, seed=5).packed()
-    mine, theirs = start.copy().packed(), start.copy().packed()
-    fused.make_runner(compiled, TrainingConfig()).run(mine, get_optimizer("momentum", learning_rate=0.1), X, Y,
-                                                      0, 6, 2, last_batch_of_epoch_at=6)
-    numpy_chunk(compiled, TrainingConfig(), theirs, get_optimizer("momentum", learning_rate=0.1), X, Y, 0, 6, 2, 4)
-    assert mine.weights[0][0, 1] == start.weights[0][0, 1]
-    assert np.array_equal(mine.biases[1], start.biases[1])
-    assert relative(mine.buffer, theirs.buffer) <= 1e-12
+    weights, biases = network.trainable_masks()
+    assert all(np.any(m == 0) for m in [weights[0], weights[1], *biases])  # frozen entries in every array
+    for batch in (2, 8):  # both layouts
+        mine, theirs = start.copy().packed(), start.copy().packed()
+        fused.make_runner(compiled, TrainingConfig()).run(mine, get_optimizer("momentum", learning_rate=0.1), X, Y,
+                                                          0, 16, batch, last_batch_of_epoch_at=16)
+        numpy_chunk(compiled, TrainingConfig(), theirs, get_optimizer("momentum", learning_rate=0.1), X, Y, 0, 16,
+                    batch, 16 - batch)
+        for moved, began, trainable in zip(mine.weights + mine.biases, start.weights + start.biases,
+                                           [*weights, *biases], strict=True):
+            assert np.array_equal(moved[trainable == 0], began[trainable == 0])
+            assert np.all(moved[trainable == 1] != began[trainable == 1])
+        assert relative(mine.buffer, theirs.buffer) <= 1e-12
 
 
 def test_what_it_does_not_train_is_refused_in_one_line():
@@ -244,7 +273,6 @@ def test_what_it_does_not_train_is_refused_in_one_line():
         (Network([3, 3, 3, 3, 2], "tanh", "squared_error", skips={3: 1}), TrainingConfig()),
         (conv_network(1, "valid"), TrainingConfig()),
         (recurrent_network(), TrainingConfig()),
-        (Network([2, 2, 1], names={"b(1)_0": "b1", "b(1)_1": "b1"}), TrainingConfig()),
         (Network([2, 2, 1]), TrainingConfig(dtype="float32")),
     ]
     for network, config in refused:
@@ -268,11 +296,10 @@ def test_an_optimizer_without_a_fused_update_is_refused():
 
 def test_generated_kernels_are_written_once_to_the_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    network = Network([2, 3, 1], "tanh", "mse")
-    compiled = CompiledNetwork(network)
+    network, compiled, _ = compiled_case("softplus identity/mse")
     fused.make_runner(compiled, TrainingConfig()).run(
         Parameters.initialize(network).packed(), get_optimizer("sgd", learning_rate=0.1),
-        np.ones((2, 2)), np.ones((2, 1)), 0, 2, 1, last_batch_of_epoch_at=2,
+        np.ones((2, 9)), np.ones((2, 2)), 0, 2, 1, last_batch_of_epoch_at=2,
     )
     folder = fused.cache_folder()
     assert folder == tmp_path / "symback" / "fused"
@@ -323,7 +350,7 @@ def test_trainer_fit_on_the_fused_backend_gives_the_numpy_backends_numbers_and_m
     from symback import Dataset
     from symback.training.train import Trainer
 
-    network = Network([3, 4, 2], "sigmoid", "squared_error")
+    network, _, _ = compiled_case("tanh sigmoid/bce")
     rng = np.random.default_rng(7)
     data = Dataset(rng.normal(size=(21, 3)), rng.uniform(size=(21, 2)))
     start = Parameters.initialize(network, seed=1)
@@ -339,10 +366,44 @@ def test_trainer_fit_on_the_fused_backend_gives_the_numpy_backends_numbers_and_m
     assert np.allclose(numpy_run.history.loss, fused_run.history.loss, rtol=1e-12, atol=0)
     assert (numpy_run.stop_reason, numpy_run.steps) == (fused_run.stop_reason, fused_run.steps) == ("epochs", 18)
     messages = {}
-    linear = Network([3, 4, 2], "identity", "squared_error")  # no saturation: a large step diverges
+    linear, _, _ = compiled_case("softplus identity/mse")  # no saturation: a large step diverges
+    data = Dataset(rng.normal(size=(21, 9)), rng.uniform(size=(21, 2)))
     for backend in ("numpy", "fused"):
         config = TrainingConfig(epochs=5, batch_size=1, learning_rate=5.0, backend=backend, progress=False)
         outcome = Trainer(linear, config).fit(Parameters.initialize(linear, seed=1), data)
         assert outcome.stop_reason == "non_finite" and np.all(np.isfinite(outcome.parameters.weights[0]))
         messages[backend] = outcome.message
     assert messages["fused"] == messages["numpy"]
+
+
+# -- choosing the backend, and what it needs ----------------------------------------------------------
+
+
+def test_auto_picks_fused_up_to_the_measured_crossover_and_passes_over_what_it_refuses():
+    from symback.training import backends
+
+    only_fused = lambda name: name in ("fused", "numpy")  # noqa: E731
+    assert backends.choose("auto", batch=backends.AUTO_FUSED_BATCH, installed=only_fused) == "fused"
+    assert backends.choose("auto", batch=backends.AUTO_FUSED_BATCH + 1, installed=only_fused) == "numpy"
+    from .test_conv import conv_network
+
+    conv = CompiledNetwork(conv_network(1, "valid"))
+    runner = backends.make_runner(conv, TrainingConfig(backend="auto"), batch=1)
+    assert not isinstance(runner, fused.FusedRunner) and fused.refusal(conv, TrainingConfig()) is not None
+    _, dense, _ = compiled_case("sigmoid/se")
+    assert isinstance(backends.make_runner(dense, TrainingConfig(backend="auto"), batch=1), fused.FusedRunner)
+
+
+def test_a_missing_library_is_the_same_one_line_from_the_backend_and_from_fused(monkeypatch):
+    from symback.training import backends
+
+    monkeypatch.setitem(backends._NEEDS, "fused", (("numba", "no_such_library_for_fused"), "symback[fused]"))
+    _, compiled, _ = compiled_case("sigmoid/se")
+    with pytest.raises(SpecError) as direct:
+        fused.make_runner(compiled, TrainingConfig())
+    with pytest.raises(SpecError) as chosen:
+        backends.make_runner(compiled, TrainingConfig(backend="fused"), batch=1)
+    assert str(direct.value) == str(chosen.value) == backends.missing("fused") == (
+        "[training] backend 'fused' needs no_such_library_for_fused, which is not installed: "
+        "pip install 'symback[fused]'")
+    assert not backends.installed("fused")

@@ -44,8 +44,9 @@ BACKENDS: Registry[str] = Registry(
     error=SpecError,
 )
 
-#: What each backend needs installed besides symback (the extra that brings it).
-_NEEDS = {"jax": ("jax", "pip install 'symback[jax]'"), "fused": ("numba", "pip install 'symback[fused]'")}
+#: What each backend needs installed besides symback: the modules it imports and the extra that brings them
+#: (numba's ``np.dot`` is BLAS through SciPy).  The one source of :func:`missing`'s message.
+_NEEDS = {"jax": (("jax",), "symback[jax]"), "fused": (("numba", "scipy"), "symback[fused]")}
 
 #: Under this batch size ``auto`` picks JAX on a CPU (when installed and the fused backend is not).
 #: Measured (Trainer.fit, 625-20-20-10 sigmoid/SSE/SGD float64, one epoch of 4,096 examples, best of 3,
@@ -53,8 +54,12 @@ _NEEDS = {"jax": ("jax", "pip install 'symback[jax]'"), "fused": ("numba", "pip 
 #: 64 and 128, 0.5x at 256.  Under 16 NumPy is call overhead, which one jitted ``lax.scan`` removes;
 #: from 16 up NumPy's BLAS calls are as fast or faster.  With a GPU or TPU ``auto`` always picks JAX.
 AUTO_JAX_BATCH = 16
-#: Up to this batch size ``auto`` picks the fused small-batch kernel when numba is installed.
-AUTO_FUSED_BATCH = 16
+#: Up to this batch size ``auto`` picks the fused kernel when numba is installed and it trains the network.
+#: Measured (625-20-20-10 sigmoid/SSE/SGD float64, 4,096 examples, one BLAS thread, CPU time, best of 5, the
+#: loaded 2-core machine): fused/symback-NumPy samples/s 3.8x at batch 1, 1.5x at 32, 1.2x at 128, 1.1x
+#: at 256, 1.05x at 512, 0.96x at 1024: past 256 both are the same BLAS calls, and the fused kernel's
+#: first compile (seconds) is not won back.
+AUTO_FUSED_BATCH = 256
 
 
 @dataclass
@@ -103,17 +108,30 @@ def register_backend(name: str, module: str) -> None:
     BACKENDS.register(name, module)
 
 
-def installed(name: str) -> bool:
-    """Whether backend ``name``'s own module and what it needs can be imported (without importing them)."""
-    if name not in BACKENDS:
-        return False
-    need = _NEEDS.get(name)
-    module = BACKENDS[name]
+def _importable(module: str) -> bool:
     try:
-        present = importlib.util.find_spec(module) is not None
-        return present and (need is None or importlib.util.find_spec(need[0]) is not None)
+        return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def missing(name: str) -> str | None:
+    """The one line saying which library backend ``name`` needs and how to install it, or None when
+    everything it needs can be imported (nothing is imported to find out).
+
+    >>> missing("numpy") is None
+    True
+    """
+    modules, extra = _NEEDS.get(name, ((), ""))
+    for module in modules:
+        if not _importable(module):
+            return f"[training] backend {name!r} needs {module}, which is not installed: pip install '{extra}'"
+    return None
+
+
+def installed(name: str) -> bool:
+    """Whether backend ``name``'s own module and what it needs can be imported (without importing them)."""
+    return name in BACKENDS and _importable(BACKENDS[name]) and missing(name) is None
 
 
 def _accelerated() -> bool:
@@ -127,8 +145,10 @@ def choose(name: str, *, batch: int, installed: Callable[[str], bool] = installe
     """The backend that runs: ``name`` itself, or for ``auto`` by batch size and what is installed.
 
     ``auto``: ``fused`` for batches up to :data:`AUTO_FUSED_BATCH` when numba (and the fused module)
-    is installed; else ``jax`` when installed and either it has a GPU/TPU or the batch is under
-    :data:`AUTO_JAX_BATCH` (on a CPU the scan only beats NumPy where NumPy is call overhead); else ``numpy``.
+    is installed, unless from :data:`AUTO_JAX_BATCH` on JAX is installed and has a GPU/TPU; else ``jax``
+    when installed and either it has a GPU/TPU or the batch is under :data:`AUTO_JAX_BATCH` (on a CPU
+    the scan only beats NumPy where NumPy is call overhead); else ``numpy``.  (:func:`make_runner`
+    passes over ``fused`` for a network or setting it refuses.)
 
     >>> choose("auto", batch=1, installed=lambda name: name == "jax")
     'jax'
@@ -156,7 +176,8 @@ def _candidates(name: str, *, batch: int, installed: Callable[[str], bool]) -> I
         yield name
         return
     if batch <= AUTO_FUSED_BATCH and installed("fused"):
-        yield "fused"
+        if batch < AUTO_JAX_BATCH or not (installed("jax") and _accelerated()):
+            yield "fused"
     if installed("jax") and (batch < AUTO_JAX_BATCH or _accelerated()):
         yield "jax"
     yield "numpy"
@@ -201,16 +222,15 @@ def make_runner(compiled: Any, config: Any, *, batch: int) -> StepRunner:
 
 def _import(name: str) -> Any:
     module_name = BACKENDS.lookup(name)
-    need = _NEEDS.get(name)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
-        missing = error.name or module_name
-        if missing == module_name or module_name.startswith(missing + "."):
+        missing_name = error.name or module_name
+        if missing_name == module_name or module_name.startswith(missing_name + "."):
             raise SpecError(
                 f"[training] backend {name!r} is not part of this symback ({module_name} is missing)"
             ) from None
-        if need is not None and missing.split(".")[0] == need[0]:
-            raise SpecError(f"[training] backend {name!r} needs {need[0]}, which is not installed: {need[1]}") from None
+        if missing_name.split(".")[0] in _NEEDS.get(name, ((), ""))[0]:
+            raise SpecError(missing(name) or f"[training] backend {name!r} needs {missing_name}") from None
         raise
     return module

@@ -67,7 +67,7 @@ from ...symbolic.activations import Z
 from ...symbolic.costs import A, Y
 from ...symbolic.parameters import Parameters
 from ..optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
-from . import Ran
+from . import Ran, missing
 
 __all__ = ["FusedRunner", "Ran", "cache_folder", "generate_source", "make_runner", "register_update"]
 
@@ -380,21 +380,27 @@ class _Emitter:
         return any(m.indices[-1] == out[0] and m.indices[0] == term.limits[0][0] for m in matrices)
 
 
-def _check_scope(compiled: CompiledNetwork, config: Any) -> None:
+def refusal(compiled: CompiledNetwork, config: Any) -> str | None:
+    """The one line saying what the fused backend cannot train in ``compiled`` under ``config``, or
+    None when it trains it (``auto`` then picks another backend instead)."""
     from ...symbolic.layers import Dense
 
     network = compiled.network
     for number, layer in enumerate(network.layers, start=1):
         if type(layer) is not Dense or len(getattr(layer, "sources", (None,))) != 1:
             kind = getattr(layer, "kind", type(layer).__name__)
-            raise SpecError(
-                f"the fused backend trains dense chains only; layer {number} is a {kind} layer "
-                "(use backend = \"numpy\")"
-            )
-    if network.ties:
-        raise SpecError("the fused backend does not train tied parameters (use backend = \"numpy\")")
+            return (f"the fused backend trains dense chains only; layer {number} is a {kind} layer "
+                    "(use backend = \"numpy\")")
     if getattr(config, "dtype", "float64") != "float64":
-        raise SpecError("the fused backend trains in float64 only (use backend = \"numpy\" for float32)")
+        return "the fused backend trains in float64 only (use backend = \"numpy\" for float32)"
+    make_optimizer = getattr(config, "make_optimizer", None)
+    if make_optimizer is not None and type(make_optimizer()) not in UPDATES:
+        return _no_update(make_optimizer())
+    return None
+
+
+def _no_update(optimizer: Optimizer) -> str:
+    return f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")"
 
 
 def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bool = False) -> str:
@@ -545,9 +551,11 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
     divisor_outputs = n_out if mean_outputs else 1
     lines = [
         "@njit(cache=True, fastmath=False)",
-        "def chunk(X, Yd, begin, end, batch, last_at, P, G, Ws, bs, GWs, Gbs, S0, S1, mask, h, t, limit, clip_value, clip_norm, tolerance):",  # noqa: E501
+        "def chunk(X, Yd, begin, end, batch, last_at, P, G, Ws, bs, GWs, Gbs, S0, S1, mask, tie_at, tie_group,",
+        "          tie_sizes, h, t, limit, clip_value, clip_norm, tolerance):",
         *views,
         "    n_params = P.shape[0]",
+        "    tie_total = np.zeros(tie_sizes.shape[0])",
         "    n_rows = X.shape[0]",
         "    b = begin",
         "    steps = 0",
@@ -568,6 +576,13 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
         *(["        for e in range(rows):"] if not batch else []),
         *source,
         f"        loss = terms / {float(divisor_outputs)!r}" + (" / rows" if mean_examples else ""),
+        # tied entries: each holds its parameter's derivative, the sum (CompiledNetwork: Ties.sum_gradients)
+        "        if tie_at.shape[0]:",
+        "            tie_total[:] = 0.0",
+        "            for q in range(tie_at.shape[0]):",
+        "                tie_total[tie_group[q]] += G[tie_at[q]]",
+        "            for q in range(tie_at.shape[0]):",
+        "                G[tie_at[q]] = tie_total[tie_group[q]]",
         "        if mask.shape[0]:",
         "            for i in range(n_params):",
         "                G[i] *= mask[i]",
@@ -589,6 +604,14 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
         "            squares = 0.0",
         "            for i in range(n_params):",
         "                squares += G[i] * G[i]",
+        "            if tie_at.shape[0]:  # a tied parameter counts once (Ties.norm)",
+        "                tie_total[:] = 0.0",
+        "                for q in range(tie_at.shape[0]):",
+        "                    tie_total[tie_group[q]] += G[tie_at[q]]",
+        "                for q in range(tie_sizes.shape[0]):",
+        "                    value = tie_total[q] / tie_sizes[q]",
+        "                    squares -= (tie_sizes[q] - 1.0) * value * value",
+        "                squares = max(squares, 0.0)",
         "            norm = math.sqrt(squares)",
         "            if norm > clip_norm:",
         "                factor = clip_norm / norm",
@@ -698,23 +721,36 @@ class FusedRunner:
     """Runs chunks of training steps of one compiled network with the fused kernel (see RUNNER.md)."""
 
     def __init__(self, compiled: CompiledNetwork, config: Any) -> None:
-        _check_scope(compiled, config)
+        reason = refusal(compiled, config)
+        if reason is not None:
+            raise SpecError(reason)
         self.compiled = compiled
         self.config = config
         self.limit = float(np.finfo(np.float64).max)
         self._chunks: dict[tuple[type, bool], Callable[..., Any]] = {}
-        masks = compiled._masks
-        if masks is None:
-            self.mask = np.zeros(0)
-        else:
-            weights, biases = compiled.network.trainable_masks()
-            self.mask = np.concatenate([m.ravel().astype(np.float64) for m in [*weights, *biases]])
         self.gradients: Gradients | None = None
+        #: the frozen mask and the ties' places, for one layout of the packed buffer (see _packed_places)
+        self._places: tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None = None
+
+    def _mask_and_ties(self, params: Parameters) -> tuple[np.ndarray, ...]:
+        """The frozen mask over the packed buffer and the tied entries' places in it, for the layout of
+        ``params`` (its arrays' offsets in its buffer: weights and biases interleaved per layer)."""
+        offsets = _offsets(params)
+        if self._places is None or self._places[0] != offsets:
+            compiled = self.compiled
+            mask = np.zeros(0)
+            if compiled._masks is not None:
+                mask = np.ones(params.buffer.size)
+                weights, biases = compiled.network.trainable_masks()
+                for offset, part in zip(offsets, [*weights, *biases], strict=True):
+                    mask[offset:offset + part.size] = part.ravel()
+            self._places = (offsets, (mask, *_tie_arrays(compiled, offsets)))
+        return self._places[1]
 
     def _chunk(self, optimizer: Optimizer, batch: int) -> tuple[Callable[..., Any], FusedUpdate]:
         update = UPDATES.get(type(optimizer))
         if update is None:
-            raise SpecError(f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")")  # noqa: E501
+            raise SpecError(_no_update(optimizer))
         key = (type(optimizer), batch >= BATCH_FROM)
         if key not in self._chunks:
             self._chunks[key] = _load(generate_source(self.compiled, update, batch=key[1]))
@@ -742,7 +778,8 @@ class FusedRunner:
         last_begin = (last_batch_of_epoch_at - 1) // batch * batch  # the loop nest tests b >= where it begins
         status, offset, steps, loss_sum, correct, step_size, loss = chunk(
             X, Y, begin, end, batch, last_begin, P, G, tuple(working.weights), tuple(working.biases),
-            tuple(self.gradients.weights), tuple(self.gradients.biases), slots[0], slots[1], self.mask,
+            tuple(self.gradients.weights), tuple(self.gradients.biases), slots[0], slots[1],
+            *self._mask_and_ties(working),
             np.array(update.settings(optimizer), dtype=np.float64), optimizer.steps, self.limit,
             float(config.clip_value or 0.0), float(config.clip_norm or 0.0), float(config.tolerance or 0.0),
         )
@@ -769,10 +806,33 @@ class FusedRunner:
         )
 
 
+def _offsets(params: Parameters) -> tuple[int, ...]:
+    """Where each of ``params.weights + params.biases`` begins in ``params.buffer`` (in elements)."""
+    start = params.buffer.__array_interface__["data"][0]
+    size = params.buffer.itemsize
+    return tuple((part.__array_interface__["data"][0] - start) // size for part in [*params.weights, *params.biases])
+
+
+def _tie_arrays(compiled: CompiledNetwork, offsets: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every tied entry's place in the packed buffer (its array's offset there, then C order), its group
+    and each group's size, in :class:`~symback.compile.compiler.Ties`' order; empty without ties."""
+    ties = compiled.ties
+    if ties is None:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0)
+    network = compiled.network
+    shapes = [(network.sizes[l], network.sizes[l - 1]) for l in range(1, network.depth + 1)]
+    shapes += [(network.sizes[l],) for l in range(1, network.depth + 1)]
+    places, groups = [], []
+    for array, index, group in ties.entries:
+        places.append(offsets[array] + np.ravel_multi_index(index, shapes[array]))
+        groups.append(group)
+    return (np.concatenate(places).astype(np.intp), np.concatenate(groups).astype(np.intp),
+            ties.sizes.astype(np.float64))
+
+
 def make_runner(compiled: CompiledNetwork, config: Any) -> FusedRunner:
     """The fused step runner of ``compiled`` under ``config`` (a SpecError names what it cannot train)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError as error:
-        raise SpecError("the fused backend needs numba: pip install 'symback[fused]'") from error
+    message = missing("fused")
+    if message is not None:
+        raise SpecError(message)
     return FusedRunner(compiled, config)
