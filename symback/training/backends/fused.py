@@ -197,10 +197,12 @@ class _Emitter:
     """
 
     def __init__(self, names: dict[sp.IndexedBase, str], *, batch: bool = False,
-                 batched: frozenset = frozenset(), widths: dict[sp.IndexedBase, str] | None = None) -> None:
+                 batched: frozenset = frozenset(), widen: bool = False) -> None:
         self.names = names
         self.batch = batch
         self.batched = batched
+        #: every element read as float64 (the arrays are float32)
+        self.widen = widen
         #: (name, width) of each (rows, width) buffer a lifted contraction writes (allocated by the caller)
         self.buffers: list[tuple[str, int]] = []
         self.counter = 0
@@ -213,8 +215,10 @@ class _Emitter:
     def indexed(self, node: sp.Indexed) -> str:
         indices = ", ".join(f"i_{i.label}" for i in node.indices)
         if self.batch and node.base in self.batched:
-            return f"{self.names[node.base]}[i_n, {indices}]"
-        return f"{self.names[node.base]}[{indices}]"
+            text = f"{self.names[node.base]}[i_n, {indices}]"
+        else:
+            text = f"{self.names[node.base]}[{indices}]"
+        return f"float({text})" if self.widen else text
 
     def scalar(self, expression: sp.Expr, lines: list[str], pad: str) -> str:
         """The text of ``expression`` at the current loop indices (and example); a ``Sum`` inside
@@ -391,8 +395,8 @@ def refusal(compiled: CompiledNetwork, config: Any) -> str | None:
             kind = getattr(layer, "kind", type(layer).__name__)
             return (f"the fused backend trains dense chains only; layer {number} is a {kind} layer "
                     "(use backend = \"numpy\")")
-    if getattr(config, "dtype", "float64") != "float64":
-        return "the fused backend trains in float64 only (use backend = \"numpy\" for float32)"
+    if getattr(config, "dtype", "float64") not in ("float64", "float32"):
+        return f"the fused backend trains in float64 and float32, not {config.dtype} (use backend = \"numpy\")"
     make_optimizer = getattr(config, "make_optimizer", None)
     if make_optimizer is not None and type(make_optimizer()) not in UPDATES:
         return _no_update(make_optimizer())
@@ -403,9 +407,15 @@ def _no_update(optimizer: Optimizer) -> str:
     return f"the fused backend has no update for the {optimizer.name} optimizer (use backend = \"numpy\")"
 
 
-def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bool = False) -> str:
+def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bool = False,
+                    dtype: str = "float64") -> str:
     """The Python source (numba) of one network's chunk function: every statement from the derivation,
-    one example at a time or the ``batch`` at once (see :class:`_Emitter`)."""
+    one example at a time or the ``batch`` at once (see :class:`_Emitter`), its arrays of ``dtype``.
+
+    In float32 the arrays, the parameters, the optimizer's state and the BLAS calls are float32, as
+    NumPy's float32 backend's; every element read is widened to float64 for the scalar arithmetic
+    between (``float(z1[i_j])``: e^{−z} then overflows where float64's does, not at 88.7) and rounded
+    to float32 where it is stored."""
     network, backward = compiled.network, compiled.backward
     im = backward.model
     L = network.depth
@@ -429,7 +439,8 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
     batched = frozenset([*(im.activations[l] for l in range(L + 1)), *(im.zs[l] for l in range(1, L + 1)),
                          *(backward.delta[l] for l in range(1, L + 1)), *(backward.nabla[l] for l in range(1, L + 1)),
                          *(_complement(l) for l in range(1, L + 1)), y_base, la])
-    emit = _Emitter(names, batch=batch, batched=batched)
+    emit = _Emitter(names, batch=batch, batched=batched, widen=dtype != "float64")
+    kind = f"np.{np.dtype(dtype).name}"
     out_index = backward.neuron_index[L]
     yj = y_base[out_index]
     zL, aL = im.zs[L][out_index], im.activations[L][out_index]
@@ -463,7 +474,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
             loops = [f"{pad}for {J} in range({sizes[l]}):"]
             if batch:  # the examples outside: a row of the layer is contiguous
                 loops = [f"{pad}for i_n in range(rows):", f"    {loops[0]}"]
-            inner = [f"{pad}    zz = {at(f'z{l}', J)}",
+            inner = [f"{pad}    zz = float({at(f'z{l}', J)})",
                      f"{pad}    if zz >= _LOW:",
                      f"{pad}        u = math.exp(-zz)",
                      f"{pad}        aa = 1.0 / (u + 1.0)",
@@ -533,20 +544,21 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
         # the views come in as arguments: numba then types them C-contiguous (a slice of P would not be)
         views += [f"    W{l} = Ws[{l - 1}]", f"    GW{l} = GWs[{l - 1}]", f"    b{l} = bs[{l - 1}]", f"    Gb{l} = Gbs[{l - 1}]"]  # noqa: E501
         if batch:
-            views += [f"    {name}{l}_all = np.empty((batch, {sizes[l]}))" for name in ("z", "a", "c", "d", "g")]
+            views += [f"    {name}{l}_all = np.empty((batch, {sizes[l]}), {kind})"
+                      for name in ("z", "a", "c", "d", "g")]
         else:
-            views += [f"    {name}{l} = np.empty({sizes[l]})" for name in ("z", "a", "c", "d", "g")]
+            views += [f"    {name}{l} = np.empty({sizes[l]}, {kind})" for name in ("z", "a", "c", "d", "g")]
     # the batch's rows of each (batch, width) buffer, taken per step (the last batch may be shorter)
     per_step = []
     if batch:
         views += [f"    {buffer}_all = np.empty_like({like}_all)" for buffer, like in emit.buffers]
-        views.append(f"    la_all = np.empty((batch, {n_out}))")
+        views.append(f"    la_all = np.empty((batch, {n_out}), {kind})")
         per_step = [f"        {name}{l} = {name}{l}_all[:rows]"
                     for l in range(1, L + 1) for name in ("z", "a", "c", "d", "g")]
         per_step += [f"        {buffer} = {buffer}_all[:rows]" for buffer, _ in emit.buffers]
         per_step.append("        la = la_all[:rows]")
     else:
-        views.append(f"    la = np.empty({n_out})")
+        views.append(f"    la = np.empty({n_out}, {kind})")
     mean_examples, mean_outputs = compiled._mean_examples, compiled._mean_outputs
     divisor_outputs = n_out if mean_outputs else 1
     lines = [
@@ -726,7 +738,8 @@ class FusedRunner:
             raise SpecError(reason)
         self.compiled = compiled
         self.config = config
-        self.limit = float(np.finfo(np.float64).max)
+        self.dtype = np.dtype(getattr(config, "dtype", "float64"))
+        self.limit = float(np.finfo(self.dtype).max)
         self._chunks: dict[tuple[type, bool], Callable[..., Any]] = {}
         self.gradients: Gradients | None = None
         #: the frozen mask and the ties' places, for one layout of the packed buffer (see _packed_places)
@@ -753,7 +766,7 @@ class FusedRunner:
             raise SpecError(_no_update(optimizer))
         key = (type(optimizer), batch >= BATCH_FROM)
         if key not in self._chunks:
-            self._chunks[key] = _load(generate_source(self.compiled, update, batch=key[1]))
+            self._chunks[key] = _load(generate_source(self.compiled, update, batch=key[1], dtype=self.dtype.name))
         return self._chunks[key], update
 
     #: Batches per call: Ctrl-C is seen between calls (the loop nest does not look at the flag), so a call
@@ -765,15 +778,15 @@ class FusedRunner:
         """Steps on ``X[b:b+batch]`` for b in range(begin, end, batch); params and optimizer state updated."""
         chunk, update = self._chunk(optimizer, batch)
         packed = params.buffer
-        working = params if packed is not None and packed.dtype == np.float64 else params.packed(np.float64)
+        working = params if packed is not None and packed.dtype == self.dtype else params.packed(self.dtype)
         P = working.buffer
         if self.gradients is None or self.gradients.buffer is None or self.gradients.buffer.size != P.size:
             self.gradients = Gradients.zeros_like(working)
         G = self.gradients.buffer
         state = optimizer._packed_state(working, P) if optimizer.slots else []
         slots = [*state, *[np.zeros(0)] * (2 - len(state))]
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        Y = np.ascontiguousarray(Y, dtype=self.dtype)
         config = self.config
         last_begin = (last_batch_of_epoch_at - 1) // batch * batch  # the loop nest tests b >= where it begins
         status, offset, steps, loss_sum, correct, step_size, loss = chunk(
@@ -795,7 +808,7 @@ class FusedRunner:
             message = f"the {what} became {value}"  # fit adds the epoch and step
         elif status == 3:
             stopped = "non_finite"
-            message = f"the step η·max|g| = {step_size:.3g} overflows float64"
+            message = f"the step η·max|g| = {step_size:.3g} overflows {self.dtype.name}"
         elif status == 2:
             stopped = "converged"
         classes = Y.shape[1] >= 2 and bool(np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1))
