@@ -80,7 +80,8 @@ def data_for(network: Network, n: int, rng: np.random.Generator) -> tuple[np.nda
 #: arguments, not source).  Together: every elementwise activation, softmax, every cost and each of
 #: its paths to δ(L) (the fused output δ, σ(z) in z for cross-entropy, log-softmax, softmax with
 #: cross-entropy's a·Σy − y, the derived softmax Jacobian), every optimizer, sums of 9 (four
-#: accumulators and a remainder) — in both layouts.
+#: accumulators and a remainder), residual layers (a skip from the input, a sigmoid's with its σ' in
+#: z) — in both layouts.
 CASES = {
     "leaky identity softmax/cce": (Network([3, 4, 4, 3], ["leaky_relu", "identity", "softmax"],
                                            "categorical_cross_entropy"), "adam"),
@@ -90,6 +91,8 @@ CASES = {
     "softplus identity/mse": (Network([9, 8, 2], ["softplus", "identity"], "mse"), "sgd"),
     "silu elu/half": (Network([3, 4, 2], ["silu", "elu"], "half_squared_error"), "momentum"),
     "sigmoid/se": (Network([3, 4, 2], "sigmoid", "squared_error"), "adam"),
+    "residual sigmoid relu/cce": (Network([3, 3, 3, 3, 2], ["sigmoid", "relu", "sigmoid", "softmax"],
+                                          "categorical_cross_entropy", skips={2: 0, 3: 1}), "rmsprop"),
 }
 LAYOUTS = {"one example": (1, fused.BATCH_FROM - 1), "batch": (fused.BATCH_FROM, 12)}
 
@@ -302,7 +305,6 @@ def test_what_it_does_not_train_is_refused_in_one_line():
     from .test_recurrent import recurrent_network
 
     refused = [
-        (Network([3, 3, 3, 3, 2], "tanh", "squared_error", skips={3: 1}), TrainingConfig()),
         (conv_network(1, "valid"), TrainingConfig()),
         (recurrent_network(), TrainingConfig()),
     ]
