@@ -601,72 +601,91 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
         *(["        for e in range(rows):"] if not batch else []),
         *source,
         f"        loss = terms / {float(divisor_outputs)!r}" + (" / rows" if mean_examples else ""),
+        # the rest of the step is the optimizer's, the same for every network: one function of its own
+        # module (update_source), compiled once per optimizer and dtype, not once per network
+        "        status, new_step, t = finish(P, G, S0, S1, mask, tie_at, tie_group, tie_sizes, tie_total, h, t,",
+        "                                     limit, clip_value, clip_norm, tolerance, loss, b >= last_at)",
+        "        if status == 1:",
+        "            break",
+        "        step_size = new_step",
+        "        if status == 3:",
+        "            break",
+        f"        loss_sum += loss{' * rows' if mean_examples else ''}",
+        "        correct += hits",
+        "        b += batch",
+        "        if status == 2:",
+        "            break",
+        "        steps += 1",
+        "    return status, min(b, end), steps, loss_sum, correct, step_size, loss",
+    ]
+    return _PRELUDE + f"from {_module_name(update_source(update))} import finish\n\n\n" + "\n".join(lines) + "\n"
+
+
+def update_source(update: FusedUpdate) -> str:
+    """The Python source (numba) of the end of every step with ``update``: ties, the frozen mask, the NaN
+    stop, clipping, the tolerance rule, the overflow stop and the optimizer's update, as ``finish(…) ->
+    (status, step_size, t)``, status 0 (taken), 1 (non-finite: not taken), 2 (converged), 3 (overflow)."""
+    lines = [
+        "@njit(cache=True, fastmath=False)",
+        "def finish(P, G, S0, S1, mask, tie_at, tie_group, tie_sizes, tie_total, h, t, limit, clip_value, clip_norm,",
+        "           tolerance, loss, last):",
+        "    n_params = P.shape[0]",
         # tied entries: each holds its parameter's derivative, the sum (CompiledNetwork: Ties.sum_gradients)
-        "        if tie_at.shape[0]:",
+        "    if tie_at.shape[0]:",
+        "        tie_total[:] = 0.0",
+        "        for q in range(tie_at.shape[0]):",
+        "            tie_total[tie_group[q]] += G[tie_at[q]]",
+        "        for q in range(tie_at.shape[0]):",
+        "            G[tie_at[q]] = tie_total[tie_group[q]]",
+        "    if mask.shape[0]:",
+        "        for i in range(n_params):",
+        "            G[i] *= mask[i]",
+        "    peak = 0.0",
+        "    finite = True",
+        "    for i in range(n_params):",
+        "        v = abs(G[i])",
+        "        if not v < math.inf:",
+        "            finite = False",
+        "        elif v > peak:",
+        "            peak = v",
+        "    if not (finite and abs(loss) < math.inf):",
+        "        return 1, 0.0, t",
+        "    if clip_value > 0.0:",
+        "        for i in range(n_params):",
+        "            G[i] = min(max(G[i], -clip_value), clip_value)",
+        "    if clip_norm > 0.0:",
+        "        squares = 0.0",
+        "        for i in range(n_params):",
+        "            squares += G[i] * G[i]",
+        "        if tie_at.shape[0]:  # a tied parameter counts once (Ties.norm)",
         "            tie_total[:] = 0.0",
         "            for q in range(tie_at.shape[0]):",
         "                tie_total[tie_group[q]] += G[tie_at[q]]",
-        "            for q in range(tie_at.shape[0]):",
-        "                G[tie_at[q]] = tie_total[tie_group[q]]",
-        "        if mask.shape[0]:",
+        "            for q in range(tie_sizes.shape[0]):",
+        "                value = tie_total[q] / tie_sizes[q]",
+        "                squares -= (tie_sizes[q] - 1.0) * value * value",
+        "            squares = max(squares, 0.0)",
+        "        norm = math.sqrt(squares)",
+        "        if norm > clip_norm:",
+        "            factor = clip_norm / norm",
         "            for i in range(n_params):",
-        "                G[i] *= mask[i]",
+        "                G[i] *= factor",
+        "    if clip_value > 0.0 or clip_norm > 0.0:",
         "        peak = 0.0",
-        "        finite = True",
         "        for i in range(n_params):",
-        "            v = abs(G[i])",
-        "            if not v < math.inf:",
-        "                finite = False",
-        "            elif v > peak:",
-        "                peak = v",
-        "        if not (finite and abs(loss) < math.inf):",
-        "            status = 1",
-        "            break",
-        "        if clip_value > 0.0:",
-        "            for i in range(n_params):",
-        "                G[i] = min(max(G[i], -clip_value), clip_value)",
-        "        if clip_norm > 0.0:",
-        "            squares = 0.0",
-        "            for i in range(n_params):",
-        "                squares += G[i] * G[i]",
-        "            if tie_at.shape[0]:  # a tied parameter counts once (Ties.norm)",
-        "                tie_total[:] = 0.0",
-        "                for q in range(tie_at.shape[0]):",
-        "                    tie_total[tie_group[q]] += G[tie_at[q]]",
-        "                for q in range(tie_sizes.shape[0]):",
-        "                    value = tie_total[q] / tie_sizes[q]",
-        "                    squares -= (tie_sizes[q] - 1.0) * value * value",
-        "                squares = max(squares, 0.0)",
-        "            norm = math.sqrt(squares)",
-        "            if norm > clip_norm:",
-        "                factor = clip_norm / norm",
-        "                for i in range(n_params):",
-        "                    G[i] *= factor",
-        "        if clip_value > 0.0 or clip_norm > 0.0:",
-        "            peak = 0.0",
-        "            for i in range(n_params):",
-        "                peak = max(peak, abs(G[i]))",
-        "        step_size = h[0] * peak",
-        "        if b >= last_at and tolerance > 0.0 and abs(step_size) < tolerance:",
-        "            status = 2",
-        f"            loss_sum += loss{' * rows' if mean_examples else ''}",
-        "            correct += hits",
-        "            b += batch",
-        "            break",
-        "        if not step_size <= limit:",
-        "            status = 3",
-        "            break",
-        "        t += 1",
-        *(f"        {line}" for line in update.per_step),
-        "        for i in range(n_params):",
-        *(f"            {line}" for line in update.lines),
-        f"        loss_sum += loss{' * rows' if mean_examples else ''}",
-        "        correct += hits",
-        "        steps += 1",
-        "        b += batch",
-        "    return status, min(b, end), steps, loss_sum, correct, step_size, loss",
+        "            peak = max(peak, abs(G[i]))",
+        "    step_size = h[0] * peak",
+        "    if last and tolerance > 0.0 and abs(step_size) < tolerance:",
+        "        return 2, step_size, t",
+        "    if not step_size <= limit:",
+        "        return 3, step_size, t",
+        "    t += 1",
+        *(f"    {line}" for line in update.per_step),
+        "    for i in range(n_params):",
+        *(f"        {line}" for line in update.lines),
+        "    return 0, step_size, t",
     ]
-    return _PRELUDE + "\n\n" + "\n".join(lines) + "\n"
+    return "import math\n\nfrom numba import njit\n\n\n" + "\n".join(lines) + "\n"
 
 
 def _complement(l: int) -> sp.IndexedBase:
@@ -721,9 +740,15 @@ def cache_folder() -> Path:
     return Path(base) / "symback" / "fused"
 
 
-def _load(source: str) -> Callable[..., Any]:
-    """The ``chunk`` function of ``source``, written once (atomically) to the cache folder by its hash."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+def _module_name(source: str) -> str:
+    """The name a generated module is loaded under: by the hash of its source."""
+    return f"symback_fused_{hashlib.sha256(source.encode()).hexdigest()[:20]}"
+
+
+def _load(source: str) -> Any:
+    """The module of ``source``, written once (atomically) to the cache folder by its hash."""
+    name = _module_name(source)
+    digest = name.removeprefix("symback_fused_")
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"kernel_{digest}.py"
@@ -738,7 +763,6 @@ def _load(source: str) -> Callable[..., Any]:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-    name = f"symback_fused_{digest}"
     module = sys.modules.get(name)
     if module is None:
         spec = importlib.util.spec_from_file_location(name, path)
@@ -746,7 +770,7 @@ def _load(source: str) -> Callable[..., Any]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # symback's own generated text, never a user's
         sys.modules[name] = module
-    return module.chunk
+    return module
 
 
 #: From this batch size on, the kernel takes the batch at once (contractions as BLAS calls); below it,
@@ -796,7 +820,8 @@ class FusedRunner:
             raise SpecError(_no_update(optimizer))
         key = (type(optimizer), batch >= BATCH_FROM)
         if key not in self._chunks:
-            self._chunks[key] = _load(generate_source(self.compiled, update, batch=key[1], dtype=self.dtype.name))
+            _load(update_source(update))  # imported by the kernel's module
+            self._chunks[key] = _load(generate_source(self.compiled, update, batch=key[1], dtype=self.dtype.name)).chunk
         return self._chunks[key], update
 
     #: Batches per call: Ctrl-C is seen between calls (the loop nest does not look at the flag), so a call
