@@ -334,9 +334,9 @@ def test_generated_kernels_are_written_once_to_the_cache_folder(tmp_path, monkey
     folder = fused.cache_folder()
     assert folder == tmp_path / "symback" / "fused"
     kernels = sorted(folder.glob("kernel_*.py"))
-    assert len(kernels) == 2 and not list(folder.glob(".*.part"))  # the network's kernel and the update's
+    assert len(kernels) == 3 and not list(folder.glob(".*.part"))  # the network's, the update's, the helpers
     update = fused.UPDATES[type(get_optimizer("sgd"))]
-    wanted = {fused.generate_source(compiled, update), fused.update_source(update)}
+    wanted = {fused.generate_source(compiled, update), fused.update_source(update), fused._PRELUDE}
     assert {kernel.read_text(encoding="utf-8") for kernel in kernels} == wanted
     source = "".join(wanted)
     assert "fastmath=True" not in source

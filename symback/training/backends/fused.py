@@ -112,8 +112,11 @@ class _ScalarPrinter(PythonCodePrinter):
 
 
 
-#: Helpers every generated module defines: σ exact to rounding relatively over the whole range (as
-#: symback.compile.compiler.logistic_array), softplus as NumPy's logaddexp(0, x).
+#: The helpers every kernel imports, a generated module of their own (compiled once per session and
+#: argument types, and cached, not once per network): σ exact to rounding relatively over the whole
+#: range (as symback.compile.compiler.logistic_array), softplus as NumPy's logaddexp(0, x), and the
+#: BLAS calls.  Not ``inline="always"``: numba links a callee's LLVM into its caller, where LLVM
+#: inlines it anyway; numba's own inlining redid the typing of np.dot in every kernel.
 _PRELUDE = '''\
 import math
 import numpy as np
@@ -122,14 +125,14 @@ from numba import njit
 _LOW = -709.0  # below it e^{-x} overflows float64: symback.compile.compiler._constants
 
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=False)
 def _logistic(x):
     if x >= _LOW:
         return 1.0 / (1.0 + math.exp(-x))
     return math.exp(min(x, 0.0)) / (1.0 + math.exp(-abs(x)))
 
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=False)
 def _softplus(x):
     if x > 0.0:
         return x + math.log1p(math.exp(-x))
@@ -139,12 +142,12 @@ def _softplus(x):
 
 
 # the names the lowering table's source forms call (symback.compile.lowering.SOURCES), on BLAS
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=False)
 def matmul(a, b, out):
     return np.dot(a, b, out)
 
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=False)
 def ones(n, dtype):
     return np.ones(n, dtype)
 '''
@@ -618,7 +621,10 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
         "        steps += 1",
         "    return status, min(b, end), steps, loss_sum, correct, step_size, loss",
     ]
-    return _PRELUDE + f"from {_module_name(update_source(update))} import finish\n\n\n" + "\n".join(lines) + "\n"
+    imports = ["import math", "", "import numpy as np", "from numba import njit", "",
+               f"from {_module_name(_PRELUDE)} import _LOW, _logistic, _softplus, matmul, ones",
+               f"from {_module_name(update_source(update))} import finish", "", ""]
+    return "\n".join(imports) + "\n" + "\n".join(lines) + "\n"
 
 
 def update_source(update: FusedUpdate) -> str:
@@ -820,7 +826,8 @@ class FusedRunner:
             raise SpecError(_no_update(optimizer))
         key = (type(optimizer), batch >= BATCH_FROM)
         if key not in self._chunks:
-            _load(update_source(update))  # imported by the kernel's module
+            _load(_PRELUDE)  # both imported by the kernel's module
+            _load(update_source(update))
             self._chunks[key] = _load(generate_source(self.compiled, update, batch=key[1], dtype=self.dtype.name)).chunk
         return self._chunks[key], update
 
