@@ -108,8 +108,8 @@ def test_auto_picks_by_batch_size_and_what_is_installed():
 
 
 def test_auto_hands_a_network_the_backend_it_picks_refuses_to_the_next():
-    """``auto`` at batch 1 picks ``fused``, which takes dense chains only: a convolution goes to JAX; named,
-    ``fused`` refuses it in one line."""
+    """``auto`` at batch 1 picks ``fused``, which takes dense and residual layers only: a convolution goes
+    to JAX; named, ``fused`` refuses it in one line."""
     _jax()
     require_module("numba")
     net = network_from_tables({"inputs": [2, 3], "cost": "squared_error"},
@@ -118,7 +118,7 @@ def test_auto_hands_a_network_the_backend_it_picks_refuses_to_the_next():
     compiled = symback.CompiledNetwork(net)
     assert candidates("auto", batch=1) == ["fused", "jax", "numpy"]
     assert type(make_runner(compiled, TrainingConfig(backend="auto"), batch=1)).__name__ == "JaxRunner"
-    with pytest.raises(SpecError, match="the fused backend trains dense chains only"):
+    with pytest.raises(SpecError, match="the fused backend trains dense and residual layers only"):
         make_runner(compiled, TrainingConfig(backend="fused"), batch=1)
 
 

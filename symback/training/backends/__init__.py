@@ -55,11 +55,11 @@ _NEEDS = {"jax": (("jax",), "symback[jax]"), "fused": (("numba", "scipy"), "symb
 #: from 16 up NumPy's BLAS calls are as fast or faster.  With a GPU or TPU ``auto`` always picks JAX.
 AUTO_JAX_BATCH = 16
 #: Up to this batch size ``auto`` picks the fused kernel when numba is installed and it trains the network.
-#: Measured (625-20-20-10 sigmoid/SSE/SGD float64, 4,096 examples, one BLAS thread, CPU time, best of 5, the
-#: loaded 2-core machine): fused/symback-NumPy samples/s 3.8x at batch 1, 1.5x at 32, 1.2x at 128, 1.1x
-#: at 256, 1.05x at 512, 0.96x at 1024: past 256 both are the same BLAS calls, and the fused kernel's
-#: first compile (seconds) is not won back.
-AUTO_FUSED_BATCH = 256
+#: Measured (625-20-20-10 sigmoid/SSE/SGD float64, 4,096 examples, one BLAS thread, CPU time, best of 5-7),
+#: fused/symback-NumPy samples/s: at load 1 on the 2 cores 3.2x at batch 1, 1.3x at 32, 1.04x at 128,
+#: 0.98x at 256; at load 5, 3.8x, 1.5x, 1.2x, 1.1x (0.96x at 1024).  From 128 on both are the same BLAS
+#: calls, and the fused kernel's first compile (seconds) is not won back.
+AUTO_FUSED_BATCH = 128
 
 
 @dataclass

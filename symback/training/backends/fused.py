@@ -37,9 +37,10 @@ Results agree with the NumPy backend to rounding (tests/test_fused.py: 1e-12 rel
 epoch), not bit for bit: the order of additions differs.
 
 Measured (625-20-20-10 sigmoid/SSE/SGD float64, 4,096 examples, one BLAS thread, CPU time, best of
-5, against a hand-written NumPy step in the same run, on a loaded 2-core machine): 3.4× at batch 1,
-1.4× at 32, 1.1× at 128, 1.0× at 256.  Past 256 both are the same BLAS calls; ``auto`` picks this
-backend up to 256 (:data:`symback.training.backends.AUTO_FUSED_BATCH`).
+5-7, against a hand-written NumPy step in the same run, 2 shared cores): at load 1, 3.1x at batch 1,
+1.3x at 32, 1.0x at 128, 0.94x at 256; at load 5, 3.4x, 1.4x, 1.1x, 1.0x.  From 128 on both are the
+same BLAS calls (at 256 the scalar ``exp`` of the exact σ costs the rest); ``auto`` picks this backend
+up to 128 (:data:`symback.training.backends.AUTO_FUSED_BATCH`).
 
 Scope: dense and residual layers (every registered elementwise activation, softmax output, every
 registered cost), SGD, momentum, RMSprop and Adam, ``clip_value``/``clip_norm``, frozen and tied
