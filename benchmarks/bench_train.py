@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -684,6 +685,69 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
+#: The symback backends a user picks (``symback-step`` is the bare step under them, not a backend).
+BACKENDS = ("symback-numpy", "symback-jax", "symback-fused")
+
+
+def _best_backend(cell: dict[tuple[str, int, str], Timing], dtype: str, batch: int) -> Timing | None:
+    ran = [cell[dtype, batch, name] for name in BACKENDS
+           if (dtype, batch, name) in cell and cell[dtype, batch, name].status == "ok"]
+    return max(ran, key=lambda t: t.samples_per_s_best, default=None)
+
+
+def target_rows(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    """Issue 16's targets read off ``results``: (target, what was measured, met); None where the run did not
+    measure it.  A target is met only where every configuration of the run meets it."""
+    timings = [Timing(**row) for row in results["throughput"]]
+    cell = {(t.dtype, t.batch, t.method): t for t in timings}
+    dtypes = list(dict.fromkeys(t.dtype for t in timings))
+    rows: list[tuple[str, str, bool | None]] = []
+    for batch, peer, floor in ((1, "hand-jax-scan", 1.0), (32, REFERENCE, 1.2), (256, REFERENCE, 1.0)):
+        measured, met = [], []
+        for dtype in dtypes:
+            best, against = _best_backend(cell, dtype, batch), cell.get((dtype, batch, peer))
+            if best is None or against is None or against.status != "ok":
+                continue
+            ratio = best.samples_per_s_best / against.samples_per_s_best
+            measured.append(f"{dtype} {ratio:.2f}× ({best.method})")
+            met.append(ratio >= floor)
+        rows.append((f"batch {batch}: symback's best backend ≥ {floor:.1f}× {peer}", ", ".join(measured) or "—",
+                     all(met) if met else None))
+    jit = [j for j in (results.get("compile") or {}).get("jit", []) if j["method"] == "symback-fused"
+           and j["status"] == "ok"]
+    cold = [j for j in jit if j["cache"] == "cold"]
+    cached = {j["batch"]: j["compile_s"] for j in jit if j["cache"] == "cached"}
+    rows.append(("symback-fused compiles in under 5 s, and not again from the cache",
+                 "; ".join(f"batch {j['batch']}: cold {j['compile_s']:.2f} s, cached {cached.get(j['batch'], math.nan):.2f} s"
+                           for j in cold) or "—",
+                 all(j["compile_s"] < 5 and cached.get(j["batch"], math.inf) < j["compile_s"] for j in cold)
+                 if cold else None))
+    memory = [m for m in results.get("memory") or [] if m["status"] == "ok"]
+    first = [m for m in memory if m["method"] == "symback-numpy" and m["first_epoch_ratio"] is not None]
+    rows.append(("peak memory ≤ 1.2× hand-numpy's: symback-numpy's first epoch",
+                 ", ".join(f"{m['dtype']} batch {m['batch']} {m['first_epoch_ratio']:.2f}×" for m in first) or "—",
+                 all(m["first_epoch_ratio"] <= 1.2 for m in first) if first else None))
+    later = {}
+    for m in memory:
+        if m["method"] in BACKENDS:
+            later[m["method"]] = max(later.get(m["method"], 0), m["growth_kib"])
+    reference_later = max((m["growth_kib"] for m in memory if m["method"] == REFERENCE), default=None)
+    rows.append(("peak memory ≤ 1.2× hand-numpy's: a later epoch, every backend "
+                 f"(hand-numpy grows {reference_later if reference_later is not None else '—'} KiB)",
+                 ", ".join(f"{name} up to {kib:,d} KiB" for name, kib in later.items()) or "—",
+                 all(kib <= 1.2 * reference_later for kib in later.values())
+                 if later and reference_later is not None else None))
+    return rows
+
+
+def render_targets(results: dict[str, Any]) -> str:
+    """Issue 16's targets as a Markdown table (part of the README's generated table)."""
+    lines = ["| target (issue 16) | measured in this run | met |", "|---|---|---|"]
+    for target, measured, met in target_rows(results):
+        lines.append(f"| {target} | {measured} | {'—' if met is None else 'yes' if met else '**no**'} |")
+    return "\n".join(lines)
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The README's table (Markdown) from a results JSON: the only place the README's speed figures come from."""
     timings = [Timing(**row) for row in results["throughput"]]
@@ -737,6 +801,7 @@ def render_table(results: dict[str, Any]) -> str:
                 j = jit.get((method, cache, batch))
                 cells.append("—" if j is None else "refused" if j["status"] != "ok" else f"{j['compile_s']:.2f}")
             lines.append(f"| {method}, {cache} (first epoch − second) | " + " | ".join(cells) + " |")
+    lines += ["", render_targets(results)]
     m = results["machine"]
     v = m["versions"]
     threads = m["environment"].get("SYMBACK_BENCH_THREADS")

@@ -143,3 +143,28 @@ def test_the_committed_results_describe_the_machine_and_every_target():
     assert all(check["agree"] for check in results["agreement"])
     methods = {r["method"] for r in results["throughput"]}
     assert set(_bench().METHODS) <= methods
+
+
+def test_the_targets_table_says_met_only_where_every_configuration_meets_it():
+    """Issue 16's targets are read off the results: moving one number across its threshold flips the row."""
+    bench = _bench()
+    results = json.loads(RESULTS.read_text(encoding="utf-8"))
+
+    def batch_one_met(factor: float) -> bool | None:
+        changed = copy.deepcopy(results)
+        rows = {(r["dtype"], r["batch"], r["method"]): r for r in changed["throughput"]}
+        for dtype in ("float64", "float32"):
+            scan = rows[dtype, 1, "hand-jax-scan"]["samples_per_s_best"]
+            for name in bench.BACKENDS:
+                rows[dtype, 1, name]["samples_per_s_best"] = scan * factor * (0.5 if name != "symback-fused" else 1)
+        return bench.target_rows(changed)[0][2]
+
+    assert batch_one_met(1.01) is True and batch_one_met(0.99) is False
+    memory = copy.deepcopy(results)
+    for m in memory["memory"]:
+        if m["method"] == "symback-numpy":
+            m["first_epoch_ratio"] = 1.2
+    assert bench.target_rows(memory)[4][2] is True
+    memory["memory"][[m["method"] for m in memory["memory"]].index("symback-numpy")]["first_epoch_ratio"] = 1.21
+    assert bench.target_rows(memory)[4][2] is False
+    assert [met for _, _, met in bench.target_rows({"throughput": []})] == [None] * 6
