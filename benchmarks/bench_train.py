@@ -718,8 +718,8 @@ def target_rows(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     cold = [j for j in jit if j["cache"] == "cold"]
     cached = {j["batch"]: j["compile_s"] for j in jit if j["cache"] == "cached"}
     rows.append(("symback-fused compiles in under 5 s, and not again from the cache",
-                 "; ".join(f"batch {j['batch']}: cold {j['compile_s']:.2f} s, cached {cached.get(j['batch'], math.nan):.2f} s"
-                           for j in cold) or "—",
+                 "; ".join(f"batch {j['batch']}: cold {j['compile_s']:.2f} s, "
+                           f"cached {cached.get(j['batch'], math.nan):.2f} s" for j in cold) or "—",
                  all(j["compile_s"] < 5 and cached.get(j["batch"], math.inf) < j["compile_s"] for j in cold)
                  if cold else None))
     memory = [m for m in results.get("memory") or [] if m["status"] == "ok"]
