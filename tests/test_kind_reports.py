@@ -195,6 +195,14 @@ def test_grid_reports_write_every_format(tmp_path, suffix):
     assert "Passed down" in written and "flipped kernel" in written
 
 
+@pytest.mark.parametrize(("label", "shapes"), [("conv2d", "1×4×4 – 2×3×3 – 1"), ("recurrent", "3×2 – 3×2 – 1")])
+def test_a_grid_report_names_its_network_by_the_layers_shapes(tmp_path, label, shapes):
+    """Not by the flattened widths (a conv2d network is not "16-18-1")."""
+    network, names, _, _ = _grid_case(label)
+    out = write_report(derive(network, names[0]), str(tmp_path / "r.md"))
+    assert f"for the {shapes} network" in out.read_text(encoding="utf-8")
+
+
 def _spec(tmp_path, kind):
     spec = tmp_path / "spec.toml"
     spec.write_text(_SPECS[kind], encoding="utf-8")

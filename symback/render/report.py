@@ -227,6 +227,15 @@ def _today() -> str:
 DIGITS = 3
 
 
+def _shape_chain(network: Network) -> str:
+    """The layers' shapes as a reader counts them: ``1×6 – 2×4 – 1`` (a dense network: ``2-2-2``)."""
+    first = getattr(network.layers[0], "input_grid", (network.sizes[0],))
+    shapes = [tuple(first), *(tuple(layer.grid) for layer in network.layers)]
+    if all(len(shape) == 1 for shape in shapes):
+        return "-".join(str(shape[0]) for shape in shapes)
+    return " – ".join("×".join(map(str, shape)) for shape in shapes)
+
+
 def _number(value: float, digits: int = DIGITS) -> str:
     return f"{value:.{digits}g}".replace("-", "−")
 
@@ -1032,7 +1041,7 @@ def build_kind_report(derivation: Any, params: Parameters | None = None, data: D
     return KindReport(
         title=title or f"{notation_text(Partial(cost, lhs.wrt))}, by the chain rule",
         heading=Math(Partial(cost, lhs.wrt), False),
-        subtitle=f"for the {'-'.join(map(str, network.sizes))} network ({', '.join(l.kind for l in network.layers)}; "
+        subtitle=f"for the {_shape_chain(network)} network ({', '.join(l.kind for l in network.layers)}; "
                  f"cost {network.cost.label})" + (f", from {source}" if source else ""),
         author=author or "symback", titled=title is not None,
         layers=tuple((network.layer_label(l), k.describe()) for l, k in enumerate(network.layers, 1)),
