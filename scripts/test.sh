@@ -30,4 +30,6 @@ fi
 # The README's training figures are made with OpenBLAS's AVX2 (Haswell) kernels: other kernels round
 # differently and chaotic runs end elsewhere (tests/conftest.py).
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
-exec .venv/bin/python -m pytest "$@"
+# One worker per core (pytest-xdist), each test file on one worker: a file's module fixtures (compiled
+# networks, the benchmark's smoke run) are built once.  SYMBACK_TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -n "${SYMBACK_TEST_WORKERS:-auto}" --dist loadfile "$@"

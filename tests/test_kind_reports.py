@@ -15,6 +15,7 @@ from symback.cli import main
 from symback.compile.compiler import compile_network
 from symback.errors import SpecError
 from symback.render.kinds import evaluate_indexed
+from symback.render.latex import latex
 from symback.render.report import build_report, render, write_report
 from symback.symbolic.chain import delta_recursion, grid_tuple
 from symback.symbolic.network import NodeRef
@@ -201,6 +202,26 @@ def test_a_grid_report_names_its_network_by_the_layers_shapes(tmp_path, label, s
     network, names, _, _ = _grid_case(label)
     out = write_report(derive(network, names[0]), str(tmp_path / "r.md"))
     assert f"for the {shapes} network" in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("label", ["conv1d", "conv2d", "recurrent"])
+def test_the_forward_formulas_read_in_the_gradient_lines_letters_not_the_engines_dummies(label):
+    """j₁, m₀, d₁ are the engine's names; the report writes f, j, m (a convolution), t, j (recurrent), and a
+    readout of a grid sums over f, i[, r] as the δ lines do.  Only names change: the same arrays are read."""
+    import re
+
+    network, names, _, _ = _grid_case(label)
+    derivation = derive(network, names[0])
+    equations = derivation.forward_equations()
+    assert len(equations) == 2 * network.depth
+    forwards = [derivation.backward.forward[l][0] for l in range(1, network.depth + 1)]
+    for equation, z in zip(equations[::2], forwards, strict=True):
+        labels = {str(i.label) for i in equation.atoms(sp.Idx)}
+        assert not any(re.fullmatch(r"[a-z]_?\d+", x) for x in labels), labels
+        assert {b.label for b in equation.rhs.atoms(sp.IndexedBase)} == {b.label for b in z.atoms(sp.IndexedBase)} \
+            or label == "recurrent"  # a recurrent layer's w is shown as its blocks W and U
+    if label == "conv2d":
+        assert "w^{(L-1)}_{f,c,m,n} x_{c,j + m,k + n}" in latex(equations[0])
 
 
 def _spec(tmp_path, kind):

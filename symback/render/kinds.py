@@ -30,6 +30,8 @@ at the compiled forward pass and δ (a read outside an array is zero: the paddin
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -232,6 +234,12 @@ def _drop_outside(expression: sp.Expr, shapes: dict[sp.IndexedBase, tuple[int, .
 _OWN_LETTERS = {"conv1d": ("f", "i"), "conv2d": ("f", "i", "r"), "recurrent": ("t", "q")}
 _INPUT_LETTERS = {"conv1d": ("c", "i"), "conv2d": ("c", "i", "r"), "recurrent": ("t", "e")}
 _SUM_LETTERS = ("j", "o", "p", "s", "u", "v", "k", "n")
+#: The forward formulas' letters for a layer's own entries (the gradient lines sum over these positions).
+_FORWARD_OWN_LETTERS = {"conv1d": ("f", "j"), "conv2d": ("f", "j", "k"), "recurrent": ("t", "j")}
+
+
+def _renamed(old: Sequence[sp.Idx], letters: Sequence[str]) -> tuple[sp.Idx, ...]:
+    return tuple(sp.Idx(letter, (i.lower, i.upper)) for i, letter in zip(old, letters, strict=False))
 
 
 def _lettered(expression: sp.Expr, own: tuple[sp.Idx, ...],
@@ -328,6 +336,32 @@ class KindDerivation:
         for l in range(1, net.depth + 1):
             expression = _blocks(expression, im.weights[l], _names_of(net, l), net.layer_label(l))
         return expression
+
+    def forward_equations(self) -> list[sp.Eq]:
+        """Every layer's ``z(l) = …`` and ``a(l) = …``, in the letters the gradient and δ lines use: a
+        convolution's (filter, positions) as ``f, j[, k]`` and its kernel offsets as ``m[, n]``, a recurrent
+        layer's (step, unit) as ``t, j``, a readout of a grid summed over the grid's δ letters (``f, i[, r]``),
+        not the engine's dummy ``j₁``, ``m₀``, ``d₁``."""
+        net, im = self.network, self.backward.model
+        equations = []
+        for l, layer in enumerate(net.layers, start=1):
+            z, a = self.backward.forward[l]
+            own = grid_tuple(self.backward.neuron_index[l])
+            lhs_z, lhs_a = im.zs[l][own], im.activations[l][own]
+            renames: dict[sp.Idx, sp.Idx] = {}
+            if layer.kind in _FORWARD_OWN_LETTERS:
+                renames |= dict(zip(own, _renamed(own, _FORWARD_OWN_LETTERS[layer.kind]), strict=True))
+            summed = [i for total in sp.preorder_traversal(z) if isinstance(total, sp.Sum)
+                      for i, _, _ in total.limits]
+            offsets = [i for i in summed if re.fullmatch(r"m_?\d+", str(i.label))]
+            renames |= dict(zip(offsets, _renamed(offsets, ("m", "n")), strict=False))
+            below = net.layers[l - 2].kind if l > 1 else None
+            read = [i for i in summed if re.fullmatch(r"d(_\d+)?", str(i.label))]
+            if below in _OWN_LETTERS and len(read) == len(_OWN_LETTERS[below]):
+                renames |= dict(zip(read, _renamed(read, _OWN_LETTERS[below]), strict=True))
+            z, a, lhs_z, lhs_a = (e.xreplace(renames) for e in (z, a, lhs_z, lhs_a))
+            equations += [sp.Eq(lhs_z, self.display_forward(z), evaluate=False), sp.Eq(lhs_a, a, evaluate=False)]
+        return equations
 
     # -- the gradient ----------------------------------------------------------------------------------
 

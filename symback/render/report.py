@@ -1031,13 +1031,7 @@ def build_kind_report(derivation: Any, params: Parameters | None = None, data: D
         step = derivation.step_norms(params, data)
         if step is not None:
             norms = ", ".join(f"t = {t}: {_number(float(v))}" for t, v in enumerate(step))
-    forward = []
-    im = derivation.backward.model
-    for l in range(1, network.depth + 1):
-        z, a = derivation.backward.forward[l]
-        own = derivation.backward.neuron_index[l]
-        forward.append(Math(sp.Eq(im.zs[l][own], derivation.display_forward(z), evaluate=False), False))
-        forward.append(Math(sp.Eq(im.activations[l][own], a, evaluate=False), False))
+    forward = [Math(equation, False) for equation in derivation.forward_equations()]
     return KindReport(
         title=title or f"{notation_text(Partial(cost, lhs.wrt))}, by the chain rule",
         heading=Math(Partial(cost, lhs.wrt), False),
