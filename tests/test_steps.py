@@ -93,6 +93,27 @@ def test_a_wrong_result_is_detected():
     assert issubclass(TraceMismatchError, AssertionError)
 
 
+def test_the_numbers_settle_equality_before_any_budgeted_proof(monkeypatch):
+    """A nested rational function whose unbounded ``expand`` took 56 s: numbers decide, nothing is expanded.
+    Where no point can be evaluated (an undefined function) a proof within the budget decides."""
+    import symback.render.steps as steps
+    from symback.budget import attempt
+
+    proofs = []
+
+    def recording(function, expression, **options):
+        proofs.append(function)
+        return attempt(function, expression, **options)
+
+    monkeypatch.setattr(steps, "attempt", recording)
+    x, f = sp.Symbol("x", real=True), sp.Function("f")
+    nested = sp.log(x**4 / ((x**2 / 9 + 2)**2 * (x**2 / (9 * (x**2 / 9 + 2)**2) + 2)**2) + 1)
+    assert math.isclose(float(trace(nested, x).result.subs(x, 0.7)), float(sp.diff(nested, x).subs(x, 0.7)))
+    assert proofs == []
+    assert _same(f(x) * (x + 1), f(x) * x + f(x), {x}) and proofs == [sp.expand]
+    assert not _same(f(x) * (x + 2), f(x) * x + f(x), {x})
+
+
 def test_unknown_functions_fall_back_to_sympy_openly():
     t = trace(sp.gamma(Z), Z)
     assert t.uses_sympy_fallback and isinstance(t.rule, SymPyRule)
