@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,13 +57,21 @@ def _relative_gap(a: Parameters, b: Parameters) -> float:
     return gap
 
 
-def _both(net, params, data, **settings):
-    """The same run on the NumPy and the JAX backend (one compiled network: derived once)."""
+def _both(net, params, data, backend="jax", **settings):
+    """The same run on the NumPy backend and on ``backend`` (one compiled network: derived once)."""
     compiled = symback.CompiledNetwork(net)
     runs = {}
-    for backend in ("numpy", "jax"):
-        runs[backend] = Trainer(net, TrainingConfig(backend=backend, **settings), compiled=compiled).fit(params, data)
-    return runs["numpy"], runs["jax"]
+    for name in ("numpy", backend):
+        runs[name] = Trainer(net, TrainingConfig(backend=name, **settings), compiled=compiled).fit(params, data)
+    return runs["numpy"], runs[backend]
+
+
+#: The library each compiled backend needs (installed by the README's test command; in CI missing fails).
+NEEDS = {"jax": "jax", "fused": "numba"}
+
+
+def _needs(backend):
+    return require_module(NEEDS[backend])
 
 
 def _same_runs(numpy_run, jax_run, what=""):
@@ -107,19 +116,47 @@ def test_auto_picks_by_batch_size_and_what_is_installed():
     assert choose("jax", batch=4096, installed=only()) == "jax"  # a named backend is never second-guessed
 
 
-def test_auto_hands_a_network_the_backend_it_picks_refuses_to_the_next():
-    """``auto`` at batch 1 picks ``fused``, which takes dense and residual layers only: a convolution goes
-    to JAX; named, ``fused`` refuses it in one line."""
+def test_auto_hands_a_network_the_backend_it_picks_refuses_to_the_next(monkeypatch):
+    """``auto`` at batch 1 picks ``fused``; an optimizer registered without a fused (or JAX) update goes on
+    to the next backend, down to NumPy; named, ``fused`` refuses it in one line.  A convolution is fused."""
     _jax()
     require_module("numba")
+    from symback.training.optimizers import SGD
+
+    class Nesterov(SGD):
+        pass
+
+    monkeypatch.setitem(OPTIMIZERS, "nesterov", Nesterov)
     net = network_from_tables({"inputs": [2, 3], "cost": "squared_error"},
                               [{"kind": "conv1d", "filters": 1, "kernel": [2], "activation": "tanh"},
                                {"size": 1, "activation": "identity"}])
     compiled = symback.CompiledNetwork(net)
     assert candidates("auto", batch=1) == ["fused", "jax", "numpy"]
-    assert type(make_runner(compiled, TrainingConfig(backend="auto"), batch=1)).__name__ == "JaxRunner"
-    with pytest.raises(SpecError, match="the fused backend trains dense and residual layers only"):
-        make_runner(compiled, TrainingConfig(backend="fused"), batch=1)
+    assert type(make_runner(compiled, TrainingConfig(backend="auto"), batch=1)).__name__ == "FusedRunner"
+    runner = make_runner(compiled, TrainingConfig(backend="auto", optimizer="nesterov"), batch=1)
+    assert type(runner).__name__ == "NumPyRunner"
+    with pytest.raises(SpecError, match="the fused backend has no update for the"):
+        make_runner(compiled, TrainingConfig(backend="fused", optimizer="nesterov"), batch=1)
+
+
+@pytest.mark.parametrize("learning_rate", [0.5, 1e306, 1e308])
+def test_fused_nan_stop_on_a_convolution_keeps_the_last_good_parameters(learning_rate):
+    """As the JAX test below, on a conv1d network run one example at a time by the fused kernel."""
+    require_module("numba")
+    rng = np.random.default_rng(2)
+    net = network_from_tables({"inputs": [1, 6], "cost": "squared_error"},
+                              [{"kind": "conv1d", "filters": 2, "kernel": [3], "activation": "identity"},
+                               {"size": 2, "activation": "identity"}])
+    data = Dataset(rng.normal(size=(40, 6)) * 3, rng.normal(size=(40, 2)))
+    numpy_run, fused_run = _both(net, Parameters.initialize(net, seed=0), data, "fused",
+                                 learning_rate=learning_rate, epochs=20, batch_size=4)
+    assert numpy_run.stop_reason == fused_run.stop_reason == "non_finite"
+    # the same step and message, but for the value: sums of overflowing terms in another order give inf or nan
+    same = lambda message: re.sub(r"became -?(inf|nan)", "became non-finite", message)  # noqa: E731
+    assert numpy_run.steps == fused_run.steps and same(fused_run.message) == same(numpy_run.message)
+    assert ("overflows" in fused_run.message) == (learning_rate == 1e308)
+    assert all(np.isfinite(a).all() for a in fused_run.parameters.weights + fused_run.parameters.biases)
+    assert _relative_gap(numpy_run.parameters, fused_run.parameters) < 1e-10
 
 
 def test_a_backend_whose_module_is_absent_says_so(monkeypatch):
@@ -205,12 +242,20 @@ def _kind_case(index: int):
     return name, net, Dataset(X, _targets(net, len(X), rng)), settings, params
 
 
-@pytest.mark.parametrize("index, optimizer", list(enumerate(OPTIMIZER_NAMES)))
-def test_jax_trains_every_layer_kind_as_numpy_does_under_every_optimizer(index, optimizer):
-    _jax()
+#: (backend, KIND_MIXES index, optimizer).  JAX: each network under one optimizer, cycled.  Fused: the mixed
+#: first network (conv1d, recurrent, dense, residual, softmax, frozen and tied) under every optimizer and
+#: the others under one each (a fused kernel is compiled per network and optimizer: seconds each).
+KIND_RUNS = [("jax", index, optimizer) for index, optimizer in enumerate(OPTIMIZER_NAMES)] + [
+    ("fused", 0, optimizer) for optimizer in OPTIMIZER_NAMES] + [
+    ("fused", index, OPTIMIZER_NAMES[index % len(OPTIMIZER_NAMES)]) for index in range(1, len(KIND_MIXES))]
+
+
+@pytest.mark.parametrize("backend, index, optimizer", KIND_RUNS)
+def test_every_backend_trains_every_layer_kind_as_numpy_does_under_every_optimizer(backend, index, optimizer):
+    _needs(backend)
     name, net, data, settings, params = _kind_case(index)
-    numpy_run, jax_run = _both(net, params, data, optimizer=optimizer, learning_rate=0.05, epochs=2, batch_size=4,
-                               seed=5, **settings)
+    numpy_run, jax_run = _both(net, params, data, backend, optimizer=optimizer, learning_rate=0.05, epochs=2,
+                               batch_size=4, seed=5, **settings)
     assert numpy_run.steps == 2 * 4
     _same_runs(numpy_run, jax_run, name)
     if index == 0:
@@ -220,18 +265,30 @@ def test_jax_trains_every_layer_kind_as_numpy_does_under_every_optimizer(index, 
         assert after[array][first] == after[array][second] != before[array][first]
 
 
+def _random_mixed_run(backend, case, optimizer, seed):
+    net, grid = case
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(6, *grid)).reshape(6, -1)
+    params = Parameters.initialize(net, "xavier", seed=seed)
+    numpy_run, other_run = _both(net, params, Dataset(X, _targets(net, len(X), rng)), backend, optimizer=optimizer,
+                                 learning_rate=0.05, epochs=2, batch_size=3, seed=seed)
+    _same_runs(numpy_run, other_run, f"{backend}: {net}, {optimizer}")
+
+
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=mixed_networks(), optimizer=st.sampled_from(OPTIMIZER_NAMES), seed=st.integers(0, 2**16))
 def test_jax_trains_random_mixed_networks_as_numpy_does(case, optimizer, seed):
     """Random conv1d / conv2d / recurrent mixes with a dense readout (tests/test_kinds.py's strategy)."""
     _jax()
-    net, grid = case
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(6, *grid)).reshape(6, -1)
-    params = Parameters.initialize(net, "xavier", seed=seed)
-    numpy_run, jax_run = _both(net, params, Dataset(X, _targets(net, len(X), rng)), optimizer=optimizer,
-                               learning_rate=0.05, epochs=2, batch_size=3, seed=seed)
-    _same_runs(numpy_run, jax_run, f"{net}, {optimizer}")
+    _random_mixed_run("jax", case, optimizer, seed)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(case=mixed_networks(), optimizer=st.sampled_from(OPTIMIZER_NAMES), seed=st.integers(0, 2**16))
+def test_fused_trains_random_mixed_networks_as_numpy_does(case, optimizer, seed):
+    """The same strategy on the fused backend (two examples: each is a kernel compiled, seconds)."""
+    require_module("numba")
+    _random_mixed_run("fused", case, optimizer, seed)
 
 
 def test_jax_clips_and_keeps_frozen_and_tied_parameters_as_numpy_does():
@@ -263,18 +320,19 @@ def test_jax_clips_and_keeps_frozen_and_tied_parameters_as_numpy_does():
 FLOAT32_RTOL = 1e-4
 
 
-def test_jax_float32_agrees_to_float32_rounding_on_every_kind():
+@pytest.mark.parametrize("backend", ["jax", "fused"])
+def test_every_backend_in_float32_agrees_to_float32_rounding_on_every_kind(backend):
     """conv1d, recurrent and a dense softmax readout in one network (conv2d runs the same correlate with a
     second spatial axis; a residual's skip is one more addition)."""
-    _jax()
+    _needs(backend)
     net = network_from_tables({"inputs": [3, 4], "cost": "categorical_cross_entropy"}, [
         {"kind": "conv1d", "filters": 2, "kernel": [3], "padding": "same", "activation": "tanh"},
         {"kind": "recurrent", "hidden": 3, "activation": "sigmoid"}, {"size": 3, "activation": "softmax"}])
     rng = np.random.default_rng(1)
     X = rng.normal(size=(16, 12))
     numpy_run, jax_run = _both(net, Parameters.initialize(net, seed=1), Dataset(X, _targets(net, 16, rng)),
-                               learning_rate=0.05, epochs=2, batch_size=4, dtype="float32")
-    name = "conv1d, recurrent, softmax"
+                               backend, learning_rate=0.05, epochs=2, batch_size=4, dtype="float32")
+    name = f"{backend}: conv1d, recurrent, softmax"
     assert numpy_run.steps == jax_run.steps == 8
     pairs = zip(numpy_run.parameters.weights + numpy_run.parameters.biases,
                 jax_run.parameters.weights + jax_run.parameters.biases, strict=True)

@@ -42,10 +42,18 @@ Measured (625-20-20-10 sigmoid/SSE/SGD float64, 4,096 examples, one BLAS thread,
 same BLAS calls (at 256 the scalar ``exp`` of the exact σ costs the rest); ``auto`` picks this backend
 up to 128 (:data:`symback.training.backends.AUTO_FUSED_BATCH`).
 
-Scope: dense and residual layers (every registered elementwise activation, softmax output, every
-registered cost), SGD, momentum, RMSprop and Adam, ``clip_value``/``clip_norm``, frozen and tied
-parameters, float64 and float32.  Other layer kinds (conv1d, conv2d, recurrent) and optimizers without
-a fused update are refused with one :class:`~symback.errors.SpecError` line (:func:`refusal`).
+Scope: every layer kind (dense, residual, softmax output, conv1d and conv2d with valid or same padding,
+recurrent with the readout of every step or of the last), every registered activation and cost, SGD,
+momentum, RMSprop and Adam, ``clip_value``/``clip_norm``, frozen and tied parameters, float64 and float32.
+Optimizers without a fused update are refused with one :class:`~symback.errors.SpecError` line (:func:`refusal`).
+
+Grid layers (convolutions, recurrent layers) run one example at a time at every batch size: their sums are
+not the lowering table's matrix products, so the batch layout has no BLAS call to make for them.  The
+derived expressions are read as they are: a ``Sum`` over several indices (``Σ_c Σ_m w_{f,c,m} x_{c,j+m}``)
+is a loop nest, an index shifted by an offset (``j + m − 1``, the flipped kernel's ``−j + k``, ``t − 1``)
+is printed as written and guarded where its range can leave the array (a read outside is zero: the
+padding, ``h(−1)``), and where a layer reads its own values one step away (``z(t)`` from ``a(t − 1)``, ``∇a(t)``
+from ``δ(t + 1)``) the step loop runs outside, in that order.
 
 >>> from symback import Network
 >>> from symback.compile.compiler import CompiledNetwork
@@ -77,6 +85,7 @@ from ...compile.compiler import COMPLEMENT, LOG_A, CompiledNetwork, Gradients, s
 from ...compile.lowering import SOURCES, canonical, contraction_of
 from ...errors import SpecError
 from ...symbolic.activations import Z
+from ...symbolic.chain import grid_tuple
 from ...symbolic.costs import A, Y
 from ...symbolic.parameters import Parameters
 from ..optimizers import SGD, Adam, Momentum, Optimizer, RMSprop
@@ -100,6 +109,10 @@ class _ScalarPrinter(PythonCodePrinter):
 
     def _print_expm1(self, expr: sp.Expr) -> str:
         return f"math.expm1({self._print(expr.args[0])})"
+
+    def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
+        # a recurrent readout of the last step: [t = T−1]
+        return f"(1.0 if {self._print(expr.args[0])} == {self._print(expr.args[1])} else 0.0)"
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         # a float either way: numba would otherwise type (1 if z > 0 else 0) as an integer
@@ -213,8 +226,16 @@ class _Emitter:
     """
 
     def __init__(self, names: dict[sp.IndexedBase, str], *, batch: bool = False,
-                 batched: frozenset = frozenset(), widen: bool = False) -> None:
+                 batched: frozenset = frozenset(), widen: bool = False,
+                 shapes: dict[sp.IndexedBase, tuple[int, ...]] | None = None) -> None:
         self.names = names
+        #: each array's shape (one example's): a read at a shifted index outside it is zero (a convolution's
+        #: padding, a recurrent layer's h(−1)), where the index's range can leave the shape
+        self.shapes = shapes or {}
+        #: the range of each loop index met so far (a Sum's limits, an assignment's own indices)
+        self.ranges: dict[sp.Idx, tuple[int, int]] = {}
+        #: leading indices of every element assigned, looped over by the caller (a recurrent layer's step)
+        self.fixed: tuple[sp.Idx, ...] = ()
         self.batch = batch
         self.batched = batched
         #: every element read as float64 (the arrays are float32)
@@ -228,20 +249,58 @@ class _Emitter:
         self.counter += 1
         return f"{stem}{self.counter}"
 
+    def index_text(self, index: sp.Expr) -> str:
+        """An array index: a loop variable ``i_<label>``, a number, or an affine form of them (``i_j + i_m - 1``)."""
+        if isinstance(index, sp.Idx):
+            return f"i_{index.label}"
+        loops = {i: sp.Symbol(f"i_{i.label}", integer=True) for i in index.atoms(sp.Idx)}
+        return self.printer.doprint(index.xreplace(loops))
+
+    def _span(self, index: sp.Expr) -> tuple[int, int] | None:
+        """The least and greatest value of an affine ``index`` over its loop indices' ranges, or None."""
+        if index.is_Integer:
+            return int(index), int(index)
+        low = high = 0
+        expanded = sp.expand(index)
+        for term, coefficient in expanded.as_coefficients_dict().items():
+            if term == 1:
+                low, high = low + int(coefficient), high + int(coefficient)
+                continue
+            span = self.ranges.get(term) if isinstance(term, sp.Idx) else None
+            if span is None and isinstance(term, sp.Idx) and term.upper is not None:
+                span = (int(term.lower), int(term.upper))
+            if span is None or not coefficient.is_Integer:
+                return None
+            ends = (int(coefficient) * span[0], int(coefficient) * span[1])
+            low, high = low + min(ends), high + max(ends)
+        return low, high
+
     def indexed(self, node: sp.Indexed) -> str:
-        indices = ", ".join(f"i_{i.label}" for i in node.indices)
+        indices = [self.index_text(i) for i in node.indices]
+        joined = ", ".join(indices)
         if self.batch and node.base in self.batched:
-            text = f"{self.names[node.base]}[i_n, {indices}]"
+            text = f"{self.names[node.base]}[i_n, {joined}]"
         else:
-            text = f"{self.names[node.base]}[{indices}]"
-        return f"float({text})" if self.widen else text
+            text = f"{self.names[node.base]}[{joined}]"
+        text = f"float({text})" if self.widen else text
+        shape = self.shapes.get(node.base)
+        if shape is None:
+            return text
+        tests = []
+        for index, printed, size in zip(node.indices, indices, shape, strict=True):
+            span = self._span(index)
+            if span is None or span[0] < 0 or span[1] >= size:
+                tests.append(f"0 <= {printed} < {size}")
+        return f"({text} if {' and '.join(tests)} else 0.0)" if tests else text
 
     def scalar(self, expression: sp.Expr, lines: list[str], pad: str) -> str:
         """The text of ``expression`` at the current loop indices (and example); a ``Sum`` inside
         becomes a loop appended to ``lines`` first."""
         replacements: dict[sp.Expr, sp.Symbol] = {}
         texts: dict[str, str] = {}
-        for total in sorted(expression.atoms(sp.Sum), key=sp.default_sort_key):
+        sums = expression.atoms(sp.Sum)
+        outermost = [t for t in sums if not any(u is not t and u.has(t) for u in sums)]  # inner: inside its loop
+        for total in sorted(outermost, key=sp.default_sort_key):
             name = self.fresh("s")
             self.reduction(total, name, lines, pad)
             symbol = sp.Symbol(f"REDUCED{self.fresh('_')}_", real=True)
@@ -253,6 +312,8 @@ class _Emitter:
             texts[str(symbol)] = self.indexed(node)
             replacements[node] = symbol
         body = body.xreplace({k: v for k, v in replacements.items() if isinstance(k, sp.Indexed)})
+        # an index read as a number (a recurrent readout's [t = T−1]): its loop variable
+        body = body.xreplace({i: sp.Symbol(f"i_{i.label}", integer=True) for i in body.atoms(sp.Idx)})
         text = self.printer.doprint(stabilize(body))
         for name, value in sorted(texts.items(), key=lambda item: -len(item[0])):
             text = text.replace(name, value)
@@ -266,9 +327,18 @@ class _Emitter:
         """``name = Σ body`` over the Sum's limits, for one example: four interleaved accumulators where
         the sum is long (a dot product over contiguous memory)."""
         (index, low, high), *more = total.limits
-        if more:
-            raise SpecError(f"the fused backend cannot lower {total}: a sum over several indices")
+        for summed, first, last in total.limits:
+            self.ranges[summed] = (int(first), int(last))
         body = total.function
+        if more:  # a convolution's Σ_c Σ_m, a readout's Σ over a grid: nested loops, summed in order
+            depth = len(total.limits)
+            inner: list[str] = []
+            term = self.scalar(body, inner, pad + "    " * depth)
+            lines.append(f"{pad}{name} = 0.0")
+            for level, (summed, first, last) in enumerate(total.limits):
+                lines.append(f"{pad}{'    ' * level}for i_{summed.label} in range({int(first)}, {int(last) + 1}):")
+            lines += [*inner, f"{pad}{'    ' * depth}{name} += {term}"]
+            return
         loop = f"i_{index.label}"
         length = int(high) - int(low) + 1
         inner: list[str] = []
@@ -278,7 +348,8 @@ class _Emitter:
                       *inner, f"{pad}    {name} += {term}"]
             return
         quads = length // 4 * 4
-        unrolled = [re.sub(rf"\b{loop}\b", f"{loop} + {u}", term) if u else term for u in range(4)]
+        # parenthesised: a shifted read's index may hold the loop variable negated (a flipped kernel's −j + k)
+        unrolled = [re.sub(rf"\b{loop}\b", f"({loop} + {u})", term) if u else term for u in range(4)]
         lines += [f"{pad}{name}_0 = 0.0", f"{pad}{name}_1 = 0.0", f"{pad}{name}_2 = 0.0", f"{pad}{name}_3 = 0.0",
                   f"{pad}for {loop} in range({int(low)}, {int(low) + quads}, 4):"]
         lines += [f"{pad}    {name}_{u} += {unrolled[u]}" for u in range(4)]
@@ -326,7 +397,8 @@ class _Emitter:
         itself when it is the whole expression, else into a buffer the loops then read).  One example
         at a time, a term ``Σ_j c·u[j]·W[j, k]`` whose free index ``k`` is the last of the matrix is
         written as axpy loops into ``target`` (contiguous, vectorised), the rest elementwise."""
-        loops = [f"i_{i.label}" for i in out]
+        # a step index the caller loops over (a recurrent layer's t) leads the element's indices
+        loops = [f"i_{i.label}" for i in (*self.fixed, *out)]
         if self.batch:
             if accumulate:
                 # the target is a parameter gradient, zeroed before the step and written once in it
@@ -354,7 +426,8 @@ class _Emitter:
             return
         element = f"{target}[{', '.join(loops)}]"
         terms = list(sp.Add.make_args(expression))
-        axpy = [t for t in terms if self._axpy_form(t, out)]
+        # summed over the examples, a term is added element by element (the axpy loops overwrite their target)
+        axpy = [] if accumulate else [t for t in terms if self._axpy_form(t, out)]
         rest = sp.Add(*(t for t in terms if t not in axpy))
         if axpy:
             if accumulate:
@@ -386,8 +459,9 @@ class _Emitter:
         text = self.scalar(expression, lines, pad)
         return [*lines, f"{pad}{element} {operator} {text}"]
 
-    @staticmethod
-    def _loops(out: Sequence[sp.Idx], lines: list[str], pad: str, body: Callable[[str], list[str]]) -> None:
+    def _loops(self, out: Sequence[sp.Idx], lines: list[str], pad: str, body: Callable[[str], list[str]]) -> None:
+        for index in out:
+            self.ranges[index] = (0, int(index.upper))
         for depth, index in enumerate(out):
             lines.append(f"{pad}{'    ' * depth}for i_{index.label} in range({int(index.upper) + 1}):")
         lines += body(pad + "    " * len(out))
@@ -403,14 +477,6 @@ class _Emitter:
 def refusal(compiled: CompiledNetwork, config: Any) -> str | None:
     """The one line saying what the fused backend cannot train in ``compiled`` under ``config``, or
     None when it trains it (``auto`` then picks another backend instead)."""
-    from ...symbolic.layers import Dense, Residual
-
-    network = compiled.network
-    for number, layer in enumerate(network.layers, start=1):
-        if type(layer) not in (Dense, Residual):
-            kind = getattr(layer, "kind", type(layer).__name__)
-            return (f"the fused backend trains dense and residual layers only; layer {number} is a {kind} layer "
-                    "(use backend = \"numpy\")")
     if getattr(config, "dtype", "float64") not in ("float64", "float32"):
         return f"the fused backend trains in float64 and float32, not {config.dtype} (use backend = \"numpy\")"
     make_optimizer = getattr(config, "make_optimizer", None)
@@ -455,7 +521,15 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
     batched = frozenset([*(im.activations[l] for l in range(L + 1)), *(im.zs[l] for l in range(1, L + 1)),
                          *(backward.delta[l] for l in range(1, L + 1)), *(backward.nabla[l] for l in range(1, L + 1)),
                          *(_complement(l) for l in range(1, L + 1)), y_base, la])
-    emit = _Emitter(names, batch=batch, batched=batched, widen=dtype != "float64")
+    grids = _grids(network)
+    if batch and any(len(grid) > 1 for grid in grids):
+        raise SpecError("the fused backend runs a network with grid layers one example at a time (batch=False)")
+    shapes = {im.activations[0]: grids[0], y_base: (sizes[L],)}
+    for l, weight_shape in enumerate(network.weight_shapes, start=1):
+        shapes |= dict.fromkeys((im.activations[l], im.zs[l], backward.delta[l], backward.nabla[l], _complement(l)),
+                                grids[l])
+        shapes[im.weights[l]] = tuple(weight_shape)  # a flipped kernel's offset −j + k leaves the kernel
+    emit = _Emitter(names, batch=batch, batched=batched, widen=dtype != "float64", shapes=shapes)
     kind = f"np.{np.dtype(dtype).name}"
     out_index = backward.neuron_index[L]
     yj = y_base[out_index]
@@ -478,33 +552,43 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
         body += [f"{pad}x = X[b:b + rows]", f"{pad}y = Yd[b:b + rows]"]
     else:
         pad = "            "  # inside: while, for e (the example)
-        body += [f"{pad}x = X[b + e]", f"{pad}y = Yd[b + e]"]
+        x_row = "X[b + e]" if len(grids[0]) == 1 else f"X[b + e].reshape({grids[0]!r})"
+        body += [f"{pad}x = {x_row}", f"{pad}y = Yd[b + e]"]
     # forward
     for l in range(1, L + 1):
         layer = compiled.layers[l - 1]
         z_formula = backward.forward[l][0]
-        j = backward.neuron_index[l]
-        J = f"i_{j.label}"
-        emit.assign(f"z{l}", z_formula, (j,), body, pad)
-        skip = _skip(compiled, l, j)
+        own = grid_tuple(backward.neuron_index[l])
+        layer_pad, out = pad, own
+        if z_formula.has(im.activations[l]):  # a recurrent layer reads its own a(l) one step back: steps in order
+            body.append(f"{pad}for i_{own[0].label} in range({grids[l][0]}):")
+            emit.ranges[own[0]] = (0, grids[l][0] - 1)
+            layer_pad, out = pad + "    ", own[1:]
+        emit.fixed = own[:len(own) - len(out)]
+        emit.assign(f"z{l}", z_formula, out, body, layer_pad)
+        skip = _skip(compiled, l, backward.neuron_index[l])
         if layer.complement and skip == 0:  # a = σ(z), c = σ(−z) = e^{−z}·σ(z): compiler.logistic_pair
-            loops = [f"{pad}for {J} in range({sizes[l]}):"]
+            here = ", ".join(f"i_{i.label}" for i in own)
+            loops = [f"{layer_pad}{'    ' * depth}for i_{i.label} in range({int(i.upper) + 1}):"
+                     for depth, i in enumerate(out)]
             if batch:  # the examples outside: a row of the layer is contiguous
-                loops = [f"{pad}for i_n in range(rows):", f"    {loops[0]}"]
-            inner = [f"{pad}    zz = float({at(f'z{l}', J)})",
-                     f"{pad}    if zz >= _LOW:",
-                     f"{pad}        u = math.exp(-zz)",
-                     f"{pad}        aa = 1.0 / (u + 1.0)",
-                     f"{pad}        {at(f'a{l}', J)} = aa",
-                     f"{pad}        {at(f'c{l}', J)} = u * aa",
-                     f"{pad}    else:",
-                     f"{pad}        den = 1.0 + math.exp(-abs(zz))",
-                     f"{pad}        {at(f'a{l}', J)} = math.exp(min(zz, 0.0)) / den",
-                     f"{pad}        {at(f'c{l}', J)} = math.exp(-max(zz, 0.0)) / den"]
-            body += [*loops, *("    " * (len(loops) - 1) + line for line in inner)]
+                loops = [f"{layer_pad}for i_n in range(rows):", *("    " + line for line in loops)]
+            inner_pad = layer_pad + "    " * len(loops)
+            inner = [f"zz = float({at(f'z{l}', here)})",
+                     "if zz >= _LOW:",
+                     "    u = math.exp(-zz)",
+                     "    aa = 1.0 / (u + 1.0)",
+                     f"    {at(f'a{l}', here)} = aa",
+                     f"    {at(f'c{l}', here)} = u * aa",
+                     "else:",
+                     "    den = 1.0 + math.exp(-abs(zz))",
+                     f"    {at(f'a{l}', here)} = math.exp(min(zz, 0.0)) / den",
+                     f"    {at(f'c{l}', here)} = math.exp(-max(zz, 0.0)) / den"]
+            body += [*loops, *(inner_pad + line for line in inner)]
         elif layer.activation.elementwise:
-            own = layer.stable_formula.subs(Z, im.zs[l][j]) + skip  # the derived a(l) = σ(z) [+ a(l−back)]
-            emit.assign(f"a{l}", own, (j,), body, pad)
+            own_z = im.zs[l][own] if len(own) > 1 else im.zs[l][own[0]]
+            formula = layer.stable_formula.subs(Z, own_z) + skip  # the derived a(l) = σ(z) [+ a(l−back)]
+            emit.assign(f"a{l}", formula, out, body, layer_pad)
         else:  # softmax, shifted by the maximum (symback.compile.compiler._softmax)
             n = sizes[l]
             body += each_example([
@@ -512,6 +596,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
                 f"{pad}    top = max(top, {at(f'z{l}', 'q')})", f"{pad}total = 0.0", f"{pad}for q in range({n}):",
                 f"{pad}    {at(f'a{l}', 'q')} = math.exp({at(f'z{l}', 'q')} - top)", f"{pad}    total += {at(f'a{l}', 'q')}",  # noqa: E501
                 f"{pad}for q in range({n}):", f"{pad}    {at(f'a{l}', 'q')} /= total"])
+        emit.fixed = ()
     # cost terms (the compiler's stable form) and the argmax hit
     n_out = sizes[L]
     if compiled.terms_in_z is not None:
@@ -547,8 +632,19 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
     # the derived recursion: ∇a(l) from δ(l+1), δ(l) = σ'·∇a(l)
     for l in range(L - 1, 0, -1):
         k = backward.own_index[l]
-        emit.assign(f"g{l}", backward.adjoints[l], (k,), body, pad)
-        emit.assign(f"d{l}", _delta_formula(compiled, l, k), (k,), body, pad)
+        own = grid_tuple(k)
+        adjoint, layer_pad, out = backward.adjoints[l], pad, own
+        back = _self_read_step(adjoint, backward.delta[l], own[0])
+        if back:  # backpropagation through time: ∇a(l) at step t reads δ(l) at t + 1, steps from the last
+            steps = grids[l][0]
+            order = f"range({steps - 1}, -1, -1)" if back > 0 else f"range({steps})"
+            body.append(f"{pad}for i_{own[0].label} in {order}:")
+            emit.ranges[own[0]] = (0, steps - 1)
+            layer_pad, out = pad + "    ", own[1:]
+        emit.fixed = own[:len(own) - len(out)]
+        emit.assign(f"g{l}", adjoint, out, body, layer_pad)
+        emit.assign(f"d{l}", _delta_formula(compiled, l, k), out, body, layer_pad)
+        emit.fixed = ()
     # the derived gradients, summed over the examples
     for l in range(1, L + 1):
         gradients, indices = backward.gradients[l], backward.parameter_indices[l]
@@ -564,7 +660,7 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
             views += [f"    {name}{l}_all = np.empty((batch, {sizes[l]}), {kind})"
                       for name in ("z", "a", "c", "d", "g")]
         else:
-            views += [f"    {name}{l} = np.empty({sizes[l]}, {kind})" for name in ("z", "a", "c", "d", "g")]
+            views += [f"    {name}{l} = np.empty({grids[l]!r}, {kind})" for name in ("z", "a", "c", "d", "g")]
     # the batch's rows of each (batch, width) buffer, taken per step (the last batch may be shorter)
     per_step = []
     if batch:
@@ -700,8 +796,30 @@ def _complement(l: int) -> sp.IndexedBase:
     return sp.IndexedBase(f"sigma_minus_{l}")
 
 
-def _skip(compiled: CompiledNetwork, l: int, j: sp.Idx) -> sp.Expr:
+def _grids(network: Any) -> list[tuple[int, ...]]:
+    """One example's shape of every layer's arrays, the inputs first: ``(width,)``, a convolution's
+    ``(filters, *positions)``, a recurrent layer's ``(steps, hidden)``."""
+    first = tuple(getattr(network.layers[0], "input_grid", (network.sizes[0],)))
+    return [first, *(tuple(layer.grid) for layer in network.layers)]
+
+
+def _self_read_step(expression: sp.Expr, base: sp.IndexedBase, step: sp.Idx) -> int:
+    """+1 where ``expression`` reads ``base`` one step later along ``step`` (δ(l) at t + 1), −1 one step
+    earlier, 0 where it does not read ``base``."""
+    offsets = {sp.expand(read.indices[0] - step) for read in expression.atoms(sp.Indexed) if read.base == base}
+    if not offsets:
+        return 0
+    if any(not o.is_Integer or o == 0 for o in offsets) or len({int(o) > 0 for o in offsets}) > 1:
+        raise SpecError(f"the fused backend cannot order the steps of {expression}")
+    return 1 if next(iter(offsets)) > 0 else -1
+
+
+def _skip(compiled: CompiledNetwork, l: int, j: Any) -> sp.Expr:
     """What the derived ``a(l)_j`` adds to ``σ(z(l)_j)``: a residual layer's ``a(l−back)_j``, else 0."""
+    from ...symbolic.layers import Residual
+
+    if type(compiled.network.layers[l - 1]) is not Residual:
+        return sp.S.Zero
     backward = compiled.backward
     if not compiled.network.activation(l).elementwise:  # a residual layer's activation is elementwise
         return sp.S.Zero
@@ -825,7 +943,8 @@ class FusedRunner:
         update = UPDATES.get(type(optimizer))
         if update is None:
             raise SpecError(_no_update(optimizer))
-        key = (type(optimizer), batch >= BATCH_FROM)
+        # a network with grid layers (convolution, recurrent) one example at a time at every batch size
+        key = (type(optimizer), batch >= BATCH_FROM and all(len(g) == 1 for g in _grids(self.compiled.network)))
         if key not in self._chunks:
             _load(_PRELUDE)  # both imported by the kernel's module
             _load(update_source(update))
