@@ -724,6 +724,10 @@ def generate_source(compiled: CompiledNetwork, update: FusedUpdate, *, batch: bo
     return "\n".join(imports) + "\n" + "\n".join(lines) + "\n"
 
 
+#: A setting read in an update line: ``h[0]``.
+_SETTING = re.compile(r"h\[(\d)\]")
+
+
 def update_source(update: FusedUpdate) -> str:
     """The Python source (numba) of the end of every step with ``update``: ties, the frozen mask, the NaN
     stop, clipping, the tolerance rule, the overflow stop and the optimizer's update, as ``finish(…) ->
@@ -743,14 +747,47 @@ def update_source(update: FusedUpdate) -> str:
         "    if mask.shape[0]:",
         "        for i in range(n_params):",
         "            G[i] *= mask[i]",
-        "    peak = 0.0",
-        "    finite = True",
-        "    for i in range(n_params):",
-        "        v = abs(G[i])",
-        "        if not v < math.inf:",
-        "            finite = False",
-        "        elif v > peak:",
-        "            peak = v",
+        # The screen: Σ|g| and max|g| by four interleaved accumulators, no branch (a NaN or an infinity
+        # makes the sum non-finite; so may finite entries that overflow it), and the exact branchy scan
+        # only where the sum is not finite.  max|g| is exact either way.  Measured (625-20-20-10, batch 1):
+        # the step 23.1 µs with the branchy scan alone, finish() then 8.9 µs of it.
+        "    p0 = 0.0",
+        "    p1 = 0.0",
+        "    p2 = 0.0",
+        "    p3 = 0.0",
+        "    s0 = 0.0",
+        "    s1 = 0.0",
+        "    s2 = 0.0",
+        "    s3 = 0.0",
+        "    quads = n_params // 4 * 4",
+        "    for i in range(0, quads, 4):",
+        "        v0 = abs(G[i])",
+        "        v1 = abs(G[i + 1])",
+        "        v2 = abs(G[i + 2])",
+        "        v3 = abs(G[i + 3])",
+        "        s0 += v0",
+        "        s1 += v1",
+        "        s2 += v2",
+        "        s3 += v3",
+        "        p0 = v0 if v0 > p0 else p0",
+        "        p1 = v1 if v1 > p1 else p1",
+        "        p2 = v2 if v2 > p2 else p2",
+        "        p3 = v3 if v3 > p3 else p3",
+        "    for i in range(quads, n_params):",
+        "        v0 = abs(G[i])",
+        "        s0 += v0",
+        "        p0 = v0 if v0 > p0 else p0",
+        "    peak = max(max(p0, p1), max(p2, p3))",
+        "    finite = (s0 + s1) + (s2 + s3) < math.inf",
+        "    if not finite:",
+        "        finite = True",
+        "        peak = 0.0",
+        "        for i in range(n_params):",
+        "            v = abs(G[i])",
+        "            if not v < math.inf:",
+        "                finite = False",
+        "            elif v > peak:",
+        "                peak = v",
         "    if not (finite and abs(loss) < math.inf):",
         "        return 1, 0.0, t",
         "    if clip_value > 0.0:",
@@ -784,8 +821,11 @@ def update_source(update: FusedUpdate) -> str:
         "        return 3, step_size, t",
         "    t += 1",
         *(f"    {line}" for line in update.per_step),
+        # the settings read once, before the loop: read in it, h[k] could alias P (a store), and LLVM would
+        # load it again each entry and not vectorise
+        *(f"    h{k} = h[{k}]" for k in range(8) if f"h[{k}]" in " ".join(update.lines)),
         "    for i in range(n_params):",
-        *(f"        {line}" for line in update.lines),
+        *("        " + _SETTING.sub(r"h\1", line) for line in update.lines),
         "    return 0, step_size, t",
     ]
     return "import math\n\nfrom numba import njit\n\n\n" + "\n".join(lines) + "\n"
