@@ -40,7 +40,10 @@ Measured (625-20-20-10 sigmoid/SSE/SGD float64, 4,096 examples, one BLAS thread,
 5-7, against a hand-written NumPy step in the same run, 2 shared cores): at load 1, 3.1x at batch 1,
 1.3x at 32, 1.0x at 128, 0.94x at 256; at load 5, 3.4x, 1.4x, 1.1x, 1.0x.  From 128 on both are the
 same BLAS calls (at 256 the scalar ``exp`` of the exact σ costs the rest); ``auto`` picks this backend
-up to 128 (:data:`symback.training.backends.AUTO_FUSED_BATCH`).
+up to 128 (:data:`symback.training.backends.AUTO_FUSED_BATCH`).  Where a batch-1 step's 18.9 µs go
+(a chunk of 4,096 steps, best of 5, load 0.7, each part taken out in turn): forward pass, δ recursion and
+gradient 8.5 µs, zeroing the gradient 1.4, the screen (finite, max|g|) 5.1, the SGD update 3.9; a
+hand-written JAX ``lax.scan`` step takes about 17 µs on the same machine (benchmarks/bench_train.py).
 
 Scope: every layer kind (dense, residual, softmax output, conv1d and conv2d with valid or same padding,
 recurrent with the readout of every step or of the last), every registered activation and cost, SGD,
