@@ -457,3 +457,30 @@ def test_a_missing_library_is_the_same_one_line_from_the_backend_and_from_fused(
         "[training] backend 'fused' needs no_such_library_for_fused, which is not installed: "
         "pip install 'symback[fused]'")
     assert not backends.installed("fused")
+
+
+# -- the step's screen ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(width=32, allow_nan=True, allow_infinity=True),
+                                 st.sampled_from([0.0, -0.0, 1e-45, -1e-45, 3.4e38, -3.4e38])),
+                       min_size=1, max_size=40))
+def test_the_bit_screen_finds_max_abs_g_and_every_non_finite_entry_exactly(dtype, values):
+    """finish() reads max|g| and finiteness off the bits (sign masked, compared as integers): against NumPy
+    on every float kind a gradient holds: ±0, subnormals, the largest finite, ±inf, NaN; and a sum of
+    finite entries that would overflow is no reason to stop."""
+    from symback.training.optimizers import SGD
+
+    finish = fused._load(fused.update_source(fused.UPDATES[SGD])).finish
+    G = np.array(values, dtype=dtype)
+    P = np.zeros_like(G)
+    empty, none = np.zeros(0, dtype=dtype), np.zeros(0, dtype=np.intp)
+    status, step_size, _ = finish(P, G.copy(), empty, empty, np.zeros(0), none, none, np.zeros(0), np.zeros(0),
+                                  np.array([1.0]), 0, float(np.finfo(dtype).max), 0.0, 0.0, 0.0, 0.0, False)
+    if not np.all(np.isfinite(G)):
+        assert status == 1
+    else:
+        assert status == 0 and step_size == float(np.max(np.abs(G)))
+        np.testing.assert_array_equal(P, -G)  # SGD with η = 1 took the step

@@ -750,47 +750,29 @@ def update_source(update: FusedUpdate) -> str:
         "    if mask.shape[0]:",
         "        for i in range(n_params):",
         "            G[i] *= mask[i]",
-        # The screen: Σ|g| and max|g| by four interleaved accumulators, no branch (a NaN or an infinity
-        # makes the sum non-finite; so may finite entries that overflow it), and the exact branchy scan
-        # only where the sum is not finite.  max|g| is exact either way.  Measured (625-20-20-10, batch 1):
-        # the step 23.1 µs with the branchy scan alone, finish() then 8.9 µs of it.
-        "    p0 = 0.0",
-        "    p1 = 0.0",
-        "    p2 = 0.0",
-        "    p3 = 0.0",
-        "    s0 = 0.0",
-        "    s1 = 0.0",
-        "    s2 = 0.0",
-        "    s3 = 0.0",
-        "    quads = n_params // 4 * 4",
-        "    for i in range(0, quads, 4):",
-        "        v0 = abs(G[i])",
-        "        v1 = abs(G[i + 1])",
-        "        v2 = abs(G[i + 2])",
-        "        v3 = abs(G[i + 3])",
-        "        s0 += v0",
-        "        s1 += v1",
-        "        s2 += v2",
-        "        s3 += v3",
-        "        p0 = v0 if v0 > p0 else p0",
-        "        p1 = v1 if v1 > p1 else p1",
-        "        p2 = v2 if v2 > p2 else p2",
-        "        p3 = v3 if v3 > p3 else p3",
-        "    for i in range(quads, n_params):",
-        "        v0 = abs(G[i])",
-        "        s0 += v0",
-        "        p0 = v0 if v0 > p0 else p0",
-        "    peak = max(max(p0, p1), max(p2, p3))",
-        "    finite = (s0 + s1) + (s2 + s3) < math.inf",
-        "    if not finite:",
-        "        finite = True",
-        "        peak = 0.0",
+        # The screen in one branch-free pass over the bits: a float's magnitude (its bits without the sign)
+        # orders as an integer does, and a NaN's lies above +inf's, so the largest masked integer gives
+        # max|g| exactly and says whether every entry is finite.  Integer max is associative: LLVM
+        # vectorises it without fastmath.  Measured (625-20-20-10, batch 1): the branchy float scan was 8.9
+        # µs of a 23.1 µs step, four interleaved float accumulators 5.1 µs of 18.9.
+        "    scratch = np.empty(1, G.dtype)",
+        "    if G.itemsize == 8:",
+        "        bits8 = G.view(np.int64)",
+        "        top8 = np.int64(0)",
         "        for i in range(n_params):",
-        "            v = abs(G[i])",
-        "            if not v < math.inf:",
-        "                finite = False",
-        "            elif v > peak:",
-        "                peak = v",
+        "            v8 = bits8[i] & np.int64(0x7FFFFFFFFFFFFFFF)",
+        "            top8 = v8 if v8 > top8 else top8",
+        "        finite = top8 <= np.int64(0x7FF0000000000000) - 1",
+        "        scratch.view(np.int64)[0] = top8",
+        "    else:",
+        "        bits4 = G.view(np.int32)",
+        "        top4 = np.int32(0)",
+        "        for i in range(n_params):",
+        "            v4 = bits4[i] & np.int32(0x7FFFFFFF)",
+        "            top4 = v4 if v4 > top4 else top4",
+        "        finite = top4 <= np.int32(0x7F800000) - 1",
+        "        scratch.view(np.int32)[0] = top4",
+        "    peak = float(scratch[0])",
         "    if not (finite and abs(loss) < math.inf):",
         "        return 1, 0.0, t",
         "    if clip_value > 0.0:",
@@ -831,7 +813,7 @@ def update_source(update: FusedUpdate) -> str:
         *("        " + _SETTING.sub(r"h\1", line) for line in update.lines),
         "    return 0, step_size, t",
     ]
-    return "import math\n\nfrom numba import njit\n\n\n" + "\n".join(lines) + "\n"
+    return "import math\n\nimport numpy as np\nfrom numba import njit\n\n\n" + "\n".join(lines) + "\n"
 
 
 def _complement(l: int) -> sp.IndexedBase:
